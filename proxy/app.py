@@ -1,0 +1,85 @@
+"""The ASGI application: vendor routes go to the proxy handler as plain ASGI (the hot
+path), everything else (admin API, health) to a small Starlette app."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from proxy import db, migrate
+from proxy.admin import AdminAPI
+from proxy.asgi import Receive, Scope, Send
+from proxy.bootstrap import Runtime
+from proxy.gate import Gate
+from proxy.handler import ProxyHandler
+from proxy.keycache import KeyCache
+from proxy.upstream import Upstream
+
+_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz")
+
+
+@dataclass
+class Services:
+    engine: AsyncEngine
+    upstream: Upstream
+    proxy: ProxyHandler
+
+
+class TollgateApp:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.services: Services | None = None
+        self._web = Starlette(
+            routes=[Route("/healthz", self._healthz), Route("/readyz", self._readyz)], lifespan=self._lifespan
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(_STARLETTE_PREFIXES):
+            assert self.services is not None, "lifespan has not run"
+            await self.services.proxy(scope, receive, send)
+        else:
+            await self._web(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        settings = self.runtime.settings
+        engine = db.create_engine(self.runtime.database_url, settings)
+        upstream = Upstream(settings)
+        gate = Gate(engine, settings.reservation_ttl_s)
+        keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
+        self.services = Services(engine, upstream, ProxyHandler(settings, gate, keycache, upstream))
+        admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
+        app.router.routes.extend(admin.routes())
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+            await engine.dispose()
+
+    async def _healthz(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def _readyz(self, request: Request) -> JSONResponse:
+        assert self.services is not None
+        try:
+            async with self.services.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                current = await migrate.current_revision(conn)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        head = migrate.head_revision()
+        if current != head:
+            return JSONResponse({"status": "migrations_pending", "current": current, "head": head}, status_code=503)
+        return JSONResponse({"status": "ready", "migration": current})
+
+
+def create_app(runtime: Runtime) -> TollgateApp:
+    return TollgateApp(runtime)

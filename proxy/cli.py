@@ -1,0 +1,223 @@
+"""The ``tollgate`` command. Exit codes: 0 done, 1 the operation was refused (the message
+says why), 2 bad usage or configuration."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Coroutine
+
+from proxy import bootstrap, config, db, embedded, keys, logs, migrate, policy, secretbox
+from proxy.errors import TollgateError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logs.configure(os.environ.get("TOLLGATE_LOG_FORMAT", "console"))
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except bootstrap.ConfigError as exc:
+        print(f"tollgate: {exc.message}", file=sys.stderr)
+        return 2
+    except TollgateError as exc:
+        print(f"tollgate: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollgate", description="Governance proxy for agents calling Stripe, Twilio and Resend.")
+    parser.add_argument("--config", help="TOML settings file (also TOLLGATE_CONFIG)")
+    parser.add_argument("--data-dir", help="data directory for the embedded Postgres and generated secrets")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", dest="serve_data_dir")
+    serve.set_defaults(run=_serve)
+
+    database = commands.add_parser("db", help="the database").add_subparsers(title="db commands")
+    database.add_parser("upgrade", help="apply migrations").set_defaults(run=_db_upgrade)
+    database.add_parser("url", help="print the database URL in use (for psql)").set_defaults(run=_db_url)
+    database.add_parser("stop", help="stop the embedded Postgres").set_defaults(run=_db_stop)
+
+    key_commands = commands.add_parser("keys", help="vault keys").add_subparsers(title="keys commands")
+    create = key_commands.add_parser("create", help="create a vault key")
+    create.add_argument("--vendor", required=True)
+    create.add_argument("--policy", required=True, metavar="FILE", help="policy JSON file")
+    create.add_argument("--upstream-secret-env", required=True, metavar="VAR",
+                        help="environment variable holding the vendor secret (never pass it in argv)")
+    create.add_argument("--upstream-account", metavar="SID")
+    create.add_argument("--label")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(run=_keys_create)
+    listing = key_commands.add_parser("list", help="list keys")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_keys_list)
+    for name, run, what in (("show", _keys_show, "show a key"), ("revoke", _keys_revoke, "revoke a key")):
+        sub = key_commands.add_parser(name, help=what)
+        sub.add_argument("key_id", metavar="ID")
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(run=run)
+
+    policies = commands.add_parser("policy", help="policies").add_subparsers(title="policy commands")
+    validate = policies.add_parser("validate", help="validate a policy file offline")
+    validate.add_argument("file", metavar="FILE")
+    validate.set_defaults(run=_policy_validate)
+
+    master = commands.add_parser("master-key", help="master key").add_subparsers(title="master-key commands")
+    master.add_parser("new", help="print a new random master key").set_defaults(
+        run=lambda args: print(secretbox.new_master_key()))
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    env = dict(os.environ)
+    data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
+    if data_dir:
+        env["TOLLGATE_DATA_DIR"] = data_dir
+    return config.load(args.config, env)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from proxy.app import create_app
+
+    settings = _settings(args)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = dataclasses.replace(settings, **overrides)
+    logs.configure(settings.log_format)
+    runtime = bootstrap.runtime(settings)
+    migrate.upgrade(runtime.database_url)
+    _print_banner(runtime)
+    uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    return 0
+
+
+def _print_banner(runtime: bootstrap.Runtime) -> None:
+    s = runtime.settings
+    where = f"embedded Postgres in {embedded.pg_dir(s.data_dir)}" if s.embedded else db.redacted(runtime.database_url)
+    token = (f"admin token: {runtime.admin_token_file}" if s.embedded and not os.environ.get("TOLLGATE_ADMIN_TOKEN")
+             else "admin token: from TOLLGATE_ADMIN_TOKEN")
+    lines = [
+        f"Tollgate listening on http://{s.host}:{s.port}  (stripe: http://{s.host}:{s.port}/stripe)",
+        f"database: {where}",
+        token,
+        "next, in another shell, create a key:",
+        "  export STRIPE_SECRET_KEY=sk_test_...",
+        "  .venv/bin/tollgate keys create --vendor stripe --policy policy-schemas/examples/stripe-billing-agent.json"
+        " --upstream-secret-env STRIPE_SECRET_KEY",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    url = db.resolve_url(_settings(args))
+    migrate.upgrade(url)
+    print(f"database at {migrate.head_revision()}")
+    return 0
+
+
+def _db_url(args: argparse.Namespace) -> int:
+    print(db.resolve_url(_settings(args)))
+    return 0
+
+
+def _db_stop(args: argparse.Namespace) -> int:
+    stopped = embedded.stop(_settings(args).data_dir)
+    print("embedded Postgres stopped" if stopped else "embedded Postgres was not running")
+    return 0
+
+
+def _with_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any, Any, Any]], write: bool) -> Any:
+    runtime = bootstrap.runtime(_settings(args))
+    migrate.upgrade(runtime.database_url)
+
+    async def run() -> Any:
+        engine = db.create_engine(runtime.database_url, runtime.settings)
+        try:
+            async with (engine.begin() if write else engine.connect()) as conn:
+                return await work(conn, runtime)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    secret = os.environ.get(args.upstream_secret_env)
+    if not secret:
+        print(f"tollgate: environment variable {args.upstream_secret_env} is empty or not set", file=sys.stderr)
+        return 2
+    document = _read_policy(args.policy)
+
+    async def work(conn, runtime):
+        return await keys.create_key(conn, runtime.box, vendor=args.vendor, upstream_secret=secret,
+                                     policy_document=document, upstream_account=args.upstream_account,
+                                     label=args.label)
+
+    described, token = _with_connection(args, work, write=True)
+    if args.json:
+        print(json.dumps({**described, "key": token}, indent=2))
+    else:
+        print(f"Created {described['id']} for {described['vendor']} "
+              f"(policy {described['policy_id']} v{described['policy_version']}).")
+        print("Vault key, shown once; store it now:")
+        print(f"  {token}")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    rows = _with_connection(args, lambda conn, runtime: keys.list_keys(conn), write=False)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'ID':<18} {'VENDOR':<8} {'STATUS':<8} {'POLICY':<22} {'LABEL'}")
+    for row in rows:
+        print(f"{row['id']:<18} {row['vendor']:<8} {row['status']:<8} "
+              f"{row['policy_id'] + ' v' + str(row['policy_version']):<22} {row['label'] or ''}")
+    return 0
+
+
+def _keys_show(args: argparse.Namespace) -> int:
+    row = _with_connection(args, lambda conn, runtime: keys.show_key(conn, args.key_id), write=False)
+    print(json.dumps(row, indent=2))
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    row = _with_connection(args, lambda conn, runtime: keys.revoke_key(conn, args.key_id), write=True)
+    print(json.dumps(row, indent=2) if args.json else f"Revoked {row['id']} at {row['revoked_at']}.")
+    return 0
+
+
+def _policy_validate(args: argparse.Namespace) -> int:
+    document = _read_policy(args.file)
+    try:
+        policy.validate(document)
+    except policy.PolicyInvalid as exc:
+        for pointer, reason in exc.errors:
+            print(f"{args.file}: {pointer or '/'}: {reason}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: valid")
+    return 0
+
+
+def _read_policy(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise bootstrap.ConfigError("unreadable_policy", f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise bootstrap.ConfigError("invalid_policy_json", f"{path} is not valid JSON: {exc}") from None

@@ -1,0 +1,97 @@
+"""Settings from the environment (``TOLLGATE_*``, ``DATABASE_URL``) and an optional TOML file.
+
+Environment wins over the file, so a deployment can keep defaults in a file and
+override per replica. Nothing here reads secrets into logs: the master key and the
+admin token are loaded, never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from vendors import registry
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "tollgate"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None  # None: embedded Postgres in data_dir
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str | None = None
+    master_key: str | None = None  # base64 of 32 bytes
+    upstreams: Mapping[str, str] = field(default_factory=dict)
+    upstream_timeout_s: float = 30.0
+    upstream_connect_timeout_s: float = 5.0
+    upstream_transport: str = "aiohttp"  # aiohttp | httpx
+    max_body_bytes: int = 1_048_576
+    reservation_ttl_s: int = 300
+    key_cache_ttl_s: float = 5.0
+    db_pool_size: int = 10
+    db_timeout_s: float = 5.0
+    log_format: str = "console"  # console | json
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    def upstream_for(self, vendor: str) -> str:
+        adapter = registry.get(vendor)
+        default = adapter.default_upstream if adapter else ""
+        return self.upstreams.get(vendor, default).rstrip("/")
+
+
+_INT_FIELDS = {"port", "max_body_bytes", "reservation_ttl_s", "db_pool_size"}
+_FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s"}
+
+
+def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = config_file or env.get("TOLLGATE_CONFIG")
+    if config_file:
+        values.update(_from_toml(Path(config_file)))
+    values.update(_from_env(env))
+    settings = Settings()
+    upstreams = dict(values.pop("upstreams", {}))
+    for name, value in values.items():
+        if name in _INT_FIELDS:
+            value = int(value)
+        elif name in _FLOAT_FIELDS:
+            value = float(value)
+        elif name == "data_dir":
+            value = Path(value).expanduser()
+        settings = replace(settings, **{name: value})
+    return replace(settings, upstreams=upstreams)
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    data = tomllib.loads(path.read_text())
+    known = {f for f in Settings.__dataclass_fields__}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    return data
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if env.get("DATABASE_URL"):
+        values["database_url"] = env["DATABASE_URL"]
+    for name in Settings.__dataclass_fields__:
+        key = f"TOLLGATE_{name.upper()}"
+        if name not in ("upstreams", "database_url") and env.get(key):
+            values[name] = env[key]
+    upstreams = {v: env[f"TOLLGATE_UPSTREAM_{v.upper()}"] for v in registry.names() if env.get(f"TOLLGATE_UPSTREAM_{v.upper()}")}
+    if upstreams:
+        values["upstreams"] = upstreams
+    return values

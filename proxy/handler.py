@@ -1,0 +1,272 @@
+"""The request path, top to bottom (DESIGN.md steps 1-10).
+
+The core knows nothing vendor-specific: it asks the adapter to read credentials, parse
+the request, estimate, parse the response and render errors. What it owns is the order
+of things and the guarantees: nothing is forwarded without a committed gate decision,
+and every request on which a key was identified leaves an audit row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from proxy import paths, vaultkeys
+from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
+from proxy.config import Settings
+from proxy.errors import Unavailable
+from proxy.gate import Admission, Gate
+from proxy.keycache import KeyCache
+from proxy.keys import KeyRecord
+from proxy.policy import Denial
+from proxy.upstream import Upstream, UpstreamFailure
+from vendors import registry
+from vendors.base import ParsedRequest, RenderedResponse, RequestRejected, VendorAdapter, VendorError
+
+log = structlog.get_logger("tollgate.request")
+
+RUN_ID_HEADER = "x-agent-run-id"
+MAX_RUN_ID = 200
+# Headers read for decisions: two copies of one would be two different answers.
+SINGLE_HEADERS = frozenset(
+    {"authorization", RUN_ID_HEADER, "idempotency-key", "content-type", "content-length", "host",
+     "stripe-account", "stripe-context"}
+)
+AUTH_REASONS = frozenset(
+    {"missing_key", "malformed_key", "bad_checksum", "unknown_key", "invalid_secret", "key_revoked",
+     "key_expired", "wrong_vendor", "account_mismatch"}
+)
+
+
+class Refusal(Exception):
+    """Stop the request with a vendor-shaped error; ``key_id`` set means record it in the audit table."""
+
+    def __init__(self, reason: str, message: str, status: int, key_id: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.error = VendorError(status=status, reason=reason, message=message, kind=_kind(reason), param=param)
+        self.key_id = key_id
+
+
+@dataclass
+class Call:
+    """One request in flight."""
+
+    vendor: str
+    adapter: VendorAdapter
+    method: str
+    raw_path: bytes
+    query: bytes
+    headers: dict[str, str]
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    body: bytes = b""
+    run_id: str | None = None
+    path: str | None = None
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+
+class ProxyHandler:
+    def __init__(self, settings: Settings, gate: Gate, keycache: KeyCache, upstream: Upstream):
+        self._settings = settings
+        self._gate = gate
+        self._keys = keycache
+        self._upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        vendor, rest = paths.split_vendor(scope.get("raw_path") or scope["path"].encode())
+        adapter = registry.get(vendor)
+        if adapter is None:
+            message = f"No vendor route /{vendor[:40]}; Tollgate serves {', '.join('/' + n for n in registry.names())}."
+            await send_response(send, 404, {"content-type": "application/json"},
+                                json.dumps({"error": {"type": "invalid_request_error", "code": "unknown_vendor",
+                                                      "message": message}}).encode())
+            return
+        call = Call(vendor, adapter, scope["method"], rest, scope.get("query_string", b""), {})
+        response = await self._handle(call, scope, receive)
+        headers = {**response.headers, "x-tollgate-request-id": call.request_id}
+        await send_response(send, response.status, headers, response.body)
+
+    async def _handle(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
+        try:
+            return await self._govern(call, scope, receive)
+        except Refusal as refusal:
+            return await self._refuse(call, refusal)
+        except Unavailable as exc:
+            log.warning("failed_closed", request_id=call.request_id, vendor=call.vendor, reason=exc.reason)
+            return call.adapter.render_error(
+                VendorError(503, exc.reason, f"{exc.message} Nothing was sent to the vendor.", "unavailable",
+                            retryable=True, request_id=call.request_id)
+            )
+
+    async def _govern(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
+        try:
+            call.headers = header_map(scope["headers"], SINGLE_HEADERS)
+            call.run_id = _run_id(call.headers)
+            call.body = await read_body(receive, self._settings.max_body_bytes)
+        except RequestRejected as exc:
+            raise Refusal(exc.reason, exc.message, exc.status) from None
+        key = await self._authenticate(call)  # 2
+        parsed = self._parse(call, key)  # 3
+        predicted = call.adapter.estimate_usd(parsed)  # 5 (before 4: the per-call limit needs it)
+        denial = key.policy.check(parsed, predicted, call.run_id)  # 4
+        admission = await self._admit(call, key, parsed, predicted, denial)  # 6
+        if not admission.allowed:
+            return self._render_refusal(call, admission.reason or "blocked", admission.message or "", 403)
+        return await self._forward(call, key, parsed, predicted, admission)  # 7-10
+
+    async def _authenticate(self, call: Call) -> KeyRecord:
+        presented = call.adapter.presented_credentials(call.headers)
+        if not presented.vault_key:
+            raise Refusal("missing_key", "No vault key provided. Use your Tollgate vault key (tg_...) as the API key.", 401)
+        try:
+            vault_key = vaultkeys.parse(presented.vault_key)
+        except vaultkeys.MalformedKey as exc:
+            raise Refusal(exc.reason, str(exc), 401) from None
+        try:
+            key = await self._keys.get(vault_key.key_id)
+        except Exception as exc:
+            raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
+        if key is None:
+            raise Refusal("unknown_key", "Invalid API key: this vault key does not exist.", 401, vault_key.key_id)
+        if not vaultkeys.secret_matches(vault_key.secret, key.secret_hash):
+            raise Refusal("invalid_secret", "Invalid API key: the vault key's secret is wrong.", 401, key.id)
+        if key.vendor != call.vendor:
+            raise Refusal("wrong_vendor", f"This vault key is for {key.vendor}, not {call.vendor}.", 401, key.id)
+        if key.credential.account and presented.account and presented.account != key.credential.account:
+            raise Refusal("account_mismatch", "The account in the request does not match this vault key's.", 401, key.id)
+        return key
+
+    def _parse(self, call: Call, key: KeyRecord) -> ParsedRequest:
+        try:
+            call.path = paths.normalise(call.raw_path)
+            return call.adapter.parse_request(call.method, call.path, call.query, call.headers, call.body)
+        except RequestRejected as exc:
+            raise Refusal(exc.reason, exc.message, exc.status, key.id, exc.param) from None
+
+    async def _admit(
+        self, call: Call, key: KeyRecord, parsed: ParsedRequest, predicted: Decimal, denial: Denial | None
+    ) -> Admission:
+        for _ in range(2):
+            row = self._audit_row(call, key.id, parsed, key)
+            if denial:
+                row.update(decision="blocked", reason=denial.reason, message=denial.message)
+            else:
+                row.update(decision="allowed")
+            admission = await self._gate.admit(key.id, key.policy.version, row, key.policy.gate_caps(), predicted)
+            if admission.decision != "stale":
+                return admission
+            # The policy changed since this process cached it: judge again with the new one.
+            self._keys.forget(key.id)
+            key = await self._authenticate(call)
+            denial = key.policy.check(parsed, predicted, call.run_id)
+        raise Unavailable("policy_churn", "The key's policy is changing too fast to decide; try again.")
+
+    async def _forward(
+        self, call: Call, key: KeyRecord, parsed: ParsedRequest, predicted: Decimal, admission: Admission
+    ) -> RenderedResponse:
+        adapter = call.adapter
+        url = self._settings.upstream_for(call.vendor) + parsed.path
+        if call.query:
+            url += "?" + call.query.decode("latin-1")
+        headers = {k: v for k, v in call.headers.items() if k in adapter.forward_request_headers}
+        headers.update(adapter.upstream_auth_headers(key.credential))
+        assert admission.audit_id is not None
+        try:
+            response = await self._upstream.send(call.method, url, headers, call.body)
+        except UpstreamFailure as failure:
+            return await self._upstream_failed(call, admission.audit_id, predicted, failure)
+        priced = adapter.parse_response(parsed, response.status, response.headers, response.body)
+        cost, source = (priced.cost_usd, "parsed") if priced.cost_usd is not None else (predicted, "estimated")
+        await self._gate.settle(admission.audit_id, cost, {
+            "cost_source": source, "currency": priced.currency, "amount_minor": priced.amount_minor,
+            "object_id": priced.object_id, "customer_id": priced.customer_id,
+            "upstream_status": response.status, "upstream_request_id": priced.vendor_request_id,
+            "latency_ms": call.elapsed_ms(),
+        })
+        self._log(call, key.id, parsed.endpoint, "allowed", None, response.status)
+        passed = {k: v for k, v in response.headers.items() if k in adapter.forward_response_headers}
+        return RenderedResponse(response.status, passed, response.body)
+
+    async def _upstream_failed(
+        self, call: Call, audit_id: int, predicted: Decimal, failure: UpstreamFailure
+    ) -> RenderedResponse:
+        # A call that may have reached the vendor may have moved money: keep its estimate on the books.
+        cost = predicted if failure.maybe_delivered else Decimal(0)
+        await self._gate.settle(audit_id, cost, {
+            "decision": "error", "reason": failure.reason, "message": failure.message,
+            "cost_source": "estimated" if failure.maybe_delivered else "none", "latency_ms": call.elapsed_ms(),
+        })
+        self._log(call, None, None, "error", failure.reason, None)
+        status = 504 if failure.reason == "upstream_timeout" else 502
+        return call.adapter.render_error(
+            VendorError(status, failure.reason, failure.message, "unavailable",
+                        retryable=not failure.maybe_delivered, request_id=call.request_id)
+        )
+
+    async def _refuse(self, call: Call, refusal: Refusal) -> RenderedResponse:
+        error = refusal.error
+        if refusal.key_id is None:
+            self._log(call, None, None, "blocked", error.reason, error.status)
+            return call.adapter.render_error(replace(error, request_id=call.request_id))
+        row = self._audit_row(call, refusal.key_id, None, None)
+        row.update(decision="blocked", reason=error.reason, message=error.message)
+        admission = await self._gate.admit(refusal.key_id, None, row, "[]", Decimal(0))
+        return self._render_refusal(call, admission.reason or error.reason, admission.message or error.message,
+                                    error.status, refusal.key_id, error.param)
+
+    def _render_refusal(
+        self, call: Call, reason: str, message: str, status: int, key_id: str | None = None, param: str | None = None
+    ) -> RenderedResponse:
+        status = 401 if reason in AUTH_REASONS else status
+        self._log(call, key_id, None, "blocked", reason, status)
+        return call.adapter.render_error(
+            VendorError(status, reason, message, _kind(reason), param, request_id=call.request_id))
+
+    def _audit_row(
+        self, call: Call, key_id: str, parsed: ParsedRequest | None, key: KeyRecord | None
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "request_id": call.request_id, "agent_run_id": call.run_id, "key_id": key_id, "vendor": call.vendor,
+            "method": call.method, "path": call.path or _printable(call.raw_path), "latency_ms": call.elapsed_ms(),
+            "idempotency_key": call.headers.get("idempotency-key"),
+        }
+        if key is not None:
+            row.update(policy_id=key.policy.id, policy_version=key.policy.version)
+        if parsed is not None:
+            row.update(
+                endpoint=parsed.endpoint, customer_id=parsed.customer_id, object_id=parsed.object_id,
+                vendor_account=parsed.account, currency=parsed.currency, amount_minor=parsed.amount_minor,
+                idempotency_key=parsed.idempotency_key, request_summary=dict(parsed.summary),
+            )
+        return row
+
+    def _log(self, call: Call, key_id: str | None, endpoint: str | None, decision: str,
+             reason: str | None, status: int | None) -> None:
+        log.info("request", request_id=call.request_id, vendor=call.vendor, method=call.method,
+                 endpoint=endpoint, key_id=key_id, agent_run_id=call.run_id, decision=decision,
+                 reason=reason, status=status, latency_ms=call.elapsed_ms())
+
+
+def _run_id(headers: dict[str, str]) -> str | None:
+    value = headers.get(RUN_ID_HEADER)
+    if value is None:
+        return None
+    if not value or len(value) > MAX_RUN_ID or not value.isprintable() or not value.isascii():
+        raise RequestRejected("invalid_run_id", f"X-Agent-Run-Id must be 1-{MAX_RUN_ID} printable ASCII characters.")
+    return value
+
+
+def _kind(reason: str) -> str:
+    return "auth" if reason in AUTH_REASONS else "policy"
+
+
+def _printable(raw: bytes) -> str:
+    return raw[:512].decode("ascii", errors="backslashreplace")

@@ -1,0 +1,179 @@
+"""Vault keys and the policies they point at: create, list, show, revoke, and load for auth.
+
+Shared by the admin API and the CLI, so both behave the same. Nothing returned from
+here contains a secret except ``create_key``'s token, which the caller shows once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from proxy import policy as policy_module
+from proxy import vaultkeys
+from proxy.errors import InvalidInput, NotFound
+from proxy.schema import policies, policy_versions, upstream_credentials, vault_keys
+from proxy.secretbox import SecretBox
+from vendors import registry
+from vendors.base import UpstreamCredential
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """Everything the request path needs about one key, loaded in one query."""
+
+    id: str
+    vendor: str
+    secret_hash: bytes
+    policy: policy_module.Policy
+    credential: UpstreamCredential
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+async def create_policy(conn: AsyncConnection, document: Mapping[str, Any], name: str | None = None) -> tuple[str, int]:
+    policy_module.validate(document)
+    policy_id = _new_id("pol")
+    await conn.execute(insert(policies).values(id=policy_id, vendor=document["vendor"], name=name, current_version=1))
+    await conn.execute(insert(policy_versions).values(policy_id=policy_id, version=1, document=dict(document)))
+    return policy_id, 1
+
+
+async def create_key(
+    conn: AsyncConnection,
+    box: SecretBox,
+    *,
+    vendor: str,
+    upstream_secret: str,
+    policy_document: Mapping[str, Any] | None = None,
+    policy_id: str | None = None,
+    upstream_account: str | None = None,
+    label: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Create a key bound to an upstream credential and a policy; return (description, token)."""
+    if registry.get(vendor) is None:
+        raise InvalidInput("unknown_vendor", f"Unknown vendor {vendor!r}; known: {', '.join(registry.names())}.")
+    if not upstream_secret:
+        raise InvalidInput("missing_upstream_secret", "An upstream secret is required.")
+    if (policy_document is None) == (policy_id is None):
+        raise InvalidInput("policy_required", "Give exactly one of a policy document or a policy_id.")
+    if policy_document is not None:
+        policy_id, _ = await create_policy(conn, policy_document)
+    policy_vendor = await conn.scalar(select(policies.c.vendor).where(policies.c.id == policy_id))
+    if policy_vendor is None:
+        raise NotFound("unknown_policy", f"No such policy: {policy_id}.")
+    if policy_vendor != vendor:
+        raise InvalidInput("vendor_mismatch", f"Policy {policy_id} is for {policy_vendor}, not {vendor}.")
+    key, token = vaultkeys.generate()
+    credential_id = _new_id("cred")
+    await conn.execute(
+        insert(upstream_credentials).values(
+            id=credential_id, vendor=vendor, account=upstream_account,
+            secret_ciphertext=box.seal(upstream_secret, credential_id),
+        )
+    )
+    await conn.execute(
+        insert(vault_keys).values(
+            id=key.key_id, vendor=vendor, label=label, secret_hash=key.secret_hash,
+            credential_id=credential_id, policy_id=policy_id, expires_at=expires_at,
+        )
+    )
+    return await show_key(conn, key.key_id), token
+
+
+_KEY_COLUMNS = (
+    vault_keys.c.id, vault_keys.c.vendor, vault_keys.c.label, vault_keys.c.status, vault_keys.c.policy_id,
+    policies.c.current_version.label("policy_version"), upstream_credentials.c.account.label("upstream_account"),
+    vault_keys.c.created_at, vault_keys.c.revoked_at, vault_keys.c.expires_at,
+)
+
+
+def _described(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for name in ("created_at", "revoked_at", "expires_at"):
+        out[name] = out[name].isoformat() if out[name] else None
+    return out
+
+
+def _keys_query():
+    return (
+        select(*_KEY_COLUMNS)
+        .join(policies, policies.c.id == vault_keys.c.policy_id)
+        .join(upstream_credentials, upstream_credentials.c.id == vault_keys.c.credential_id)
+    )
+
+
+async def list_keys(conn: AsyncConnection, vendor: str | None = None) -> list[dict[str, Any]]:
+    query = _keys_query().order_by(vault_keys.c.created_at)
+    if vendor:
+        query = query.where(vault_keys.c.vendor == vendor)
+    return [_described(row) for row in await conn.execute(query)]
+
+
+async def show_key(conn: AsyncConnection, key_id: str) -> dict[str, Any]:
+    row = (await conn.execute(_keys_query().where(vault_keys.c.id == key_id))).first()
+    if row is None:
+        raise NotFound("unknown_key", f"No such key: {key_id}.")
+    described = _described(row)
+    document = await conn.scalar(
+        select(policy_versions.c.document).where(
+            policy_versions.c.policy_id == described["policy_id"],
+            policy_versions.c.version == described["policy_version"],
+        )
+    )
+    return {**described, "policy": document}
+
+
+async def revoke_key(conn: AsyncConnection, key_id: str) -> dict[str, Any]:
+    """Idempotent: revoking a revoked key keeps its first revocation time."""
+    result = await conn.execute(
+        update(vault_keys)
+        .where(vault_keys.c.id == key_id)
+        .values(status="revoked", revoked_at=func.coalesce(vault_keys.c.revoked_at, func.now()))
+    )
+    if result.rowcount == 0:
+        raise NotFound("unknown_key", f"No such key: {key_id}.")
+    return await show_key(conn, key_id)
+
+
+async def load_for_auth(conn: AsyncConnection, box: SecretBox, key_id: str) -> KeyRecord | None:
+    """The key, its current policy and its decrypted upstream credential; None if unknown.
+
+    Status and expiry are deliberately not judged here: the gate reads them fresh on
+    every request, so a cached record can never let a revoked key through.
+    """
+    query = (
+        select(
+            vault_keys.c.id, vault_keys.c.vendor, vault_keys.c.secret_hash, vault_keys.c.policy_id,
+            policies.c.current_version, policy_versions.c.document,
+            upstream_credentials.c.id.label("credential_id"), upstream_credentials.c.account,
+            upstream_credentials.c.secret_ciphertext,
+        )
+        .join(policies, policies.c.id == vault_keys.c.policy_id)
+        .join(
+            policy_versions,
+            (policy_versions.c.policy_id == policies.c.id) & (policy_versions.c.version == policies.c.current_version),
+        )
+        .join(upstream_credentials, upstream_credentials.c.id == vault_keys.c.credential_id)
+        .where(vault_keys.c.id == key_id)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    document = row.document if isinstance(row.document, dict) else json.loads(row.document)
+    return KeyRecord(
+        id=row.id,
+        vendor=row.vendor,
+        secret_hash=row.secret_hash,
+        policy=policy_module.Policy.from_document(row.policy_id, row.current_version, document),
+        credential=UpstreamCredential(box.open(row.secret_ciphertext, row.credential_id), row.account),
+    )

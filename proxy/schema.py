@@ -1,0 +1,140 @@
+"""The schema, declared once with SQLAlchemy Core.
+
+Migrations in migrations/versions create exactly this (a test compares them), and the
+admin API and CLI query through these objects. ``audit_events`` column names are a
+public interface: users write SQL against them, so they are never renamed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+metadata = MetaData()
+
+USD = Numeric(20, 6)  # six decimals: Twilio prices a segment in fractions of a cent
+NOW = text("now()")
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("vendor", Text, nullable=False),
+    Column("name", Text),
+    Column("current_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("policy_id", Text, ForeignKey("policies.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("policy_id", "version"),
+)
+
+upstream_credentials = Table(
+    "upstream_credentials",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("vendor", Text, nullable=False),
+    Column("account", Text),  # e.g. Twilio account SID; never secret
+    Column("secret_ciphertext", LargeBinary, nullable=False),  # AES-256-GCM, see proxy/secretbox.py
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("rotated_at", DateTime(timezone=True)),
+)
+
+vault_keys = Table(
+    "vault_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("vendor", Text, nullable=False),
+    Column("label", Text),
+    Column("secret_hash", LargeBinary, nullable=False),  # sha256 of the key's secret part
+    Column("credential_id", Text, ForeignKey("upstream_credentials.id"), nullable=False),
+    Column("policy_id", Text, ForeignKey("policies.id"), nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'active'")),  # active | revoked
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+)
+
+# One row per key and window bucket ("day:2026-11-24", "run:<run id>", "total"), shared by
+# every cap on that window: spend and request counts both live here.
+budget_counters = Table(
+    "budget_counters",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    Column("bucket", Text, nullable=False),
+    Column("spent_usd", USD, nullable=False, server_default=text("0")),
+    Column("reserved_usd", USD, nullable=False, server_default=text("0")),
+    Column("requests", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("key_id", "bucket"),
+)
+
+# An allowed call's predicted cost, held against its buckets until the call settles.
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("audit_id", BigInteger, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("usd", USD, nullable=False),
+    Column("buckets", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("reservations_expires_at", "expires_at"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("request_id", Text, nullable=False),  # Tollgate's id for the request, also in logs
+    Column("agent_run_id", Text),
+    Column("key_id", Text),
+    Column("vendor", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("endpoint", Text),
+    Column("customer_id", Text),
+    Column("object_id", Text),
+    Column("vendor_account", Text),  # Stripe-Account / Stripe-Context, Twilio account SID
+    Column("decision", Text, nullable=False),  # allowed | blocked | shadow_blocked | approval_required | error
+    Column("reason", Text),  # stable code
+    Column("message", Text),  # the sentence the agent was shown
+    Column("state", Text, nullable=False),  # pending (forwarding) | final | reconciled
+    Column("predicted_usd", USD),
+    Column("cost_usd", USD),
+    Column("cost_source", Text),  # parsed | estimated | none
+    Column("currency", Text),
+    Column("amount_minor", BigInteger),
+    Column("upstream_status", Integer),
+    Column("upstream_request_id", Text),
+    Column("idempotency_key", Text),
+    Column("latency_ms", Numeric(12, 3)),
+    Column("policy_id", Text),
+    Column("policy_version", Integer),
+    Column("request_summary", JSONB),
+    Column("finalized_at", DateTime(timezone=True)),
+    Index("audit_events_run", "agent_run_id", "ts"),
+    Index("audit_events_key_ts", "key_id", "ts"),
+    Index("audit_events_ts", "ts"),
+)

@@ -1,0 +1,1 @@
+"""Vendor adapters: pure parsers and pricers, one module per vendor, behind vendors.base."""

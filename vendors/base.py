@@ -1,0 +1,125 @@
+"""The adapter protocol: the seam between the proxy core and one vendor.
+
+An adapter is pure. It gets bytes and headers and returns parsed facts; it never
+does I/O, never sees the database and never sees an upstream secret in plain text
+except when asked to build the upstream auth header. Everything the core needs to
+know about a vendor goes through the types in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping, Protocol
+
+
+class RequestRejected(Exception):
+    """An adapter refuses a request it cannot parse unambiguously.
+
+    ``reason`` is a stable code that ends up in the audit table; ``message`` is what
+    the agent reads, so it names the rule that was broken.
+    """
+
+    def __init__(self, reason: str, message: str, *, status: int = 400, param: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+        self.param = param
+
+
+@dataclass(frozen=True)
+class PresentedCredentials:
+    """What the agent put in its auth header: the vault key and, for vendors whose
+    auth carries one (Twilio), the account it claims."""
+
+    vault_key: str | None
+    account: str | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamCredential:
+    """The real vendor credential, decrypted, handed to the adapter only to build
+    the upstream auth header."""
+
+    secret: str
+    account: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """Facts about one request, everything the policy and the audit row need."""
+
+    method: str
+    path: str  # normalised concrete path, e.g. /v1/charges/ch_123
+    endpoint: str  # template, e.g. "GET /v1/charges/{id}"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    customer_id: str | None = None
+    object_id: str | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+    moves_money: bool = False
+    idempotency_key: str | None = None
+    account: str | None = None  # connected account / sub-account the call acts on
+    summary: Mapping[str, Any] = field(default_factory=dict)  # redacted, for the audit row
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """Facts read from the vendor's answer."""
+
+    cost_usd: Decimal | None  # None: the response does not say (cost_source 'estimated' or 'none')
+    currency: str | None = None
+    amount_minor: int | None = None
+    object_id: str | None = None
+    customer_id: str | None = None
+    vendor_request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VendorError:
+    """A refusal to be rendered in the vendor's own error shape."""
+
+    status: int
+    reason: str  # stable code, also the vendor error `code`
+    message: str
+    kind: str = "policy"  # policy | auth | invalid_request | unavailable | not_found
+    param: str | None = None
+    retryable: bool = False
+    request_id: str | None = None  # Tollgate's id for the request, for the vendor's request-id header
+
+
+@dataclass(frozen=True)
+class RenderedResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class VendorAdapter(Protocol):
+    """One vendor. Implementations live in vendors/<name>.py and register in vendors/registry.py."""
+
+    name: str
+    default_upstream: str  # e.g. "https://api.stripe.com"
+    # Request headers the vendor's SDKs send that are safe and useful to pass upstream.
+    forward_request_headers: frozenset[str]
+    # Response headers worth passing back to the agent.
+    forward_response_headers: frozenset[str]
+
+    def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials: ...
+
+    def parse_request(
+        self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
+    ) -> ParsedRequest:
+        """Raise RequestRejected for anything ambiguous or malformed."""
+
+    def estimate_usd(self, request: ParsedRequest) -> Decimal:
+        """Predicted cost in USD before the call leaves (0 for calls that move no money)."""
+
+    def parse_response(
+        self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ParsedResponse: ...
+
+    def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]: ...
+
+    def render_error(self, error: VendorError) -> RenderedResponse: ...

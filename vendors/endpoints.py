@@ -1,0 +1,85 @@
+"""Endpoint templates: ``POST /v1/refunds``, ``GET /v1/charges/{id}``.
+
+A template names the operation independent of the object it touches; it is what the
+audit row's ``endpoint`` column holds and what operators read. Policies match the
+concrete path segment by segment (``*`` is one segment).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Generic, Iterable, TypeVar
+
+T = TypeVar("T")
+
+# An object id as vendors print them: a short prefix, '_' or a letter pair, then an opaque tail
+# with a digit or capital in it (Stripe ch_3MmlLrLkdIwHu7ix, Twilio SM0123..., Resend UUIDs).
+_ID = re.compile(
+    r"^(?:[a-z]{1,16}_[A-Za-z0-9]*[0-9A-Z][A-Za-z0-9]*"
+    r"|[A-Z]{2}[0-9a-f]{32}"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.json)?$"
+)
+
+
+def looks_like_id(segment: str) -> bool:
+    return bool(_ID.match(segment))
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[T]):
+    method: str
+    template: str  # "/v1/charges/{id}"
+    facts: T
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+class EndpointTable(Generic[T]):
+    """Known endpoints of one vendor, matched by method and path segments."""
+
+    def __init__(self, endpoints: Iterable[Endpoint[T]]):
+        self._by_shape: dict[tuple[str, int], list[tuple[list[str], Endpoint[T]]]] = {}
+        for endpoint in endpoints:
+            segments = endpoint.template.strip("/").split("/")
+            self._by_shape.setdefault((endpoint.method, len(segments)), []).append((segments, endpoint))
+
+    def match(self, method: str, path: str) -> tuple[Endpoint[T] | None, dict[str, str], str]:
+        """Return (endpoint or None, path params, template name)."""
+        segments = path.strip("/").split("/")
+        for template, endpoint in self._by_shape.get((method, len(segments)), ()):
+            params = _bind(template, segments)
+            if params is not None:
+                return endpoint, params, endpoint.name
+        return None, {}, f"{method} {generic_template(segments)}"
+
+
+def _bind(template: list[str], segments: list[str]) -> dict[str, str] | None:
+    params: dict[str, str] = {}
+    for want, got in zip(template, segments):
+        if want.startswith("{") and want.endswith("}"):
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
+
+
+def generic_template(segments: list[str]) -> str:
+    return "/" + "/".join("{id}" if looks_like_id(s) else s for s in segments)
+
+
+def pattern_matches(pattern: str, method: str, path: str) -> bool:
+    """Policy pattern ``METHOD /a/*/c`` against a concrete request.
+
+    ``*`` (or a template placeholder such as ``{id}``) is exactly one segment.
+    """
+    want_method, _, want_path = pattern.partition(" ")
+    if want_method.upper() != method:
+        return False
+    want = want_path.strip("/").split("/")
+    got = path.strip("/").split("/")
+    if len(want) != len(got):
+        return False
+    return all(w == "*" or (w.startswith("{") and w.endswith("}")) or w == g for w, g in zip(want, got))

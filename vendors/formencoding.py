@@ -1,0 +1,134 @@
+"""A strict decoder for Stripe-style nested form bodies and query strings.
+
+Stripe's SDKs send ``metadata[k]=v``, ``expand[0]=x`` and ``items[0][price]=p`` with
+literal brackets; curl users write ``expand[]=x`` or percent-encode the brackets.
+All of those decode to the same tree here. Anything that could be read two ways is
+refused instead of guessed at: a key given twice (also once literal and once
+percent-encoded), a value that is both a leaf and a branch, ``[]`` mixed with
+explicit indices, bad percent-escapes, invalid UTF-8.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from vendors.base import RequestRejected
+
+MAX_PAIRS = 1000
+MAX_DEPTH = 8
+MAX_KEY_LENGTH = 256
+
+_ROOT = re.compile(r"[A-Za-z0-9_]+")
+_SEGMENT = re.compile(r"\[([A-Za-z0-9_\-.:]*)\]")
+_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+FormTree = dict[str, Any]
+
+
+def decode(data: bytes, *, where: str = "body") -> FormTree:
+    """Decode ``a=1&b[c]=2`` into ``{"a": "1", "b": {"c": "2"}}``; arrays stay dicts keyed "0", "1"..."""
+    tree: FormTree = {}
+    if not data:
+        return tree
+    pairs = data.split(b"&")
+    if len(pairs) > MAX_PAIRS:
+        raise RequestRejected("too_many_parameters", f"The request {where} has more than {MAX_PAIRS} parameters.")
+    appended: set[tuple[str, ...]] = set()
+    indexed: set[tuple[str, ...]] = set()
+    for raw in pairs:
+        if not raw:
+            raise RequestRejected("malformed_form", f"The request {where} has an empty parameter (a stray '&').")
+        if b"=" not in raw:
+            raise RequestRejected("malformed_form", f"The request {where} has a parameter without '=': {_show(raw)}.")
+        raw_key, raw_value = raw.split(b"=", 1)
+        key, value = _unquote(raw_key, where), _unquote(raw_value, where)
+        path = _key_path(key, where)
+        _insert(tree, path, value, key, appended, indexed, where)
+    return tree
+
+
+def _unquote(raw: bytes, where: str) -> str:
+    if _PERCENT.search(raw):
+        raise RequestRejected("malformed_form", f"The request {where} has an invalid percent-escape: {_show(raw)}.")
+    raw = raw.replace(b"+", b" ")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x25:  # '%'
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestRejected("invalid_utf8", f"The request {where} is not valid UTF-8.") from None
+
+
+def _key_path(key: str, where: str) -> list[str | None]:
+    """``items[0][price]`` -> ["items", "0", "price"]; ``expand[]`` -> ["expand", None]."""
+    if len(key) > MAX_KEY_LENGTH:
+        raise RequestRejected("malformed_form", f"A parameter name in the request {where} is too long.")
+    root = _ROOT.match(key)
+    if not root:
+        raise RequestRejected("malformed_form", f"Invalid parameter name {key!r} in the request {where}.")
+    path: list[str | None] = [root.group(0)]
+    pos = root.end()
+    while pos < len(key):
+        seg = _SEGMENT.match(key, pos)
+        if not seg:
+            raise RequestRejected("malformed_form", f"Invalid parameter name {key!r} in the request {where}.")
+        path.append(seg.group(1) or None)
+        pos = seg.end()
+    if len(path) > MAX_DEPTH:
+        raise RequestRejected("malformed_form", f"Parameter {key!r} is nested deeper than {MAX_DEPTH} levels.")
+    return path
+
+
+def _insert(
+    tree: FormTree,
+    path: list[str | None],
+    value: str,
+    key: str,
+    appended: set[tuple[str, ...]],
+    indexed: set[tuple[str, ...]],
+    where: str,
+) -> None:
+    node: FormTree = tree
+    for depth, segment in enumerate(path):
+        parent = tuple(str(s) for s in path[:depth])
+        if segment is None:
+            if parent in indexed:
+                raise _ambiguous(key, where)
+            appended.add(parent)
+            segment = str(len(node))
+        elif depth > 0 and segment.isdigit():
+            if parent in appended:
+                raise _ambiguous(key, where)
+            indexed.add(parent)
+        last = depth == len(path) - 1
+        existing = node.get(segment)
+        if last:
+            if existing is not None:
+                raise RequestRejected(
+                    "duplicate_parameter", f"Parameter {key!r} appears more than once in the request {where}.", param=key
+                )
+            node[segment] = value
+            return
+        if existing is None:
+            existing = node[segment] = {}
+        elif not isinstance(existing, dict):
+            raise _ambiguous(key, where)
+        node = existing
+
+
+def _ambiguous(key: str, where: str) -> RequestRejected:
+    return RequestRejected(
+        "ambiguous_parameter", f"Parameter {key!r} conflicts with another parameter in the request {where}.", param=key
+    )
+
+
+def _show(raw: bytes) -> str:
+    return repr(raw[:40].decode("latin-1"))

@@ -1,0 +1,262 @@
+"""Stripe: form-encoded requests, JSON responses, money in minor units.
+
+Cost is the money a call moves, in USD: a charge's or refund's amount, converted
+with the FX table. Calls that move no money cost 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Mapping
+
+from vendors import formencoding, money
+from vendors.base import (
+    ParsedRequest,
+    ParsedResponse,
+    PresentedCredentials,
+    RenderedResponse,
+    RequestRejected,
+    UpstreamCredential,
+    VendorError,
+)
+from vendors.endpoints import Endpoint, EndpointTable
+
+MAX_AMOUNT_MINOR = 99_999_999_999  # Stripe's own ceiling is 8 digits for USD; anything past this is nonsense.
+
+
+@dataclass(frozen=True)
+class Money:
+    """Where a money-moving endpoint keeps its amount: in the request and in the response object."""
+
+    request_amount: str | None  # request param holding the amount, if any
+    response_amount: str  # field of the returned object holding the amount moved
+    moves_now: str | None = None  # request flag that must be "true" for money to move on this call
+
+
+@dataclass(frozen=True)
+class Facts:
+    money: Money | None = None
+    object_param: str | None = None  # request param naming the object acted on (e.g. refunds' charge)
+    customer_from_path: bool = False
+
+
+def _e(method: str, template: str, facts: Facts = Facts()) -> Endpoint[Facts]:
+    return Endpoint(method, template, facts)
+
+
+ENDPOINTS = EndpointTable(
+    [
+        _e("POST", "/v1/customers"),
+        _e("GET", "/v1/customers"),
+        _e("GET", "/v1/customers/{id}", Facts(customer_from_path=True)),
+        _e("POST", "/v1/customers/{id}", Facts(customer_from_path=True)),
+        _e("DELETE", "/v1/customers/{id}", Facts(customer_from_path=True)),
+        _e("POST", "/v1/charges", Facts(money=Money("amount", "amount"))),
+        _e("GET", "/v1/charges"),
+        _e("GET", "/v1/charges/{id}"),
+        _e("POST", "/v1/charges/{id}"),
+        _e("POST", "/v1/charges/{id}/capture", Facts(money=Money("amount", "amount_captured"))),
+        _e("POST", "/v1/payment_intents", Facts(money=Money("amount", "amount_received", moves_now="confirm"))),
+        _e("GET", "/v1/payment_intents"),
+        _e("GET", "/v1/payment_intents/{id}"),
+        _e("POST", "/v1/payment_intents/{id}"),
+        _e("POST", "/v1/payment_intents/{id}/confirm", Facts(money=Money(None, "amount_received"))),
+        _e("POST", "/v1/payment_intents/{id}/capture", Facts(money=Money("amount_to_capture", "amount_received"))),
+        _e("POST", "/v1/payment_intents/{id}/cancel"),
+        _e("POST", "/v1/refunds", Facts(money=Money("amount", "amount"), object_param="charge")),
+        _e("GET", "/v1/refunds"),
+        _e("GET", "/v1/refunds/{id}"),
+        _e("POST", "/v1/payouts", Facts(money=Money("amount", "amount"))),
+        _e("GET", "/v1/payouts/{id}"),
+        _e("POST", "/v1/transfers", Facts(money=Money("amount", "amount"))),
+        _e("GET", "/v1/transfers/{id}"),
+        _e("GET", "/v1/balance"),
+    ]
+)
+
+_SUMMARY_PARAMS = ("amount", "currency", "customer", "charge", "payment_intent", "destination", "reason", "confirm")
+
+
+class StripeAdapter:
+    name = "stripe"
+    default_upstream = "https://api.stripe.com"
+    forward_request_headers = frozenset(
+        {
+            "content-type",
+            "accept",
+            "user-agent",
+            "idempotency-key",
+            "stripe-version",
+            "stripe-account",
+            "stripe-context",
+            "x-stripe-client-user-agent",
+            "x-stripe-client-telemetry",
+        }
+    )
+    forward_response_headers = frozenset(
+        {"content-type", "request-id", "idempotency-key", "idempotent-replayed", "stripe-version",
+         "stripe-should-retry", "stripe-account", "original-request"}
+    )
+
+    def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            return PresentedCredentials(value.strip() or None)
+        if scheme.lower() == "basic":  # Stripe accepts the key as the Basic username
+            try:
+                user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                return PresentedCredentials(None)
+            return PresentedCredentials(user or None)
+        return PresentedCredentials(None)
+
+    def parse_request(
+        self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
+    ) -> ParsedRequest:
+        params = _merged_params(method, query, headers, body)
+        endpoint, path_params, name = ENDPOINTS.match(method, path)
+        facts = endpoint.facts if endpoint else Facts()
+        amount_minor, currency, moves = _money(facts, params)
+        customer = _text(params.get("customer"), "customer")
+        object_id = path_params.get("id") or _text(params.get(facts.object_param or ""), facts.object_param or "")
+        if facts.customer_from_path:
+            customer = path_params["id"]
+        return ParsedRequest(
+            method=method,
+            path=path,
+            endpoint=name,
+            params=params,
+            customer_id=customer,
+            object_id=object_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            moves_money=moves,
+            idempotency_key=headers.get("idempotency-key"),
+            account=headers.get("stripe-context") or headers.get("stripe-account"),
+            summary={k: params[k] for k in _SUMMARY_PARAMS if isinstance(params.get(k), str)},
+        )
+
+    def estimate_usd(self, request: ParsedRequest) -> Decimal:
+        if not request.moves_money or request.amount_minor is None:
+            return Decimal(0)
+        # A refund carries no currency: it is in the charge's. Until the charge is known,
+        # price it as USD, which is what most accounts settle in.
+        return money.minor_to_usd(request.amount_minor, request.currency or "usd")
+
+    def parse_response(
+        self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ParsedResponse:
+        request_id = headers.get("request-id")
+        if status >= 400:
+            # Stripe moves no money on an error.
+            return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id)
+        obj = _json_object(body)
+        endpoint, _, _ = ENDPOINTS.match(request.method, request.path)
+        money_facts = endpoint.facts.money if endpoint else None
+        object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        customer = _customer_of(obj)
+        if money_facts is None:
+            return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id)
+        amount, currency = obj.get(money_facts.response_amount), obj.get("currency")
+        if not (isinstance(amount, int) and isinstance(currency, str)) or currency.lower() not in money.fx_table().usd_per_unit:
+            return ParsedResponse(None, object_id=object_id, customer_id=customer, vendor_request_id=request_id)
+        return ParsedResponse(
+            cost_usd=money.minor_to_usd(amount, currency),
+            currency=currency.lower(),
+            amount_minor=amount,
+            object_id=object_id,
+            customer_id=customer,
+            vendor_request_id=request_id,
+        )
+
+    def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
+        return {"authorization": f"Bearer {credential.secret}"}
+
+    def render_error(self, error: VendorError) -> RenderedResponse:
+        kind = "api_error" if error.kind == "unavailable" else "invalid_request_error"
+        payload: dict[str, Any] = {"type": kind, "code": error.reason, "message": error.message}
+        if error.param:
+            payload["param"] = error.param
+        headers = {
+            "content-type": "application/json",
+            "stripe-should-retry": "true" if error.retryable else "false",
+        }
+        if error.request_id:
+            headers["request-id"] = error.request_id
+        return RenderedResponse(error.status, headers, json.dumps({"error": payload}).encode())
+
+
+def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    from_query = formencoding.decode(query, where="query string")
+    if not body:
+        return from_query
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise RequestRejected(
+            "unsupported_content_type",
+            f"Stripe requests must be application/x-www-form-urlencoded, not {content_type or 'missing'!r}.",
+        )
+    from_body = formencoding.decode(body, where="body")
+    for key in from_body.keys() & from_query.keys():
+        raise RequestRejected(
+            "duplicate_parameter", f"Parameter {key!r} appears in both the query string and the body.", param=key
+        )
+    return {**from_query, **from_body}
+
+
+def _money(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str | None, bool]:
+    if facts.money is None:
+        return None, None, False
+    spec = facts.money
+    moves = spec.moves_now is None or params.get(spec.moves_now) == "true"
+    amount = _amount(params.get(spec.request_amount)) if spec.request_amount else None
+    currency = params.get("currency")
+    if currency is not None:
+        if not isinstance(currency, str):
+            raise RequestRejected("invalid_parameter", "Parameter 'currency' must be a string.", param="currency")
+        currency = money.check_currency(currency)
+    return amount, currency, moves
+
+
+def _amount(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 15:
+        raise RequestRejected(
+            "invalid_amount", "Parameter 'amount' must be a non-negative integer in the currency's minor unit.",
+            param="amount",
+        )
+    amount = int(value)
+    if amount > MAX_AMOUNT_MINOR:
+        raise RequestRejected("invalid_amount", f"Parameter 'amount' exceeds {MAX_AMOUNT_MINOR}.", param="amount")
+    return amount
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None or name == "":
+        return None
+    if not isinstance(value, str):
+        raise RequestRejected("invalid_parameter", f"Parameter {name!r} must be a string.", param=name)
+    return value or None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _customer_of(obj: Mapping[str, Any]) -> str | None:
+    if obj.get("object") == "customer":
+        return obj.get("id")
+    customer = obj.get("customer")
+    if isinstance(customer, dict):  # expanded
+        customer = customer.get("id")
+    return customer if isinstance(customer, str) else None
