@@ -116,7 +116,7 @@ def _print_banner(runtime: bootstrap.Runtime) -> None:
         token,
         "next, in another shell, create a key:",
         "  export STRIPE_SECRET_KEY=sk_test_...",
-        "  .venv/bin/tollgate keys create --vendor stripe --policy policy-schemas/examples/stripe-billing-agent.json"
+        "  .venv/bin/tollgate keys create --vendor stripe --policy policy-schemas/examples/stripe-quickstart.json"
         " --upstream-secret-env STRIPE_SECRET_KEY",
     ]
     print("\n".join(lines), flush=True)

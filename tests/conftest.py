@@ -1,0 +1,86 @@
+"""Shared fixtures: a real Postgres (started by the suite), the Stripe emulator, the
+proxy on a loopback port, and helpers to make keys and read audit rows with SQL."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from proxy import bootstrap, migrate
+from proxy.app import create_app
+from tests.emulators.stripe_api import create_app as create_stripe_emulator
+from tests.support.servers import serve_asgi
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, settings_for
+
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A migrated database on a real Postgres: TOLLGATE_TEST_DATABASE_URL, or pgserver in a temp dir."""
+    external = os.environ.get("TOLLGATE_TEST_DATABASE_URL")
+    if external:
+        migrate.upgrade(external)
+        yield external
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    with tempfile.TemporaryDirectory(prefix="tollgate-test-pg-") as directory:
+        server = pgserver.get_server(Path(directory), cleanup_mode="stop")
+        url = server.get_uri()
+        migrate.upgrade(url)
+        yield url
+        server.cleanup()
+
+
+@pytest.fixture()
+def sql(pg_url: str) -> Iterator[psycopg.Connection]:
+    """A plain autocommit psycopg connection, as a user with psql would have."""
+    with psycopg.connect(pg_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator() -> Iterator[tuple[str, Any]]:
+    app = create_stripe_emulator(STRIPE_SECRET)
+    with serve_asgi(app) as base_url:
+        yield base_url, app
+
+
+@pytest.fixture(scope="session")
+def proxy_url(pg_url: str, stripe_emulator: tuple[str, Any]) -> Iterator[str]:
+    runtime = bootstrap.runtime(settings_for(pg_url, {"stripe": stripe_emulator[0]}))
+    with serve_asgi(create_app(runtime), lifespan="on") as base_url:
+        yield base_url
+
+
+@pytest.fixture()
+def admin(proxy_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=proxy_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture()
+def make_key(admin: httpx.Client) -> Callable[..., dict[str, Any]]:
+    """Create a key through the admin API; returns the 201 body (with the one-time ``key``)."""
+
+    def make(policy: dict[str, Any], vendor: str = "stripe", secret: str = STRIPE_SECRET, **extra: Any) -> dict[str, Any]:
+        response = admin.post("/admin/v1/keys", json={"vendor": vendor, "policy": policy, "upstream_secret": secret, **extra})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    return make
+
+
+@pytest.fixture()
+def run_id() -> str:
+    return f"run_{uuid.uuid4().hex}"

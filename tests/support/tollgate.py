@@ -1,0 +1,51 @@
+"""Test constants and helpers for driving Tollgate."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from proxy import config
+
+STRIPE_SECRET = "sk_test_" + "E" * 24
+ADMIN_TOKEN = "tga_test_" + secrets.token_urlsafe(16)
+MASTER_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def settings_for(pg_url: str, upstreams: dict[str, str], **overrides: Any) -> config.Settings:
+    settings = config.Settings(
+        database_url=pg_url,
+        admin_token=ADMIN_TOKEN,
+        master_key=MASTER_KEY,
+        upstreams=upstreams,
+        data_dir=Path(tempfile.gettempdir()) / "tollgate-test-unused",
+    )
+    return replace(settings, **overrides)
+
+
+def audit_rows(sql: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    return sql.execute(
+        "SELECT * FROM audit_events WHERE agent_run_id = %s ORDER BY id", (run_id,)
+    ).fetchall()
+
+
+def policy(**fields: Any) -> dict[str, Any]:
+    """A Stripe policy allowing charges, refunds and reads, with the given fields on top."""
+    base: dict[str, Any] = {
+        "vendor": "stripe",
+        "endpoints": {
+            "allow": [
+                "POST /v1/customers",
+                "POST /v1/charges",
+                "GET /v1/charges/*",
+                "POST /v1/refunds",
+            ]
+        },
+    }
+    return {**base, **fields}

@@ -1,0 +1,139 @@
+"""The README's quickstart, run as a new user would: ``tollgate serve`` on the embedded
+Postgres, a key made with the CLI, the stripe SDK through the proxy, the audit row
+read with SQL on ``tollgate db url``, the key revoked with the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import stripe
+
+from tests.support.tollgate import STRIPE_SECRET
+
+EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policy-schemas" / "examples" / "stripe-quickstart.json"
+
+
+def tollgate(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "proxy", *args], env=env, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tollgate {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def embedded_env(tmp_path, stripe_emulator):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_") and k != "DATABASE_URL"}
+    env.update(TOLLGATE_DATA_DIR=str(tmp_path / "data"), TOLLGATE_UPSTREAM_STRIPE=stripe_emulator[0],
+               STRIPE_SECRET_KEY=STRIPE_SECRET)
+    yield env
+    tollgate("db", "stop", env=env, check=False)
+
+
+@pytest.fixture()
+def served(embedded_env):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=embedded_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"tollgate serve did not start:\n{process.stdout.read()}")
+        time.sleep(0.1)
+    yield base, process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_quickstart_on_the_embedded_database(served, embedded_env):
+    base, process = served
+    assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
+    data_dir = Path(embedded_env["TOLLGATE_DATA_DIR"])
+    assert (data_dir / "admin-token").stat().st_mode & 0o777 == 0o600
+    assert (data_dir / "master.key").stat().st_mode & 0o777 == 0o600
+
+    created = tollgate("keys", "create", "--vendor", "stripe", "--policy", str(EXAMPLE_POLICY),
+                       "--upstream-secret-env", "STRIPE_SECRET_KEY", "--label", "billing-agent", "--json",
+                       env=embedded_env)
+    key = json.loads(created.stdout)
+    assert key["key"].startswith("tg_") and STRIPE_SECRET not in created.stdout + created.stderr
+
+    client = stripe.StripeClient(key["key"], base_addresses={"api": f"{base}/stripe"}, max_network_retries=0)
+    run_id = str(uuid.uuid4())
+    headers = {"headers": {"X-Agent-Run-Id": run_id}}
+    charge = client.v1.charges.create(params={"amount": 1200, "currency": "usd", "source": "tok_visa"}, options=headers)
+    with pytest.raises(stripe.PermissionError, match="over the per-call limit of 50.00 USD"):
+        client.v1.charges.create(params={"amount": 9900, "currency": "usd", "source": "tok_visa"}, options=headers)
+
+    url = tollgate("db", "url", env=embedded_env).stdout.strip()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT decision, reason, object_id, cost_usd FROM audit_events "
+                            "WHERE agent_run_id = %s ORDER BY id", (run_id,)).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("allowed", None, charge.id), ("blocked", "per_call_limit", None)]
+
+    revoked = tollgate("keys", "revoke", key["id"], env=embedded_env)
+    assert f"Revoked {key['id']}" in revoked.stdout
+    with pytest.raises(stripe.AuthenticationError, match="revoked"):
+        client.v1.charges.create(params={"amount": 100, "currency": "usd", "source": "tok_visa"}, options=headers)
+
+    listed = json.loads(tollgate("keys", "list", "--json", env=embedded_env).stdout)
+    assert [(k["id"], k["status"]) for k in listed] == [(key["id"], "revoked")]
+    shown = tollgate("keys", "show", key["id"], env=embedded_env).stdout
+    assert STRIPE_SECRET not in shown and key["key"] not in shown
+
+
+def test_cli_against_a_configured_database(pg_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(DATABASE_URL=pg_url, STRIPE_SECRET_KEY=STRIPE_SECRET, TOLLGATE_DATA_DIR=str(tmp_path))
+    missing = tollgate("keys", "list", env=env, check=False)
+    assert missing.returncode == 2 and "TOLLGATE_MASTER_KEY is required" in missing.stderr
+
+    env["TOLLGATE_MASTER_KEY"] = tollgate("master-key", "new", env=env).stdout.strip()
+    assert tollgate("db", "upgrade", env=env).stdout.strip() == "database at 0001"
+    assert tollgate("db", "url", env=env).stdout.strip() == pg_url
+    assert not (tmp_path / "master.key").exists()  # nothing generated next to a real database
+
+    no_secret = tollgate("keys", "create", "--vendor", "stripe", "--policy", str(EXAMPLE_POLICY),
+                         "--upstream-secret-env", "UNSET_VARIABLE", env=env, check=False)
+    assert no_secret.returncode == 2 and "UNSET_VARIABLE is empty or not set" in no_secret.stderr
+    unknown = tollgate("keys", "revoke", "key_doesnotexist", env=env, check=False)
+    assert unknown.returncode == 1 and "No such key: key_doesnotexist" in unknown.stderr
+
+
+def test_policy_validate_names_each_error_by_pointer(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"vendor": "stripe", "endpoints": {"allow": ["charges"]},
+                               "caps": [{"usd": "-5", "window": "fortnight"}]}))
+    result = tollgate("policy", "validate", str(bad), env=dict(os.environ), check=False)
+    assert result.returncode == 1
+    assert f"{bad}: /endpoints/allow/0:" in result.stderr
+    assert f"{bad}: /caps/0/window:" in result.stderr
+    assert f"{bad}: /caps/0/usd:" in result.stderr
+    good = tollgate("policy", "validate", str(EXAMPLE_POLICY), env=dict(os.environ))
+    assert good.stdout.strip().endswith("valid")

@@ -1,0 +1,70 @@
+"""Guarantee 1: if the gate cannot commit, nothing is forwarded and the agent gets a
+Stripe-shaped 503; when Postgres returns, the proxy recovers without a restart."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import httpx
+import pytest
+import stripe
+
+from proxy import bootstrap, migrate
+from proxy.app import create_app
+from tests.support.servers import serve_asgi
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, policy, settings_for
+
+
+@pytest.fixture()
+def own_postgres():
+    """A Postgres of this test's own, so it can be stopped without harming the others."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    with tempfile.TemporaryDirectory(prefix="tollgate-failclosed-") as directory:
+        server = pgserver.get_server(Path(directory), cleanup_mode="stop")
+        url = server.get_uri()
+        migrate.upgrade(url)
+        yield url, lambda: server.cleanup(), lambda: pgserver.get_server(Path(directory), cleanup_mode="stop")
+        server.cleanup()
+
+
+def test_database_down_fails_closed_and_recovers(own_postgres, stripe_emulator):
+    url, stop_postgres, start_postgres = own_postgres
+    emulator_url, emulator_app = stripe_emulator
+    runtime = bootstrap.runtime(settings_for(url, {"stripe": emulator_url}, db_timeout_s=2.0))
+    with serve_asgi(create_app(runtime), lifespan="on") as proxy_url:
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        key = httpx.post(f"{proxy_url}/admin/v1/keys", headers=admin,
+                         json={"vendor": "stripe", "policy": policy(), "upstream_secret": STRIPE_SECRET}).json()
+        client = stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+        charge = {"amount": 100, "currency": "usd", "source": "tok_visa"}
+        client.v1.charges.create(params=charge)  # warm: the key is now cached in the process
+
+        stop_postgres()
+        forwarded_before = len(emulator_app.state.received)
+        for _ in range(3):
+            with pytest.raises(stripe.APIError) as raised:
+                client.v1.charges.create(params=charge, options={"headers": {"X-Agent-Run-Id": str(uuid.uuid4())}})
+            assert raised.value.http_status == 503
+            assert "Nothing was sent to the vendor" in raised.value.user_message
+        assert len(emulator_app.state.received) == forwarded_before
+        assert httpx.get(f"{proxy_url}/readyz").status_code == 503
+        assert httpx.get(f"{proxy_url}/healthz").status_code == 200
+
+        start_postgres()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                recovered = client.v1.charges.create(params=charge)
+                break
+            except stripe.APIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert recovered.status == "succeeded"
+        assert httpx.get(f"{proxy_url}/readyz").status_code == 200

@@ -1,0 +1,132 @@
+"""The gate and the settle against a real Postgres: caps exact under concurrency,
+revocation read fresh, stale policies detected, and failure to reach the database
+surfacing as Unavailable (the handler turns that into a fail-closed 503)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from proxy import db, keys, secretbox
+from proxy.errors import Unavailable
+from proxy.gate import Gate
+from tests.support.tollgate import settings_for
+
+BOX = secretbox.SecretBox(b"k" * 32)
+
+
+@pytest.fixture()
+async def engine(pg_url):
+    engine = db.create_engine(pg_url, settings_for(pg_url, {}, db_pool_size=20))
+    yield engine
+    await engine.dispose()
+
+
+async def new_key(engine, caps: list[dict]) -> str:
+    document = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/charges"]}, "caps": caps}
+    async with engine.begin() as conn:
+        described, _ = await keys.create_key(conn, BOX, vendor="stripe", upstream_secret="sk_test_x",
+                                             policy_document=document)
+    return described["id"]
+
+
+def row(key_id: str, run_id: str | None = None) -> dict:
+    return {"request_id": uuid.uuid4().hex, "key_id": key_id, "vendor": "stripe", "method": "POST",
+            "path": "/v1/charges", "endpoint": "POST /v1/charges", "decision": "allowed", "agent_run_id": run_id}
+
+
+async def counters(engine, key_id: str) -> dict[str, tuple]:
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            text("SELECT bucket, spent_usd, reserved_usd, requests FROM budget_counters WHERE key_id = :k"),
+            {"k": key_id})
+        return {r.bucket.split(":")[0]: (r.spent_usd, r.reserved_usd, r.requests) for r in result}
+
+
+async def test_concurrent_gates_never_reserve_past_a_cap(engine):
+    caps = [{"usd": "10.00", "window": "day"}]
+    key_id = await new_key(engine, caps)
+    gate = Gate(engine, reservation_ttl_s=60)
+
+    async def one() -> str:
+        admission = await gate.admit(key_id, 1, row(key_id), json.dumps(caps), Decimal("0.70"))
+        return admission.decision
+
+    decisions = await asyncio.gather(*(one() for _ in range(40)))
+
+    assert decisions.count("allowed") == 14  # 14 x 0.70 = 9.80; a 15th would make 10.50
+    assert await counters(engine, key_id) == {"day": (Decimal(0), Decimal("9.80"), 14)}
+
+
+async def test_settle_replaces_the_reservation_with_the_actual_cost(engine):
+    caps = [{"usd": "100", "window": "day"}, {"usd": "100", "window": "month"}, {"requests": 5, "window": "run"}]
+    key_id = await new_key(engine, caps)
+    gate = Gate(engine, reservation_ttl_s=60)
+    admitted = await gate.admit(key_id, 1, row(key_id, "run-1"), json.dumps(caps), Decimal("12.00"))
+    assert await counters(engine, key_id) == {
+        "day": (0, Decimal("12"), 1), "month": (0, Decimal("12"), 1), "run": (0, Decimal("12"), 1)}
+
+    await gate.settle(admitted.audit_id, Decimal("11.50"), {"cost_source": "parsed", "upstream_status": 200})
+
+    assert await counters(engine, key_id) == {
+        "day": (Decimal("11.5"), 0, 1), "month": (Decimal("11.5"), 0, 1), "run": (Decimal("11.5"), 0, 1)}
+    async with engine.connect() as conn:
+        audit = (await conn.execute(text("SELECT * FROM audit_events WHERE id = :i"), {"i": admitted.audit_id})).one()
+        pending = await conn.scalar(text("SELECT count(*) FROM reservations WHERE audit_id = :i"),
+                                    {"i": admitted.audit_id})
+    assert (audit.state, audit.cost_usd, audit.cost_source, audit.upstream_status) == ("final", Decimal("11.5"), "parsed", 200)
+    assert pending == 0
+
+
+async def test_request_caps_count_calls_per_run(engine):
+    caps = [{"requests": 2, "window": "run"}]
+    key_id = await new_key(engine, caps)
+    gate = Gate(engine, reservation_ttl_s=60)
+    decisions = [(await gate.admit(key_id, 1, row(key_id, "run-a"), json.dumps(caps), Decimal(0))).decision
+                 for _ in range(3)]
+    other_run = await gate.admit(key_id, 1, row(key_id, "run-b"), json.dumps(caps), Decimal(0))
+    assert decisions == ["allowed", "allowed", "blocked"]
+    assert other_run.decision == "allowed"
+
+
+async def test_revocation_is_read_by_the_gate_not_cached(engine):
+    key_id = await new_key(engine, [])
+    gate = Gate(engine, reservation_ttl_s=60)
+    assert (await gate.admit(key_id, 1, row(key_id), "[]", Decimal(1))).allowed
+    async with engine.begin() as conn:
+        await keys.revoke_key(conn, key_id)
+    blocked = await gate.admit(key_id, 1, row(key_id), "[]", Decimal(1))
+    assert (blocked.decision, blocked.reason) == ("blocked", "key_revoked")
+
+
+async def test_a_stale_policy_version_is_sent_back_without_writing(engine):
+    key_id = await new_key(engine, [])
+    gate = Gate(engine, reservation_ttl_s=60)
+    stale = await gate.admit(key_id, 7, row(key_id), "[]", Decimal(1))
+    assert (stale.decision, stale.audit_id) == ("stale", None)
+
+
+async def test_blocked_rows_do_not_reserve(engine):
+    caps = [{"usd": "5", "window": "day"}]
+    key_id = await new_key(engine, caps)
+    gate = Gate(engine, reservation_ttl_s=60)
+    blocked_row = {**row(key_id), "decision": "blocked", "reason": "endpoint_not_allowed", "message": "no"}
+    admission = await gate.admit(key_id, 1, blocked_row, json.dumps(caps), Decimal(3))
+    assert (admission.decision, admission.reason) == ("blocked", "endpoint_not_allowed")
+    assert await counters(engine, key_id) == {}
+
+
+async def test_an_unreachable_database_raises_unavailable(pg_url):
+    dead = "postgresql://postgres@127.0.0.1:9/postgres"  # port 9 (discard): nothing listens
+    engine = db.create_engine(dead, settings_for(dead, {}, db_timeout_s=1.0))
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await Gate(engine, 60).admit("key_x", 1, row("key_x"), "[]", Decimal(1))
+        assert raised.value.reason == "database_unavailable"
+    finally:
+        await engine.dispose()
