@@ -344,3 +344,16 @@ def create_app(secret_key: str = "sk_test_emulator") -> Starlette:
     app.state.store = Store()
     app.state.idempotency = {}
     return app
+
+
+if __name__ == "__main__":  # a stand-in for api.stripe.com when there is no Stripe account or no internet
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Stripe API emulator on loopback")
+    parser.add_argument("--port", type=int, default=12111)
+    parser.add_argument("--secret-key", default="sk_test_emulator")
+    options = parser.parse_args()
+    print(f"Stripe emulator on http://127.0.0.1:{options.port} accepting {options.secret_key}", flush=True)
+    uvicorn.run(create_app(options.secret_key), host="127.0.0.1", port=options.port, log_level="warning")
