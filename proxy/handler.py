@@ -186,6 +186,7 @@ class ProxyHandler:
         priced = adapter.parse_response(parsed, response.status, response.headers, response.body)
         cost, source = (priced.cost_usd, "parsed") if priced.cost_usd is not None else (predicted, "estimated")
         await self._gate.settle(admission.audit_id, cost, {
+            "reason": "idempotent_replay" if priced.replayed else None,
             "cost_source": source, "currency": priced.currency, "amount_minor": priced.amount_minor,
             "object_id": priced.object_id, "customer_id": priced.customer_id,
             "upstream_status": response.status, "upstream_request_id": priced.vendor_request_id,

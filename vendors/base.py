@@ -74,6 +74,8 @@ class ParsedResponse:
     object_id: str | None = None
     customer_id: str | None = None
     vendor_request_id: str | None = None
+    # The vendor answered from its idempotency cache: nothing happened again, nothing to count.
+    replayed: bool = False
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,8 @@ def _insert(
         last = depth == len(path) - 1
         existing = node.get(segment)
         if last:
+            if isinstance(existing, dict):  # a leaf where a branch already is (``a[b]=1&a=2``)
+                raise _ambiguous(key, where)
             if existing is not None:
                 raise RequestRejected(
                     "duplicate_parameter", f"Parameter {key!r} appears more than once in the request {where}.", param=key

@@ -156,9 +156,12 @@ class StripeAdapter:
             # Stripe moves no money on an error.
             return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id)
         obj = _json_object(body)
+        if headers.get("idempotent-replayed") == "true":
+            return ParsedResponse(Decimal(0), object_id=_text_field(obj, "id"), customer_id=_customer_of(obj),
+                                  vendor_request_id=request_id, replayed=True)
         endpoint, _, _ = ENDPOINTS.match(request.method, request.path)
         money_facts = endpoint.facts.money if endpoint else None
-        object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        object_id = _text_field(obj, "id")
         customer = _customer_of(obj)
         if money_facts is None:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id)
@@ -251,6 +254,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def _text_field(obj: Mapping[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _customer_of(obj: Mapping[str, Any]) -> str | None:

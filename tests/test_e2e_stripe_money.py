@@ -1,0 +1,95 @@
+"""Every money-moving Stripe endpoint through the proxy: predicted from the request where
+the request says, priced from Stripe's answer always."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import stripe
+
+from tests.support.tollgate import STRIPE_SECRET, audit_rows
+
+MONEY_POLICY = {
+    "vendor": "stripe",
+    "endpoints": {"allow": [
+        "POST /v1/charges", "POST /v1/refunds", "POST /v1/payment_intents", "POST /v1/payment_intents/*/confirm",
+        "POST /v1/payment_intents/*/capture", "POST /v1/payouts", "POST /v1/transfers",
+    ]},
+    "caps": [{"usd": "10000.00", "window": "day"}],
+}
+
+
+@pytest.fixture()
+def client(proxy_url, make_key):
+    key = make_key(MONEY_POLICY)
+    return stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+
+
+def run(run_id: str, **extra) -> dict:
+    return {"headers": {"X-Agent-Run-Id": run_id}, **extra}
+
+
+def facts(sql, run_id: str) -> list[tuple]:
+    return [(r["endpoint"], r["predicted_usd"], r["cost_usd"], r["cost_source"], r["currency"])
+            for r in audit_rows(sql, run_id)]
+
+
+def test_partial_then_full_refund(client, sql, run_id):
+    charge = client.v1.charges.create(params={"amount": 5000, "currency": "eur", "source": "tok_visa"},
+                                      options=run(run_id))
+    client.v1.refunds.create(params={"charge": charge.id, "amount": 1500}, options=run(run_id))
+    client.v1.refunds.create(params={"charge": charge.id}, options=run(run_id))  # the rest: 35.00 EUR
+    rows = audit_rows(sql, run_id)
+    assert facts(sql, run_id) == [
+        ("POST /v1/charges", Decimal("54"), Decimal("54"), "parsed", "eur"),
+        # A refund names no currency; priced as USD until the answer says EUR.
+        ("POST /v1/refunds", Decimal("15"), Decimal("16.2"), "parsed", "eur"),
+        # A full refund names no amount: nothing to predict, the answer says 35.00 EUR.
+        ("POST /v1/refunds", Decimal("0"), Decimal("37.8"), "parsed", "eur"),
+    ]
+    assert rows[1]["object_id"] == rows[2]["object_id"] == charge.id
+
+
+def test_payment_intent_confirm_and_capture(client, sql, run_id):
+    intent = client.v1.payment_intents.create(
+        params={"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa", "capture_method": "manual"},
+        options=run(run_id))
+    client.v1.payment_intents.confirm(intent.id, options=run(run_id))
+    captured = client.v1.payment_intents.capture(intent.id, params={"amount_to_capture": 1500}, options=run(run_id))
+    assert captured.amount_received == 1500
+    assert facts(sql, run_id) == [
+        ("POST /v1/payment_intents", Decimal("0"), Decimal("0"), "parsed", "usd"),  # not confirmed: no money yet
+        ("POST /v1/payment_intents/{id}/confirm", Decimal("0"), Decimal("0"), "parsed", "usd"),  # authorised only
+        ("POST /v1/payment_intents/{id}/capture", Decimal("15"), Decimal("15"), "parsed", "usd"),
+    ]
+
+
+def test_payouts_and_transfers(client, sql, run_id):
+    client.v1.payouts.create(params={"amount": 10000, "currency": "usd"}, options=run(run_id))
+    client.v1.transfers.create(params={"amount": 2500, "currency": "gbp", "destination": "acct_1032D82eZvKYlo2C"},
+                               options=run(run_id))
+    assert facts(sql, run_id) == [
+        ("POST /v1/payouts", Decimal("100"), Decimal("100"), "parsed", "usd"),
+        ("POST /v1/transfers", Decimal("31.75"), Decimal("31.75"), "parsed", "gbp"),
+    ]
+
+
+def test_connected_account_header_is_passed_through_and_recorded(client, sql, run_id, stripe_emulator):
+    client.v1.charges.create(params={"amount": 700, "currency": "usd", "source": "tok_visa"},
+                             options=run(run_id, stripe_account="acct_1032D82eZvKYlo2C"))
+    [row] = audit_rows(sql, run_id)
+    assert row["vendor_account"] == "acct_1032D82eZvKYlo2C"
+    assert stripe_emulator[1].state.received[-1].headers["stripe-account"] == "acct_1032D82eZvKYlo2C"
+
+
+def test_an_idempotent_replay_is_not_counted_twice(client, sql, run_id, stripe_emulator):
+    params = {"amount": 4200, "currency": "usd", "source": "tok_visa"}
+    first = client.v1.charges.create(params=params, options=run(run_id, idempotency_key="order-42"))
+    again = client.v1.charges.create(params=params, options=run(run_id, idempotency_key="order-42"))
+    assert first.id == again.id
+    rows = audit_rows(sql, run_id)
+    assert [(r["idempotency_key"], r["cost_usd"], r["reason"]) for r in rows] == [
+        ("order-42", Decimal("42"), None),
+        ("order-42", Decimal("0"), "idempotent_replay"),
+    ]
