@@ -14,7 +14,7 @@ from vendors.base import RequestRejected
 MAX_PATH_BYTES = 2048
 # Unreserved characters plus the few sub-delims vendor paths use; no '%' at all:
 # vendor object ids never need escaping, so an escape is either noise or a trick.
-_SAFE_SEGMENT = re.compile(rb"^[A-Za-z0-9_\-.~:@,=+]+$")
+_SAFE_SEGMENT = re.compile(rb"^[A-Za-z0-9_\-.~:@,=+]+\Z")  # \Z, not $: $ also matches before a final "\n"
 
 
 def split_vendor(raw_path: bytes) -> tuple[str, bytes]:

@@ -126,7 +126,17 @@ def _utc(text: str) -> datetime:
 def _validator() -> Draft202012Validator:
     schema = json.loads(SCHEMA_PATH.read_text())
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    checker = FormatChecker()
+    # jsonschema checks "date-time" only when the optional rfc3339-validator is installed, and it is not a
+    # dependency: check with the parser Policy.from_document uses, so a document that validates also loads.
+    checker.checks("date-time", raises=ValueError)(_is_datetime)
+    return Draft202012Validator(schema, format_checker=checker)
+
+
+def _is_datetime(value: Any) -> bool:
+    if isinstance(value, str):
+        datetime.fromisoformat(value)
+    return True
 
 
 def validate(document: Any) -> None:

@@ -20,7 +20,8 @@ MAX_DEPTH = 8
 MAX_KEY_LENGTH = 256
 
 _ROOT = re.compile(r"[A-Za-z0-9_]+")
-_SEGMENT = re.compile(r"\[([A-Za-z0-9_\-.:]*)\]")
+# Inside brackets anything but brackets and control characters: Stripe metadata keys may hold spaces.
+_SEGMENT = re.compile(r"\[([^\[\]\x00-\x1f\x7f]*)\]")
 _PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 FormTree = dict[str, Any]

@@ -50,6 +50,9 @@ def _e(method: str, template: str, facts: Facts = Facts()) -> Endpoint[Facts]:
 
 ENDPOINTS = EndpointTable(
     [
+        _e("GET", "/v1/customers/search"),  # before /v1/customers/{id}: "search" is not an id
+        _e("GET", "/v1/charges/search"),
+        _e("GET", "/v1/payment_intents/search"),
         _e("POST", "/v1/customers"),
         _e("GET", "/v1/customers"),
         _e("GET", "/v1/customers/{id}", Facts(customer_from_path=True)),
@@ -110,7 +113,7 @@ class StripeAdapter:
         if scheme.lower() == "basic":  # Stripe accepts the key as the Basic username
             try:
                 user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
-            except (binascii.Error, UnicodeDecodeError):
+            except (binascii.Error, ValueError):  # ValueError: non-ASCII header text (latin-1 from ASGI)
                 return PresentedCredentials(None)
             return PresentedCredentials(user or None)
         return PresentedCredentials(None)
@@ -166,7 +169,10 @@ class StripeAdapter:
         if money_facts is None:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id)
         amount, currency = obj.get(money_facts.response_amount), obj.get("currency")
-        if not (isinstance(amount, int) and isinstance(currency, str)) or currency.lower() not in money.fx_table().usd_per_unit:
+        if (
+            not (type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR and isinstance(currency, str))
+            or currency.lower() not in money.fx_table().usd_per_unit
+        ):  # bool, negative or absurd amounts are not a price; 10**30 would also overflow the Decimal context
             return ParsedResponse(None, object_id=object_id, customer_id=customer, vendor_request_id=request_id)
         return ParsedResponse(
             cost_usd=money.minor_to_usd(amount, currency),
@@ -216,7 +222,8 @@ def _money(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str | N
     if facts.money is None:
         return None, None, False
     spec = facts.money
-    moves = spec.moves_now is None or params.get(spec.moves_now) == "true"
+    # Err towards "moves money": a spelling of true we did not expect must not skip the caps.
+    moves = spec.moves_now is None or str(params.get(spec.moves_now, "")).lower() in ("true", "1", "yes", "on")
     amount = _amount(params.get(spec.request_amount)) if spec.request_amount else None
     currency = params.get("currency")
     if currency is not None:
@@ -229,7 +236,7 @@ def _money(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str | N
 def _amount(value: Any) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 15:
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 15:  # not '²' or '١٢٣'
         raise RequestRejected(
             "invalid_amount", "Parameter 'amount' must be a non-negative integer in the currency's minor unit.",
             param="amount",
@@ -251,7 +258,7 @@ def _text(value: Any, name: str) -> str | None:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return obj if isinstance(obj, dict) else {}
 
@@ -263,7 +270,7 @@ def _text_field(obj: Mapping[str, Any], name: str) -> str | None:
 
 def _customer_of(obj: Mapping[str, Any]) -> str | None:
     if obj.get("object") == "customer":
-        return obj.get("id")
+        return _text_field(obj, "id")
     customer = obj.get("customer")
     if isinstance(customer, dict):  # expanded
         customer = customer.get("id")
