@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,7 +18,7 @@ from proxy import bootstrap, migrate
 from proxy.app import create_app
 from tests.emulators.stripe_api import create_app as create_stripe_emulator
 from tests.support.servers import serve_asgi
-from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, settings_for
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, pgserver_at, settings_for
 
 
 
@@ -31,11 +30,8 @@ def pg_url() -> Iterator[str]:
         migrate.upgrade(external)
         yield external
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
     with tempfile.TemporaryDirectory(prefix="tollgate-test-pg-") as directory:
-        server = pgserver.get_server(Path(directory), cleanup_mode="stop")
+        server = pgserver_at(Path(directory))
         url = server.get_uri()
         migrate.upgrade(url)
         yield url

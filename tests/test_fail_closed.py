@@ -6,7 +6,6 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 import httpx
@@ -16,20 +15,17 @@ import stripe
 from proxy import bootstrap, migrate
 from proxy.app import create_app
 from tests.support.servers import serve_asgi
-from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, policy, settings_for
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, pgserver_at, policy, settings_for
 
 
 @pytest.fixture()
 def own_postgres():
     """A Postgres of this test's own, so it can be stopped without harming the others."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
     with tempfile.TemporaryDirectory(prefix="tollgate-failclosed-") as directory:
-        server = pgserver.get_server(Path(directory), cleanup_mode="stop")
+        server = pgserver_at(Path(directory))
         url = server.get_uri()
         migrate.upgrade(url)
-        yield url, lambda: server.cleanup(), lambda: pgserver.get_server(Path(directory), cleanup_mode="stop")
+        yield url, server.cleanup, lambda: pgserver_at(Path(directory))
         server.cleanup()
 
 

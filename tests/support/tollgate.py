@@ -49,3 +49,13 @@ def policy(**fields: Any) -> dict[str, Any]:
         },
     }
     return {**base, **fields}
+
+
+def pgserver_at(directory: Path):
+    """A real Postgres from the pgserver wheel, in ``directory``; stopped when the last user exits."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns that XDG_RUNTIME_DIR is unset
+        import pgserver
+    return pgserver.get_server(directory, cleanup_mode="stop")
