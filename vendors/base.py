@@ -62,6 +62,11 @@ class ParsedRequest:
     idempotency_key: str | None = None
     account: str | None = None  # connected account / sub-account the call acts on
     summary: Mapping[str, Any] = field(default_factory=dict)  # redacted, for the audit row
+    # Who a message goes to and comes from (Twilio numbers, Resend addresses), for scope rules.
+    recipients: tuple[str, ...] = ()
+    recipient_countries: tuple[str, ...] = ()  # ISO 3166 alpha-2, one per recipient when known
+    senders: tuple[str, ...] = ()
+    units: int = 1  # billable units the call creates: SMS segments, emails (each recipient)
 
 
 @dataclass(frozen=True)
