@@ -3,10 +3,12 @@ path), everything else (admin API, health) to a small Starlette app."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import AsyncIterator
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -24,6 +26,7 @@ from proxy.keycache import KeyCache
 from proxy.upstream import Upstream
 
 _STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz")
+log = structlog.get_logger("tollgate.app")
 
 
 @dataclass
@@ -55,12 +58,14 @@ class TollgateApp:
         upstream = Upstream(settings)
         gate = Gate(engine, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
-        self.services = Services(engine, upstream, ProxyHandler(settings, gate, keycache, upstream))
+        self.services = Services(engine, upstream, ProxyHandler(settings, engine, gate, keycache, upstream))
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
         app.router.routes.extend(admin.routes())
+        reconciler = asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s))
         try:
             yield
         finally:
+            reconciler.cancel()
             await upstream.aclose()
             await engine.dispose()
 
@@ -79,6 +84,18 @@ class TollgateApp:
         if current != head:
             return JSONResponse({"status": "migrations_pending", "current": current, "head": head}, status_code=503)
         return JSONResponse({"status": "ready", "migration": current})
+
+
+async def _reconcile_forever(gate: Gate, interval_s: float) -> None:
+    """Every process sweeps expired reservations; SKIP LOCKED lets them share the work."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            closed = await gate.reconcile()
+            if closed:
+                log.warning("reservations_reconciled", count=closed)
+        except Exception as exc:  # the database may be down; try again next time
+            log.error("reconcile_failed", error=type(exc).__name__)
 
 
 def create_app(runtime: Runtime) -> TollgateApp:

@@ -34,7 +34,9 @@ class Settings:
     upstream_connect_timeout_s: float = 5.0
     upstream_transport: str = "aiohttp"  # aiohttp | httpx
     max_body_bytes: int = 1_048_576
-    reservation_ttl_s: int = 300
+    reservation_ttl_s: int = 300  # must outlast the upstream timeout: only abandoned calls expire
+    reconcile_interval_s: float = 15.0
+    approval_ttl_s: int = 3600
     key_cache_ttl_s: float = 5.0
     db_pool_size: int = 10
     db_timeout_s: float = 5.0
@@ -50,8 +52,9 @@ class Settings:
         return self.upstreams.get(vendor, default).rstrip("/")
 
 
-_INT_FIELDS = {"port", "max_body_bytes", "reservation_ttl_s", "db_pool_size"}
-_FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s"}
+_INT_FIELDS = {"port", "max_body_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s"}
+_FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
+                 "reconcile_interval_s"}
 
 
 def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -28,3 +28,9 @@ class Unavailable(TollgateError):
     """The database (or another dependency) cannot be reached: fail closed."""
 
     status = 503
+
+
+class Conflict(TollgateError):
+    """The thing exists but is in a state that does not allow this (an approval already decided)."""
+
+    status = 409

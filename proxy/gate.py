@@ -1,10 +1,11 @@
-"""The budget gate and the settle: the request path's only two database statements.
+"""The budget gate, the settle and the reconciler: the request path's database statements.
 
 ``admit`` is step 6 of DESIGN.md's request path: one round trip that checks the key is
-still active, reserves the predicted cost against every cap, and commits the audit row
-(pending if allowed). ``settle`` is step 9. Both call SQL functions defined by migration
-0001, so the whole decision happens inside Postgres under row locks, which is what keeps
-caps exact across any number of proxy processes.
+still active and its policy current, reserves the predicted cost against every cap (or
+holds the call for approval), and commits the audit row (pending if it will be
+forwarded). ``settle`` is step 9. Both call SQL functions (migrations/sql/v0002.py), so the
+decision happens inside Postgres under row locks: that keeps caps exact across any number
+of proxy processes.
 """
 
 from __future__ import annotations
@@ -22,21 +23,35 @@ from proxy.errors import Unavailable
 
 log = structlog.get_logger(__name__)
 
-_ADMIT = "SELECT audit_id, decision, reason, message FROM tollgate_gate($1, $2, $3, $4, $5, $6)"
+_ADMIT = ("SELECT audit_id, decision, reason, message, approval_id "
+          "FROM tollgate_gate($1, $2, $3, $4, $5, $6, $7, $8, $9)")
 _SETTLE = "SELECT tollgate_settle($1, $2, $3)"
+_RECONCILE = "SELECT tollgate_reconcile($1)"
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+FORWARDED = frozenset({"allowed", "shadow_blocked"})
 
 
 @dataclass(frozen=True)
 class Admission:
     audit_id: int | None
-    decision: str  # allowed | blocked | stale (policy changed: reload and ask again)
+    decision: str  # allowed | shadow_blocked | blocked | approval_required | stale (reload the policy, ask again)
     reason: str | None
     message: str | None
+    approval_id: str | None = None
 
     @property
-    def allowed(self) -> bool:
-        return self.decision == "allowed"
+    def forward(self) -> bool:
+        return self.decision in FORWARDED
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """Which policy the caller evaluated; None skips the staleness check (refusals before parsing)."""
+
+    policy_id: str
+    version: int
+    mode: str
+    caps_json: str
 
 
 class Gate:
@@ -47,17 +62,22 @@ class Gate:
     async def admit(
         self,
         key_id: str,
-        policy_version: int | None,
+        policy: PolicyRef | None,
         row: Mapping[str, Any],
-        caps_json: str,
         predicted_usd: Decimal,
+        approval: Mapping[str, Any] | None = None,
     ) -> Admission:
         """Raise Unavailable if the decision cannot be made durable: the caller fails closed."""
-        args = (key_id, policy_version, json.dumps(row, default=str), caps_json, predicted_usd, self._ttl)
+        args = (
+            key_id, policy.policy_id if policy else None, policy.version if policy else None,
+            json.dumps(row, default=str), policy.caps_json if policy else "[]", predicted_usd, self._ttl,
+            policy.mode if policy else "enforce", json.dumps(approval) if approval else None,
+        )
         for attempt in (1, 2):
             try:
                 record = await self._fetchrow(_ADMIT, *args)
-                return Admission(record["audit_id"], record["decision"], record["reason"], record["message"])
+                return Admission(record["audit_id"], record["decision"], record["reason"], record["message"],
+                                 record["approval_id"])
             except _RETRYABLE:
                 if attempt == 2:
                     raise Unavailable("gate_conflict", "The budget gate could not commit; try again.") from None
@@ -67,13 +87,18 @@ class Gate:
         raise AssertionError("unreachable")
 
     async def settle(self, audit_id: int, cost_usd: Decimal, patch: Mapping[str, Any]) -> bool:
-        """Best effort: if it fails, the reservation expires and is reconciled later."""
+        """Best effort: if it fails, the reservation expires and the reconciler charges its estimate."""
         try:
             await self._fetchrow(_SETTLE, audit_id, cost_usd, json.dumps(patch, default=str))
             return True
         except Exception as exc:
             log.error("settle_failed", audit_id=audit_id, error=type(exc).__name__, detail=str(exc)[:200])
             return False
+
+    async def reconcile(self, limit: int = 1000) -> int:
+        """Charge and close reservations whose process died or hung; returns how many."""
+        record = await self._fetchrow(_RECONCILE, limit)
+        return int(record[0])
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record:
         async with self._engine.connect() as conn:

@@ -11,23 +11,31 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 import structlog
 
-from proxy import paths, vaultkeys
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy import approvals, paths, records, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.config import Settings
 from proxy.errors import Unavailable
-from proxy.gate import Admission, Gate
+from proxy.gate import Admission, Gate, PolicyRef
 from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
-from proxy.policy import Denial
 from proxy.upstream import Upstream, UpstreamFailure
 from vendors import registry
-from vendors.base import ParsedRequest, RenderedResponse, RequestRejected, VendorAdapter, VendorError
+from vendors.base import (
+    ParsedRequest,
+    RecordedObject,
+    RenderedResponse,
+    RequestRejected,
+    VendorAdapter,
+    VendorError,
+)
 
 log = structlog.get_logger("tollgate.request")
 
@@ -68,14 +76,16 @@ class Call:
     body: bytes = b""
     run_id: str | None = None
     path: str | None = None
+    predicted: Decimal = Decimal(0)
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
 
 class ProxyHandler:
-    def __init__(self, settings: Settings, gate: Gate, keycache: KeyCache, upstream: Upstream):
+    def __init__(self, settings: Settings, engine: AsyncEngine, gate: Gate, keycache: KeyCache, upstream: Upstream):
         self._settings = settings
+        self._engine = engine
         self._gate = gate
         self._keys = keycache
         self._upstream = upstream
@@ -115,12 +125,11 @@ class ProxyHandler:
             raise Refusal(exc.reason, exc.message, exc.status) from None
         key = await self._authenticate(call)  # 2
         parsed = self._parse(call, key)  # 3
-        predicted = call.adapter.estimate_usd(parsed)  # 5 (before 4: the per-call limit needs it)
-        denial = key.policy.check(parsed, predicted, call.run_id)  # 4
-        admission = await self._admit(call, key, parsed, predicted, denial)  # 6
-        if not admission.allowed:
-            return self._render_refusal(call, admission.reason or "blocked", admission.message or "", 403)
-        return await self._forward(call, key, parsed, predicted, admission)  # 7-10
+        admission = await self._admit(call, key, parsed)  # 4-6
+        if not admission.forward:
+            return self._render_refusal(call, admission.reason or "blocked", admission.message or "", 403, key.id,
+                                        approval_id=admission.approval_id)
+        return await self._forward(call, key, parsed, admission)  # 7-10
 
     async def _authenticate(self, call: Call) -> KeyRecord:
         presented = call.adapter.presented_credentials(call.headers)
@@ -151,27 +160,48 @@ class ProxyHandler:
         except RequestRejected as exc:
             raise Refusal(exc.reason, exc.message, exc.status, key.id, exc.param) from None
 
-    async def _admit(
-        self, call: Call, key: KeyRecord, parsed: ParsedRequest, predicted: Decimal, denial: Denial | None
-    ) -> Admission:
+    async def _admit(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
         for _ in range(2):
-            row = self._audit_row(call, key.id, parsed, key)
-            if denial:
-                row.update(decision="blocked", reason=denial.reason, message=denial.message)
-            else:
-                row.update(decision="allowed")
-            admission = await self._gate.admit(key.id, key.policy.version, row, key.policy.gate_caps(), predicted)
+            admission = await self._decide(call, key, parsed)
             if admission.decision != "stale":
                 return admission
-            # The policy changed since this process cached it: judge again with the new one.
+            # The key's policy changed since this process cached it: judge again with the new one.
             self._keys.forget(key.id)
             key = await self._authenticate(call)
-            denial = key.policy.check(parsed, predicted, call.run_id)
         raise Unavailable("policy_churn", "The key's policy is changing too fast to decide; try again.")
 
-    async def _forward(
-        self, call: Call, key: KeyRecord, parsed: ParsedRequest, predicted: Decimal, admission: Admission
-    ) -> RenderedResponse:
+    async def _decide(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
+        policy = key.policy
+        known = await self._records(key.id, policy.objects_to_look_up(parsed))
+        predicted = call.adapter.estimate_usd(parsed, known.get(parsed.object_id or ""))  # 5
+        verdict = policy.evaluate(parsed, predicted, call.run_id, known)  # 4
+        row = self._audit_row(call, key.id, parsed, key)
+        if verdict.denial:
+            row.update(decision="shadow_blocked" if policy.shadow else "blocked",
+                       reason=verdict.denial.reason, message=verdict.denial.message)
+        else:
+            row.update(decision="allowed")
+        approval = None
+        if verdict.approval or policy.has_approval_caps:
+            approval = {
+                "fingerprint": approvals.fingerprint(key.id, parsed), "required": verdict.approval is not None,
+                "reason": verdict.approval.reason if verdict.approval else None,
+                "message": verdict.approval.message if verdict.approval else None,
+                "ttl_seconds": self._settings.approval_ttl_s, "request": parsed.params,
+            }
+        ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
+        call.predicted = predicted
+        return await self._gate.admit(key.id, ref, row, predicted, approval)  # 6
+
+    async def _records(self, key_id: str, object_ids: tuple[str, ...]) -> dict[str, RecordedObject]:
+        if not object_ids:
+            return {}
+        try:
+            return await records.lookup(self._engine, key_id, object_ids)
+        except Exception as exc:
+            raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
+
+    async def _forward(self, call: Call, key: KeyRecord, parsed: ParsedRequest, admission: Admission) -> RenderedResponse:
         adapter = call.adapter
         url = self._settings.upstream_for(call.vendor) + parsed.path
         if call.query:
@@ -182,25 +212,23 @@ class ProxyHandler:
         try:
             response = await self._upstream.send(call.method, url, headers, call.body)
         except UpstreamFailure as failure:
-            return await self._upstream_failed(call, admission.audit_id, predicted, failure)
+            return await self._upstream_failed(call, admission.audit_id, failure)
         priced = adapter.parse_response(parsed, response.status, response.headers, response.body)
-        cost, source = (priced.cost_usd, "parsed") if priced.cost_usd is not None else (predicted, "estimated")
+        cost, source = (priced.cost_usd, "parsed") if priced.cost_usd is not None else (call.predicted, "estimated")
         await self._gate.settle(admission.audit_id, cost, {
             "reason": "idempotent_replay" if priced.replayed else None,
             "cost_source": source, "currency": priced.currency, "amount_minor": priced.amount_minor,
             "object_id": priced.object_id, "customer_id": priced.customer_id,
             "upstream_status": response.status, "upstream_request_id": priced.vendor_request_id,
-            "latency_ms": call.elapsed_ms(),
+            "latency_ms": call.elapsed_ms(), "created": asdict(priced.created) if priced.created else None,
         })
-        self._log(call, key.id, parsed.endpoint, "allowed", None, response.status)
+        self._log(call, key.id, parsed.endpoint, admission.decision, admission.reason, response.status)
         passed = {k: v for k, v in response.headers.items() if k in adapter.forward_response_headers}
         return RenderedResponse(response.status, passed, response.body)
 
-    async def _upstream_failed(
-        self, call: Call, audit_id: int, predicted: Decimal, failure: UpstreamFailure
-    ) -> RenderedResponse:
+    async def _upstream_failed(self, call: Call, audit_id: int, failure: UpstreamFailure) -> RenderedResponse:
         # A call that may have reached the vendor may have moved money: keep its estimate on the books.
-        cost = predicted if failure.maybe_delivered else Decimal(0)
+        cost = call.predicted if failure.maybe_delivered else Decimal(0)
         await self._gate.settle(audit_id, cost, {
             "decision": "error", "reason": failure.reason, "message": failure.message,
             "cost_source": "estimated" if failure.maybe_delivered else "none", "latency_ms": call.elapsed_ms(),
@@ -219,17 +247,18 @@ class ProxyHandler:
             return call.adapter.render_error(replace(error, request_id=call.request_id))
         row = self._audit_row(call, refusal.key_id, None, None)
         row.update(decision="blocked", reason=error.reason, message=error.message)
-        admission = await self._gate.admit(refusal.key_id, None, row, "[]", Decimal(0))
+        admission = await self._gate.admit(refusal.key_id, None, row, Decimal(0))
         return self._render_refusal(call, admission.reason or error.reason, admission.message or error.message,
                                     error.status, refusal.key_id, error.param)
 
     def _render_refusal(
-        self, call: Call, reason: str, message: str, status: int, key_id: str | None = None, param: str | None = None
+        self, call: Call, reason: str, message: str, status: int, key_id: str | None = None,
+        param: str | None = None, approval_id: str | None = None,
     ) -> RenderedResponse:
         status = 401 if reason in AUTH_REASONS else status
         self._log(call, key_id, None, "blocked", reason, status)
-        return call.adapter.render_error(
-            VendorError(status, reason, message, _kind(reason), param, request_id=call.request_id))
+        return call.adapter.render_error(VendorError(
+            status, reason, message, _kind(reason), param, request_id=call.request_id, approval_id=approval_id))
 
     def _audit_row(
         self, call: Call, key_id: str, parsed: ParsedRequest | None, key: KeyRecord | None

@@ -1,8 +1,9 @@
 """Policies: validated against policy-schemas/policy.schema.json, then evaluated in memory.
 
-Evaluation here covers what one request can be judged on alone (endpoint allowlist,
-customer scope, per-call limit, run id, expiry). Caps depend on shared counters and are
-decided in the database by the gate; ``gate_caps`` hands them over.
+Evaluation here covers what one request can be judged on alone (expiry, run id, endpoint
+allowlist and approval list, customer and record scope, recipients and senders, per-call
+limit). Caps depend on counters shared by every proxy process, so the gate decides them
+inside Postgres; ``gate_caps`` hands them over.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, Mapping
 from jsonschema import Draft202012Validator, FormatChecker
 
 from proxy.errors import InvalidInput
-from vendors.base import ParsedRequest
+from proxy.scope import Denial, Recipients, check_messaging_scope, check_record_scope
+from vendors.base import ParsedRequest, RecordedObject
 from vendors.endpoints import pattern_matches
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "policy-schemas" / "policy.schema.json"
@@ -33,9 +35,11 @@ class PolicyInvalid(InvalidInput):
 
 
 @dataclass(frozen=True)
-class Denial:
-    reason: str  # stable code for the audit row
-    message: str  # what the agent reads
+class Verdict:
+    """The policy's view of one request before caps: a refusal and/or a need for approval."""
+
+    denial: Denial | None = None
+    approval: Denial | None = None  # why an operator must approve (endpoint in require_approval)
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,15 @@ class Cap:
     window: str
     usd: Decimal | None = None
     requests: int | None = None
+    action: str = "block"
 
     def as_gate_json(self) -> dict[str, Any]:
         limit = {"usd": str(self.usd)} if self.usd is not None else {"requests": self.requests}
-        return {"window": self.window, **limit}
+        return {"window": self.window, "action": self.action, **limit}
+
+    def describe(self) -> str:
+        limit = f"{self.usd} USD" if self.usd is not None else f"{self.requests} requests"
+        return f"{limit} per {self.window}"
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,14 @@ class Policy:
     id: str
     version: int
     vendor: str
+    mode: str
     allow: tuple[str, ...]
+    require_approval: tuple[str, ...]
     customers: frozenset[str] | None
+    created_through_key: bool
+    recipients: Recipients
+    senders: frozenset[str] | None
+    max_recipients: int | None
     per_call_usd: Decimal | None
     caps: tuple[Cap, ...]
     require_run_id: bool
@@ -63,54 +78,81 @@ class Policy:
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> "Policy":
-        customers = document.get("customers", {}).get("allow")
+        customers = document.get("customers", {})
         per_call = document.get("per_call_usd")
         expires = document.get("expires_at")
+        senders = document.get("senders")
         return cls(
             id=policy_id,
             version=version,
             vendor=document["vendor"],
+            mode=document.get("mode", "enforce"),
             allow=tuple(document["endpoints"]["allow"]),
-            customers=frozenset(customers) if customers is not None else None,
+            require_approval=tuple(document["endpoints"].get("require_approval", ())),
+            customers=frozenset(customers["allow"]) if "allow" in customers else None,
+            created_through_key=bool(customers.get("created_through_key", False)),
+            recipients=Recipients.from_document(document.get("recipients", {})),
+            senders=frozenset(senders) if senders is not None else None,
+            max_recipients=document.get("max_recipients"),
             per_call_usd=Decimal(str(per_call)) if per_call is not None else None,
             caps=tuple(
-                Cap(c["window"], Decimal(str(c["usd"])) if "usd" in c else None, c.get("requests"))
+                Cap(c["window"], Decimal(str(c["usd"])) if "usd" in c else None, c.get("requests"),
+                    c.get("action", "block"))
                 for c in document.get("caps", ())
             ),
             require_run_id=bool(document.get("require_run_id", False)),
             expires_at=_utc(expires) if expires else None,
         )
 
-    def check(self, request: ParsedRequest, predicted_usd: Decimal, run_id: str | None) -> Denial | None:
-        """The first rule this request breaks, or None. Order: cheapest and most basic first."""
+    @property
+    def shadow(self) -> bool:
+        return self.mode == "shadow"
+
+    @property
+    def has_approval_caps(self) -> bool:
+        return any(cap.action == "require_approval" for cap in self.caps)
+
+    def objects_to_look_up(self, request: ParsedRequest) -> tuple[str, ...]:
+        """Ids whose records (created through this key) the evaluation or the estimate needs."""
+        wanted = []
+        if self.created_through_key or self.customers is not None:
+            wanted += [request.customer_id, request.object_id]
+        if request.moves_money and (request.amount_minor is None or request.currency is None):
+            wanted.append(request.object_id)
+        return tuple(dict.fromkeys(i for i in wanted if i))
+
+    def evaluate(
+        self, request: ParsedRequest, predicted_usd: Decimal, run_id: str | None,
+        known: Mapping[str, RecordedObject],
+    ) -> Verdict:
+        """The first rule this request breaks, and whether it needs approval. Cheapest rules first."""
         if self.expires_at is not None and self.expires_at <= datetime.now(timezone.utc):
-            return Denial("policy_expired", "This key's policy has expired.")
+            return Verdict(Denial("policy_expired", "This key's policy has expired."))
         if self.require_run_id and not run_id:
-            return Denial("run_id_required", "This key's policy requires an X-Agent-Run-Id header on every call.")
+            return Verdict(Denial("run_id_required", "This key's policy requires an X-Agent-Run-Id header on every call."))
+        approval = None
         if not any(pattern_matches(p, request.method, request.path) for p in self.allow):
-            return Denial("endpoint_not_allowed", f"Endpoint {request.endpoint} is not in this key's allowlist.")
-        denial = self._check_customer(request)
-        if denial:
-            return denial
+            if not any(pattern_matches(p, request.method, request.path) for p in self.require_approval):
+                return Verdict(Denial("endpoint_not_allowed", f"Endpoint {request.endpoint} is not in this key's allowlist."))
+            approval = Denial("endpoint_requires_approval", f"Endpoint {request.endpoint} needs an operator's approval.")
+        denial = (
+            check_record_scope(request, self.customers, self.created_through_key, known)
+            or check_messaging_scope(request, self.recipients, self.senders, self.max_recipients)
+            or self._check_per_call(predicted_usd)
+        )
+        return Verdict(denial, approval)
+
+    def check(self, request: ParsedRequest, predicted_usd: Decimal, run_id: str | None,
+              known: Mapping[str, RecordedObject] | None = None) -> Denial | None:
+        """Just the refusal, if any (approval needs aside)."""
+        return self.evaluate(request, predicted_usd, run_id, known or {}).denial
+
+    def _check_per_call(self, predicted_usd: Decimal) -> Denial | None:
         if self.per_call_usd is not None and predicted_usd > self.per_call_usd:
             return Denial(
                 "per_call_limit",
                 f"This call moves {predicted_usd:.2f} USD, over the per-call limit of {self.per_call_usd:.2f} USD.",
             )
-        return None
-
-    def _check_customer(self, request: ParsedRequest) -> Denial | None:
-        if self.customers is None:
-            return None
-        if request.customer_id is None:
-            if request.moves_money:
-                return Denial(
-                    "customer_not_identified",
-                    "This key is limited to certain customers, and this call does not name one.",
-                )
-            return None
-        if request.customer_id not in self.customers:
-            return Denial("customer_not_allowed", f"Customer {request.customer_id} is outside this key's customer scope.")
         return None
 
     def gate_caps(self) -> str:

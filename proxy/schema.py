@@ -99,7 +99,52 @@ reservations = Table(
     Column("buckets", ARRAY(Text), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("reconciled_at", DateTime(timezone=True)),  # charged at its estimate after it expired
     Index("reservations_expires_at", "expires_at"),
+)
+
+# Objects a key created (customers, charges, payment intents, messages, emails): the ground
+# truth for "only records created through this key" and for pricing calls that name no amount.
+key_objects = Table(
+    "key_objects",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    Column("object_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("customer_id", Text),
+    Column("amount_minor", BigInteger),
+    Column("currency", Text),
+    Column("audit_id", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("key_id", "object_id"),
+)
+
+# A request held for a human: bound to its key and the request's fingerprint (method, path,
+# canonical parameters), so only the identical retry passes, and only once.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | approved | denied | used (expiry is by expires_at)
+    Column("reason", Text, nullable=False),
+    Column("message", Text),
+    Column("method", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("endpoint", Text),
+    Column("agent_run_id", Text),
+    Column("predicted_usd", USD),
+    Column("request", JSONB),  # the parameters that would be sent (no credentials)
+    Column("audit_id", BigInteger),  # the row that asked
+    Column("used_audit_id", BigInteger),  # the row that passed with it
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", Text),
+    Column("note", Text),
+    Index("approvals_lookup", "key_id", "fingerprint", "created_at"),
+    Index("approvals_status", "status", "created_at"),
 )
 
 audit_events = Table(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import stripe
 
+from proxy import migrate
 from tests.support.tollgate import STRIPE_SECRET, policy
 
 
@@ -100,4 +101,4 @@ def test_openapi_document_describes_the_routes(proxy_url):
 def test_health_endpoints(proxy_url):
     assert httpx.get(f"{proxy_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{proxy_url}/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "migration": "0001"}
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "migration": migrate.head_revision()}

@@ -43,10 +43,11 @@ def test_partial_then_full_refund(client, sql, run_id):
     rows = audit_rows(sql, run_id)
     assert facts(sql, run_id) == [
         ("POST /v1/charges", Decimal("54"), Decimal("54"), "parsed", "eur"),
-        # A refund names no currency; priced as USD until the answer says EUR.
-        ("POST /v1/refunds", Decimal("15"), Decimal("16.2"), "parsed", "eur"),
-        # A full refund names no amount: nothing to predict, the answer says 35.00 EUR.
-        ("POST /v1/refunds", Decimal("0"), Decimal("37.8"), "parsed", "eur"),
+        # A refund names no currency: it is the recorded charge's, EUR.
+        ("POST /v1/refunds", Decimal("16.2"), Decimal("16.2"), "parsed", "eur"),
+        # A full refund names no amount: predicted at the whole recorded charge (50.00 EUR, the
+        # most it can be), priced at what Stripe refunded (the remaining 35.00 EUR).
+        ("POST /v1/refunds", Decimal("54"), Decimal("37.8"), "parsed", "eur"),
     ]
     assert rows[1]["object_id"] == rows[2]["object_id"] == charge.id
 
@@ -60,7 +61,8 @@ def test_payment_intent_confirm_and_capture(client, sql, run_id):
     assert captured.amount_received == 1500
     assert facts(sql, run_id) == [
         ("POST /v1/payment_intents", Decimal("0"), Decimal("0"), "parsed", "usd"),  # not confirmed: no money yet
-        ("POST /v1/payment_intents/{id}/confirm", Decimal("0"), Decimal("0"), "parsed", "usd"),  # authorised only
+        # Confirm names no amount: predicted from the recorded intent; with manual capture nothing moved yet.
+        ("POST /v1/payment_intents/{id}/confirm", Decimal("20"), Decimal("0"), "parsed", "usd"),
         ("POST /v1/payment_intents/{id}/capture", Decimal("15"), Decimal("15"), "parsed", "usd"),
     ]
 

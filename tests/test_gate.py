@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from proxy import db, keys, secretbox
 from proxy.errors import Unavailable
-from proxy.gate import Gate
+from proxy.gate import Gate, PolicyRef
 from tests.support.tollgate import settings_for
 
 BOX = secretbox.SecretBox(b"k" * 32)
@@ -27,12 +27,16 @@ async def engine(pg_url):
     await engine.dispose()
 
 
-async def new_key(engine, caps: list[dict]) -> str:
+def ref(key: tuple[str, str], caps: list[dict], version: int = 1, mode: str = "enforce") -> PolicyRef:
+    return PolicyRef(key[1], version, mode, json.dumps(caps))
+
+
+async def new_key(engine, caps: list[dict]) -> tuple[str, str]:
     document = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/charges"]}, "caps": caps}
     async with engine.begin() as conn:
         described, _ = await keys.create_key(conn, BOX, vendor="stripe", upstream_secret="sk_test_x",
                                              policy_document=document)
-    return described["id"]
+    return described["id"], described["policy_id"]
 
 
 def row(key_id: str, run_id: str | None = None) -> dict:
@@ -50,11 +54,12 @@ async def counters(engine, key_id: str) -> dict[str, tuple]:
 
 async def test_concurrent_gates_never_reserve_past_a_cap(engine):
     caps = [{"usd": "10.00", "window": "day"}]
-    key_id = await new_key(engine, caps)
+    key = await new_key(engine, caps)
+    key_id = key[0]
     gate = Gate(engine, reservation_ttl_s=60)
 
     async def one() -> str:
-        admission = await gate.admit(key_id, 1, row(key_id), json.dumps(caps), Decimal("0.70"))
+        admission = await gate.admit(key_id, ref(key, caps, 1), row(key_id), Decimal("0.70"))
         return admission.decision
 
     decisions = await asyncio.gather(*(one() for _ in range(40)))
@@ -65,9 +70,10 @@ async def test_concurrent_gates_never_reserve_past_a_cap(engine):
 
 async def test_settle_replaces_the_reservation_with_the_actual_cost(engine):
     caps = [{"usd": "100", "window": "day"}, {"usd": "100", "window": "month"}, {"requests": 5, "window": "run"}]
-    key_id = await new_key(engine, caps)
+    key = await new_key(engine, caps)
+    key_id = key[0]
     gate = Gate(engine, reservation_ttl_s=60)
-    admitted = await gate.admit(key_id, 1, row(key_id, "run-1"), json.dumps(caps), Decimal("12.00"))
+    admitted = await gate.admit(key_id, ref(key, caps, 1), row(key_id, "run-1"), Decimal("12.00"))
     assert await counters(engine, key_id) == {
         "day": (0, Decimal("12"), 1), "month": (0, Decimal("12"), 1), "run": (0, Decimal("12"), 1)}
 
@@ -85,38 +91,42 @@ async def test_settle_replaces_the_reservation_with_the_actual_cost(engine):
 
 async def test_request_caps_count_calls_per_run(engine):
     caps = [{"requests": 2, "window": "run"}]
-    key_id = await new_key(engine, caps)
+    key = await new_key(engine, caps)
+    key_id = key[0]
     gate = Gate(engine, reservation_ttl_s=60)
-    decisions = [(await gate.admit(key_id, 1, row(key_id, "run-a"), json.dumps(caps), Decimal(0))).decision
+    decisions = [(await gate.admit(key_id, ref(key, caps, 1), row(key_id, "run-a"), Decimal(0))).decision
                  for _ in range(3)]
-    other_run = await gate.admit(key_id, 1, row(key_id, "run-b"), json.dumps(caps), Decimal(0))
+    other_run = await gate.admit(key_id, ref(key, caps, 1), row(key_id, "run-b"), Decimal(0))
     assert decisions == ["allowed", "allowed", "blocked"]
     assert other_run.decision == "allowed"
 
 
 async def test_revocation_is_read_by_the_gate_not_cached(engine):
-    key_id = await new_key(engine, [])
+    key = await new_key(engine, [])
+    key_id = key[0]
     gate = Gate(engine, reservation_ttl_s=60)
-    assert (await gate.admit(key_id, 1, row(key_id), "[]", Decimal(1))).allowed
+    assert (await gate.admit(key_id, ref(key, [], 1), row(key_id), Decimal(1))).forward
     async with engine.begin() as conn:
         await keys.revoke_key(conn, key_id)
-    blocked = await gate.admit(key_id, 1, row(key_id), "[]", Decimal(1))
+    blocked = await gate.admit(key_id, ref(key, [], 1), row(key_id), Decimal(1))
     assert (blocked.decision, blocked.reason) == ("blocked", "key_revoked")
 
 
 async def test_a_stale_policy_version_is_sent_back_without_writing(engine):
-    key_id = await new_key(engine, [])
+    key = await new_key(engine, [])
+    key_id = key[0]
     gate = Gate(engine, reservation_ttl_s=60)
-    stale = await gate.admit(key_id, 7, row(key_id), "[]", Decimal(1))
+    stale = await gate.admit(key_id, ref(key, [], 7), row(key_id), Decimal(1))
     assert (stale.decision, stale.audit_id) == ("stale", None)
 
 
 async def test_blocked_rows_do_not_reserve(engine):
     caps = [{"usd": "5", "window": "day"}]
-    key_id = await new_key(engine, caps)
+    key = await new_key(engine, caps)
+    key_id = key[0]
     gate = Gate(engine, reservation_ttl_s=60)
     blocked_row = {**row(key_id), "decision": "blocked", "reason": "endpoint_not_allowed", "message": "no"}
-    admission = await gate.admit(key_id, 1, blocked_row, json.dumps(caps), Decimal(3))
+    admission = await gate.admit(key_id, ref(key, caps), blocked_row, Decimal(3))
     assert (admission.decision, admission.reason) == ("blocked", "endpoint_not_allowed")
     assert await counters(engine, key_id) == {}
 
@@ -126,7 +136,7 @@ async def test_an_unreachable_database_raises_unavailable(pg_url):
     engine = db.create_engine(dead, settings_for(dead, {}, db_timeout_s=1.0))
     try:
         with pytest.raises(Unavailable) as raised:
-            await Gate(engine, 60).admit("key_x", 1, row("key_x"), "[]", Decimal(1))
+            await Gate(engine, 60).admit("key_x", PolicyRef("pol_x", 1, "enforce", "[]"), row("key_x"), Decimal(1))
         assert raised.value.reason == "database_unavailable"
     finally:
         await engine.dispose()

@@ -158,7 +158,7 @@ def test_not_an_object() -> None:
     "extra, pointer",
     [
         ({"vendor": "paypal"}, "/vendor"),
-        ({"mode": "shadow"}, "/mode"),
+        ({"mode": "audit"}, "/mode"),
         ({"require_run_id": "yes"}, "/require_run_id"),
         ({"expires_at": "tomorrow"}, "/expires_at"),
         ({"expires_at": "2030-13-01T00:00:00Z"}, "/expires_at"),
@@ -168,7 +168,7 @@ def test_not_an_object() -> None:
         ({"customers": {"allow": ["cus_1", "cus_1"]}}, "/customers/allow"),
         ({"caps": [{"requests": -1, "window": "day"}]}, "/caps/0/requests"),
         ({"caps": [{"requests": 1.5, "window": "day"}]}, "/caps/0/requests"),
-        ({"caps": [{"requests": 1, "window": "day", "action": "require_approval"}]}, "/caps/0/action"),
+        ({"caps": [{"requests": 1, "window": "day", "action": "warn"}]}, "/caps/0/action"),
         ({"caps": [{"requests": 1, "window": "day"}] * 17}, "/caps"),
     ],
 )
@@ -237,12 +237,12 @@ def test_defaults() -> None:
 
 def test_gate_caps_json() -> None:
     loaded = policy(caps=[{"usd": "200.00", "window": "day"}, {"requests": 60, "window": "minute"},
-                          {"usd": 20, "window": "run"}, {"usd": 0.1, "window": "total"}])
+                          {"usd": 20, "window": "run", "action": "require_approval"}, {"usd": 0.1, "window": "total"}])
     assert json.loads(loaded.gate_caps()) == [
-        {"window": "day", "usd": "200.00"},
-        {"window": "minute", "requests": 60},
-        {"window": "run", "usd": "20"},
-        {"window": "total", "usd": "0.1"},
+        {"window": "day", "action": "block", "usd": "200.00"},
+        {"window": "minute", "action": "block", "requests": 60},
+        {"window": "run", "action": "require_approval", "usd": "20"},
+        {"window": "total", "action": "block", "usd": "0.1"},
     ]
     assert policy().gate_caps() == "[]"
 

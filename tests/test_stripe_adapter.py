@@ -17,7 +17,14 @@ from stripe._encode import _api_encode
 from stripe._http_client import HTTPClient
 
 from vendors import money
-from vendors.base import ParsedRequest, ParsedResponse, RequestRejected, UpstreamCredential, VendorError
+from vendors.base import (
+    ParsedRequest,
+    ParsedResponse,
+    RecordedObject,
+    RequestRejected,
+    UpstreamCredential,
+    VendorError,
+)
 from vendors.endpoints import generic_template, looks_like_id, pattern_matches
 from vendors.stripe import ENDPOINTS, MAX_AMOUNT_MINOR, StripeAdapter
 
@@ -418,6 +425,7 @@ def test_charge_response() -> None:
     assert result == ParsedResponse(
         cost_usd=usd(2000, "eur"), currency="eur", amount_minor=2000, object_id="ch_3Mml", customer_id="cus_1",
         vendor_request_id="req_123",
+        created=RecordedObject("ch_3Mml", "charge", customer_id="cus_1", amount_minor=2000, currency="eur"),
     )
 
 
@@ -443,7 +451,24 @@ def test_payment_intent_confirm_response_uses_amount_received() -> None:
 def test_customer_response() -> None:
     request = parse("POST", "/v1/customers", b"email=a%40b.c")
     result = _response(request, 200, {"id": "cus_New1", "object": "customer"})
-    assert result == ParsedResponse(Decimal(0), object_id="cus_New1", customer_id="cus_New1", vendor_request_id="req_123")
+    assert result == ParsedResponse(Decimal(0), object_id="cus_New1", customer_id="cus_New1", vendor_request_id="req_123",
+                                    created=RecordedObject("cus_New1", "customer", customer_id="cus_New1"))
+
+
+def test_reads_and_updates_create_nothing() -> None:
+    retrieve = parse("GET", "/v1/charges/ch_1")
+    update = parse("POST", "/v1/customers/cus_1", b"email=a%40b.c")
+    assert _response(retrieve, 200, {"id": "ch_1", "object": "charge", "amount": 5}).created is None
+    assert _response(update, 200, {"id": "cus_1", "object": "customer"}).created is None
+
+
+def test_a_full_refund_is_estimated_from_the_recorded_charge() -> None:
+    refund = parse("POST", "/v1/refunds", b"charge=ch_1")
+    charge = RecordedObject("ch_1", "charge", customer_id="cus_1", amount_minor=5000, currency="eur")
+    assert refund.object_id == "ch_1" and refund.amount_minor is None
+    assert ADAPTER.estimate_usd(refund, charge) == usd(5000, "eur")
+    assert ADAPTER.estimate_usd(parse("POST", "/v1/refunds", b"charge=ch_1&amount=100"), charge) == usd(100, "eur")
+    assert ADAPTER.estimate_usd(refund) == Decimal(0)  # an unknown charge: nothing to predict from
 
 
 @pytest.mark.parametrize("status", [400, 401, 402, 404, 409, 429, 500, 503])

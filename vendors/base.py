@@ -70,6 +70,17 @@ class ParsedRequest:
 
 
 @dataclass(frozen=True)
+class RecordedObject:
+    """An object a key created (recorded by the core at settle, looked up for later calls)."""
+
+    object_id: str
+    kind: str  # the vendor's object type: customer, charge, payment_intent, message, email...
+    customer_id: str | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
 class ParsedResponse:
     """Facts read from the vendor's answer."""
 
@@ -81,6 +92,7 @@ class ParsedResponse:
     vendor_request_id: str | None = None
     # The vendor answered from its idempotency cache: nothing happened again, nothing to count.
     replayed: bool = False
+    created: RecordedObject | None = None  # an object this call created, for record-level scope
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class VendorError:
     param: str | None = None
     retryable: bool = False
     request_id: str | None = None  # Tollgate's id for the request, for the vendor's request-id header
+    approval_id: str | None = None  # set when the call is held for an operator's approval
 
 
 @dataclass(frozen=True)
@@ -120,8 +133,12 @@ class VendorAdapter(Protocol):
     ) -> ParsedRequest:
         """Raise RequestRejected for anything ambiguous or malformed."""
 
-    def estimate_usd(self, request: ParsedRequest) -> Decimal:
-        """Predicted cost in USD before the call leaves (0 for calls that move no money)."""
+    def estimate_usd(self, request: ParsedRequest, referenced: RecordedObject | None = None) -> Decimal:
+        """Predicted cost in USD before the call leaves (0 for calls that move no money).
+
+        ``referenced`` is the recorded object the request acts on (``request.object_id``), when
+        the key created it: a refund without an amount is priced from its charge.
+        """
 
     def parse_response(
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes

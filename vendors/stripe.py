@@ -18,6 +18,7 @@ from vendors.base import (
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
+    RecordedObject,
     RenderedResponse,
     RequestRejected,
     UpstreamCredential,
@@ -40,7 +41,7 @@ class Money:
 @dataclass(frozen=True)
 class Facts:
     money: Money | None = None
-    object_param: str | None = None  # request param naming the object acted on (e.g. refunds' charge)
+    object_params: tuple[str, ...] = ()  # request params naming the object acted on (a refund's charge)
     customer_from_path: bool = False
 
 
@@ -70,7 +71,7 @@ ENDPOINTS = EndpointTable(
         _e("POST", "/v1/payment_intents/{id}/confirm", Facts(money=Money(None, "amount_received"))),
         _e("POST", "/v1/payment_intents/{id}/capture", Facts(money=Money("amount_to_capture", "amount_received"))),
         _e("POST", "/v1/payment_intents/{id}/cancel"),
-        _e("POST", "/v1/refunds", Facts(money=Money("amount", "amount"), object_param="charge")),
+        _e("POST", "/v1/refunds", Facts(money=Money("amount", "amount"), object_params=("charge", "payment_intent"))),
         _e("GET", "/v1/refunds"),
         _e("GET", "/v1/refunds/{id}"),
         _e("POST", "/v1/payouts", Facts(money=Money("amount", "amount"))),
@@ -126,7 +127,8 @@ class StripeAdapter:
         facts = endpoint.facts if endpoint else Facts()
         amount_minor, currency, moves = _money(facts, params)
         customer = _text(params.get("customer"), "customer")
-        object_id = path_params.get("id") or _text(params.get(facts.object_param or ""), facts.object_param or "")
+        object_id = path_params.get("id") or next(
+            (_text(params[name], name) for name in facts.object_params if params.get(name)), None)
         if facts.customer_from_path:
             customer = path_params["id"]
         return ParsedRequest(
@@ -144,12 +146,19 @@ class StripeAdapter:
             summary={k: params[k] for k in _SUMMARY_PARAMS if isinstance(params.get(k), str)},
         )
 
-    def estimate_usd(self, request: ParsedRequest) -> Decimal:
-        if not request.moves_money or request.amount_minor is None:
+    def estimate_usd(self, request: ParsedRequest, referenced: RecordedObject | None = None) -> Decimal:
+        if not request.moves_money:
             return Decimal(0)
-        # A refund carries no currency: it is in the charge's. Until the charge is known,
-        # price it as USD, which is what most accounts settle in.
-        return money.minor_to_usd(request.amount_minor, request.currency or "usd")
+        # A refund, a confirm or a capture may name no amount or currency: they are the
+        # charge's or the payment intent's, known when this key created it.
+        amount = request.amount_minor
+        if amount is None and referenced is not None:
+            amount = referenced.amount_minor
+        if amount is None:
+            return Decimal(0)
+        currency = request.currency or (referenced.currency if referenced else None)
+        # Still unknown: price as USD, what most accounts settle in; the answer corrects it.
+        return money.minor_to_usd(amount, currency or "usd")
 
     def parse_response(
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
@@ -166,14 +175,17 @@ class StripeAdapter:
         money_facts = endpoint.facts.money if endpoint else None
         object_id = _text_field(obj, "id")
         customer = _customer_of(obj)
+        created = _created(request, obj, endpoint)
         if money_facts is None:
-            return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id)
+            return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id,
+                                  created=created)
         amount, currency = obj.get(money_facts.response_amount), obj.get("currency")
         if (
             not (type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR and isinstance(currency, str))
             or currency.lower() not in money.fx_table().usd_per_unit
         ):  # bool, negative or absurd amounts are not a price; 10**30 would also overflow the Decimal context
-            return ParsedResponse(None, object_id=object_id, customer_id=customer, vendor_request_id=request_id)
+            return ParsedResponse(None, object_id=object_id, customer_id=customer, vendor_request_id=request_id,
+                                  created=created)
         return ParsedResponse(
             cost_usd=money.minor_to_usd(amount, currency),
             currency=currency.lower(),
@@ -181,6 +193,7 @@ class StripeAdapter:
             object_id=object_id,
             customer_id=customer,
             vendor_request_id=request_id,
+            created=created,
         )
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
@@ -191,6 +204,8 @@ class StripeAdapter:
         payload: dict[str, Any] = {"type": kind, "code": error.reason, "message": error.message}
         if error.param:
             payload["param"] = error.param
+        if error.approval_id:
+            payload["approval_id"] = error.approval_id
         headers = {
             "content-type": "application/json",
             "stripe-should-retry": "true" if error.retryable else "false",
@@ -248,7 +263,7 @@ def _amount(value: Any) -> int | None:
 
 
 def _text(value: Any, name: str) -> str | None:
-    if value is None or name == "":
+    if value is None:
         return None
     if not isinstance(value, str):
         raise RequestRejected("invalid_parameter", f"Parameter {name!r} must be a string.", param=name)
@@ -261,6 +276,26 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+_RECORDED_KINDS = frozenset({"customer", "charge", "payment_intent", "refund", "payout", "transfer"})
+
+
+def _created(request: ParsedRequest, obj: Mapping[str, Any], endpoint: Endpoint[Facts] | None) -> RecordedObject | None:
+    """The object a create call (POST to a collection) made, as Stripe returned it."""
+    if request.method != "POST" or endpoint is None or "{" in endpoint.template:
+        return None
+    object_id, kind = _text_field(obj, "id"), _text_field(obj, "object")
+    if object_id is None or kind not in _RECORDED_KINDS:
+        return None
+    amount = obj.get("amount")
+    return RecordedObject(
+        object_id=object_id,
+        kind=kind,
+        customer_id=_customer_of(obj),
+        amount_minor=amount if type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR else None,
+        currency=(_text_field(obj, "currency") or "").lower() or None,
+    )
 
 
 def _text_field(obj: Mapping[str, Any], name: str) -> str | None:

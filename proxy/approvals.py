@@ -1,0 +1,80 @@
+"""Approvals: a call held for a human, bound to the exact request.
+
+The gate creates and consumes approvals (one round trip, under a row lock); this module
+computes the request fingerprint it matches on, and gives operators list/approve/deny.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from proxy.errors import Conflict, NotFound
+from proxy.schema import approvals
+from vendors.base import ParsedRequest
+
+
+def fingerprint(key_id: str, request: ParsedRequest) -> str:
+    """Same key, method, path and parameters (in any order) -> same fingerprint.
+
+    The Idempotency-Key header is left out on purpose: SDKs draw a new one per call, and
+    the agent's retry after approval is a new call with the same content.
+    """
+    canonical = json.dumps([key_id, request.method, request.path, request.params], sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _described(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for name in ("created_at", "expires_at", "decided_at"):
+        out[name] = out[name].isoformat() if out[name] else None
+    out["predicted_usd"] = str(out["predicted_usd"]) if out["predicted_usd"] is not None else None
+    return out
+
+
+def _visible_status():
+    """'pending' past its expiry reads as 'expired': nothing needs to sweep the table."""
+    return case(
+        (and_(approvals.c.status == "pending", approvals.c.expires_at <= func.now()), "expired"),
+        else_=approvals.c.status,
+    ).label("status")
+
+
+def _query():
+    columns = [c for c in approvals.c if c.name not in ("status", "fingerprint")]
+    return select(*columns, _visible_status())
+
+
+async def list_approvals(conn: AsyncConnection, status: str | None = None, key_id: str | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+    query = _query().order_by(approvals.c.created_at.desc()).limit(limit)
+    if key_id:
+        query = query.where(approvals.c.key_id == key_id)
+    if status:
+        query = query.where(_visible_status() == status)
+    return [_described(r) for r in await conn.execute(query)]
+
+
+async def show_approval(conn: AsyncConnection, approval_id: str) -> dict[str, Any]:
+    row = (await conn.execute(_query().where(approvals.c.id == approval_id))).first()
+    if row is None:
+        raise NotFound("unknown_approval", f"No such approval: {approval_id}.")
+    return _described(row)
+
+
+async def decide(conn: AsyncConnection, approval_id: str, approve: bool, by: str | None = None,
+                 note: str | None = None) -> dict[str, Any]:
+    result = await conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id, approvals.c.status == "pending", approvals.c.expires_at > func.now())
+        .values(status="approved" if approve else "denied", decided_at=func.now(), decided_by=by, note=note)
+    )
+    if result.rowcount == 0:
+        current = await show_approval(conn, approval_id)  # raises NotFound
+        raise Conflict("approval_not_pending", f"Approval {approval_id} is {current['status']}, not pending.")
+    return await show_approval(conn, approval_id)

@@ -1,0 +1,90 @@
+"""The bare pass-through: the ceiling the governed path is measured against (bench/).
+
+``/stripe/*`` is forwarded to the upstream with the same ``proxy.upstream.Upstream``
+(httpx interface, transport from ``TOLLGATE_UPSTREAM_TRANSPORT``) and the same server
+settings as ``tollgate serve`` (uvicorn, uvloop, httptools, lifespan on), and nothing
+else: no key check, no policy, no database, no log line. Not for production: it
+forwards without governance.
+
+    python -m proxy.bare --port 8081 --upstream http://127.0.0.1:12111
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from proxy import config
+from proxy.asgi import Receive, Scope, Send, read_body, send_response
+from proxy.upstream import Upstream, UpstreamFailure
+
+PREFIX = "/stripe"
+FORWARD_REQUEST = frozenset({"content-type", "accept", "user-agent", "idempotency-key", "stripe-version"})
+FORWARD_RESPONSE = frozenset({"content-type", "request-id", "idempotency-key", "idempotent-replayed", "stripe-version"})
+UPSTREAM_AUTH = "Bearer sk_test_bare_passthrough"
+
+
+class BareApp:
+    def __init__(self, settings: config.Settings):
+        self.settings = settings
+        self.base = settings.upstream_for("stripe")
+        self.upstream: Upstream | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        if scope["type"] != "http" or not path.startswith(PREFIX + "/"):
+            await send_response(send, 404, {"content-type": "text/plain"}, b"not found")
+            return
+        assert self.upstream is not None
+        body = await read_body(receive, self.settings.max_body_bytes)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        forwarded = {k: v for k, v in headers.items() if k in FORWARD_REQUEST}
+        forwarded["authorization"] = UPSTREAM_AUTH
+        url = self.base + path[len(PREFIX):]
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        try:
+            response = await self.upstream.send(scope["method"], url, forwarded, body)
+        except UpstreamFailure as failure:
+            await send_response(send, 502, {"content-type": "text/plain"}, failure.reason.encode())
+            return
+        passed = {k: v for k, v in response.headers.items() if k in FORWARD_RESPONSE}
+        await send_response(send, response.status, passed, response.body)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.upstream = Upstream(self.settings)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.upstream is not None:
+                    await self.upstream.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m proxy.bare", description="bare pass-through for benchmarks")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--upstream", required=True, help="Stripe upstream base URL, e.g. http://127.0.0.1:12111")
+    args = parser.parse_args(argv)
+    settings = config.load()  # TOLLGATE_UPSTREAM_TRANSPORT, TOLLGATE_MAX_BODY_BYTES, timeouts: as tollgate serve
+    settings = dataclasses.replace(settings, host=args.host, port=args.port,
+                                   upstreams={**settings.upstreams, "stripe": args.upstream})
+    print(f"bare pass-through on http://{args.host}:{args.port}{PREFIX} -> {args.upstream} "
+          f"(transport {settings.upstream_transport})", flush=True)
+    # The same server settings as `tollgate serve` (proxy/cli.py).
+    uvicorn.run(BareApp(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

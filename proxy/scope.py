@@ -1,0 +1,112 @@
+"""Scope rules: which customers and records a key may touch, and whom messages may reach.
+
+Pure functions over a ParsedRequest and the records the key created; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from vendors.base import ParsedRequest, RecordedObject
+
+
+@dataclass(frozen=True)
+class Denial:
+    reason: str  # stable code for the audit row
+    message: str  # what the agent reads
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Any configured rule admits a recipient; with no rules configured, everyone is admitted."""
+
+    countries: frozenset[str] = frozenset()
+    numbers: tuple[str, ...] = ()  # E.164, a trailing * matches any rest
+    domains: tuple[str, ...] = ()  # a leading *. matches any subdomain
+    addresses: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> "Recipients":
+        return cls(
+            countries=frozenset(doc.get("countries", ())),
+            numbers=tuple(doc.get("numbers", ())),
+            domains=tuple(d.lower() for d in doc.get("domains", ())),
+            addresses=frozenset(a.lower() for a in doc.get("addresses", ())),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.countries or self.numbers or self.domains or self.addresses)
+
+    def admits(self, recipient: str, country: str | None) -> bool:
+        if country is not None and country in self.countries:
+            return True
+        if any(_number_matches(pattern, recipient) for pattern in self.numbers):
+            return True
+        address = recipient.lower()
+        if address in self.addresses:
+            return True
+        domain = address.rpartition("@")[2] if "@" in address else None
+        return domain is not None and any(_domain_matches(pattern, domain) for pattern in self.domains)
+
+
+def _number_matches(pattern: str, number: str) -> bool:
+    return number.startswith(pattern[:-1]) if pattern.endswith("*") else number == pattern
+
+
+def _domain_matches(pattern: str, domain: str) -> bool:
+    if pattern.startswith("*."):
+        return domain.endswith(pattern[1:])
+    return domain == pattern
+
+
+def check_record_scope(
+    request: ParsedRequest,
+    customers: frozenset[str] | None,
+    created_through_key: bool,
+    known: Mapping[str, RecordedObject],
+) -> Denial | None:
+    """Customer list and "only records created through this key"; either rule admits."""
+    if customers is None and not created_through_key:
+        return None
+    if request.customer_id is not None:
+        admitted = (customers is not None and request.customer_id in customers) or (
+            created_through_key and request.customer_id in known
+        )
+        if not admitted:
+            return Denial("customer_not_allowed", f"Customer {request.customer_id} is outside this key's customer scope.")
+    target = request.object_id if request.object_id and request.object_id != request.customer_id else None
+    if target is not None:
+        record = known.get(target)
+        if record is None and created_through_key:
+            return Denial("object_not_created_through_key", f"{target} was not created through this key.")
+        if record is not None and request.customer_id is None and not created_through_key:
+            if record.customer_id is None or record.customer_id not in (customers or ()):
+                return Denial("customer_not_allowed", f"{target} belongs to a customer outside this key's scope.")
+        if record is not None:
+            return None
+    if request.customer_id is None and request.moves_money:
+        return Denial("customer_not_identified", "This key is limited to certain customers, and this call does not name one.")
+    return None
+
+
+def check_messaging_scope(
+    request: ParsedRequest, recipients: Recipients, senders: frozenset[str] | None, max_recipients: int | None
+) -> Denial | None:
+    if max_recipients is not None and len(request.recipients) > max_recipients:
+        return Denial("too_many_recipients",
+                      f"This call has {len(request.recipients)} recipients; this key allows at most {max_recipients}.")
+    if recipients.configured:
+        countries = request.recipient_countries or (None,) * len(request.recipients)
+        for recipient, country in zip(request.recipients, countries):
+            if not recipients.admits(recipient, country):
+                where = f" ({country})" if country else ""
+                return Denial("recipient_not_allowed", f"Recipient {recipient}{where} is outside this key's scope.")
+    if senders is not None:
+        if not request.senders:
+            return Denial("sender_not_allowed", "This key is limited to certain senders, and this call names none.")
+        for sender in request.senders:
+            if sender not in senders:
+                return Denial("sender_not_allowed", f"Sender {sender} is not one of this key's allowed senders.")
+    return None
