@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
-from proxy import bootstrap, config, db, embedded, keys, logs, migrate, policy, secretbox
+from proxy import bootstrap, cli_governance, config, db, embedded, keys, logs, migrate, policy, secretbox
+from proxy.cli_support import read_policy, settings_from, with_connection
 from proxy.errors import TollgateError
 
 
@@ -74,18 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", metavar="FILE")
     validate.set_defaults(run=_policy_validate)
 
+    cli_governance.register(commands, key_commands, policies)
+
     master = commands.add_parser("master-key", help="master key").add_subparsers(title="master-key commands")
     master.add_parser("new", help="print a new random master key").set_defaults(
         run=lambda args: print(secretbox.new_master_key()))
     return parser
-
-
-def _settings(args: argparse.Namespace) -> config.Settings:
-    env = dict(os.environ)
-    data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
-    if data_dir:
-        env["TOLLGATE_DATA_DIR"] = data_dir
-    return config.load(args.config, env)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -93,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from proxy.app import create_app
 
-    settings = _settings(args)
+    settings = settings_from(args)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = dataclasses.replace(settings, **overrides)
     logs.configure(settings.log_format)
@@ -123,36 +118,21 @@ def _print_banner(runtime: bootstrap.Runtime) -> None:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    url = db.resolve_url(_settings(args))
+    url = db.resolve_url(settings_from(args))
     migrate.upgrade(url)
     print(f"database at {migrate.head_revision()}")
     return 0
 
 
 def _db_url(args: argparse.Namespace) -> int:
-    print(db.resolve_url(_settings(args)))
+    print(db.resolve_url(settings_from(args)))
     return 0
 
 
 def _db_stop(args: argparse.Namespace) -> int:
-    stopped = embedded.stop(_settings(args).data_dir)
+    stopped = embedded.stop(settings_from(args).data_dir)
     print("embedded Postgres stopped" if stopped else "embedded Postgres was not running")
     return 0
-
-
-def _with_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any, Any, Any]], write: bool) -> Any:
-    runtime = bootstrap.runtime(_settings(args))
-    migrate.upgrade(runtime.database_url)
-
-    async def run() -> Any:
-        engine = db.create_engine(runtime.database_url, runtime.settings)
-        try:
-            async with (engine.begin() if write else engine.connect()) as conn:
-                return await work(conn, runtime)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _keys_create(args: argparse.Namespace) -> int:
@@ -160,14 +140,14 @@ def _keys_create(args: argparse.Namespace) -> int:
     if not secret:
         print(f"tollgate: environment variable {args.upstream_secret_env} is empty or not set", file=sys.stderr)
         return 2
-    document = _read_policy(args.policy)
+    document = read_policy(args.policy)
 
     async def work(conn, runtime):
         return await keys.create_key(conn, runtime.box, vendor=args.vendor, upstream_secret=secret,
                                      policy_document=document, upstream_account=args.upstream_account,
                                      label=args.label)
 
-    described, token = _with_connection(args, work, write=True)
+    described, token = with_connection(args, work, write=True)
     if args.json:
         print(json.dumps({**described, "key": token}, indent=2))
     else:
@@ -179,7 +159,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
-    rows = _with_connection(args, lambda conn, runtime: keys.list_keys(conn), write=False)
+    rows = with_connection(args, lambda conn, runtime: keys.list_keys(conn), write=False)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -191,19 +171,19 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 
 def _keys_show(args: argparse.Namespace) -> int:
-    row = _with_connection(args, lambda conn, runtime: keys.show_key(conn, args.key_id), write=False)
+    row = with_connection(args, lambda conn, runtime: keys.show_key(conn, args.key_id), write=False)
     print(json.dumps(row, indent=2))
     return 0
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
-    row = _with_connection(args, lambda conn, runtime: keys.revoke_key(conn, args.key_id), write=True)
+    row = with_connection(args, lambda conn, runtime: keys.revoke_key(conn, args.key_id), write=True)
     print(json.dumps(row, indent=2) if args.json else f"Revoked {row['id']} at {row['revoked_at']}.")
     return 0
 
 
 def _policy_validate(args: argparse.Namespace) -> int:
-    document = _read_policy(args.file)
+    document = read_policy(args.file)
     try:
         policy.validate(document)
     except policy.PolicyInvalid as exc:
@@ -212,12 +192,3 @@ def _policy_validate(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.file}: valid")
     return 0
-
-
-def _read_policy(path: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise bootstrap.ConfigError("unreadable_policy", f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise bootstrap.ConfigError("invalid_policy_json", f"{path} is not valid JSON: {exc}") from None

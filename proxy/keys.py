@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from proxy import policies as policies_module
 from proxy import policy as policy_module
 from proxy import vaultkeys
 from proxy.errors import InvalidInput, NotFound
@@ -39,14 +40,6 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-async def create_policy(conn: AsyncConnection, document: Mapping[str, Any], name: str | None = None) -> tuple[str, int]:
-    policy_module.validate(document)
-    policy_id = _new_id("pol")
-    await conn.execute(insert(policies).values(id=policy_id, vendor=document["vendor"], name=name, current_version=1))
-    await conn.execute(insert(policy_versions).values(policy_id=policy_id, version=1, document=dict(document)))
-    return policy_id, 1
-
-
 async def create_key(
     conn: AsyncConnection,
     box: SecretBox,
@@ -67,7 +60,7 @@ async def create_key(
     if (policy_document is None) == (policy_id is None):
         raise InvalidInput("policy_required", "Give exactly one of a policy document or a policy_id.")
     if policy_document is not None:
-        policy_id, _ = await create_policy(conn, policy_document)
+        policy_id = (await policies_module.create_policy(conn, policy_document))["id"]
     policy_vendor = await conn.scalar(select(policies.c.vendor).where(policies.c.id == policy_id))
     if policy_vendor is None:
         raise NotFound("unknown_policy", f"No such policy: {policy_id}.")

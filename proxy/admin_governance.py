@@ -1,0 +1,88 @@
+"""Admin routes for the policy engine: policies and their versions, spend against caps,
+approvals. Same conventions as proxy/admin.py (which mounts these)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from proxy import approvals, policies, spend
+from proxy.admin_http import Guard, field, json_body, json_response
+from proxy.keys import show_key
+
+
+class GovernanceRoutes:
+    def __init__(self, engine):
+        self._engine = engine
+
+    def routes(self, guard: Guard) -> list[Route]:
+        return [
+            Route("/admin/v1/policies", guard(self.create_policy), methods=["POST"]),
+            Route("/admin/v1/policies", guard(self.list_policies), methods=["GET"]),
+            Route("/admin/v1/policies/{policy_id}", guard(self.show_policy), methods=["GET"]),
+            Route("/admin/v1/policies/{policy_id}/versions", guard(self.add_version), methods=["POST"]),
+            Route("/admin/v1/keys/{key_id}/policy", guard(self.attach_policy), methods=["POST"]),
+            Route("/admin/v1/keys/{key_id}/spend", guard(self.key_spend), methods=["GET"]),
+            Route("/admin/v1/approvals", guard(self.list_approvals), methods=["GET"]),
+            Route("/admin/v1/approvals/{approval_id}", guard(self.show_approval), methods=["GET"]),
+            Route("/admin/v1/approvals/{approval_id}/approve", guard(self.approve), methods=["POST"]),
+            Route("/admin/v1/approvals/{approval_id}/deny", guard(self.deny), methods=["POST"]),
+        ]
+
+    async def create_policy(self, request: Request) -> Response:
+        body = await json_body(request)
+        async with self._engine.begin() as conn:
+            created = await policies.create_policy(conn, field(body, "document", dict, required=True),
+                                                   field(body, "name", str))
+        return json_response(created, 201)
+
+    async def list_policies(self, request: Request) -> Response:
+        async with self._engine.connect() as conn:
+            return json_response({"data": await policies.list_policies(conn)})
+
+    async def show_policy(self, request: Request) -> Response:
+        async with self._engine.connect() as conn:
+            return json_response(await policies.show_policy(conn, request.path_params["policy_id"]))
+
+    async def add_version(self, request: Request) -> Response:
+        body = await json_body(request)
+        async with self._engine.begin() as conn:
+            updated = await policies.add_version(conn, request.path_params["policy_id"],
+                                                 field(body, "document", dict, required=True))
+        return json_response(updated, 201)
+
+    async def attach_policy(self, request: Request) -> Response:
+        body = await json_body(request)
+        key_id = request.path_params["key_id"]
+        async with self._engine.begin() as conn:
+            await policies.attach(conn, key_id, field(body, "policy_id", str, required=True))
+            return json_response(await show_key(conn, key_id))
+
+    async def key_spend(self, request: Request) -> Response:
+        async with self._engine.connect() as conn:
+            return json_response(await spend.key_spend(conn, request.path_params["key_id"],
+                                                       request.query_params.get("agent_run_id")))
+
+    async def list_approvals(self, request: Request) -> Response:
+        params = request.query_params
+        async with self._engine.connect() as conn:
+            found = await approvals.list_approvals(conn, params.get("status"), params.get("key_id"))
+        return json_response({"data": found})
+
+    async def show_approval(self, request: Request) -> Response:
+        async with self._engine.connect() as conn:
+            return json_response(await approvals.show_approval(conn, request.path_params["approval_id"]))
+
+    async def approve(self, request: Request) -> Response:
+        return await self._decide(request, approve=True)
+
+    async def deny(self, request: Request) -> Response:
+        return await self._decide(request, approve=False)
+
+    async def _decide(self, request: Request, approve: bool) -> Response:
+        body = await json_body(request, allow_empty=True)
+        async with self._engine.begin() as conn:
+            decided = await approvals.decide(conn, request.path_params["approval_id"], approve,
+                                             field(body, "by", str), field(body, "note", str))
+        return json_response(decided)

@@ -1,0 +1,117 @@
+"""CLI commands for the policy engine: policies and versions, spend, approvals, reconcile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sqlalchemy import text
+
+from proxy import approvals, policies, spend
+from proxy.cli_support import read_policy, with_connection
+
+
+def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
+    create = policy_commands.add_parser("create", help="store a policy (version 1)")
+    create.add_argument("file", metavar="FILE")
+    create.add_argument("--name")
+    create.set_defaults(run=_policy_create)
+    update = policy_commands.add_parser("update", help="add a version to a policy; it becomes current")
+    update.add_argument("policy_id", metavar="POLICY_ID")
+    update.add_argument("file", metavar="FILE")
+    update.set_defaults(run=_policy_update)
+    policy_commands.add_parser("list", help="list policies").set_defaults(run=_policy_list)
+    show = policy_commands.add_parser("show", help="a policy with all its versions")
+    show.add_argument("policy_id", metavar="POLICY_ID")
+    show.set_defaults(run=_policy_show)
+
+    attach = key_commands.add_parser("attach-policy", help="point a key at another policy")
+    attach.add_argument("key_id", metavar="ID")
+    attach.add_argument("policy_id", metavar="POLICY_ID")
+    attach.set_defaults(run=_attach)
+    spent = key_commands.add_parser("spend", help="spend against each cap of a key's policy")
+    spent.add_argument("key_id", metavar="ID")
+    spent.add_argument("--run", metavar="RUN_ID", help="for the per-run caps")
+    spent.set_defaults(run=_spend)
+
+    approval_commands = commands.add_parser("approvals", help="calls held for approval").add_subparsers(
+        title="approvals commands")
+    listing = approval_commands.add_parser("list", help="list approvals (pending by default)")
+    listing.add_argument("--status", default="pending", help="pending, approved, denied, used, expired or all")
+    listing.set_defaults(run=_approvals_list)
+    for name, approve in (("approve", True), ("deny", False)):
+        decide = approval_commands.add_parser(name, help=f"{name} a pending approval")
+        decide.add_argument("approval_id", metavar="APPROVAL_ID")
+        decide.add_argument("--note")
+        decide.add_argument("--by", help="who decides (recorded)")
+        decide.set_defaults(run=_decide, approve=approve)
+
+    commands.add_parser("reconcile", help="charge and close reservations left by dead processes").set_defaults(
+        run=_reconcile)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _policy_create(args: argparse.Namespace) -> int:
+    document = read_policy(args.file)
+    created = with_connection(args, lambda conn, rt: policies.create_policy(conn, document, args.name), write=True)
+    print(f"Created {created['id']} ({created['vendor']}) at version 1.")
+    return 0
+
+
+def _policy_update(args: argparse.Namespace) -> int:
+    document = read_policy(args.file)
+    updated = with_connection(args, lambda conn, rt: policies.add_version(conn, args.policy_id, document), write=True)
+    print(f"{updated['id']} is now at version {updated['current_version']}.")
+    return 0
+
+
+def _policy_list(args: argparse.Namespace) -> int:
+    rows = with_connection(args, lambda conn, rt: policies.list_policies(conn), write=False)
+    print(f"{'ID':<22} {'VENDOR':<8} {'VERSION':<8} {'KEYS':<5} NAME")
+    for row in rows:
+        print(f"{row['id']:<22} {row['vendor']:<8} {row['current_version']:<8} {row['keys']:<5} {row['name'] or ''}")
+    return 0
+
+
+def _policy_show(args: argparse.Namespace) -> int:
+    _print(with_connection(args, lambda conn, rt: policies.show_policy(conn, args.policy_id), write=False))
+    return 0
+
+
+def _attach(args: argparse.Namespace) -> int:
+    with_connection(args, lambda conn, rt: policies.attach(conn, args.key_id, args.policy_id), write=True)
+    print(f"{args.key_id} now follows {args.policy_id}; its next request is judged by it.")
+    return 0
+
+
+def _spend(args: argparse.Namespace) -> int:
+    _print(with_connection(args, lambda conn, rt: spend.key_spend(conn, args.key_id, args.run), write=False))
+    return 0
+
+
+def _approvals_list(args: argparse.Namespace) -> int:
+    status = None if args.status == "all" else args.status
+    rows = with_connection(args, lambda conn, rt: approvals.list_approvals(conn, status), write=False)
+    print(f"{'ID':<26} {'STATUS':<9} {'KEY':<18} {'ENDPOINT':<36} {'USD':>10}  EXPIRES")
+    for row in rows:
+        print(f"{row['id']:<26} {row['status']:<9} {row['key_id']:<18} {row['endpoint'] or row['path']:<36} "
+              f"{row['predicted_usd'] or '':>10}  {row['expires_at']}")
+    return 0
+
+
+def _decide(args: argparse.Namespace) -> int:
+    decided = with_connection(
+        args, lambda conn, rt: approvals.decide(conn, args.approval_id, args.approve, args.by, args.note), write=True)
+    print(f"{decided['id']} {decided['status']}."
+          + (" The agent's identical retry will pass once." if args.approve else ""))
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    closed = with_connection(args, lambda conn, rt: conn.scalar(text("SELECT tollgate_reconcile(10000)")), write=True)
+    print(f"{closed} reservation(s) reconciled.")
+    return 0

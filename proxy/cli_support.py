@@ -1,0 +1,44 @@
+"""Helpers shared by the CLI's command modules."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Coroutine
+
+from proxy import bootstrap, config, db, migrate
+
+
+def settings_from(args: argparse.Namespace) -> config.Settings:
+    env = dict(os.environ)
+    data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
+    if data_dir:
+        env["TOLLGATE_DATA_DIR"] = data_dir
+    return config.load(args.config, env)
+
+
+def with_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any, Any, Any]], write: bool) -> Any:
+    runtime = bootstrap.runtime(settings_from(args))
+    migrate.upgrade(runtime.database_url)
+
+    async def run() -> Any:
+        engine = db.create_engine(runtime.database_url, runtime.settings)
+        try:
+            async with (engine.begin() if write else engine.connect()) as conn:
+                return await work(conn, runtime)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def read_policy(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise bootstrap.ConfigError("unreadable_policy", f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise bootstrap.ConfigError("invalid_policy_json", f"{path} is not valid JSON: {exc}") from None

@@ -1,0 +1,38 @@
+"""Current spend against each cap of a key's policy, read from the budget counters."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from proxy import keys as keys_module
+from proxy import policy as policy_module
+
+_COUNTER = text(
+    "SELECT tollgate_bucket(:window, now(), :run) AS bucket, bc.spent_usd, bc.reserved_usd, bc.requests "
+    "FROM (SELECT 1) one LEFT JOIN budget_counters bc "
+    "ON bc.key_id = :key AND bc.bucket = tollgate_bucket(:window, now(), :run)"
+)
+
+
+async def key_spend(conn: AsyncConnection, key_id: str, run_id: str | None = None) -> dict[str, Any]:
+    described = await keys_module.show_key(conn, key_id)
+    current = policy_module.Policy.from_document(described["policy_id"], described["policy_version"],
+                                                 described["policy"])
+    caps = []
+    for cap in current.caps:
+        row = (await conn.execute(_COUNTER, {"window": cap.window, "run": run_id, "key": key_id})).one()
+        spent, reserved, requests = row.spent_usd or Decimal(0), row.reserved_usd or Decimal(0), row.requests or 0
+        used = spent + reserved if cap.usd is not None else Decimal(requests)
+        limit = cap.usd if cap.usd is not None else Decimal(cap.requests or 0)
+        caps.append({
+            "window": cap.window, "action": cap.action, "bucket": row.bucket,
+            "limit_usd": str(cap.usd) if cap.usd is not None else None, "limit_requests": cap.requests,
+            "spent_usd": str(spent), "reserved_usd": str(reserved), "requests": requests,
+            "remaining": str(max(limit - used, Decimal(0))),
+        })
+    return {"key_id": key_id, "policy_id": current.id, "policy_version": current.version,
+            "agent_run_id": run_id, "caps": caps}
