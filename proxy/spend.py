@@ -25,7 +25,7 @@ async def key_spend(conn: AsyncConnection, key_id: str, run_id: str | None = Non
     caps = []
     for cap in current.caps:
         row = (await conn.execute(_COUNTER, {"window": cap.window, "run": run_id, "key": key_id})).one()
-        spent, reserved, requests = row.spent_usd or Decimal(0), row.reserved_usd or Decimal(0), row.requests or 0
+        spent, reserved, requests = _zero_if_none(row.spent_usd), _zero_if_none(row.reserved_usd), row.requests or 0
         used = spent + reserved if cap.usd is not None else Decimal(requests)
         limit = cap.usd if cap.usd is not None else Decimal(cap.requests or 0)
         caps.append({
@@ -36,3 +36,7 @@ async def key_spend(conn: AsyncConnection, key_id: str, run_id: str | None = Non
         })
     return {"key_id": key_id, "policy_id": current.id, "policy_version": current.version,
             "agent_run_id": run_id, "caps": caps}
+
+
+def _zero_if_none(value: Decimal | None) -> Decimal:
+    return Decimal("0.000000") if value is None else value

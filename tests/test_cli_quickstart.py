@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import pytest
 import stripe
 
 from proxy import migrate
+from tests.support.processes import tollgate_serve
 from tests.support.tollgate import STRIPE_SECRET
 
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policy-schemas" / "examples" / "stripe-quickstart.json"
@@ -30,12 +28,6 @@ def tollgate(*args: str, env: dict[str, str], check: bool = True) -> subprocess.
     if check and result.returncode != 0:
         raise AssertionError(f"tollgate {' '.join(args)} exited {result.returncode}: {result.stderr}")
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
@@ -49,27 +41,8 @@ def embedded_env(tmp_path, stripe_emulator):
 
 @pytest.fixture()
 def served(embedded_env):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=embedded_env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"tollgate serve did not start:\n{process.stdout.read()}")
-        time.sleep(0.1)
-    yield base, process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with tollgate_serve(embedded_env) as running:
+        yield running
 
 
 def test_quickstart_on_the_embedded_database(served, embedded_env):

@@ -1,0 +1,80 @@
+"""Guarantee 7 at the gate: a reservation whose process died expires and is reconciled;
+a late settle corrects it; nothing is counted twice and no audit row is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import text
+
+from proxy import db, keys, secretbox
+from proxy.gate import Gate, PolicyRef
+from tests.support.tollgate import settings_for
+
+BOX = secretbox.SecretBox(b"r" * 32)
+CAPS = [{"usd": "100", "window": "day", "action": "block"}]
+
+
+async def setup(pg_url):
+    engine = db.create_engine(pg_url, settings_for(pg_url, {}))
+    document = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/charges"]}, "caps": CAPS}
+    async with engine.begin() as conn:
+        described, _ = await keys.create_key(conn, BOX, vendor="stripe", upstream_secret="sk_test_x",
+                                             policy_document=document)
+    ref = PolicyRef(described["policy_id"], 1, "enforce", json.dumps(CAPS))
+    return engine, described["id"], ref
+
+
+def row(key_id: str) -> dict:
+    return {"request_id": uuid.uuid4().hex, "key_id": key_id, "vendor": "stripe", "method": "POST",
+            "path": "/v1/charges", "endpoint": "POST /v1/charges", "decision": "allowed"}
+
+
+async def state(engine, key_id: str, audit_id: int) -> tuple:
+    async with engine.connect() as conn:
+        counter = (await conn.execute(text(
+            "SELECT spent_usd, reserved_usd FROM budget_counters WHERE key_id = :k"), {"k": key_id})).one()
+        audit = (await conn.execute(text(
+            "SELECT state, reason, cost_usd, cost_source FROM audit_events WHERE id = :i"), {"i": audit_id})).one()
+    return tuple(counter), tuple(audit)
+
+
+async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_settle(pg_url):
+    engine, key_id, ref = await setup(pg_url)
+    try:
+        dying = Gate(engine, reservation_ttl_s=1)  # a process that will never settle
+        admitted = await dying.admit(key_id, ref, row(key_id), Decimal("30"))
+        survivor = Gate(engine, reservation_ttl_s=300)
+        assert await survivor.reconcile() == 0  # not expired yet: left alone
+        await asyncio.sleep(1.2)
+
+        closed = await asyncio.gather(survivor.reconcile(), survivor.reconcile())  # two processes sweeping
+        assert sorted(closed) == [0, 1]
+        assert await state(engine, key_id, admitted.audit_id) == (
+            (Decimal("30"), Decimal("0")), ("reconciled", "reservation_expired", Decimal("30"), "estimated"))
+
+        # The process was only slow: its settle arrives with the real cost.
+        await dying.settle(admitted.audit_id, Decimal("12.5"), {"cost_source": "parsed", "upstream_status": 200})
+        assert await state(engine, key_id, admitted.audit_id) == (
+            (Decimal("12.5"), Decimal("0")), ("final", "reservation_expired", Decimal("12.5"), "parsed"))
+        assert await survivor.reconcile() == 0
+        assert (await state(engine, key_id, admitted.audit_id))[0] == (Decimal("12.5"), Decimal("0"))
+    finally:
+        await engine.dispose()
+
+
+async def test_a_settled_call_is_never_reconciled(pg_url):
+    engine, key_id, ref = await setup(pg_url)
+    try:
+        gate = Gate(engine, reservation_ttl_s=1)
+        admitted = await gate.admit(key_id, ref, row(key_id), Decimal("7"))
+        await gate.settle(admitted.audit_id, Decimal("7"), {"cost_source": "parsed"})
+        await asyncio.sleep(1.2)
+        assert await gate.reconcile() == 0
+        assert await state(engine, key_id, admitted.audit_id) == (
+            (Decimal("7"), Decimal("0")), ("final", None, Decimal("7"), "parsed"))
+    finally:
+        await engine.dispose()
