@@ -20,12 +20,110 @@ _ERRORS = {
 }
 _NOT_FOUND = {"404": _json_response("No such key", _ref("Error"))}
 _KEY_ID = [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_POLICY_ID = [{"name": "policy_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_APPROVAL_ID = [{"name": "approval_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_CONFLICT = {"409": _json_response("The approval is no longer pending", _ref("Error"))}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _listing(item: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {"data": {"type": "array", "items": _ref(item)}}}
+
+
+_GOVERNANCE_PATHS: dict[str, Any] = {
+    "/admin/v1/policies": {
+        "post": {"summary": "Store a policy; it starts at version 1",
+                 "requestBody": _body(_ref("PolicyCreate")),
+                 "responses": {"201": _json_response("The policy", _ref("Policy")), **_ERRORS}},
+        "get": {"summary": "List policies",
+                "responses": {"200": _json_response("Policies", _listing("Policy")), **_ERRORS}},
+    },
+    "/admin/v1/policies/{policy_id}": {
+        "get": {"summary": "A policy with every version", "parameters": _POLICY_ID,
+                "responses": {"200": _json_response("The policy", _ref("Policy")), **_ERRORS, **_NOT_FOUND}},
+    },
+    "/admin/v1/policies/{policy_id}/versions": {
+        "post": {"summary": "Add an immutable version; it becomes current for every key on this policy",
+                 "parameters": _POLICY_ID, "requestBody": _body(_ref("PolicyVersionCreate")),
+                 "responses": {"201": _json_response("The policy", _ref("Policy")), **_ERRORS, **_NOT_FOUND}},
+    },
+    "/admin/v1/keys/{key_id}/policy": {
+        "post": {"summary": "Point a key at another policy of the same vendor", "parameters": _KEY_ID,
+                 "requestBody": _body({"type": "object", "required": ["policy_id"],
+                                       "properties": {"policy_id": {"type": "string"}}}),
+                 "responses": {"200": _json_response("The key", _ref("Key")), **_ERRORS, **_NOT_FOUND}},
+    },
+    "/admin/v1/keys/{key_id}/spend": {
+        "get": {"summary": "Spend against each cap of the key's current policy",
+                "parameters": [*_KEY_ID, {"name": "agent_run_id", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _json_response("Spend", _ref("Spend")), **_ERRORS, **_NOT_FOUND}},
+    },
+    "/admin/v1/approvals": {
+        "get": {"summary": "Approvals, newest first",
+                "parameters": [
+                    {"name": "status", "in": "query",
+                     "schema": {"type": "string", "enum": ["pending", "approved", "denied", "used", "expired"]}},
+                    {"name": "key_id", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json_response("Approvals", _listing("Approval")), **_ERRORS}},
+    },
+    "/admin/v1/approvals/{approval_id}": {
+        "get": {"summary": "One approval", "parameters": _APPROVAL_ID,
+                "responses": {"200": _json_response("The approval", _ref("Approval")), **_ERRORS, **_NOT_FOUND}},
+    },
+    "/admin/v1/approvals/{approval_id}/approve": {
+        "post": {"summary": "Approve: the agent's identical retry passes once", "parameters": _APPROVAL_ID,
+                 "requestBody": _body(_ref("Decision"), required=False),
+                 "responses": {"200": _json_response("The approval", _ref("Approval")), **_ERRORS, **_NOT_FOUND,
+                               **_CONFLICT}},
+    },
+    "/admin/v1/approvals/{approval_id}/deny": {
+        "post": {"summary": "Deny: the identical retry is refused until the approval expires",
+                 "parameters": _APPROVAL_ID, "requestBody": _body(_ref("Decision"), required=False),
+                 "responses": {"200": _json_response("The approval", _ref("Approval")), **_ERRORS, **_NOT_FOUND,
+                               **_CONFLICT}},
+    },
+}
+
+_GOVERNANCE_SCHEMAS: dict[str, Any] = {
+    "PolicyCreate": {"type": "object", "required": ["document"],
+                     "properties": {"document": {"type": "object"}, "name": {"type": "string"}}},
+    "PolicyVersionCreate": {"type": "object", "required": ["document"], "properties": {"document": {"type": "object"}}},
+    "Policy": {"type": "object", "properties": {
+        "id": {"type": "string"}, "vendor": {"type": "string"}, "name": {"type": ["string", "null"]},
+        "current_version": {"type": "integer"}, "created_at": {"type": "string"},
+        "versions": {"type": "array", "items": {"type": "object", "properties": {
+            "version": {"type": "integer"}, "created_at": {"type": "string"}, "document": {"type": "object"}}}}}},
+    "Spend": {"type": "object", "properties": {
+        "key_id": {"type": "string"}, "policy_id": {"type": "string"}, "policy_version": {"type": "integer"},
+        "agent_run_id": {"type": ["string", "null"]},
+        "caps": {"type": "array", "items": {"type": "object", "properties": {
+            "window": {"type": "string"}, "action": {"type": "string"}, "bucket": {"type": "string"},
+            "limit_usd": {"type": ["string", "null"]}, "limit_requests": {"type": ["integer", "null"]},
+            "spent_usd": {"type": "string"}, "reserved_usd": {"type": "string"}, "requests": {"type": "integer"},
+            "remaining": {"type": "string"}}}}}},
+    "Approval": {"type": "object", "properties": {
+        "id": {"type": "string"}, "key_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "approved", "denied", "used", "expired"]},
+        "reason": {"type": "string"}, "message": {"type": ["string", "null"]}, "method": {"type": "string"},
+        "path": {"type": "string"}, "endpoint": {"type": ["string", "null"]},
+        "agent_run_id": {"type": ["string", "null"]}, "predicted_usd": {"type": ["string", "null"]},
+        "request": {"type": ["object", "null"]}, "audit_id": {"type": ["integer", "null"]},
+        "used_audit_id": {"type": ["integer", "null"]}, "created_at": {"type": "string"},
+        "expires_at": {"type": "string"}, "decided_at": {"type": ["string", "null"]},
+        "decided_by": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]}}},
+    "Decision": {"type": "object", "properties": {"by": {"type": "string"}, "note": {"type": "string"}}},
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Tollgate admin API", "version": "1"},
     "security": [{"adminToken": []}],
     "paths": {
+        **_GOVERNANCE_PATHS,
         "/admin/v1/keys": {
             "post": {
                 "summary": "Create a vault key bound to an upstream credential and a policy",
@@ -71,6 +169,7 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
         "schemas": {
+            **_GOVERNANCE_SCHEMAS,
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"},

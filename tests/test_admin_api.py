@@ -102,3 +102,12 @@ def test_health_endpoints(proxy_url):
     assert httpx.get(f"{proxy_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{proxy_url}/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready", "migration": migrate.head_revision()}
+
+
+def test_every_admin_route_is_in_the_openapi_document():
+    from proxy.admin import AdminAPI
+    from proxy.admin_openapi import OPENAPI
+
+    served = {(r.path, m) for r in AdminAPI(None, None, "t").routes() for m in r.methods if m != "HEAD"}
+    documented = {(path, method.upper()) for path, ops in OPENAPI["paths"].items() for method in ops}
+    assert served - {("/admin/v1/openapi.json", "GET")} == documented
