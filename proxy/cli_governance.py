@@ -32,7 +32,7 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     attach.set_defaults(run=_attach)
     spent = key_commands.add_parser("spend", help="spend against each cap of a key's policy")
     spent.add_argument("key_id", metavar="ID")
-    spent.add_argument("--run", metavar="RUN_ID", help="for the per-run caps")
+    spent.add_argument("--run", dest="run_id", metavar="RUN_ID", help="for the per-run caps")
     spent.set_defaults(run=_spend)
 
     approval_commands = commands.add_parser("approvals", help="calls held for approval").add_subparsers(
@@ -89,7 +89,7 @@ def _attach(args: argparse.Namespace) -> int:
 
 
 def _spend(args: argparse.Namespace) -> int:
-    _print(with_connection(args, lambda conn, rt: spend.key_spend(conn, args.key_id, args.run), write=False))
+    _print(with_connection(args, lambda conn, rt: spend.key_spend(conn, args.key_id, args.run_id), write=False))
     return 0
 
 

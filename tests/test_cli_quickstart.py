@@ -18,7 +18,7 @@ import stripe
 
 from proxy import migrate
 from tests.support.processes import tollgate_serve
-from tests.support.tollgate import STRIPE_SECRET
+from tests.support.tollgate import MASTER_KEY, STRIPE_SECRET
 
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policy-schemas" / "examples" / "stripe-quickstart.json"
 
@@ -111,3 +111,35 @@ def test_policy_validate_names_each_error_by_pointer(tmp_path):
     assert f"{bad}: /caps/0/usd:" in result.stderr
     good = tollgate("policy", "validate", str(EXAMPLE_POLICY), env=dict(os.environ))
     assert good.stdout.strip().endswith("valid")
+
+
+def test_policy_and_approval_commands(pg_url, tmp_path, proxy_url, stripe_emulator, admin):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(DATABASE_URL=pg_url, TOLLGATE_MASTER_KEY=MASTER_KEY, STRIPE_SECRET_KEY=STRIPE_SECRET)
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps({"vendor": "stripe", "endpoints": {"allow": ["POST /v1/charges"],
+                                                                    "require_approval": ["POST /v1/payouts"]},
+                                  "caps": [{"usd": "100", "window": "day"}]}))
+    created = tollgate("policy", "create", str(strict), "--name", "payouts-held", env=env).stdout
+    policy_id = created.split()[1]
+    assert created.startswith(f"Created {policy_id} (stripe) at version 1.")
+    assert tollgate("policy", "update", policy_id, str(strict), env=env).stdout.strip() == f"{policy_id} is now at version 2."
+    assert [v["version"] for v in json.loads(tollgate("policy", "show", policy_id, env=env).stdout)["versions"]] == [1, 2]
+    assert policy_id in tollgate("policy", "list", env=env).stdout
+
+    key = admin.post("/admin/v1/keys", json={"vendor": "stripe", "policy_id": policy_id,
+                                             "upstream_secret": STRIPE_SECRET}).json()
+    client = stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    with pytest.raises(stripe.PermissionError) as held:
+        client.v1.payouts.create(params={"amount": 700, "currency": "usd"})
+    approval_id = held.value.json_body["error"]["approval_id"]
+    assert approval_id in tollgate("approvals", "list", env=env).stdout
+    approved = tollgate("approvals", "approve", approval_id, "--by", "ops", env=env).stdout
+    assert approved.startswith(f"{approval_id} approved.")
+    assert client.v1.payouts.create(params={"amount": 700, "currency": "usd"}).amount == 700
+
+    spent = json.loads(tollgate("keys", "spend", key["id"], env=env).stdout)
+    assert [(c["window"], c["spent_usd"], c["remaining"]) for c in spent["caps"]] == [("day", "7.000000", "93.000000")]
+    assert tollgate("reconcile", env=env).stdout.strip() == "0 reservation(s) reconciled."
+    again = tollgate("approvals", "deny", approval_id, env=env, check=False)
+    assert again.returncode == 1 and f"Approval {approval_id} is used, not pending." in again.stderr
