@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from vendors.base import VendorAdapter
+from vendors.resend import ResendAdapter
 from vendors.stripe import StripeAdapter
+from vendors.twilio import TwilioAdapter
 
-ADAPTERS: dict[str, VendorAdapter] = {adapter.name: adapter for adapter in (StripeAdapter(),)}
+ADAPTERS: dict[str, VendorAdapter] = {adapter.name: adapter for adapter in (StripeAdapter(), TwilioAdapter(), ResendAdapter())}
 
 
 def get(name: str) -> VendorAdapter | None:

@@ -11,7 +11,8 @@ Twilio's codes are integers of five digits (20003, 21211, ...). Tollgate's codes
 are six digits, ``99xxxx``, so they can never be mistaken for one of Twilio's.
 The hundreds digit says what kind of refusal it is; a reason not in the table
 gets the kind's ``99x000`` code. The stable reason string travels too: in the
-message as ``[tollgate:<reason>]`` and in an extra ``tollgate_reason`` field.
+message as ``[tollgate:<reason>]`` and in an extra ``tollgate_reason`` field
+(``tollgate_param`` and ``approval_id`` too, when set).
 
 ====================  ======  ===========================================
 kind                  code    reasons
@@ -30,7 +31,9 @@ policy                992000  endpoint_not_allowed 992001, customer_not_allowed
                               cap_requires_approval 992010, approval_required
                               992011, approval_denied 992012, run_id_required
                               992013, policy_expired 992014, policy_changed
-                              992015, shadow_blocked 992016, blocked 992017
+                              992015, shadow_blocked 992016, blocked 992017,
+                              object_not_created_through_key 992018,
+                              endpoint_requires_approval 992019
 invalid request       993000  malformed_form 993001, invalid_utf8 993002,
                               duplicate_parameter 993003, ambiguous_parameter
                               993004, unsupported_content_type 993005,
@@ -39,7 +42,10 @@ invalid request       993000  malformed_form 993001, invalid_utf8 993002,
                               993009, invalid_path 993010, path_too_long 993011,
                               body_too_large 993012, duplicate_header 993013,
                               invalid_run_id 993014, client_disconnected 993015,
-                              invalid_amount 993016, unknown_currency 993017
+                              invalid_amount 993016, unknown_currency 993017,
+                              invalid_json 993018, unexpected_body 993019,
+                              too_many_to_addresses 993020, batch_too_large
+                              993021, invalid_batch 993022
 not found             994000
 unavailable           995000  database_unavailable 995001, gate_conflict
                               995002, policy_churn 995003, upstream_error
@@ -63,11 +69,14 @@ _BY_KIND: dict[str, tuple[str, ...]] = {
     "policy": ("endpoint_not_allowed", "customer_not_allowed", "customer_not_identified", "recipient_not_allowed",
                "country_not_allowed", "sender_not_allowed", "too_many_recipients", "per_call_limit", "cap_exceeded",
                "cap_requires_approval", "approval_required", "approval_denied", "run_id_required", "policy_expired",
-               "policy_changed", "shadow_blocked", "blocked"),
+               "policy_changed", "shadow_blocked", "blocked", "object_not_created_through_key",
+               "endpoint_requires_approval"),
     "invalid_request": ("malformed_form", "invalid_utf8", "duplicate_parameter", "ambiguous_parameter",
                         "unsupported_content_type", "too_many_parameters", "invalid_parameter", "invalid_recipient",
                         "invalid_sender", "invalid_path", "path_too_long", "body_too_large", "duplicate_header",
-                        "invalid_run_id", "client_disconnected", "invalid_amount", "unknown_currency"),
+                        "invalid_run_id", "client_disconnected", "invalid_amount", "unknown_currency",
+                        "invalid_json", "unexpected_body", "too_many_to_addresses", "batch_too_large",
+                        "invalid_batch"),
     "unavailable": ("database_unavailable", "gate_conflict", "policy_churn", "upstream_error", "upstream_timeout",
                     "upstream_unreachable", "reservation_expired"),
 }
@@ -110,6 +119,8 @@ def render(error: VendorError) -> RenderedResponse:
     }
     if error.param:
         body["tollgate_param"] = error.param
+    if error.approval_id:  # the call is held for an operator: retrying it after approval goes through
+        body["approval_id"] = error.approval_id
     headers = {"content-type": "application/json; charset=utf-8"}
     if error.request_id:
         headers["twilio-request-id"] = error.request_id

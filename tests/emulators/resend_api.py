@@ -1,0 +1,218 @@
+"""A Resend API emulator: an ASGI app that answers like api.resend.com.
+
+Point resend-python (or the Tollgate proxy's upstream) at it::
+
+    app = create_app("re_test_emulator")
+    with serve_asgi(app) as base_url:
+        resend.api_key = "re_test_emulator"
+        resend.api_url = base_url          # resend 2 reads it on every request
+
+Endpoints: ``POST /emails`` -> ``{"id": <uuid>}``; ``POST /emails/batch`` (a JSON array of
+at most 100 emails) -> ``{"data": [{"id"}...]}``, or with ``x-batch-validation: permissive``
+``{"data": [...valid...], "errors": [{"index", "message"}]}``; ``GET /emails/{id}`` -> the
+email, built from the ``Email`` schema's examples in Resend's OpenAPI description
+(``tests/fixtures/resend-openapi.json``, resend/resend-openapi ``resend.json``).
+
+Errors in Resend's shape ``{"statusCode", "name", "message"}``: 401 missing_api_key, 403
+invalid_api_key, 422 missing_required_field / validation_error (invalid or more than 50
+``to`` addresses, a batch over 100), 404 not_found, 409 invalid_idempotent_request (an
+``Idempotency-Key`` reused with another body; reused with the same body it replays the
+first answer and sends nothing).
+
+Test hooks on ``app.state``: ``received`` (:class:`ReceivedRequest` per request),
+``fail_next`` (``(status, body_dict)`` answers the next request, then clears), ``emails``
+(sent emails by id).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
+
+__all__ = ["ReceivedRequest", "create_app"]
+
+SPEC_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "resend-openapi.json"
+_METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH"]
+_ADDRESS = re.compile(r"^(?:[^<>]*<\s*)?([^@\s<>]+@[^@\s<>]+\.[A-Za-z]{2,})\s*>?\s*$")
+MAX_TO, MAX_BATCH = 50, 100
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One request as it reached the emulator ("Resend")."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+
+class ResendApiError(Exception):
+    def __init__(self, status: int, name: str, message: str):
+        super().__init__(message)
+        self.status, self.name, self.message = status, name, message
+
+    def body(self) -> Obj:
+        return {"statusCode": self.status, "name": self.name, "message": self.message}
+
+
+@functools.cache
+def _email_example() -> Obj:
+    schema = json.loads(SPEC_PATH.read_text(encoding="utf-8"))["components"]["schemas"]["Email"]
+    return {name: prop.get("example") for name, prop in schema["properties"].items()}
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or isinstance(value, list):
+        return list(value or [])
+    if isinstance(value, str):
+        return [value]
+    raise ResendApiError(422, "validation_error", "Invalid address field: expected a string or an array of strings.")
+
+
+def _validate(email: Any) -> None:
+    if not isinstance(email, dict):
+        raise ResendApiError(422, "validation_error", "Invalid request body: expected an object.")
+    for field in ("from", "to", "subject"):
+        if not email.get(field):
+            raise ResendApiError(422, "missing_required_field", f"Missing `{field}` field.")
+    if not _ADDRESS.match(str(email["from"])):
+        raise ResendApiError(
+            422, "validation_error",
+            "Invalid `from` field. The email address needs to follow the `email@example.com` or "
+            "`Name <email@example.com>` format.",
+        )
+    if len(_as_list(email["to"])) > MAX_TO:
+        raise ResendApiError(
+            422, "validation_error", f"Too many recipients in the `to` field. The maximum is {MAX_TO}."
+        )
+    for field in ("to", "cc", "bcc"):
+        for address in _as_list(email.get(field)):
+            if not isinstance(address, str) or not _ADDRESS.match(address):
+                raise ResendApiError(
+                    422, "validation_error",
+                    f"Invalid `{field}` field. The email address needs to follow the `email@example.com` or "
+                    "`Name <email@example.com>` format.",
+                )
+
+
+def _store(app: Starlette, email: Obj) -> str:
+    stored = copy.deepcopy(_email_example())
+    email_id = str(uuid.uuid4())
+    stored.update(
+        id=email_id, object="email", to=_as_list(email["to"]), cc=_as_list(email.get("cc")),
+        bcc=_as_list(email.get("bcc")), reply_to=_as_list(email.get("reply_to")), subject=email["subject"],
+        html=email.get("html"), text=email.get("text"), last_event="queued",
+        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00"),
+        message_id=f"<{email_id}@emulator.resend.dev>", **{"from": email["from"]},
+    )
+    app.state.emails[email_id] = stored
+    return email_id
+
+
+def _send(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
+    _validate(payload)
+    return {"id": _store(app, payload)}
+
+
+def _batch(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
+    if not isinstance(payload, list) or not payload:
+        raise ResendApiError(422, "validation_error", "Invalid request body: expected an array of emails.")
+    if len(payload) > MAX_BATCH:
+        raise ResendApiError(422, "validation_error", f"Too many emails in the batch. The maximum is {MAX_BATCH}.")
+    permissive = request.headers.get("x-batch-validation", "strict") == "permissive"
+    errors: list[Obj] = []
+    valid: list[Obj] = []
+    for index, email in enumerate(payload):
+        try:
+            _validate(email)
+            valid.append(email)
+        except ResendApiError as exc:
+            if not permissive:
+                raise
+            errors.append({"index": index, "message": exc.message})
+    answer: Obj = {"data": [{"id": _store(app, email)} for email in valid]}
+    if permissive:
+        answer["errors"] = errors
+    return answer
+
+
+def _route(app: Starlette, request: ReceivedRequest) -> Obj:
+    if request.method == "GET" and (found := re.fullmatch(r"/emails/([^/]+)", request.path)):
+        email = app.state.emails.get(found.group(1))
+        if email is None:
+            raise ResendApiError(404, "not_found", "Email not found")
+        return copy.deepcopy(email)
+    handler = {"/emails": _send, "/emails/batch": _batch}.get(request.path)
+    if request.method != "POST" or handler is None:
+        raise ResendApiError(404, "not_found", "The requested endpoint does not exist.")
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise ResendApiError(422, "validation_error", "Invalid request body: expected application/json.")
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise ResendApiError(422, "validation_error", "Invalid JSON in request body.") from None
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return handler(app, request, payload)
+    saved = app.state.idempotency.get(key)
+    if saved is not None:
+        if saved[0] != (request.path, request.body):
+            raise ResendApiError(409, "invalid_idempotent_request",
+                                 "Same idempotency key used with a different request payload.")
+        return copy.deepcopy(saved[1])
+    answer = handler(app, request, payload)
+    app.state.idempotency[key] = ((request.path, request.body), copy.deepcopy(answer))
+    return answer
+
+
+def _answer(app: Starlette, request: ReceivedRequest) -> tuple[int, Obj]:
+    state = app.state
+    if state.fail_next is not None:
+        (status, body), state.fail_next = state.fail_next, None
+        return status, body
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return 401, ResendApiError(401, "missing_api_key", "Missing API key in the authorization header").body()
+    if not secrets.compare_digest(key.strip().encode(), state.api_key.encode()):
+        return 403, ResendApiError(403, "invalid_api_key", "API key is invalid").body()
+    try:
+        return 200, _route(app, request)
+    except ResendApiError as exc:
+        return exc.status, exc.body()
+
+
+async def _endpoint(request: Request) -> Response:
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    received = ReceivedRequest(request.method, request.url.path, request.url.query, headers, await request.body())
+    request.app.state.received.append(received)
+    status, body = _answer(request.app, received)
+    limits = {"ratelimit-limit": "2", "ratelimit-remaining": "1", "ratelimit-reset": "1"}
+    return Response(json.dumps(body), status, limits, media_type="application/json")
+
+
+def create_app(api_key: str = "re_test_emulator") -> Starlette:
+    """A fresh emulator accepting ``api_key`` only."""
+    app = Starlette(routes=[StarletteRoute("/{path:path}", _endpoint, methods=_METHODS)])
+    app.state.api_key = api_key
+    app.state.received = []
+    app.state.fail_next = None
+    app.state.emails = {}
+    app.state.idempotency = {}
+    return app

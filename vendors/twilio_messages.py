@@ -1,0 +1,144 @@
+"""What a Twilio message or call create says about who, where and how much (pure).
+
+Destinations are governed as E.164 numbers: ``To`` with whitespace removed must be
+``+`` and 7-15 ASCII digits. ``whatsapp:+1...`` is a WhatsApp destination: the
+number is recorded without the prefix and the channel goes in the summary. Other
+address kinds (``sip:``, ``client:``, ``messenger:``, national numbers without a
+country code) are refused as ``invalid_recipient``: a scope rule on numbers or
+countries could not judge them.
+
+Senders: ``From`` as an E.164 number (channel prefix removed), a short code or an
+alphanumeric sender ID; and/or ``MessagingServiceSid``. A create names at least one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from vendors import sms
+from vendors.base import RequestRejected
+from vendors.twilio_pricing import prices
+
+E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
+SHORT_CODE = re.compile(r"[0-9]{3,8}\Z")
+ALPHANUMERIC_ID = re.compile(r"(?=[0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")
+MESSAGING_SERVICE = re.compile(r"MG[0-9a-fA-F]{32}\Z")
+CHANNELS = {"whatsapp": "whatsapp"}  # prefix -> channel; SMS numbers carry no prefix
+MAX_CALL_SECONDS = 14_400  # Twilio's own ceiling (and default) for TimeLimit: 4 hours
+
+
+@dataclass(frozen=True)
+class Facts:
+    moves_money: bool = False
+    recipients: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()
+    units: int = 1
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+def message_facts(params: Mapping[str, Any]) -> Facts:
+    channel, number = destination(params.get("To"))
+    country = prices().country_of(number)
+    sender, service = _senders(params)
+    body = _optional_text(params, "Body") or ""
+    media = params.get("MediaUrl", ())
+    encoding, count = sms.segments(body)
+    if channel == "whatsapp":
+        units = 1  # billed per message, not per segment
+    elif media and prices().mms_rate(country) is not None:
+        channel, units = "mms", 1
+    else:
+        units = max(count, 1)  # outside the US/CA Twilio sends media as SMS with a link
+    summary: dict[str, Any] = {
+        "to": number, "channel": channel, "country": country, "segments": count, "encoding": encoding,
+        "body_length": len(body), "media_count": len(media), "units": units,
+    }
+    _put(summary, from_=sender, messaging_service_sid=service, content_sid=_optional_text(params, "ContentSid"))
+    return Facts(True, (number,), (country,), tuple(s for s in (sender, service) if s), units, summary)
+
+
+def call_facts(params: Mapping[str, Any]) -> Facts:
+    channel, number = destination(params.get("To"))
+    if channel != "sms":
+        raise RequestRejected("invalid_recipient", "Calls go to E.164 phone numbers only.", param="To")
+    country = prices().country_of(number)
+    sender, _ = _senders(params, services=False)
+    minutes = _minutes(params.get("TimeLimit"))
+    summary = {"to": number, "channel": "voice", "country": country, "minutes": minutes, "units": minutes}
+    _put(summary, from_=sender)
+    return Facts(True, (number,), (country,), (sender,) if sender else (), minutes, summary)
+
+
+def destination(value: Any) -> tuple[str, str]:
+    """("sms" | "whatsapp", E.164 number) for a ``To`` value, or RequestRejected."""
+    if not isinstance(value, str) or not value.strip():
+        raise RequestRejected("invalid_recipient", "Parameter 'To' (the destination number) is required.", param="To")
+    channel, number = _split_channel(value)
+    if channel is None or not E164.match(number):
+        raise RequestRejected(
+            "invalid_recipient",
+            f"'To' must be an E.164 number such as +14155552345 (optionally whatsapp:+...), not {value[:40]!r}.",
+            param="To",
+        )
+    return channel, number
+
+
+def _split_channel(value: str) -> tuple[str | None, str]:
+    compact = "".join(value.split())
+    prefix, colon, rest = compact.partition(":")
+    if not colon:
+        return "sms", compact
+    return CHANNELS.get(prefix.lower()), rest
+
+
+def _senders(params: Mapping[str, Any], *, services: bool = True) -> tuple[str | None, str | None]:
+    raw_from = _optional_text(params, "From")
+    service = _optional_text(params, "MessagingServiceSid") if services else None
+    sender = _sender(raw_from) if raw_from is not None else None
+    if service is not None and not MESSAGING_SERVICE.match(service):
+        raise RequestRejected("invalid_sender", "'MessagingServiceSid' must be MG followed by 32 hex digits.",
+                              param="MessagingServiceSid")
+    if sender is None and service is None:
+        wanted = "'From' or 'MessagingServiceSid'" if services else "'From'"
+        raise RequestRejected("invalid_sender", f"A create must name its sender: {wanted}.", param="From")
+    return sender, service
+
+
+def _sender(value: str) -> str:
+    channel, number = _split_channel(value)
+    if channel is not None and (E164.match(number) or SHORT_CODE.match(number)):
+        return number
+    if ALPHANUMERIC_ID.match(value.strip()):
+        return value.strip()
+    raise RequestRejected(
+        "invalid_sender", f"'From' must be an E.164 number, a short code or a sender ID, not {value[:40]!r}.",
+        param="From",
+    )
+
+
+def _minutes(value: Any) -> int:
+    """Minutes to price a call at: from TimeLimit when given, else the table's estimate."""
+    if value is None:
+        return prices().voice_minutes
+    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6
+    if not digits or not 0 < int(value) <= MAX_CALL_SECONDS:
+        raise RequestRejected("invalid_parameter", f"'TimeLimit' must be 1-{MAX_CALL_SECONDS} seconds.",
+                              param="TimeLimit")
+    return math.ceil(int(value) / 60)
+
+
+def _optional_text(params: Mapping[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not isinstance(value, str):
+        raise RequestRejected("invalid_parameter", f"Parameter {name!r} must be given once.", param=name)
+    return value
+
+
+def _put(summary: dict[str, Any], **values: str | None) -> None:
+    for key, value in values.items():
+        if value is not None:
+            summary[key.rstrip("_")] = value
