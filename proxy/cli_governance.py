@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
 from sqlalchemy import text
 
-from proxy import approvals, policies, spend
-from proxy.cli_support import read_policy, with_connection
+from proxy import approvals, bootstrap, db, migrate, policies, prices, spend
+from proxy.cli_support import read_policy, settings_from, with_connection
+from proxy.keycache import KeyCache
+from proxy.upstream import Upstream
 
 
 def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
@@ -49,6 +52,14 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
 
     commands.add_parser("reconcile", help="charge and close reservations left by dead processes").set_defaults(
         run=_reconcile)
+
+    price_commands = commands.add_parser("prices", help="vendor prices").add_subparsers(title="prices commands")
+    reprice = price_commands.add_parser(
+        "reconcile", help="replace estimates with the vendor's price once it has one (Twilio prices later)")
+    reprice.add_argument("--vendor", default="twilio")
+    reprice.add_argument("--days", type=int, default=7, help="look this far back")
+    reprice.add_argument("--limit", type=int, default=500)
+    reprice.set_defaults(run=_prices_reconcile)
 
 
 def _print(data: Any) -> None:
@@ -114,4 +125,25 @@ def _decide(args: argparse.Namespace) -> int:
 def _reconcile(args: argparse.Namespace) -> int:
     closed = with_connection(args, lambda conn, rt: conn.scalar(text("SELECT tollgate_reconcile(10000)")), write=True)
     print(f"{closed} reservation(s) reconciled.")
+    return 0
+
+
+def _prices_reconcile(args: argparse.Namespace) -> int:
+    runtime = bootstrap.runtime(settings_from(args))
+    migrate.upgrade(runtime.database_url)
+    settings = runtime.settings
+
+    async def run() -> prices.RepriceReport:
+        engine = db.create_engine(runtime.database_url, settings)
+        upstream = Upstream(settings)
+        try:
+            return await prices.reprice(engine, KeyCache(engine, runtime.box, 60), upstream,
+                                        settings.upstream_for(args.vendor), args.vendor, args.days, args.limit)
+        finally:
+            await upstream.aclose()
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    print(f"{report.checked} estimated call(s) checked: {report.repriced} repriced, "
+          f"{report.waiting} not priced by the vendor yet, {report.failed} could not be fetched.")
     return 0

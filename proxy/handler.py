@@ -26,6 +26,7 @@ from proxy.errors import Unavailable
 from proxy.gate import Admission, Gate, PolicyRef
 from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
+from proxy.redact import redact_content
 from proxy.upstream import Upstream, UpstreamFailure
 from vendors import registry
 from vendors.base import (
@@ -156,9 +157,14 @@ class ProxyHandler:
     def _parse(self, call: Call, key: KeyRecord) -> ParsedRequest:
         try:
             call.path = paths.normalise(call.raw_path)
-            return call.adapter.parse_request(call.method, call.path, call.query, call.headers, call.body)
+            parsed = call.adapter.parse_request(call.method, call.path, call.query, call.headers, call.body)
         except RequestRejected as exc:
             raise Refusal(exc.reason, exc.message, exc.status, key.id, exc.param) from None
+        bound = key.credential.account
+        if bound and parsed.account and parsed.account != bound:
+            raise Refusal("account_mismatch", f"This vault key is bound to account {bound}, not {parsed.account}.",
+                          401, key.id)
+        return parsed
 
     async def _admit(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
         for _ in range(2):
@@ -187,7 +193,7 @@ class ProxyHandler:
                 "fingerprint": approvals.fingerprint(key.id, parsed), "required": verdict.approval is not None,
                 "reason": verdict.approval.reason if verdict.approval else None,
                 "message": verdict.approval.message if verdict.approval else None,
-                "ttl_seconds": self._settings.approval_ttl_s, "request": parsed.params,
+                "ttl_seconds": self._settings.approval_ttl_s, "request": redact_content(parsed.params),
             }
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
         call.predicted = predicted

@@ -53,8 +53,12 @@ async def create_key(
     expires_at: datetime | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Create a key bound to an upstream credential and a policy; return (description, token)."""
-    if registry.get(vendor) is None:
+    adapter = registry.get(vendor)
+    if adapter is None:
         raise InvalidInput("unknown_vendor", f"Unknown vendor {vendor!r}; known: {', '.join(registry.names())}.")
+    if adapter.requires_account and not upstream_account:
+        raise InvalidInput("missing_upstream_account",
+                           f"A {vendor} key needs the upstream account (e.g. the Account SID) as well as the secret.")
     if not upstream_secret:
         raise InvalidInput("missing_upstream_secret", "An upstream secret is required.")
     if (policy_document is None) == (policy_id is None):

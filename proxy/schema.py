@@ -179,7 +179,9 @@ audit_events = Table(
     Column("policy_version", Integer),
     Column("request_summary", JSONB),
     Column("finalized_at", DateTime(timezone=True)),
+    Column("cost_reconciled_at", DateTime(timezone=True)),  # when the vendor's later price replaced the estimate
     Index("audit_events_run", "agent_run_id", "ts"),
     Index("audit_events_key_ts", "key_id", "ts"),
     Index("audit_events_ts", "ts"),
+    Index("audit_events_estimated", "vendor", "ts", postgresql_where=text("cost_source = 'estimated'")),
 )

@@ -106,7 +106,13 @@ def check_messaging_scope(
     if senders is not None:
         if not request.senders:
             return Denial("sender_not_allowed", "This key is limited to certain senders, and this call names none.")
+        allowed = {_sender_key(s) for s in senders}
         for sender in request.senders:
-            if sender not in senders:
+            if _sender_key(sender) not in allowed:
                 return Denial("sender_not_allowed", f"Sender {sender} is not one of this key's allowed senders.")
     return None
+
+
+def _sender_key(sender: str) -> str:
+    """Email addresses compare without case (as mail does); numbers and service SIDs exactly."""
+    return sender.lower() if "@" in sender else sender

@@ -96,6 +96,16 @@ class ParsedResponse:
 
 
 @dataclass(frozen=True)
+class FinalPrice:
+    """What a later fetch of an object says about its price (vendors that price after the fact)."""
+
+    object_id: str | None
+    status: str | None  # the vendor's status of the object (queued, sent, delivered, failed...)
+    cost_usd: Decimal | None  # the vendor's price in USD; 0 for objects that will never be billed
+    final: bool  # True: replace the estimate with cost_usd; False: ask again later
+
+
+@dataclass(frozen=True)
 class VendorError:
     """A refusal to be rendered in the vendor's own error shape."""
 
@@ -125,6 +135,8 @@ class VendorAdapter(Protocol):
     forward_request_headers: frozenset[str]
     # Response headers worth passing back to the agent.
     forward_response_headers: frozenset[str]
+    # True when the upstream credential needs an account id besides the secret (Twilio's Account SID).
+    requires_account: bool
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials: ...
 
@@ -147,3 +159,9 @@ class VendorAdapter(Protocol):
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]: ...
 
     def render_error(self, error: VendorError) -> RenderedResponse: ...
+
+    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+        """Where to fetch an object's final price later; None for vendors that price at once."""
+
+    def reconcile(self, status: int, body: bytes) -> FinalPrice:
+        """Read the final price from the answer to a ``reconcile_path`` fetch."""

@@ -44,6 +44,7 @@ from typing import Any, Mapping
 
 from vendors import emailaddress, flatform, strictjson
 from vendors.base import (
+    FinalPrice,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -88,6 +89,7 @@ def prices() -> ResendPrices:
 class ResendAdapter:
     name = "resend"
     default_upstream = "https://api.resend.com"
+    requires_account = False
     # What resend-python 2 sends (resend/request.py), minus Authorization.
     forward_request_headers = frozenset(
         {"content-type", "accept", "user-agent", "idempotency-key", "x-batch-validation"}
@@ -191,6 +193,12 @@ class ResendAdapter:
         if error.retryable:
             headers["retry-after"] = "1"
         return RenderedResponse(status, headers, json.dumps(body).encode())
+
+    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+        return None  # priced from the answer itself: nothing to fetch later
+
+    def reconcile(self, status: int, body: bytes) -> FinalPrice:
+        return FinalPrice(None, None, None, final=False)
 
 
 def _status_and_name(error: VendorError) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from vendors import formencoding, money
 from vendors.base import (
+    FinalPrice,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -88,6 +89,7 @@ _SUMMARY_PARAMS = ("amount", "currency", "customer", "charge", "payment_intent",
 class StripeAdapter:
     name = "stripe"
     default_upstream = "https://api.stripe.com"
+    requires_account = False
     forward_request_headers = frozenset(
         {
             "content-type",
@@ -213,6 +215,12 @@ class StripeAdapter:
         if error.request_id:
             headers["request-id"] = error.request_id
         return RenderedResponse(error.status, headers, json.dumps({"error": payload}).encode())
+
+    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+        return None  # priced from the answer itself: nothing to fetch later
+
+    def reconcile(self, status: int, body: bytes) -> FinalPrice:
+        return FinalPrice(None, None, None, final=False)
 
 
 def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:

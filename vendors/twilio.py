@@ -57,6 +57,7 @@ from vendors.base import (
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
+    FinalPrice,
     RecordedObject,
     RenderedResponse,
     RequestRejected,
@@ -116,19 +117,10 @@ class Route:
     sid: str | None
 
 
-@dataclass(frozen=True)
-class FinalPrice:
-    """What a later fetch of a message or call says about its price."""
-
-    object_id: str | None
-    status: str | None  # Twilio's status of the object (queued, sent, delivered, failed, completed...)
-    cost_usd: Decimal | None  # the vendor's price in USD; 0 for objects Twilio will never bill
-    final: bool  # True: replace the estimate with cost_usd; False: ask again later
-
-
 class TwilioAdapter:
     name = "twilio"
     default_upstream = "https://api.twilio.com"
+    requires_account = True  # the Account SID: in every path, and the Basic username upstream
     # What twilio-python 9 sends (twilio/base/client_base.py get_headers), minus Authorization.
     forward_request_headers = frozenset({"content-type", "accept", "accept-charset", "user-agent", "x-twilio-client"})
     forward_response_headers = frozenset(
