@@ -103,7 +103,7 @@ def check_messaging_scope(
             if not recipients.admits(recipient, country):
                 where = f" ({country})" if country else ""
                 return Denial("recipient_not_allowed", f"Recipient {recipient}{where} is outside this key's scope.")
-    if senders is not None:
+    if senders is not None and (request.moves_money or request.senders):  # reads send nothing: no sender
         if not request.senders:
             return Denial("sender_not_allowed", "This key is limited to certain senders, and this call names none.")
         allowed = {_sender_key(s) for s in senders}

@@ -16,9 +16,19 @@ from psycopg.rows import dict_row
 
 from proxy import bootstrap, migrate
 from proxy.app import create_app
+from tests.emulators.resend_api import create_app as create_resend_emulator
 from tests.emulators.stripe_api import create_app as create_stripe_emulator
+from tests.emulators.twilio_api import create_app as create_twilio_emulator
 from tests.support.servers import serve_asgi
-from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, pgserver_at, settings_for
+from tests.support.tollgate import (
+    ADMIN_TOKEN,
+    RESEND_SECRET,
+    STRIPE_SECRET,
+    TWILIO_ACCOUNT,
+    TWILIO_TOKEN,
+    pgserver_at,
+    settings_for,
+)
 
 
 
@@ -53,8 +63,23 @@ def stripe_emulator() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def proxy_url(pg_url: str, stripe_emulator: tuple[str, Any]) -> Iterator[str]:
-    runtime = bootstrap.runtime(settings_for(pg_url, {"stripe": stripe_emulator[0]}))
+def twilio_emulator() -> Iterator[tuple[str, Any]]:
+    app = create_twilio_emulator(TWILIO_ACCOUNT, TWILIO_TOKEN)
+    with serve_asgi(app) as base_url:
+        yield base_url, app
+
+
+@pytest.fixture(scope="session")
+def resend_emulator() -> Iterator[tuple[str, Any]]:
+    app = create_resend_emulator(RESEND_SECRET)
+    with serve_asgi(app) as base_url:
+        yield base_url, app
+
+
+@pytest.fixture(scope="session")
+def proxy_url(pg_url: str, stripe_emulator, twilio_emulator, resend_emulator) -> Iterator[str]:
+    upstreams = {"stripe": stripe_emulator[0], "twilio": twilio_emulator[0], "resend": resend_emulator[0]}
+    runtime = bootstrap.runtime(settings_for(pg_url, upstreams))
     with serve_asgi(create_app(runtime), lifespan="on") as base_url:
         yield base_url
 

@@ -14,6 +14,9 @@ import psycopg
 from proxy import config
 
 STRIPE_SECRET = "sk_test_" + "E" * 24
+TWILIO_ACCOUNT = "AC" + "0123456789abcdef" * 2
+TWILIO_TOKEN = "f" * 32
+RESEND_SECRET = "re_Test1234_" + "R" * 24
 ADMIN_TOKEN = "tga_test_" + secrets.token_urlsafe(16)
 MASTER_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 

@@ -1,0 +1,90 @@
+"""resend-python through the proxy against the Resend emulator: each recipient priced as one
+email, batches counted per email, scope rules refusing with resend's own exceptions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import resend
+from resend.exceptions import InvalidApiKeyError, ResendError, ValidationError
+
+from tests.support.runid import ResendRunClient
+from tests.support.tollgate import RESEND_SECRET
+
+RATE = Decimal("0.0009")
+
+
+def resend_policy(**fields) -> dict:
+    return {"vendor": "resend", "endpoints": {"allow": ["POST /emails", "POST /emails/batch", "GET /emails/*"]},
+            "recipients": {"domains": ["acme.example", "*.customers.example"], "addresses": ["cfo@partner.example"]},
+            "senders": ["Receipts@Acme.example"], **fields}
+
+
+@pytest.fixture()
+def use_key(proxy_url, make_key, run_id, monkeypatch):
+    def use(**fields) -> dict:
+        key = make_key(resend_policy(**fields), vendor="resend", secret=RESEND_SECRET)
+        monkeypatch.setattr(resend, "api_key", key["key"])
+        monkeypatch.setattr(resend, "api_url", f"{proxy_url}/resend")
+        monkeypatch.setattr(resend, "default_http_client", ResendRunClient(run_id))
+        return key
+    return use
+
+
+def email(**fields) -> dict:
+    return {"from": "Acme Receipts <receipts@acme.example>", "to": ["ana@acme.example"],
+            "subject": "Your receipt", "html": "<p>Thanks!</p>", **fields}
+
+
+def rows(sql, run_id: str) -> list[dict]:
+    return sql.execute("SELECT * FROM audit_events WHERE agent_run_id = %s ORDER BY id", (run_id,)).fetchall()
+
+
+def test_each_recipient_is_an_email(use_key, sql, run_id, resend_emulator):
+    key = use_key()
+    sent = resend.Emails.send(email(cc="bo@eu.customers.example", bcc=["cfo@partner.example"]))
+    [row] = rows(sql, run_id)
+    assert (row["decision"], row["endpoint"], row["object_id"]) == ("allowed", "POST /emails", sent["id"])
+    assert row["predicted_usd"] == row["cost_usd"] == 3 * RATE
+    forwarded = resend_emulator[1].state.received[-1]
+    assert forwarded.headers["authorization"] == f"Bearer {RESEND_SECRET}" and key["key"] not in str(forwarded)
+
+
+def test_a_batch_counts_every_email(use_key, sql, run_id):
+    use_key()
+    answer = resend.Batch.send([email(), email(to=["a@acme.example", "b@acme.example"])])
+    assert len(answer["data"]) == 2
+    [row] = rows(sql, run_id)
+    assert (row["endpoint"], row["cost_usd"]) == ("POST /emails/batch", 3 * RATE)
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"to": ["someone@gmail.example"]}, "recipient_not_allowed"),
+    ({"from": "ceo@acme.example"}, "sender_not_allowed"),
+])
+def test_scope_rules(use_key, sql, run_id, fields, reason):
+    use_key()
+    with pytest.raises(ResendError) as raised:
+        resend.Emails.send(email(**fields))
+    assert f"[tollgate:{reason}]" in raised.value.message
+    assert [r["reason"] for r in rows(sql, run_id)] == [reason]
+
+
+def test_max_recipients_and_resend_limits(use_key, sql, run_id):
+    use_key(max_recipients=3)
+    with pytest.raises(ResendError) as too_many:
+        resend.Emails.send(email(to=[f"u{i}@acme.example" for i in range(4)]))
+    assert "[tollgate:too_many_recipients]" in too_many.value.message
+    with pytest.raises(ValidationError) as over_fifty:
+        resend.Emails.send(email(to=[f"u{i}@acme.example" for i in range(51)]))
+    assert "[tollgate:too_many_to_addresses]" in over_fifty.value.message
+
+
+def test_a_revoked_key_raises_resends_invalid_key_error(use_key, admin):
+    key = use_key()
+    resend.Emails.send(email())
+    admin.post(f"/admin/v1/keys/{key['id']}/revoke")
+    with pytest.raises(InvalidApiKeyError) as raised:
+        resend.Emails.send(email())
+    assert "[tollgate:key_revoked]" in raised.value.message
