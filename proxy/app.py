@@ -22,6 +22,7 @@ from proxy.asgi import Receive, Scope, Send
 from proxy.bootstrap import Runtime
 from proxy.gate import Gate
 from proxy.handler import ProxyHandler
+from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
 from proxy.upstream import Upstream
 
@@ -55,10 +56,11 @@ class TollgateApp:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         settings = self.runtime.settings
         engine = db.create_engine(self.runtime.database_url, settings)
+        hot = await HotDB.open(self.runtime.database_url, settings)
         upstream = Upstream(settings)
-        gate = Gate(engine, settings.reservation_ttl_s)
+        gate = Gate(hot, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
-        self.services = Services(engine, upstream, ProxyHandler(settings, engine, gate, keycache, upstream))
+        self.services = Services(engine, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
         app.router.routes.extend(admin.routes())
         reconciler = asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s))
@@ -67,6 +69,7 @@ class TollgateApp:
         finally:
             reconciler.cancel()
             await upstream.aclose()
+            await hot.close()
             await engine.dispose()
 
     async def _healthz(self, request: Request) -> JSONResponse:

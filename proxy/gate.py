@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import asyncpg
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.errors import Unavailable
+from proxy.hotdb import HotDB
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +55,8 @@ class PolicyRef:
 
 
 class Gate:
-    def __init__(self, engine: AsyncEngine, reservation_ttl_s: int):
-        self._engine = engine
+    def __init__(self, db: HotDB, reservation_ttl_s: int):
+        self._db = db
         self._ttl = reservation_ttl_s
 
     async def admit(
@@ -75,7 +75,7 @@ class Gate:
         )
         for attempt in (1, 2):
             try:
-                record = await self._fetchrow(_ADMIT, *args)
+                record = await self._db.fetchrow(_ADMIT, *args)
                 return Admission(record["audit_id"], record["decision"], record["reason"], record["message"],
                                  record["approval_id"])
             except _RETRYABLE:
@@ -87,9 +87,10 @@ class Gate:
         raise AssertionError("unreachable")
 
     async def settle(self, audit_id: int, cost_usd: Decimal, patch: Mapping[str, Any]) -> bool:
-        """Best effort: if it fails, the reservation expires and the reconciler charges its estimate."""
+        """Best effort, committed asynchronously (see proxy/hotdb.py): if it is lost, the
+        reservation expires and the reconciler charges its estimate."""
         try:
-            await self._fetchrow(_SETTLE, audit_id, cost_usd, json.dumps(patch, default=str))
+            await self._db.fetchrow_relaxed(_SETTLE, audit_id, cost_usd, json.dumps(patch, default=str))
             return True
         except Exception as exc:
             log.error("settle_failed", audit_id=audit_id, error=type(exc).__name__, detail=str(exc)[:200])
@@ -97,10 +98,5 @@ class Gate:
 
     async def reconcile(self, limit: int = 1000) -> int:
         """Charge and close reservations whose process died or hung; returns how many."""
-        record = await self._fetchrow(_RECONCILE, limit)
+        record = await self._db.fetchrow(_RECONCILE, limit)
         return int(record[0])
-
-    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record:
-        async with self._engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            return await raw.driver_connection.fetchrow(sql, *args)

@@ -17,13 +17,12 @@ from typing import Any
 
 import structlog
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from proxy import approvals, paths, records, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.config import Settings
 from proxy.errors import Unavailable
 from proxy.gate import Admission, Gate, PolicyRef
+from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
 from proxy.redact import redact_content
@@ -84,9 +83,9 @@ class Call:
 
 
 class ProxyHandler:
-    def __init__(self, settings: Settings, engine: AsyncEngine, gate: Gate, keycache: KeyCache, upstream: Upstream):
+    def __init__(self, settings: Settings, db: HotDB, gate: Gate, keycache: KeyCache, upstream: Upstream):
         self._settings = settings
-        self._engine = engine
+        self._db = db
         self._gate = gate
         self._keys = keycache
         self._upstream = upstream
@@ -203,7 +202,7 @@ class ProxyHandler:
         if not object_ids:
             return {}
         try:
-            return await records.lookup(self._engine, key_id, object_ids)
+            return await records.lookup(self._db, key_id, object_ids)
         except Exception as exc:
             raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
 

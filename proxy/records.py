@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from proxy.hotdb import HotDB
 from vendors.base import RecordedObject
 
 _LOOKUP = ("SELECT object_id, kind, customer_id, amount_minor, currency FROM key_objects "
            "WHERE key_id = $1 AND object_id = ANY($2::text[])")
 
 
-async def lookup(engine: AsyncEngine, key_id: str, object_ids: Iterable[str]) -> dict[str, RecordedObject]:
+async def lookup(db: HotDB, key_id: str, object_ids: Iterable[str]) -> dict[str, RecordedObject]:
     ids = list(object_ids)
     if not ids:
         return {}
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        rows = await raw.driver_connection.fetch(_LOOKUP, key_id, ids)
+    rows = await db.fetch(_LOOKUP, key_id, ids)
     return {r["object_id"]: RecordedObject(r["object_id"], r["kind"], r["customer_id"], r["amount_minor"],
                                            r["currency"]) for r in rows}

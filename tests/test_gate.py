@@ -15,6 +15,7 @@ from sqlalchemy import text
 from proxy import db, keys, secretbox
 from proxy.errors import Unavailable
 from proxy.gate import Gate, PolicyRef
+from proxy.hotdb import HotDB
 from tests.support.tollgate import settings_for
 
 BOX = secretbox.SecretBox(b"k" * 32)
@@ -25,6 +26,13 @@ async def engine(pg_url):
     engine = db.create_engine(pg_url, settings_for(pg_url, {}, db_pool_size=20))
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture()
+async def hot(pg_url):
+    pools = await HotDB.open(pg_url, settings_for(pg_url, {}, db_pool_size=20))
+    yield pools
+    await pools.close()
 
 
 def ref(key: tuple[str, str], caps: list[dict], version: int = 1, mode: str = "enforce") -> PolicyRef:
@@ -52,11 +60,11 @@ async def counters(engine, key_id: str) -> dict[str, tuple]:
         return {r.bucket.split(":")[0]: (r.spent_usd, r.reserved_usd, r.requests) for r in result}
 
 
-async def test_concurrent_gates_never_reserve_past_a_cap(engine):
+async def test_concurrent_gates_never_reserve_past_a_cap(engine, hot):
     caps = [{"usd": "10.00", "window": "day"}]
     key = await new_key(engine, caps)
     key_id = key[0]
-    gate = Gate(engine, reservation_ttl_s=60)
+    gate = Gate(hot, reservation_ttl_s=60)
 
     async def one() -> str:
         admission = await gate.admit(key_id, ref(key, caps, 1), row(key_id), Decimal("0.70"))
@@ -68,11 +76,11 @@ async def test_concurrent_gates_never_reserve_past_a_cap(engine):
     assert await counters(engine, key_id) == {"day": (Decimal(0), Decimal("9.80"), 14)}
 
 
-async def test_settle_replaces_the_reservation_with_the_actual_cost(engine):
+async def test_settle_replaces_the_reservation_with_the_actual_cost(engine, hot):
     caps = [{"usd": "100", "window": "day"}, {"usd": "100", "window": "month"}, {"requests": 5, "window": "run"}]
     key = await new_key(engine, caps)
     key_id = key[0]
-    gate = Gate(engine, reservation_ttl_s=60)
+    gate = Gate(hot, reservation_ttl_s=60)
     admitted = await gate.admit(key_id, ref(key, caps, 1), row(key_id, "run-1"), Decimal("12.00"))
     assert await counters(engine, key_id) == {
         "day": (0, Decimal("12"), 1), "month": (0, Decimal("12"), 1), "run": (0, Decimal("12"), 1)}
@@ -89,11 +97,11 @@ async def test_settle_replaces_the_reservation_with_the_actual_cost(engine):
     assert pending == 0
 
 
-async def test_request_caps_count_calls_per_run(engine):
+async def test_request_caps_count_calls_per_run(engine, hot):
     caps = [{"requests": 2, "window": "run"}]
     key = await new_key(engine, caps)
     key_id = key[0]
-    gate = Gate(engine, reservation_ttl_s=60)
+    gate = Gate(hot, reservation_ttl_s=60)
     decisions = [(await gate.admit(key_id, ref(key, caps, 1), row(key_id, "run-a"), Decimal(0))).decision
                  for _ in range(3)]
     other_run = await gate.admit(key_id, ref(key, caps, 1), row(key_id, "run-b"), Decimal(0))
@@ -101,10 +109,10 @@ async def test_request_caps_count_calls_per_run(engine):
     assert other_run.decision == "allowed"
 
 
-async def test_revocation_is_read_by_the_gate_not_cached(engine):
+async def test_revocation_is_read_by_the_gate_not_cached(engine, hot):
     key = await new_key(engine, [])
     key_id = key[0]
-    gate = Gate(engine, reservation_ttl_s=60)
+    gate = Gate(hot, reservation_ttl_s=60)
     assert (await gate.admit(key_id, ref(key, [], 1), row(key_id), Decimal(1))).forward
     async with engine.begin() as conn:
         await keys.revoke_key(conn, key_id)
@@ -112,19 +120,19 @@ async def test_revocation_is_read_by_the_gate_not_cached(engine):
     assert (blocked.decision, blocked.reason) == ("blocked", "key_revoked")
 
 
-async def test_a_stale_policy_version_is_sent_back_without_writing(engine):
+async def test_a_stale_policy_version_is_sent_back_without_writing(engine, hot):
     key = await new_key(engine, [])
     key_id = key[0]
-    gate = Gate(engine, reservation_ttl_s=60)
+    gate = Gate(hot, reservation_ttl_s=60)
     stale = await gate.admit(key_id, ref(key, [], 7), row(key_id), Decimal(1))
     assert (stale.decision, stale.audit_id) == ("stale", None)
 
 
-async def test_blocked_rows_do_not_reserve(engine):
+async def test_blocked_rows_do_not_reserve(engine, hot):
     caps = [{"usd": "5", "window": "day"}]
     key = await new_key(engine, caps)
     key_id = key[0]
-    gate = Gate(engine, reservation_ttl_s=60)
+    gate = Gate(hot, reservation_ttl_s=60)
     blocked_row = {**row(key_id), "decision": "blocked", "reason": "endpoint_not_allowed", "message": "no"}
     admission = await gate.admit(key_id, ref(key, caps), blocked_row, Decimal(3))
     assert (admission.decision, admission.reason) == ("blocked", "endpoint_not_allowed")
@@ -133,10 +141,10 @@ async def test_blocked_rows_do_not_reserve(engine):
 
 async def test_an_unreachable_database_raises_unavailable(pg_url):
     dead = "postgresql://postgres@127.0.0.1:9/postgres"  # port 9 (discard): nothing listens
-    engine = db.create_engine(dead, settings_for(dead, {}, db_timeout_s=1.0))
+    pools = await HotDB.open(dead, settings_for(dead, {}, db_timeout_s=1.0))
     try:
         with pytest.raises(Unavailable) as raised:
-            await Gate(engine, 60).admit("key_x", PolicyRef("pol_x", 1, "enforce", "[]"), row("key_x"), Decimal(1))
+            await Gate(pools, 60).admit("key_x", PolicyRef("pol_x", 1, "enforce", "[]"), row("key_x"), Decimal(1))
         assert raised.value.reason == "database_unavailable"
     finally:
-        await engine.dispose()
+        await pools.close()

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from proxy import db, keys, secretbox
 from proxy.gate import Gate, PolicyRef
+from proxy.hotdb import HotDB
 from tests.support.tollgate import settings_for
 
 BOX = secretbox.SecretBox(b"r" * 32)
@@ -20,12 +21,13 @@ CAPS = [{"usd": "100", "window": "day", "action": "block"}]
 
 async def setup(pg_url):
     engine = db.create_engine(pg_url, settings_for(pg_url, {}))
+    hot = await HotDB.open(pg_url, settings_for(pg_url, {}))
     document = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/charges"]}, "caps": CAPS}
     async with engine.begin() as conn:
         described, _ = await keys.create_key(conn, BOX, vendor="stripe", upstream_secret="sk_test_x",
                                              policy_document=document)
     ref = PolicyRef(described["policy_id"], 1, "enforce", json.dumps(CAPS))
-    return engine, described["id"], ref
+    return engine, hot, described["id"], ref
 
 
 def row(key_id: str) -> dict:
@@ -43,11 +45,11 @@ async def state(engine, key_id: str, audit_id: int) -> tuple:
 
 
 async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_settle(pg_url):
-    engine, key_id, ref = await setup(pg_url)
+    engine, hot, key_id, ref = await setup(pg_url)
     try:
-        dying = Gate(engine, reservation_ttl_s=1)  # a process that will never settle
+        dying = Gate(hot, reservation_ttl_s=1)  # a process that will never settle
         admitted = await dying.admit(key_id, ref, row(key_id), Decimal("30"))
-        survivor = Gate(engine, reservation_ttl_s=300)
+        survivor = Gate(hot, reservation_ttl_s=300)
         assert await survivor.reconcile() == 0  # not expired yet: left alone
         await asyncio.sleep(1.2)
 
@@ -63,13 +65,14 @@ async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_sett
         assert await survivor.reconcile() == 0
         assert (await state(engine, key_id, admitted.audit_id))[0] == (Decimal("12.5"), Decimal("0"))
     finally:
+        await hot.close()
         await engine.dispose()
 
 
 async def test_a_settled_call_is_never_reconciled(pg_url):
-    engine, key_id, ref = await setup(pg_url)
+    engine, hot, key_id, ref = await setup(pg_url)
     try:
-        gate = Gate(engine, reservation_ttl_s=1)
+        gate = Gate(hot, reservation_ttl_s=1)
         admitted = await gate.admit(key_id, ref, row(key_id), Decimal("7"))
         await gate.settle(admitted.audit_id, Decimal("7"), {"cost_source": "parsed"})
         await asyncio.sleep(1.2)
@@ -77,4 +80,5 @@ async def test_a_settled_call_is_never_reconciled(pg_url):
         assert await state(engine, key_id, admitted.audit_id) == (
             (Decimal("7"), Decimal("0")), ("final", None, Decimal("7"), "parsed"))
     finally:
+        await hot.close()
         await engine.dispose()
