@@ -24,7 +24,7 @@ from proxy.gate import Gate
 from proxy.handler import ProxyHandler
 from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
-from proxy.upstream import Upstream
+from proxy.upstream import Upstream, create_upstream
 
 _STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz")
 log = structlog.get_logger("tollgate.app")
@@ -57,7 +57,7 @@ class TollgateApp:
         settings = self.runtime.settings
         engine = db.create_engine(self.runtime.database_url, settings)
         hot = await HotDB.open(self.runtime.database_url, settings)
-        upstream = Upstream(settings)
+        upstream = create_upstream(settings)
         gate = Gate(hot, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
         self.services = Services(engine, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))

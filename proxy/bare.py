@@ -16,7 +16,7 @@ import dataclasses
 
 from proxy import config
 from proxy.asgi import Receive, Scope, Send, read_body, send_response
-from proxy.upstream import Upstream, UpstreamFailure
+from proxy.upstream import Upstream, UpstreamFailure, create_upstream
 
 PREFIX = "/stripe"
 FORWARD_REQUEST = frozenset({"content-type", "accept", "user-agent", "idempotency-key", "stripe-version"})
@@ -58,7 +58,7 @@ class BareApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.upstream = Upstream(self.settings)
+                self.upstream = create_upstream(self.settings)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.upstream is not None:

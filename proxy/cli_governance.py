@@ -12,7 +12,7 @@ from sqlalchemy import text
 from proxy import approvals, bootstrap, db, migrate, policies, prices, spend
 from proxy.cli_support import read_policy, settings_from, with_connection
 from proxy.keycache import KeyCache
-from proxy.upstream import Upstream
+from proxy.upstream import create_upstream
 
 
 def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
@@ -135,7 +135,7 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
 
     async def run() -> prices.RepriceReport:
         engine = db.create_engine(runtime.database_url, settings)
-        upstream = Upstream(settings)
+        upstream = create_upstream(settings)
         try:
             return await prices.reprice(engine, KeyCache(engine, runtime.box, 60), upstream,
                                         settings.upstream_for(args.vendor), args.vendor, args.days, args.limit)

@@ -32,7 +32,7 @@ class Settings:
     upstreams: Mapping[str, str] = field(default_factory=dict)
     upstream_timeout_s: float = 30.0
     upstream_connect_timeout_s: float = 5.0
-    upstream_transport: str = "aiohttp"  # aiohttp | httpx
+    upstream_transport: str = "aiohttp"  # aiohttp | httpx-aiohttp | httpx (proxy/upstream.py says why)
     max_body_bytes: int = 1_048_576
     reservation_ttl_s: int = 300  # must outlast the upstream timeout: only abandoned calls expire
     reconcile_interval_s: float = 15.0

@@ -1,7 +1,6 @@
-"""Database access: one async SQLAlchemy engine (asyncpg underneath) per process.
+"""Database access through SQLAlchemy Core (async, asyncpg underneath): admin, CLI, key loads.
 
-The request path calls two SQL functions (``tollgate_gate`` and ``tollgate_settle``) on the
-raw asyncpg connection for speed; everything else goes through SQLAlchemy Core.
+The request path's gate and settle use plain asyncpg pools instead (proxy/hotdb.py).
 """
 
 from __future__ import annotations
@@ -37,10 +36,12 @@ def redacted(url: str) -> str:
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    # This engine serves the admin API and key loads; the request path has its own pools
+    # (proxy/hotdb.py), so a few connections are plenty.
     return create_async_engine(
         sqlalchemy_url(url),
-        pool_size=settings.db_pool_size,
-        max_overflow=0,
+        pool_size=min(4, settings.db_pool_size),
+        max_overflow=4,
         pool_timeout=settings.db_timeout_s,
         pool_pre_ping=False,
         connect_args={"timeout": settings.db_timeout_s, "command_timeout": settings.db_timeout_s,

@@ -20,7 +20,7 @@ PRICE_MINOR = 137  # $1.37: the $50.00 cap fits 36 of them ($49.32) and not a 37
 def proxy_env(pg_url: str, upstream: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
     env.update(DATABASE_URL=pg_url, TOLLGATE_MASTER_KEY=MASTER_KEY, TOLLGATE_ADMIN_TOKEN=ADMIN_TOKEN,
-               TOLLGATE_UPSTREAM_STRIPE=upstream, TOLLGATE_LOG_FORMAT="json", TOLLGATE_DB_POOL_SIZE="20")
+               TOLLGATE_UPSTREAM_STRIPE=upstream, TOLLGATE_LOG_FORMAT="json", TOLLGATE_DB_POOL_SIZE="10")
     return env
 
 

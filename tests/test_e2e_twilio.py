@@ -14,7 +14,7 @@ from twilio.rest import Client
 
 from proxy import bootstrap, db, prices
 from proxy.keycache import KeyCache
-from proxy.upstream import Upstream
+from proxy.upstream import create_upstream
 from tests.support.runid import TwilioRunClient
 from tests.support.tollgate import TWILIO_ACCOUNT, TWILIO_TOKEN, settings_for
 
@@ -82,7 +82,7 @@ def reprice(pg_url: str, twilio_url: str) -> prices.RepriceReport:
 
     async def run() -> prices.RepriceReport:
         engine = db.create_engine(runtime.database_url, runtime.settings)
-        upstream = Upstream(runtime.settings)
+        upstream = create_upstream(runtime.settings)
         try:
             return await prices.reprice(engine, KeyCache(engine, runtime.box, 60), upstream, twilio_url, "twilio")
         finally:

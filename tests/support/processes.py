@@ -6,8 +6,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -23,11 +25,14 @@ def free_port() -> int:
 def tollgate_serve(env: dict[str, str], timeout_s: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start ``python -m proxy serve`` on a free loopback port; yield (base URL, process); stop it with SIGTERM."""
     port = free_port()
+    # Output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a full
+    # pipe would block the proxy on its next log line.
+    log = tempfile.NamedTemporaryFile(prefix=f"tollgate-serve-{port}-", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, process, timeout_s)
+        _wait_healthy(base, process, timeout_s, Path(log.name))
         yield base, process
     finally:
         if process.poll() is None:
@@ -39,7 +44,7 @@ def tollgate_serve(env: dict[str, str], timeout_s: float = 60) -> Iterator[tuple
                 process.wait()
 
 
-def _wait_healthy(base: str, process: subprocess.Popen, timeout_s: float) -> None:
+def _wait_healthy(base: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -49,6 +54,5 @@ def _wait_healthy(base: str, process: subprocess.Popen, timeout_s: float) -> Non
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            output = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"tollgate serve did not start:\n{output}")
+            raise AssertionError(f"tollgate serve did not start:\n{log.read_text()}")
         time.sleep(0.1)
