@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import asyncio
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any, Callable, Coroutine
 
-from proxy import bootstrap, cli_governance, config, db, embedded, keys, logs, migrate, policy, secretbox
+from proxy import bootstrap, cli_governance, db, embedded, keys, logs, migrate, policy, secretbox
 from proxy.cli_support import read_policy, settings_from, with_connection
 from proxy.errors import TollgateError
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from tests.support.tollgate import STRIPE_SECRET, audit_rows
+from tests.support.tollgate import audit_rows
 
 MONEY_POLICY = {
     "vendor": "stripe",

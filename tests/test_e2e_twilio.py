@@ -4,8 +4,6 @@ refusing with a TwilioRestException that carries Tollgate's reason."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -16,7 +14,7 @@ from proxy import bootstrap, db, prices
 from proxy.keycache import KeyCache
 from proxy.upstream import create_upstream
 from tests.support.runid import TwilioRunClient
-from tests.support.tollgate import TWILIO_ACCOUNT, TWILIO_TOKEN, settings_for
+from tests.support.tollgate import TWILIO_ACCOUNT, TWILIO_TOKEN
 
 SENDER = "+15005550006"
 US_SEGMENT = Decimal("0.0083")

@@ -56,6 +56,7 @@ from vendors.base import (
 )
 from vendors.endpoints import Endpoint, EndpointTable
 from vendors.money import PRICING_DIR
+from vendors.wire import json_object, require_content_type
 
 MAX_TO = 50
 MAX_BATCH = 100
@@ -149,7 +150,7 @@ class ResendAdapter:
         request_id = headers.get("x-request-id")
         if status >= 400:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # nothing sent, nothing billed
-        obj = _json_object(body)
+        obj = json_object(body)
         if not request.moves_money:
             return ParsedResponse(Decimal(0), object_id=_id(obj) or request.object_id, vendor_request_id=request_id)
         units = request.units
@@ -228,11 +229,7 @@ def _refuse_lookalikes(path: str) -> None:
 def _document(headers: Mapping[str, str], body: bytes) -> Any:
     if not body:
         return None
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise RequestRejected(
-            "unsupported_content_type", f"Resend requests must be application/json, not {content_type or 'missing'!r}."
-        )
+    require_content_type(headers, "application/json", "Resend")
     return strictjson.loads(body)
 
 
@@ -292,14 +289,6 @@ def _refused_units(errors: Any, per_email: Any) -> int:
         return 0
     indexes = {e.get("index") for e in errors if isinstance(e, dict)}
     return sum(per_email[i] for i in indexes if type(i) is int and 0 <= i < len(per_email))
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def _id(obj: Any) -> str | None:

@@ -26,6 +26,7 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import Endpoint, EndpointTable
+from vendors.wire import json_object, require_content_type
 
 MAX_AMOUNT_MINOR = 99_999_999_999  # Stripe's own ceiling is 8 digits for USD; anything past this is nonsense.
 
@@ -169,7 +170,7 @@ class StripeAdapter:
         if status >= 400:
             # Stripe moves no money on an error.
             return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id)
-        obj = _json_object(body)
+        obj = json_object(body)
         if headers.get("idempotent-replayed") == "true":
             return ParsedResponse(Decimal(0), object_id=_text_field(obj, "id"), customer_id=_customer_of(obj),
                                   vendor_request_id=request_id, replayed=True)
@@ -227,12 +228,7 @@ def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: 
     from_query = formencoding.decode(query, where="query string")
     if not body:
         return from_query
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise RequestRejected(
-            "unsupported_content_type",
-            f"Stripe requests must be application/x-www-form-urlencoded, not {content_type or 'missing'!r}.",
-        )
+    require_content_type(headers, "application/x-www-form-urlencoded", "Stripe")
     from_body = formencoding.decode(body, where="body")
     for key in from_body.keys() & from_query.keys():
         raise RequestRejected(
@@ -276,14 +272,6 @@ def _text(value: Any, name: str) -> str | None:
     if not isinstance(value, str):
         raise RequestRejected("invalid_parameter", f"Parameter {name!r} must be a string.", param=name)
     return value or None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 _RECORDED_KINDS = frozenset({"customer", "charge", "payment_intent", "refund", "payout", "transfer"})

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -67,6 +66,7 @@ from vendors.base import (
 from vendors.endpoints import looks_like_id
 from vendors.twilio_messages import Facts, call_facts, message_facts
 from vendors.twilio_pricing import UNKNOWN_COUNTRY, prices
+from vendors.wire import json_object, require_content_type
 
 API_VERSION = "2010-04-01"
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}\Z")
@@ -188,7 +188,7 @@ class TwilioAdapter:
         request_id = _header(headers, "twilio-request-id")
         if status >= 400:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # Twilio bills no HTTP error
-        obj = _json_object(body)
+        obj = json_object(body)
         sid = _text(obj, "sid")
         if not request.moves_money:
             # A fetch costs nothing, whatever price the fetched message carries.
@@ -220,7 +220,7 @@ class TwilioAdapter:
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         if status >= 400:
             return FinalPrice(None, None, None, final=False)
-        obj = _json_object(body)
+        obj = json_object(body)
         state = _text(obj, "status")
         cost = price_usd(obj)
         if cost is not None:
@@ -298,12 +298,7 @@ def _params(query: bytes, headers: Mapping[str, str], body: bytes, repeatable: f
     from_query = flatform.decode(query, where="query string", repeatable=repeatable)
     if not body:
         return from_query
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise RequestRejected(
-            "unsupported_content_type",
-            f"Twilio requests must be application/x-www-form-urlencoded, not {content_type or 'missing'!r}.",
-        )
+    require_content_type(headers, "application/x-www-form-urlencoded", "Twilio")
     return flatform.merge(from_query, flatform.decode(body, where="body", repeatable=repeatable))
 
 
@@ -312,14 +307,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     if value is None:
         value = next((v for k, v in headers.items() if k.lower() == name), None)
     return value if isinstance(value, str) else None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def _text(obj: Mapping[str, Any], name: str) -> str | None:
