@@ -61,8 +61,11 @@ BEGIN
     IF jsonb_array_length(p_caps) > 0 THEN
       SELECT array_agg(DISTINCT tollgate_bucket(c->>'window', v_now, v_run)) INTO v_buckets
         FROM jsonb_array_elements(p_caps) c;
+      -- New buckets only (a new minute, day, run...): a speculative insert per request costs more.
       INSERT INTO budget_counters (key_id, bucket)
-        SELECT p_key_id, b FROM unnest(v_buckets) b ORDER BY b ON CONFLICT DO NOTHING;
+        SELECT p_key_id, b FROM unnest(v_buckets) b
+         WHERE NOT EXISTS (SELECT 1 FROM budget_counters bc WHERE bc.key_id = p_key_id AND bc.bucket = b)
+         ORDER BY b ON CONFLICT DO NOTHING;
       PERFORM tollgate_lock_counters(p_key_id, v_buckets);
       FOR v_cap IN SELECT c FROM jsonb_array_elements(p_caps) c LOOP
         SELECT * INTO v_counter FROM budget_counters bc
@@ -127,7 +130,7 @@ BEGIN
   END IF;
 
   v_row := jsonb_populate_record(NULL::audit_events, p_row);
-  v_row.id := nextval(pg_get_serial_sequence('audit_events', 'id'));
+  v_row.id := nextval('audit_events_id_seq'::regclass);
   v_row.ts := v_now;
   v_row.decision := v_decision;
   v_row.reason := v_reason;
