@@ -25,7 +25,7 @@ from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
-from proxy.redact import redact_content
+from proxy.redact import looks_secret, mask_strings, redact_content
 from proxy.upstream import Upstream, UpstreamFailure
 from vendors import registry
 from vendors.base import (
@@ -279,7 +279,7 @@ class ProxyHandler:
             row.update(
                 endpoint=parsed.endpoint, customer_id=parsed.customer_id, object_id=parsed.object_id,
                 vendor_account=parsed.account, currency=parsed.currency, amount_minor=parsed.amount_minor,
-                idempotency_key=parsed.idempotency_key, request_summary=dict(parsed.summary),
+                idempotency_key=parsed.idempotency_key, request_summary=mask_strings(dict(parsed.summary)),
             )
         return row
 
@@ -296,6 +296,8 @@ def _run_id(headers: dict[str, str]) -> str | None:
         return None
     if not value or len(value) > MAX_RUN_ID or not value.isprintable() or not value.isascii():
         raise RequestRejected("invalid_run_id", f"X-Agent-Run-Id must be 1-{MAX_RUN_ID} printable ASCII characters.")
+    if looks_secret(value):  # it would be stored in every audit row of the run
+        raise RequestRejected("invalid_run_id", "X-Agent-Run-Id looks like an API secret; use an opaque run id.")
     return value
 
 

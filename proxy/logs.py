@@ -13,17 +13,9 @@ from typing import Any
 
 import structlog
 
+from proxy.redact import mask_secrets
+
 _SECRET_FIELDS = re.compile(r"(secret|password|token|authorization|api_key|master_key)", re.I)
-_SECRET_VALUES = re.compile(
-    r"(tg_[A-Za-z0-9]{12}_)[A-Za-z0-9]+"  # vault keys: keep the public id part
-    r"|\b(sk|rk)_(live|test)_[A-Za-z0-9]+"  # Stripe secret and restricted keys
-    r"|\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+"  # Resend keys
-    r"|tga_[A-Za-z0-9_\-]+"  # Tollgate admin tokens
-)
-
-
-def _mask(value: str) -> str:
-    return _SECRET_VALUES.sub(lambda m: (m.group(1) or "") + "***", value)
 
 
 def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +23,7 @@ def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
         if _SECRET_FIELDS.search(name) and value is not None:
             event[name] = "***"
         elif isinstance(value, str):
-            event[name] = _mask(value)
+            event[name] = mask_secrets(value)
     return event
 
 

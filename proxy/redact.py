@@ -1,12 +1,43 @@
-"""Redaction of message content before a request is stored for people to read (approvals).
+"""Redaction: credentials wherever text is stored or logged, and message content in approvals.
 
-What an operator needs to decide is who, how much and where; not the text of an SMS or the
-body of an email. Those fields are replaced by their size.
+Credentials are recognised by shape (vault keys, admin tokens, Stripe and Resend secrets) so
+that an agent pasting one into a header or a parameter does not put it in the audit table.
+What an operator needs to approve a call is who, how much and where, not the text of an SMS
+or the body of an email: those fields are replaced by their size.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# Credentials Tollgate knows by shape: its own vault keys and admin tokens, and vendor secrets.
+SECRET_VALUES = re.compile(
+    r"(tg_[A-Za-z0-9]{12}_)[A-Za-z0-9]+"  # vault keys: keep the public id part
+    r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+"  # Stripe secret and restricted keys
+    r"|\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+"  # Resend keys
+    r"|tga_[A-Za-z0-9_\-]+"  # Tollgate admin tokens
+)
+
+
+def mask_secrets(text: str) -> str:
+    return SECRET_VALUES.sub(lambda m: (m.group(1) or "") + "***", text)
+
+
+def looks_secret(text: str) -> bool:
+    return SECRET_VALUES.search(text) is not None
+
+
+def mask_strings(value: Any) -> Any:
+    """Every string inside ``value`` with credentials masked (for audit summaries)."""
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {k: mask_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_strings(v) for v in value]
+    return value
+
 
 CONTENT_FIELDS = frozenset({"body", "html", "text", "react", "content", "attachments"})
 

@@ -31,6 +31,7 @@ def tollgate_serve(env: dict[str, str], timeout_s: float = 60) -> Iterator[tuple
     process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    process.log_path = Path(log.name)  # type: ignore[attr-defined]
     try:
         _wait_healthy(base, process, timeout_s, Path(log.name))
         yield base, process

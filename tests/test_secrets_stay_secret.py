@@ -1,0 +1,51 @@
+"""Guarantee 5: vault-key secrets and upstream secrets never appear in logs, audit rows,
+errors or admin responses, even when an agent puts them where they do not belong."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import stripe
+
+from tests.support.processes import tollgate_serve
+from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY, STRIPE_SECRET, policy
+
+
+def test_secrets_never_leave(pg_url, stripe_emulator, sql):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(DATABASE_URL=pg_url, TOLLGATE_MASTER_KEY=MASTER_KEY, TOLLGATE_ADMIN_TOKEN=ADMIN_TOKEN,
+               TOLLGATE_UPSTREAM_STRIPE=stripe_emulator[0], TOLLGATE_LOG_FORMAT="json")
+    seen: list[str] = []
+    with tollgate_serve(env) as (base, process):
+        admin = httpx.Client(base_url=base, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        created = admin.post("/admin/v1/keys", json={"vendor": "stripe", "policy": policy(),
+                                                     "upstream_secret": STRIPE_SECRET})
+        key = created.json()
+        vault_secret = key["key"].split("_")[2]
+        client = stripe.StripeClient(key["key"], base_addresses={"api": f"{base}/stripe"}, max_network_retries=0)
+        run = {"headers": {"X-Agent-Run-Id": "secret-check"}}
+        client.v1.charges.create(params={"amount": 100, "currency": "usd", "source": "tok_visa"}, options=run)
+        try:  # the agent pastes its vault key and the real secret into a request
+            client.v1.charges.create(params={"amount": 100, "currency": "xyz", "description": key["key"],
+                                             "metadata": {"k": STRIPE_SECRET}}, options=run)
+        except stripe.InvalidRequestError as error:
+            seen.append(str(error.json_body))
+        for bad in (key["key"][:-1] + "x", key["key"] + "x", f"Basic {STRIPE_SECRET}"):
+            seen.append(httpx.get(f"{base}/stripe/v1/charges/ch_1", headers={"authorization": bad}).text)
+        pasted = httpx.get(f"{base}/stripe/v1/charges/ch_1", headers={"authorization": f"Bearer {key['key']}",
+                                                                       "x-agent-run-id": STRIPE_SECRET})
+        assert pasted.status_code == 400 and pasted.json()["error"]["code"] == "invalid_run_id"
+        seen.append(pasted.text)
+        admin.post(f"/admin/v1/keys/{key['id']}/revoke")
+        seen += [admin.get("/admin/v1/keys").text, admin.get(f"/admin/v1/keys/{key['id']}").text,
+                 admin.get("/admin/v1/audit", params={"key_id": key["id"]}).text]
+        seen.append(process.log_path.read_text())
+    rows = sql.execute("SELECT * FROM audit_events WHERE key_id = %s", (key["id"],)).fetchall()
+    stored = sql.execute("SELECT secret_hash, secret_ciphertext FROM vault_keys JOIN upstream_credentials c "
+                         "ON c.id = credential_id WHERE vault_keys.id = %s", (key["id"],)).fetchone()
+    everything = "\n".join(seen) + repr(rows) + repr(stored)
+    assert len(rows) >= 2 and "request" in seen[-1]  # the audit and the log really hold these calls
+    assert vault_secret not in everything
+    assert STRIPE_SECRET not in everything
+    assert STRIPE_SECRET.encode() not in stored["secret_ciphertext"]
