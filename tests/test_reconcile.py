@@ -35,6 +35,12 @@ def row(key_id: str) -> dict:
             "path": "/v1/charges", "endpoint": "POST /v1/charges", "decision": "allowed"}
 
 
+async def expire(engine, audit_id: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE reservations SET expires_at = now() - interval '1 second' "
+                                "WHERE audit_id = :i"), {"i": audit_id})
+
+
 async def state(engine, key_id: str, audit_id: int) -> tuple:
     async with engine.connect() as conn:
         counter = (await conn.execute(text(
@@ -47,11 +53,11 @@ async def state(engine, key_id: str, audit_id: int) -> tuple:
 async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_settle(pg_url):
     engine, hot, key_id, ref = await setup(pg_url)
     try:
-        dying = Gate(hot, reservation_ttl_s=1)  # a process that will never settle
+        dying = Gate(hot, reservation_ttl_s=300)  # a process that will never settle
         admitted = await dying.admit(key_id, ref, row(key_id), Decimal("30"))
         survivor = Gate(hot, reservation_ttl_s=300)
         assert await survivor.reconcile() == 0  # not expired yet: left alone
-        await asyncio.sleep(1.2)
+        await expire(engine, admitted.audit_id)  # time passes: the TTL runs out
 
         closed = await asyncio.gather(survivor.reconcile(), survivor.reconcile())  # two processes sweeping
         assert sorted(closed) == [0, 1]
@@ -72,10 +78,10 @@ async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_sett
 async def test_a_settled_call_is_never_reconciled(pg_url):
     engine, hot, key_id, ref = await setup(pg_url)
     try:
-        gate = Gate(hot, reservation_ttl_s=1)
+        gate = Gate(hot, reservation_ttl_s=300)
         admitted = await gate.admit(key_id, ref, row(key_id), Decimal("7"))
         await gate.settle(admitted.audit_id, Decimal("7"), {"cost_source": "parsed"})
-        await asyncio.sleep(1.2)
+        await expire(engine, admitted.audit_id)
         assert await gate.reconcile() == 0
         assert await state(engine, key_id, admitted.audit_id) == (
             (Decimal("7"), Decimal("0")), ("final", None, Decimal("7"), "parsed"))
