@@ -106,14 +106,21 @@ class ProxyHandler:
 
     async def _handle(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
         try:
-            return await self._govern(call, scope, receive)
-        except Refusal as refusal:
-            return await self._refuse(call, refusal)
+            try:
+                return await self._govern(call, scope, receive)
+            except Refusal as refusal:
+                return await self._refuse(call, refusal)  # records the refusal: may itself be Unavailable
         except Unavailable as exc:
             log.warning("failed_closed", request_id=call.request_id, vendor=call.vendor, reason=exc.reason)
             return call.adapter.render_error(
                 VendorError(503, exc.reason, f"{exc.message} Nothing was sent to the vendor.", "unavailable",
                             retryable=True, request_id=call.request_id)
+            )
+        except Exception:  # a bug: answer in the vendor's shape and keep serving
+            log.exception("internal_error", request_id=call.request_id, vendor=call.vendor)
+            return call.adapter.render_error(
+                VendorError(500, "internal_error", f"Tollgate failed on this request (id {call.request_id}).",
+                            "unavailable", retryable=False, request_id=call.request_id)
             )
 
     async def _govern(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:

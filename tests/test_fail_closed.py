@@ -64,3 +64,21 @@ def test_database_down_fails_closed_and_recovers(own_postgres, stripe_emulator):
                 time.sleep(0.2)
         assert recovered.status == "succeeded"
         assert httpx.get(f"{proxy_url}/readyz").status_code == 200
+
+
+def test_a_refusal_that_cannot_be_recorded_still_fails_closed_in_stripes_shape(own_postgres, stripe_emulator):
+    """A malformed request on a known key is refused and recorded; with the database gone the
+    record cannot be written, and the answer is a Stripe 503, not a server crash."""
+    url, stop_postgres, _ = own_postgres
+    runtime = bootstrap.runtime(settings_for(url, {"stripe": stripe_emulator[0]}, db_timeout_s=2.0))
+    with serve_asgi(create_app(runtime), lifespan="on") as proxy_url:
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        key = httpx.post(f"{proxy_url}/admin/v1/keys", headers=admin,
+                         json={"vendor": "stripe", "policy": policy(), "upstream_secret": STRIPE_SECRET}).json()
+        headers = {"authorization": f"Bearer {key['key']}", "content-type": "application/x-www-form-urlencoded"}
+        assert httpx.post(f"{proxy_url}/stripe/v1/charges", content=b"a=1&a=2", headers=headers).status_code == 400
+        stop_postgres()
+        response = httpx.post(f"{proxy_url}/stripe/v1/charges", content=b"a=1&a=2", headers=headers)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "database_unavailable"
+        assert response.headers["stripe-should-retry"] == "true"
