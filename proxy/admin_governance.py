@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy import approvals, policies, spend
+from proxy import approvals, policies, runs, spend
 from proxy.admin_http import Guard, field, json_body, json_response
 from proxy.keys import show_key
 
@@ -28,6 +28,7 @@ class GovernanceRoutes:
             Route("/admin/v1/approvals/{approval_id}", guard(self.show_approval), methods=["GET"]),
             Route("/admin/v1/approvals/{approval_id}/approve", guard(self.approve), methods=["POST"]),
             Route("/admin/v1/approvals/{approval_id}/deny", guard(self.deny), methods=["POST"]),
+            Route("/admin/v1/runs/{run_id}", guard(self.run_story), methods=["GET"]),
         ]
 
     async def create_policy(self, request: Request) -> Response:
@@ -73,6 +74,10 @@ class GovernanceRoutes:
     async def show_approval(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
             return json_response(await approvals.show_approval(conn, request.path_params["approval_id"]))
+
+    async def run_story(self, request: Request) -> Response:
+        async with self._engine.connect() as conn:
+            return json_response(await runs.run_story(conn, request.path_params["run_id"]))
 
     async def approve(self, request: Request) -> Response:
         return await self._decide(request, approve=True)

@@ -88,7 +88,26 @@ _GOVERNANCE_PATHS: dict[str, Any] = {
     },
 }
 
+_GOVERNANCE_PATHS["/admin/v1/runs/{run_id}"] = {
+    "get": {"summary": "A run's story: every call of one X-Agent-Run-Id in order, with running totals against caps",
+            "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json_response("The run", _ref("Run")), **_ERRORS,
+                          "404": _json_response("No calls for this run", _ref("Error"))}},
+}
+
 _GOVERNANCE_SCHEMAS: dict[str, Any] = {
+    "Run": {"type": "object", "properties": {
+        "agent_run_id": {"type": "string"}, "total_usd": {"type": "string"},
+        "vendors": {"type": "array", "items": {"type": "string"}},
+        "decisions": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "calls": {"type": "array", "items": {"type": "object", "properties": {
+            "ts": {"type": "string"}, "vendor": {"type": "string"}, "endpoint": {"type": ["string", "null"]},
+            "decision": {"type": "string"}, "reason": {"type": ["string", "null"]},
+            "predicted_usd": {"type": ["string", "null"]}, "cost_usd": {"type": ["string", "null"]},
+            "upstream_status": {"type": ["integer", "null"]}, "run_total_usd": {"type": "string"},
+            "caps": {"type": "array", "items": {"type": "object", "properties": {
+                "window": {"type": "string"}, "unit": {"type": "string"}, "limit": {"type": "string"},
+                "used": {"type": "string"}}}}}}}}},
     "PolicyCreate": {"type": "object", "required": ["document"],
                      "properties": {"document": {"type": "object"}, "name": {"type": "string"}}},
     "PolicyVersionCreate": {"type": "object", "required": ["document"], "properties": {"document": {"type": "object"}}},

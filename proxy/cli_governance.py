@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from proxy import approvals, bootstrap, db, migrate, policies, prices, spend
+from proxy import approvals, bootstrap, db, migrate, policies, prices, runs, spend
 from proxy.cli_support import read_policy, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.upstream import create_upstream
@@ -52,6 +52,12 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
 
     commands.add_parser("reconcile", help="charge and close reservations left by dead processes").set_defaults(
         run=_reconcile)
+
+    run_commands = commands.add_parser("runs", help="agent runs").add_subparsers(title="runs commands")
+    show_run = run_commands.add_parser("show", help="a run's timeline across vendors, with running totals")
+    show_run.add_argument("run_id", metavar="RUN_ID")
+    show_run.add_argument("--json", action="store_true")
+    show_run.set_defaults(run=_runs_show)
 
     price_commands = commands.add_parser("prices", help="vendor prices").add_subparsers(title="prices commands")
     reprice = price_commands.add_parser(
@@ -146,4 +152,10 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
     report = asyncio.run(run())
     print(f"{report.checked} estimated call(s) checked: {report.repriced} repriced, "
           f"{report.waiting} not priced by the vendor yet, {report.failed} could not be fetched.")
+    return 0
+
+
+def _runs_show(args: argparse.Namespace) -> int:
+    story = with_connection(args, lambda conn, rt: runs.run_story(conn, args.run_id), write=False)
+    print(json.dumps(story, indent=2, default=str) if args.json else runs.render_timeline(story))
     return 0
