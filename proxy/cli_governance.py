@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import text
 
-from proxy import approvals, bootstrap, db, migrate, policies, prices, runs, spend
+from proxy import approvals, bootstrap, db, export, migrate, policies, prices, runs, spend
 from proxy.cli_support import read_policy, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.upstream import create_upstream
@@ -58,6 +60,14 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     show_run.add_argument("run_id", metavar="RUN_ID")
     show_run.add_argument("--json", action="store_true")
     show_run.set_defaults(run=_runs_show)
+
+    audit_commands = commands.add_parser("audit", help="the audit trail").add_subparsers(title="audit commands")
+    export = audit_commands.add_parser("export", help="export audit rows as NDJSON or OpenTelemetry logs")
+    export.add_argument("--since", required=True, help="ISO date or time, UTC unless it says otherwise")
+    export.add_argument("--until")
+    export.add_argument("--format", choices=("ndjson", "otlp-json"), default="ndjson")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    export.set_defaults(run=_audit_export)
 
     price_commands = commands.add_parser("prices", help="vendor prices").add_subparsers(title="prices commands")
     reprice = price_commands.add_parser(
@@ -159,3 +169,32 @@ def _runs_show(args: argparse.Namespace) -> int:
     story = with_connection(args, lambda conn, rt: runs.run_story(conn, args.run_id), write=False)
     print(json.dumps(story, indent=2, default=str) if args.json else runs.render_timeline(story))
     return 0
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    since, until = _moment(args.since), _moment(args.until) if args.until else None
+    write = export.write_otlp if args.format == "otlp-json" else export.write_ndjson
+    out = open(args.output, "w") if args.output else sys.stdout
+
+    async def work(conn, runtime) -> int:
+        count = 0
+        async for batch in export.rows(conn, since, until):
+            write(batch, out)
+            count += len(batch)
+        return count
+
+    try:
+        count = with_connection(args, work, write=False)
+    finally:
+        if args.output:
+            out.close()
+    print(f"exported {count} audit row(s)", file=sys.stderr)
+    return 0
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise bootstrap.ConfigError("invalid_time", f"{text!r} is not an ISO date or time (e.g. 2026-11-01)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

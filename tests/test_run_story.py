@@ -55,3 +55,29 @@ def test_a_run_across_stripe_and_resend(proxy_url, make_key, admin, run_id, pg_u
     as_json = subprocess.run([sys.executable, "-m", "proxy", "runs", "show", run_id, "--json"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert json.loads(as_json.stdout)["decisions"] == story["decisions"]
+
+
+def test_export_ndjson_and_opentelemetry(proxy_url, make_key, run_id, pg_url, tmp_path):
+    key = make_key(policy())
+    client = stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    client.v1.charges.create(params={"amount": 700, "currency": "usd", "source": "tok_visa"},
+                             options={"headers": {"X-Agent-Run-Id": run_id}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(DATABASE_URL=pg_url, TOLLGATE_MASTER_KEY=MASTER_KEY)
+
+    def export(fmt: str) -> str:
+        out = tmp_path / f"audit.{fmt}"
+        done = subprocess.run([sys.executable, "-m", "proxy", "audit", "export", "--since", "2000-01-01",
+                               "--format", fmt, "-o", str(out)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return out.read_text()
+
+    lines = [json.loads(line) for line in export("ndjson").splitlines()]
+    [ours] = [row for row in lines if row["agent_run_id"] == run_id]
+    assert (ours["endpoint"], ours["cost_usd"], ours["key_id"]) == ("POST /v1/charges", "7.000000", key["id"])
+
+    records = [record for line in export("otlp-json").splitlines()
+               for record in json.loads(line)["resourceLogs"][0]["scopeLogs"][0]["logRecords"]]
+    [record] = [r for r in records if {"key": "agent_run_id", "value": {"stringValue": run_id}} in r["attributes"]]
+    assert record["body"]["stringValue"] == "stripe POST /v1/charges: allowed" and record["severityText"] == "INFO"
+    assert int(record["timeUnixNano"]) > 0
