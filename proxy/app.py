@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from proxy import db, migrate
+from proxy import chain, db, migrate
 from proxy.admin import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.bootstrap import Runtime
@@ -63,11 +63,17 @@ class TollgateApp:
         self.services = Services(engine, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
         app.router.routes.extend(admin.routes())
-        reconciler = asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s))
+        background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s))]
+        if settings.signing_key:
+            signer = chain.load_private(settings.signing_key)
+            background.append(asyncio.create_task(_seal_forever(engine, signer, settings.seal_interval_s)))
+        else:
+            log.warning("audit_sealing_off", hint="set TOLLGATE_SIGNING_KEY to seal the audit trail")
         try:
             yield
         finally:
-            reconciler.cancel()
+            for task in background:
+                task.cancel()
             await upstream.aclose()
             await hot.close()
             await engine.dispose()
@@ -99,6 +105,17 @@ async def _reconcile_forever(gate: Gate, interval_s: float) -> None:
                 log.warning("reservations_reconciled", count=closed)
         except Exception as exc:  # the database may be down; try again next time
             log.error("reconcile_failed", error=type(exc).__name__)
+
+
+async def _seal_forever(engine: AsyncEngine, signer, interval_s: float) -> None:
+    """Every process offers to seal; an advisory lock lets one at a time do it."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            async with engine.begin() as conn:
+                await chain.seal(conn, signer)
+        except Exception as exc:
+            log.error("seal_failed", error=type(exc).__name__)
 
 
 def create_app(runtime: Runtime) -> TollgateApp:

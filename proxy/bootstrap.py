@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from proxy import db, secretbox
+from proxy import chain, db, secretbox
 from proxy.config import Settings
 from proxy.errors import TollgateError
 
@@ -39,22 +39,27 @@ def master_key_path(settings: Settings) -> Path:
     return settings.data_dir / "master.key"
 
 
+def signing_key_path(settings: Settings) -> Path:
+    return settings.data_dir / "signing.key"
+
+
 def with_secrets(settings: Settings) -> Settings:
-    master_key, admin_token = settings.master_key, settings.admin_token
+    master_key, admin_token, signing_key = settings.master_key, settings.admin_token, settings.signing_key
     if settings.embedded:
+        signing_key = signing_key or secretbox.load_or_create_file(
+            signing_key_path(settings), chain.new_private, "audit signing key")
         master_key = master_key or secretbox.load_or_create_file(
             master_key_path(settings), secretbox.new_master_key, "master key")
         admin_token = admin_token or secretbox.load_or_create_file(
             admin_token_path(settings), lambda: "tga_" + secrets.token_urlsafe(32), "admin token")
-    if not master_key:
-        raise ConfigError("missing_master_key",
-                          "TOLLGATE_MASTER_KEY is required with DATABASE_URL (generate one: tollgate master-key new).")
-    return replace(settings, master_key=master_key, admin_token=admin_token)
+    return replace(settings, master_key=master_key, admin_token=admin_token, signing_key=signing_key)
 
 
 def runtime(settings: Settings) -> Runtime:
     settings = with_secrets(settings)
-    assert settings.master_key is not None
+    if not settings.master_key:
+        raise ConfigError("missing_master_key",
+                          "TOLLGATE_MASTER_KEY is required with DATABASE_URL (generate one: tollgate master-key new).")
     try:
         box = secretbox.SecretBox(secretbox.decode_master_key(settings.master_key))
     except secretbox.MasterKeyError as exc:

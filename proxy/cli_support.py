@@ -42,3 +42,19 @@ def read_policy(path: str) -> Any:
         raise bootstrap.ConfigError("unreadable_policy", f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise bootstrap.ConfigError("invalid_policy_json", f"{path} is not valid JSON: {exc}") from None
+
+
+def plain_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any, Any, Any]],
+                     write: bool = False) -> Any:
+    """A connection that needs no master key: auditors' tools (read-only) and the sealer."""
+    settings = settings_from(args)
+
+    async def run() -> Any:
+        engine = db.create_engine(db.resolve_url(settings), settings)
+        try:
+            async with (engine.begin() if write else engine.connect()) as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

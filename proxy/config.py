@@ -29,6 +29,8 @@ class Settings:
     port: int = 8080
     admin_token: str | None = None
     master_key: str | None = None  # base64 of 32 bytes
+    signing_key: str | None = None  # base64 Ed25519 private key that signs audit chain heads
+    seal_interval_s: float = 60.0
     upstreams: Mapping[str, str] = field(default_factory=dict)
     upstream_timeout_s: float = 30.0
     upstream_connect_timeout_s: float = 5.0
@@ -54,7 +56,7 @@ class Settings:
 
 _INT_FIELDS = {"port", "max_body_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
-                 "reconcile_interval_s"}
+                 "reconcile_interval_s", "seal_interval_s"}
 
 
 def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

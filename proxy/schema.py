@@ -185,3 +185,39 @@ audit_events = Table(
     Index("audit_events_ts", "ts"),
     Index("audit_events_estimated", "vendor", "ts", postgresql_where=text("cost_source = 'estimated'")),
 )
+
+
+# Tamper evidence (proxy/chain.py): each sealed audit row's hash covers its canonical content
+# and the previous row's hash; heads of the chain are signed with Ed25519.
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("audit_id", BigInteger, nullable=False, unique=True),
+    Column("prev_hash", LargeBinary, nullable=False),
+    Column("row_hash", LargeBinary, nullable=False),
+    Column("sealed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+audit_chain_heads = Table(
+    "audit_chain_heads",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("head_hash", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("public_key_id", Text, nullable=False),
+    Column("signed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+audit_chain_skipped = Table(
+    "audit_chain_skipped",
+    metadata,
+    Column("audit_id", BigInteger, primary_key=True, autoincrement=False),
+)
+
+audit_chain_cursor = Table(
+    "audit_chain_cursor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("scanned_to", BigInteger, nullable=False),
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -105,3 +106,16 @@ def make_key(admin: httpx.Client) -> Callable[..., dict[str, Any]]:
 @pytest.fixture()
 def run_id() -> str:
     return f"run_{uuid.uuid4().hex}"
+
+
+@pytest.fixture()
+def scratch_db(pg_url: str) -> Iterator[str]:
+    """An empty database of its own on the suite's Postgres (not migrated)."""
+    name = f"scratch_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = pg_url.partition("?")
+    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    yield url
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -3,28 +3,13 @@ proxy/schema.py declares, and go down and up again cleanly."""
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from proxy import migrate
 from proxy.schema import metadata
-
-
-@pytest.fixture()
-def scratch_db(pg_url: str):
-    name = f"scratch_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = pg_url.partition("?")
-    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-    yield url
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _sync_url(url: str) -> str:
