@@ -23,6 +23,10 @@ def _dsn(url: str) -> str:
     return f"postgresql://{rest}" if scheme in ("postgres", "postgresql+asyncpg") else url
 
 
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    return None
+
+
 class HotDB:
     def __init__(self, durable: asyncpg.Pool, relaxed: asyncpg.Pool):
         self._durable = durable
@@ -30,8 +34,11 @@ class HotDB:
 
     @classmethod
     async def open(cls, url: str, settings: Settings) -> "HotDB":
+        # reset=_no_reset: asyncpg otherwise sends a reset statement (RESET ALL, UNLISTEN, ...)
+        # on every release, a second round trip per call; these connections never change
+        # session state, so there is nothing to reset.
         common = {"dsn": _dsn(url), "min_size": 0, "timeout": settings.db_timeout_s,
-                  "command_timeout": settings.db_timeout_s}
+                  "command_timeout": settings.db_timeout_s, "reset": _no_reset}
         durable = await asyncpg.create_pool(
             max_size=settings.db_pool_size, server_settings={"application_name": "tollgate-gate"}, **common)
         relaxed = await asyncpg.create_pool(
