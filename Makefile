@@ -27,5 +27,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Needs wrk and nginx (Debian: apt-get install -y wrk nginx); see bench/README.md.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
