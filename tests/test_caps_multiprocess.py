@@ -66,3 +66,19 @@ def test_two_processes_never_exceed_a_cap_by_a_cent(pg_url, stripe_emulator, sql
                           (created["id"],)).fetchone()
     assert totals == {"allowed": 36, "spent": Decimal("49.32"), "pending": 0}
     assert counter == {"spent_usd": Decimal("49.32"), "reserved_usd": Decimal("0")}
+
+
+def test_revoking_through_one_process_blocks_the_next_call_on_the_other(pg_url, stripe_emulator):
+    env = proxy_env(pg_url, stripe_emulator[0])
+    env["TOLLGATE_KEY_CACHE_TTL_S"] = "3600"  # even with a cached key: the gate reads revocation itself
+    with tollgate_serve(env) as (first, _), tollgate_serve(env) as (second, _):
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        key = httpx.post(f"{first}/admin/v1/keys", headers=admin, json={
+            "vendor": "stripe", "upstream_secret": STRIPE_SECRET, "policy": policy()}).json()
+        charge = {"content": b"amount=100&currency=usd&source=tok_visa",
+                  "headers": {"authorization": f"Bearer {key['key']}",
+                              "content-type": "application/x-www-form-urlencoded"}}
+        assert httpx.post(f"{second}/stripe/v1/charges", **charge).status_code == 200  # cached in the second
+        assert httpx.post(f"{first}/admin/v1/keys/{key['id']}/revoke", headers=admin).status_code == 200
+        refused = httpx.post(f"{second}/stripe/v1/charges", **charge)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_revoked"
