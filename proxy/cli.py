@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     master = commands.add_parser("master-key", help="master key").add_subparsers(title="master-key commands")
     master.add_parser("new", help="print a new random master key").set_defaults(
         run=lambda args: print(secretbox.new_master_key()))
+    master.add_parser("rotate", help="re-encrypt every upstream secret under TOLLGATE_MASTER_KEY "
+                      "(older keys in TOLLGATE_MASTER_KEY_PREVIOUS)").set_defaults(run=cli_governance.rotate_master)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from proxy import approvals, bootstrap, chain, db, export, migrate, policies, prices, runs, spend
+from proxy import approvals, bootstrap, chain, db, export, migrate, policies, prices, rotation, runs, spend
 from proxy.cli_support import plain_connection, read_policy, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.upstream import create_upstream
@@ -32,6 +33,10 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     show.add_argument("policy_id", metavar="POLICY_ID")
     show.set_defaults(run=_policy_show)
 
+    rotate = key_commands.add_parser("rotate-upstream", help="replace the vendor secret behind a key")
+    rotate.add_argument("key_id", metavar="ID")
+    rotate.add_argument("--upstream-secret-env", required=True, metavar="VAR")
+    rotate.set_defaults(run=_rotate_upstream)
     attach = key_commands.add_parser("attach-policy", help="point a key at another policy")
     attach.add_argument("key_id", metavar="ID")
     attach.add_argument("policy_id", metavar="POLICY_ID")
@@ -71,6 +76,8 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     export.set_defaults(run=_audit_export)
     audit_commands.add_parser("seal", help="seal every finalised audit row into the signed hash chain now").set_defaults(
         run=_audit_seal)
+    audit_commands.add_parser("new-signing-key", help="print a new Ed25519 signing key (base64)").set_defaults(
+        run=lambda args: print(chain.new_private()))
     audit_commands.add_parser("public-key", help="print the public key that verifies the chain").set_defaults(
         run=_audit_public_key)
     verify = audit_commands.add_parser("verify", help="check the chain and its signatures (read-only)")
@@ -242,3 +249,22 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return 0
     print(f"audit chain BROKEN: {report.finding.message}", file=sys.stderr)
     return 1
+
+
+def _rotate_upstream(args: argparse.Namespace) -> int:
+    secret = os.environ.get(args.upstream_secret_env)
+    if not secret:
+        print(f"tollgate: environment variable {args.upstream_secret_env} is empty or not set", file=sys.stderr)
+        return 2
+    with_connection(args, lambda conn, rt: rotation.rotate_upstream_secret(conn, rt.box, args.key_id, secret),
+                    write=True)
+    print(f"{args.key_id} now forwards with the new secret (each process within its key-cache TTL); "
+          "agents keep their vault keys.")
+    return 0
+
+
+def rotate_master(args: argparse.Namespace) -> int:
+    count = with_connection(args, lambda conn, rt: rotation.reencrypt_all(conn, rt.box), write=True)
+    print(f"re-encrypted {count} upstream secret(s) under the current master key; "
+          "TOLLGATE_MASTER_KEY_PREVIOUS can now be removed.")
+    return 0

@@ -29,6 +29,7 @@ class Settings:
     port: int = 8080
     admin_token: str | None = None
     master_key: str | None = None  # base64 of 32 bytes
+    master_key_previous: str | None = None  # comma-separated older keys, readable during a rotation
     signing_key: str | None = None  # base64 Ed25519 private key that signs audit chain heads
     seal_interval_s: float = 60.0
     upstreams: Mapping[str, str] = field(default_factory=dict)

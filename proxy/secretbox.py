@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 import structlog
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 FORMAT_VERSION = 1
@@ -26,10 +27,15 @@ class MasterKeyError(RuntimeError):
 
 
 class SecretBox:
-    def __init__(self, master_key: bytes):
-        if len(master_key) != 32:
-            raise MasterKeyError("The master key must be 32 bytes (base64-encoded in TOLLGATE_MASTER_KEY).")
+    """Seals with the current master key; opens with it or any previous one, so a rotation can
+    roll out (new key everywhere, then re-encrypt, then drop the old) with no failed request."""
+
+    def __init__(self, master_key: bytes, previous: tuple[bytes, ...] = ()):
+        for key in (master_key, *previous):
+            if len(key) != 32:
+                raise MasterKeyError("A master key must be 32 bytes (base64-encoded in TOLLGATE_MASTER_KEY).")
         self._aead = AESGCM(master_key)
+        self._openers = [self._aead, *(AESGCM(key) for key in previous)]
 
     def seal(self, plaintext: str, context: str) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -39,7 +45,12 @@ class SecretBox:
         if not sealed or sealed[0] != FORMAT_VERSION:
             raise MasterKeyError("Unknown ciphertext format for an upstream secret.")
         nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
-        return self._aead.decrypt(nonce, body, context.encode()).decode()
+        for aead in self._openers:
+            try:
+                return aead.decrypt(nonce, body, context.encode()).decode()
+            except InvalidTag:
+                continue
+        raise MasterKeyError("No configured master key opens this upstream secret (was the key rotated away?).")
 
 
 def decode_master_key(text: str) -> bytes:
