@@ -13,10 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import chain, db, migrate
+from proxy import chain, db, metrics, migrate
 from proxy.admin import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.bootstrap import Runtime
@@ -26,13 +26,14 @@ from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
 from proxy.upstream import Upstream, create_upstream
 
-_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz")
+_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics")
 log = structlog.get_logger("tollgate.app")
 
 
 @dataclass
 class Services:
     engine: AsyncEngine
+    hot: HotDB
     upstream: Upstream
     proxy: ProxyHandler
 
@@ -42,7 +43,8 @@ class TollgateApp:
         self.runtime = runtime
         self.services: Services | None = None
         self._web = Starlette(
-            routes=[Route("/healthz", self._healthz), Route("/readyz", self._readyz)], lifespan=self._lifespan
+            routes=[Route("/healthz", self._healthz), Route("/readyz", self._readyz), Route("/metrics", self._metrics)],
+            lifespan=self._lifespan
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,7 +62,7 @@ class TollgateApp:
         upstream = create_upstream(settings)
         gate = Gate(hot, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
-        self.services = Services(engine, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))
+        self.services = Services(engine, hot, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
         app.router.routes.extend(admin.routes())
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s))]
@@ -77,6 +79,18 @@ class TollgateApp:
             await upstream.aclose()
             await hot.close()
             await engine.dispose()
+
+    async def _metrics(self, request: Request) -> Response:
+        assert self.services is not None
+        try:
+            open_count = await self.services.hot.fetchval("SELECT count(*) FROM reservations WHERE reconciled_at IS NULL")
+            metrics.OPEN_RESERVATIONS.set(open_count)
+        except Exception:  # the database may be down: the other metrics still matter then
+            pass
+        for pool, state, value in self.services.hot.pool_stats():
+            metrics.POOL_CONNECTIONS.labels(pool, state).set(value)
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     async def _healthz(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from proxy import approvals, paths, records, vaultkeys
+from proxy import approvals, metrics, paths, records, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.config import Settings
 from proxy.errors import Unavailable
@@ -77,6 +77,9 @@ class Call:
     run_id: str | None = None
     path: str | None = None
     predicted: Decimal = Decimal(0)
+    key_id: str | None = None
+    endpoint: str | None = None
+    upstream_seconds: float | None = None
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -112,6 +115,8 @@ class ProxyHandler:
                 return await self._refuse(call, refusal)  # records the refusal: may itself be Unavailable
         except Unavailable as exc:
             log.warning("failed_closed", request_id=call.request_id, vendor=call.vendor, reason=exc.reason)
+            metrics.GATE_ERRORS.labels(exc.reason).inc()
+            metrics.observe_request(call.vendor, call.endpoint, "error", exc.reason, call.elapsed_ms() / 1000)
             return call.adapter.render_error(
                 VendorError(503, exc.reason, f"{exc.message} Nothing was sent to the vendor.", "unavailable",
                             retryable=True, request_id=call.request_id)
@@ -134,7 +139,7 @@ class ProxyHandler:
         parsed = self._parse(call, key)  # 3
         admission = await self._admit(call, key, parsed)  # 4-6
         if not admission.forward:
-            return self._render_refusal(call, admission.reason or "blocked", admission.message or "", 403, key.id,
+            return self._render_refusal(call, admission.reason or "blocked", admission.message or "", 403,
                                         approval_id=admission.approval_id)
         return await self._forward(call, key, parsed, admission)  # 7-10
 
@@ -146,6 +151,7 @@ class ProxyHandler:
             vault_key = vaultkeys.parse(presented.vault_key)
         except vaultkeys.MalformedKey as exc:
             raise Refusal(exc.reason, str(exc), 401) from None
+        call.key_id = vault_key.key_id
         try:
             key = await self._keys.get(vault_key.key_id)
         except Exception as exc:
@@ -166,6 +172,7 @@ class ProxyHandler:
             parsed = call.adapter.parse_request(call.method, call.path, call.query, call.headers, call.body)
         except RequestRejected as exc:
             raise Refusal(exc.reason, exc.message, exc.status, key.id, exc.param) from None
+        call.endpoint = parsed.endpoint
         bound = key.credential.account
         if bound and parsed.account and parsed.account != bound:
             raise Refusal("account_mismatch", f"This vault key is bound to account {bound}, not {parsed.account}.",
@@ -234,7 +241,9 @@ class ProxyHandler:
             "upstream_status": response.status, "upstream_request_id": priced.vendor_request_id,
             "latency_ms": call.elapsed_ms(), "created": asdict(priced.created) if priced.created else None,
         })
-        self._log(call, key.id, parsed.endpoint, admission.decision, admission.reason, response.status)
+        call.upstream_seconds = response.elapsed_ms / 1000
+        metrics.observe_spend(call.vendor, cost)
+        self._log(call, admission.decision, admission.reason, response.status)
         passed = {k: v for k, v in response.headers.items() if k in adapter.forward_response_headers}
         return RenderedResponse(response.status, passed, response.body)
 
@@ -245,7 +254,7 @@ class ProxyHandler:
             "decision": "error", "reason": failure.reason, "message": failure.message,
             "cost_source": "estimated" if failure.maybe_delivered else "none", "latency_ms": call.elapsed_ms(),
         })
-        self._log(call, None, None, "error", failure.reason, None)
+        self._log(call, "error", failure.reason, None)
         status = 504 if failure.reason == "upstream_timeout" else 502
         return call.adapter.render_error(
             VendorError(status, failure.reason, failure.message, "unavailable",
@@ -255,20 +264,20 @@ class ProxyHandler:
     async def _refuse(self, call: Call, refusal: Refusal) -> RenderedResponse:
         error = refusal.error
         if refusal.key_id is None:
-            self._log(call, None, None, "blocked", error.reason, error.status)
+            self._log(call, "blocked", error.reason, error.status)
             return call.adapter.render_error(replace(error, request_id=call.request_id))
         row = self._audit_row(call, refusal.key_id, None, None)
         row.update(decision="blocked", reason=error.reason, message=error.message)
         admission = await self._gate.admit(refusal.key_id, None, row, Decimal(0))
         return self._render_refusal(call, admission.reason or error.reason, admission.message or error.message,
-                                    error.status, refusal.key_id, error.param)
+                                    error.status, error.param)
 
     def _render_refusal(
-        self, call: Call, reason: str, message: str, status: int, key_id: str | None = None,
-        param: str | None = None, approval_id: str | None = None,
+        self, call: Call, reason: str, message: str, status: int, param: str | None = None,
+        approval_id: str | None = None,
     ) -> RenderedResponse:
         status = 401 if reason in AUTH_REASONS else status
-        self._log(call, key_id, None, "blocked", reason, status)
+        self._log(call, "blocked", reason, status)
         return call.adapter.render_error(VendorError(
             status, reason, message, _kind(reason), param, request_id=call.request_id, approval_id=approval_id))
 
@@ -290,11 +299,12 @@ class ProxyHandler:
             )
         return row
 
-    def _log(self, call: Call, key_id: str | None, endpoint: str | None, decision: str,
-             reason: str | None, status: int | None) -> None:
+    def _log(self, call: Call, decision: str, reason: str | None, status: int | None) -> None:
+        elapsed = call.elapsed_ms()
         log.info("request", request_id=call.request_id, vendor=call.vendor, method=call.method,
-                 endpoint=endpoint, key_id=key_id, agent_run_id=call.run_id, decision=decision,
-                 reason=reason, status=status, latency_ms=call.elapsed_ms())
+                 endpoint=call.endpoint, key_id=call.key_id, agent_run_id=call.run_id, decision=decision,
+                 reason=reason, status=status, latency_ms=elapsed)
+        metrics.observe_request(call.vendor, call.endpoint, decision, reason, elapsed / 1000, call.upstream_seconds)
 
 
 def _run_id(headers: dict[str, str]) -> str | None:

@@ -58,6 +58,18 @@ class HotDB:
         async with self._relaxed.acquire() as conn:
             return await conn.fetchrow(sql, *args)
 
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._durable.acquire() as conn:
+            return await conn.fetchval(sql, *args)
+
+    def pool_stats(self) -> list[tuple[str, str, int]]:
+        """(pool, state, connections) for the metrics endpoint."""
+        stats = []
+        for name, pool in (("gate", self._durable), ("settle", self._relaxed)):
+            idle = pool.get_idle_size()
+            stats += [(name, "idle", idle), (name, "busy", pool.get_size() - idle), (name, "max", pool.get_max_size())]
+        return stats
+
     async def close(self) -> None:
         await self._durable.close()
         await self._relaxed.close()

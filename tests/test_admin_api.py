@@ -111,3 +111,20 @@ def test_every_admin_route_is_in_the_openapi_document():
     served = {(r.path, m) for r in AdminAPI(None, None, "t").routes() for m in r.methods if m != "HEAD"}
     documented = {(path, method.upper()) for path, ops in OPENAPI["paths"].items() for method in ops}
     assert served - {("/admin/v1/openapi.json", "GET")} == documented
+
+
+def test_prometheus_metrics(proxy_url, make_key, run_id):
+    key = make_key(policy())
+    client = stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    client.v1.charges.create(params={"amount": 250, "currency": "usd", "source": "tok_visa"},
+                             options={"headers": {"X-Agent-Run-Id": run_id}})
+    try:
+        client.v1.payouts.create(params={"amount": 250, "currency": "usd"})
+    except stripe.PermissionError:
+        pass
+    text = httpx.get(f"{proxy_url}/metrics").text
+    assert 'tollgate_requests_total{decision="allowed",endpoint="POST /v1/charges",reason="",vendor="stripe"}' in text
+    assert 'tollgate_requests_total{decision="blocked",endpoint="",reason="endpoint_not_allowed",vendor="stripe"}' in text
+    assert "tollgate_spend_usd_total{vendor=\"stripe\"}" in text
+    assert 'tollgate_db_pool_connections{pool="gate",state="max"} 10.0' in text
+    assert "tollgate_open_reservations " in text and "tollgate_added_seconds_bucket" in text

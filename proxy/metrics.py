@@ -1,0 +1,53 @@
+"""Prometheus metrics at /metrics, one registry per process (scrape every replica).
+
+Label values are bounded: the endpoint label is the adapter's template for forwarded calls
+(allowlists bound them) and empty for refusals, whose reason code is the useful label.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from proxy.gate import FORWARDED
+
+REGISTRY = CollectorRegistry()
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+REQUESTS = Counter("tollgate_requests_total", "Requests by vendor, endpoint, decision and reason",
+                   ("vendor", "endpoint", "decision", "reason"), registry=REGISTRY)
+REQUEST_SECONDS = Histogram("tollgate_request_seconds", "Time in Tollgate, upstream included",
+                            ("vendor", "decision"), buckets=LATENCY_BUCKETS, registry=REGISTRY)
+ADDED_SECONDS = Histogram("tollgate_added_seconds", "Time Tollgate added to forwarded calls (total minus upstream)",
+                          ("vendor",), buckets=LATENCY_BUCKETS, registry=REGISTRY)
+UPSTREAM_SECONDS = Histogram("tollgate_upstream_seconds", "Vendor response time", ("vendor",),
+                             buckets=LATENCY_BUCKETS, registry=REGISTRY)
+SPEND_USD = Counter("tollgate_spend_usd_total", "USD moved by forwarded calls (observability, not accounting)",
+                    ("vendor",), registry=REGISTRY)
+GATE_ERRORS = Counter("tollgate_gate_errors_total", "Requests failed closed because the gate could not decide",
+                      ("reason",), registry=REGISTRY)
+OPEN_RESERVATIONS = Gauge("tollgate_open_reservations", "Reservations not yet settled (all processes)",
+                          registry=REGISTRY)
+POOL_CONNECTIONS = Gauge("tollgate_db_pool_connections", "Request-path database connections",
+                         ("pool", "state"), registry=REGISTRY)
+
+
+def observe_request(vendor: str, endpoint: str | None, decision: str, reason: str | None, seconds: float,
+                    upstream_seconds: float | None = None) -> None:
+    label = endpoint if decision in FORWARDED and endpoint else ""
+    REQUESTS.labels(vendor, label, decision, reason or "").inc()
+    REQUEST_SECONDS.labels(vendor, decision).observe(seconds)
+    if upstream_seconds is not None:
+        UPSTREAM_SECONDS.labels(vendor).observe(upstream_seconds)
+        ADDED_SECONDS.labels(vendor).observe(max(seconds - upstream_seconds, 0.0))
+
+
+def observe_spend(vendor: str, usd: Decimal) -> None:
+    if usd > 0:
+        SPEND_USD.labels(vendor).inc(float(usd))
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
