@@ -13,6 +13,7 @@ that keeps caps exact across any number of proxy processes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -86,7 +87,8 @@ class Gate:
         self._waiting.append((item, future))
         if self._busy_lanes < self._lanes:
             self._busy_lanes += 1
-            asyncio.create_task(self._drain())
+            # A fresh context: the batch serves many requests, so it logs none's ids.
+            asyncio.create_task(self._drain(), context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:

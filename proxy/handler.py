@@ -46,6 +46,8 @@ SINGLE_HEADERS = frozenset(
     {"authorization", RUN_ID_HEADER, "idempotency-key", "content-type", "content-length", "host",
      "stripe-account", "stripe-context"}
 )
+# W3C trace context crosses Tollgate untouched, whatever the vendor, so a trace spans the hop.
+TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 AUTH_REASONS = frozenset(
     {"missing_key", "malformed_key", "bad_checksum", "unknown_key", "invalid_secret", "key_revoked",
      "key_expired", "wrong_vendor", "account_mismatch"}
@@ -103,7 +105,11 @@ class ProxyHandler:
                                                       "message": message}}).encode())
             return
         call = Call(vendor, adapter, scope["method"], rest, scope.get("query_string", b""), {})
-        response = await self._handle(call, scope, receive)
+        structlog.contextvars.bind_contextvars(request_id=call.request_id)  # on every log line of this request
+        try:
+            response = await self._handle(call, scope, receive)
+        finally:
+            structlog.contextvars.clear_contextvars()
         headers = {**response.headers, "x-tollgate-request-id": call.request_id}
         await send_response(send, response.status, headers, response.body)
 
@@ -114,7 +120,7 @@ class ProxyHandler:
             except Refusal as refusal:
                 return await self._refuse(call, refusal)  # records the refusal: may itself be Unavailable
         except Unavailable as exc:
-            log.warning("failed_closed", request_id=call.request_id, vendor=call.vendor, reason=exc.reason)
+            log.warning("failed_closed", vendor=call.vendor, reason=exc.reason)
             metrics.GATE_ERRORS.labels(exc.reason).inc()
             metrics.observe_request(call.vendor, call.endpoint, "error", exc.reason, call.elapsed_ms() / 1000)
             return call.adapter.render_error(
@@ -122,7 +128,7 @@ class ProxyHandler:
                             retryable=True, request_id=call.request_id)
             )
         except Exception:  # a bug: answer in the vendor's shape and keep serving
-            log.exception("internal_error", request_id=call.request_id, vendor=call.vendor)
+            log.exception("internal_error", vendor=call.vendor)
             return call.adapter.render_error(
                 VendorError(500, "internal_error", f"Tollgate failed on this request (id {call.request_id}).",
                             "unavailable", retryable=False, request_id=call.request_id)
@@ -132,6 +138,7 @@ class ProxyHandler:
         try:
             call.headers = header_map(scope["headers"], SINGLE_HEADERS)
             call.run_id = _run_id(call.headers)
+            structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
             call.body = await read_body(receive, self._settings.max_body_bytes)
         except RequestRejected as exc:
             raise Refusal(exc.reason, exc.message, exc.status) from None
@@ -152,6 +159,7 @@ class ProxyHandler:
         except vaultkeys.MalformedKey as exc:
             raise Refusal(exc.reason, str(exc), 401) from None
         call.key_id = vault_key.key_id
+        structlog.contextvars.bind_contextvars(key_id=call.key_id)
         try:
             key = await self._keys.get(vault_key.key_id)
         except Exception as exc:
@@ -225,7 +233,8 @@ class ProxyHandler:
         url = self._settings.upstream_for(call.vendor) + parsed.path
         if call.query:
             url += "?" + call.query.decode("latin-1")
-        headers = {k: v for k, v in call.headers.items() if k in adapter.forward_request_headers}
+        headers = {k: v for k, v in call.headers.items()
+                   if k in adapter.forward_request_headers or k in TRACE_HEADERS}
         headers.update(adapter.upstream_auth_headers(key.credential))
         assert admission.audit_id is not None
         try:
@@ -301,8 +310,7 @@ class ProxyHandler:
 
     def _log(self, call: Call, decision: str, reason: str | None, status: int | None) -> None:
         elapsed = call.elapsed_ms()
-        log.info("request", request_id=call.request_id, vendor=call.vendor, method=call.method,
-                 endpoint=call.endpoint, key_id=call.key_id, agent_run_id=call.run_id, decision=decision,
+        log.info("request", vendor=call.vendor, method=call.method, endpoint=call.endpoint, decision=decision,
                  reason=reason, status=status, latency_ms=elapsed)
         metrics.observe_request(call.vendor, call.endpoint, decision, reason, elapsed / 1000, call.upstream_seconds)
 

@@ -46,7 +46,8 @@ def test_allowed_charge_is_forwarded_and_recorded_with_parsed_usd(proxy_url, cus
     charge = client.v1.charges.create(
         params={"amount": 1250, "currency": "usd", "customer": customer,
                 "metadata": {"order": "A-17"}},
-        options=opts(run_id),
+        options={"headers": {"X-Agent-Run-Id": run_id,
+                             "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
     )
 
     assert charge.id.startswith("ch_") and charge.amount == 1250
@@ -63,6 +64,7 @@ def test_allowed_charge_is_forwarded_and_recorded_with_parsed_usd(proxy_url, cus
     assert forwarded.headers["authorization"] == f"Bearer {STRIPE_SECRET}"
     assert "x-agent-run-id" not in forwarded.headers
     assert key["key"] not in repr(forwarded)
+    assert forwarded.headers["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def test_zero_decimal_currency_is_priced_in_whole_units(proxy_url, make_key, sql, run_id):

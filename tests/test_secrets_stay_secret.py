@@ -3,6 +3,7 @@ errors or admin responses, even when an agent puts them where they do not belong
 
 from __future__ import annotations
 
+import json
 import os
 
 import httpx
@@ -49,3 +50,9 @@ def test_secrets_never_leave(pg_url, stripe_emulator, sql):
     assert vault_secret not in everything
     assert STRIPE_SECRET not in everything
     assert STRIPE_SECRET.encode() not in stored["secret_ciphertext"]
+
+    lines = [json.loads(line) for line in seen[-1].splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line["event"] == "request"]
+    assert requests and all(line["request_id"] for line in requests)
+    allowed = [line for line in requests if line["decision"] == "allowed"]
+    assert allowed[0]["agent_run_id"] == "secret-check" and allowed[0]["key_id"] == key["id"]
