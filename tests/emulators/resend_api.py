@@ -32,7 +32,6 @@ import json
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from ._received import ReceivedRequest, record
+
 __all__ = ["ReceivedRequest", "create_app"]
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "resend-openapi.json"
@@ -50,17 +51,6 @@ _ADDRESS = re.compile(r"^(?:[^<>]*<\s*)?([^@\s<>]+@[^@\s<>]+\.[A-Za-z]{2,})\s*>?
 MAX_TO, MAX_BATCH = 50, 100
 
 Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ReceivedRequest:
-    """One request as it reached the emulator ("Resend")."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
 
 
 class ResendApiError(Exception):
@@ -199,9 +189,7 @@ def _answer(app: Starlette, request: ReceivedRequest) -> tuple[int, Obj]:
 
 
 async def _endpoint(request: Request) -> Response:
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    received = ReceivedRequest(request.method, request.url.path, request.url.query, headers, await request.body())
-    request.app.state.received.append(received)
+    received = await record(request)
     status, body = _answer(request.app, received)
     limits = {"ratelimit-limit": "2", "ratelimit-remaining": "1", "ratelimit-reset": "1"}
     return Response(json.dumps(body), status, limits, media_type="application/json")

@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from ._received import ReceivedRequest, record
 from . import _stripe_handlers as handlers
 from ._stripe_params import (
     FormDecodeError,
@@ -67,17 +68,6 @@ _NO_KEY = (
 )
 _KEY_PREFIX = re.compile(r"^(?:sk|rk|pk)_(?:test|live)_")
 _METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"]
-
-
-@dataclass(frozen=True)
-class ReceivedRequest:
-    """One request as it reached the emulator ("Stripe")."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
 
 
 # -- route table ------------------------------------------------------------
@@ -306,24 +296,8 @@ def _answer(app: Starlette, request: ReceivedRequest, request_id: str):
     return 200, body, {}
 
 
-def _header_dict(request: Request) -> dict[str, str]:
-    """Header names lower-cased; a repeated header's values joined with ", "."""
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        name = name.lower()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
 async def _endpoint(request: Request) -> Response:
-    received = ReceivedRequest(
-        method=request.method,
-        path=request.url.path,
-        query=request.url.query,
-        headers=_header_dict(request),
-        body=await request.body(),
-    )
-    request.app.state.received.append(received)
+    received = await record(request)
     request_id = f"req_{random_token(14)}"
     status, body, extra = _answer(request.app, received, request_id)
     headers = {"Request-Id": request_id, "Cache-Control": "no-cache, no-store"}

@@ -37,7 +37,6 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -46,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from ._received import ReceivedRequest, record
 from ._twilio_store import Obj, Store, TwilioApiError, new_call, new_message, page
 
 __all__ = ["ReceivedRequest", "Store", "create_app"]
@@ -55,17 +55,6 @@ _LISTS = frozenset({"MediaUrl", "PersistentAction", "StatusCallbackEvent", "Reco
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _INVALID_NUMBERS = frozenset({"+15005550001"})  # Twilio's magic test number for "invalid"
 _MAX_BODY = 1600
-
-
-@dataclass(frozen=True)
-class ReceivedRequest:
-    """One request as it reached the emulator ("Twilio")."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
 
 
 # -- handlers -----------------------------------------------------------------
@@ -201,23 +190,8 @@ def _answer(app: Starlette, request: ReceivedRequest) -> tuple[int, Obj]:
         return exc.status, exc.body()
 
 
-def _header_dict(request: Request) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        name = name.lower()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
 async def _endpoint(request: Request) -> Response:
-    received = ReceivedRequest(
-        method=request.method,
-        path=request.url.path,
-        query=request.url.query,
-        headers=_header_dict(request),
-        body=await request.body(),
-    )
-    request.app.state.received.append(received)
+    received = await record(request)
     status, body = _answer(request.app, received)
     headers = {"Twilio-Request-Id": "RQ" + secrets.token_hex(16), "Twilio-Concurrent-Requests": "1"}
     return Response(json.dumps(body), status, headers, media_type="application/json; charset=utf-8")
