@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import chain, db, metrics, migrate
+from proxy import archives, chain, db, metrics, migrate
 from proxy.admin import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.bootstrap import Runtime
@@ -65,7 +65,8 @@ class TollgateApp:
         self.services = Services(engine, hot, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
         app.router.routes.extend(admin.routes())
-        background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s))]
+        background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
+                      asyncio.create_task(_partition_forever(engine))]
         if settings.signing_key:
             signer = chain.load_private(settings.signing_key)
             background.append(asyncio.create_task(_seal_forever(engine, signer, settings.seal_interval_s)))
@@ -119,6 +120,19 @@ async def _reconcile_forever(gate: Gate, interval_s: float) -> None:
                 log.warning("reservations_reconciled", count=closed)
         except Exception as exc:  # the database may be down; try again next time
             log.error("reconcile_failed", error=type(exc).__name__)
+
+
+async def _partition_forever(engine: AsyncEngine, interval_s: float = 6 * 3600) -> None:
+    """Keep audit_events' partitions months ahead, so a row never waits for one."""
+    while True:
+        try:
+            async with engine.begin() as conn:
+                made = await archives.ensure(conn)
+            if made:
+                log.info("audit_partitions_made", count=made)
+        except Exception as exc:
+            log.error("audit_partitions_failed", error=type(exc).__name__)
+        await asyncio.sleep(interval_s)
 
 
 async def _seal_forever(engine: AsyncEngine, signer, interval_s: float) -> None:

@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy.schema import audit_chain, audit_chain_cursor, audit_chain_heads, audit_chain_skipped, audit_events
+from proxy.schema import (
+    audit_archives,
+    audit_chain,
+    audit_chain_cursor,
+    audit_chain_heads,
+    audit_chain_skipped,
+    audit_events,
+)
 
 GENESIS = b"\x00" * 32
 SEALER_LOCK = 0x7011_6A7E  # pg advisory lock id: one sealer at a time
@@ -54,6 +61,18 @@ def link(previous: bytes, row: Mapping[str, Any]) -> bytes:
 
 def head_message(seq: int, head: bytes) -> bytes:
     return b"tollgate-audit-chain-head:" + seq.to_bytes(8, "big") + head
+
+
+def archive_digest(entries: list[tuple[int, bytes]]) -> bytes:
+    """What an archive's signature covers: every (seq, row hash) of its rows, in chain order."""
+    hasher = hashlib.sha256()
+    for seq, row_hash in entries:
+        hasher.update(seq.to_bytes(8, "big") + row_hash)
+    return hasher.digest()
+
+
+def archive_message(partition: str, row_count: int, digest: bytes) -> bytes:
+    return b"tollgate-audit-archive:" + partition.encode() + b":" + row_count.to_bytes(8, "big") + digest
 
 
 def public_key_id(public: Ed25519PublicKey) -> str:
@@ -142,7 +161,7 @@ async def _record(conn: AsyncConnection, entries: list[dict], passed_over: list[
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # altered | deleted | reordered | inserted | bad_signature | head_mismatch
+    kind: str  # altered | deleted | reordered | inserted | bad_signature | head_mismatch | archive_mismatch
     message: str
     audit_id: int | None = None
     seq: int | None = None
@@ -153,6 +172,7 @@ class VerifyReport:
     rows: int
     heads: int
     finding: Finding | None
+    archived: int = 0  # sealed rows whose partition was archived (accounted for, not read)
 
     @property
     def ok(self) -> bool:
@@ -161,36 +181,45 @@ class VerifyReport:
 
 async def verify(conn: AsyncConnection, public: Ed25519PublicKey) -> VerifyReport:
     """Walk the chain and the signed heads; report the first row altered, deleted or inserted."""
-    rows, finding = await _walk(conn)
+    rows, archived, finding = await _walk(conn)
     heads = (await conn.execute(select(audit_chain_heads).order_by(audit_chain_heads.c.seq))).all()
-    finding = finding or await _check_heads(conn, heads, public) or await _inserted_after_sealing(conn)
-    return VerifyReport(rows, len(heads), finding)
+    finding = (finding or await _check_heads(conn, heads, public) or await _check_archives(conn, public)
+               or await _inserted_after_sealing(conn))
+    return VerifyReport(rows, len(heads), finding, archived)
 
 
-async def _walk(conn: AsyncConnection) -> tuple[int, Finding | None]:
-    previous, expected, checked = GENESIS, 1, 0
+async def _walk(conn: AsyncConnection) -> tuple[int, int, Finding | None]:
+    previous, expected, checked, archived = GENESIS, 1, 0, 0
     while True:
         links = (await conn.execute(select(audit_chain).where(audit_chain.c.seq >= expected)
                                     .order_by(audit_chain.c.seq).limit(BATCH))).all()
         if not links:
-            return checked, None
+            return checked, archived, None
         stored = {r.id: dict(r._mapping) for r in await conn.execute(
             select(audit_events).where(audit_events.c.id.in_([entry.audit_id for entry in links])))}
         for entry in links:
-            if entry.seq != expected:
-                return checked, Finding("deleted", f"Chain entry {expected} is missing (the next is {entry.seq}).",
-                                        seq=expected)
-            if entry.prev_hash != previous:
-                return checked, Finding("reordered", f"Chain entry {entry.seq} (audit row {entry.audit_id}) does "
-                                        "not follow the entry before it.", entry.audit_id, entry.seq)
             row = stored.get(entry.audit_id)
-            if row is None:
-                return checked, Finding("deleted", f"Audit row {entry.audit_id} (chain entry {entry.seq}) was deleted.",
-                                        entry.audit_id, entry.seq)
-            if link(previous, row) != entry.row_hash:
-                return checked, Finding("altered", f"Audit row {entry.audit_id} (chain entry {entry.seq}) was altered "
-                                        "after it was sealed.", entry.audit_id, entry.seq)
+            finding = _check_entry(entry, expected, previous, row)
+            if finding:
+                return checked, archived, finding
+            archived += row is None  # archived: _check_archives vouches for it
             previous, expected, checked = entry.row_hash, expected + 1, checked + 1
+
+
+def _check_entry(entry: Any, expected: int, previous: bytes, row: dict | None) -> Finding | None:
+    where = f"audit row {entry.audit_id} (chain entry {entry.seq})"
+    if entry.seq != expected:
+        return Finding("deleted", f"Chain entry {expected} is missing (the next is {entry.seq}).", seq=expected)
+    if entry.prev_hash != previous:
+        return Finding("reordered", f"Chain entry {entry.seq} (audit row {entry.audit_id}) does not follow the entry "
+                       "before it.",
+                       entry.audit_id, entry.seq)
+    if row is None and entry.archived_in is None:
+        return Finding("deleted", f"{where[0].upper()}{where[1:]} was deleted.", entry.audit_id, entry.seq)
+    if row is not None and link(previous, row) != entry.row_hash:
+        return Finding("altered", f"{where[0].upper()}{where[1:]} was altered after it was sealed.",
+                       entry.audit_id, entry.seq)
+    return None
 
 
 async def _check_heads(conn: AsyncConnection, heads: list[Any], public: Ed25519PublicKey) -> Finding | None:
@@ -204,6 +233,28 @@ async def _check_heads(conn: AsyncConnection, heads: list[Any], public: Ed25519P
         if at != head.head_hash:
             return Finding("head_mismatch", f"Signed head {head.seq} does not match the chain: entries were "
                            "removed or rewritten.", seq=head.seq)
+    return None
+
+
+async def _check_archives(conn: AsyncConnection, public: Ed25519PublicKey) -> Finding | None:
+    """Each archive's signed digest must match exactly the chain entries marked with it, so
+    marking an entry archived cannot hide a deleted row."""
+    records = {r.partition_name: r for r in await conn.execute(select(audit_archives))}
+    marked: dict[str, list[tuple[int, bytes]]] = {}
+    for entry in await conn.execute(select(audit_chain.c.archived_in, audit_chain.c.seq, audit_chain.c.row_hash)
+                                    .where(audit_chain.c.archived_in.is_not(None)).order_by(audit_chain.c.seq)):
+        marked.setdefault(entry.archived_in, []).append((entry.seq, entry.row_hash))
+    for name in sorted(set(records) | set(marked)):
+        record, entries = records.get(name), marked.get(name, [])
+        message = archive_message(name, len(entries), archive_digest(entries))
+        try:
+            if record is None:
+                raise InvalidSignature
+            public.verify(record.signature, message)
+        except InvalidSignature:
+            first = entries[0][0] if entries else None
+            return Finding("archive_mismatch", f"Archive {name} does not match its signed record: chain entries "
+                           "were marked archived, unmarked or removed.", seq=first)
     return None
 
 

@@ -1,4 +1,4 @@
-"""CLI commands for the policy engine: policies and versions, spend, approvals, reconcile."""
+"""CLI commands for the policy engine: policies and versions, spend, approvals, reconcile, runs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import asyncio
 import json
 import os
 import sys
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
-from proxy import approvals, bootstrap, chain, db, export, migrate, policies, prices, rotation, runs, spend
-from proxy.cli_support import plain_connection, read_policy, settings_from, with_connection
+from proxy import approvals, bootstrap, cli_audit, db, migrate, policies, prices, rotation, runs, spend
+from proxy.cli_support import read_policy, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.upstream import create_upstream
 
@@ -67,22 +65,7 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     show_run.add_argument("--json", action="store_true")
     show_run.set_defaults(run=_runs_show)
 
-    audit_commands = commands.add_parser("audit", help="the audit trail").add_subparsers(title="audit commands")
-    export = audit_commands.add_parser("export", help="export audit rows as NDJSON or OpenTelemetry logs")
-    export.add_argument("--since", required=True, help="ISO date or time, UTC unless it says otherwise")
-    export.add_argument("--until")
-    export.add_argument("--format", choices=("ndjson", "otlp-json"), default="ndjson")
-    export.add_argument("--output", "-o", help="file to write (default: standard output)")
-    export.set_defaults(run=_audit_export)
-    audit_commands.add_parser("seal", help="seal every finalised audit row into the signed hash chain now").set_defaults(
-        run=_audit_seal)
-    audit_commands.add_parser("new-signing-key", help="print a new Ed25519 signing key (base64)").set_defaults(
-        run=lambda args: print(chain.new_private()))
-    audit_commands.add_parser("public-key", help="print the public key that verifies the chain").set_defaults(
-        run=_audit_public_key)
-    verify = audit_commands.add_parser("verify", help="check the chain and its signatures (read-only)")
-    verify.add_argument("--public-key", required=True, metavar="PEM_FILE")
-    verify.set_defaults(run=_audit_verify)
+    cli_audit.register(commands)
 
     price_commands = commands.add_parser("prices", help="vendor prices").add_subparsers(title="prices commands")
     reprice = price_commands.add_parser(
@@ -184,71 +167,6 @@ def _runs_show(args: argparse.Namespace) -> int:
     story = with_connection(args, lambda conn, rt: runs.run_story(conn, args.run_id), write=False)
     print(json.dumps(story, indent=2, default=str) if args.json else runs.render_timeline(story))
     return 0
-
-
-def _audit_export(args: argparse.Namespace) -> int:
-    since, until = _moment(args.since), _moment(args.until) if args.until else None
-    write = export.write_otlp if args.format == "otlp-json" else export.write_ndjson
-    out = open(args.output, "w") if args.output else sys.stdout
-
-    async def work(conn, runtime) -> int:
-        count = 0
-        async for batch in export.rows(conn, since, until):
-            write(batch, out)
-            count += len(batch)
-        return count
-
-    try:
-        count = with_connection(args, work, write=False)
-    finally:
-        if args.output:
-            out.close()
-    print(f"exported {count} audit row(s)", file=sys.stderr)
-    return 0
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise bootstrap.ConfigError("invalid_time", f"{text!r} is not an ISO date or time (e.g. 2026-11-01)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _signer(args: argparse.Namespace):
-    settings = bootstrap.with_secrets(settings_from(args))
-    if not settings.signing_key:
-        raise bootstrap.ConfigError("missing_signing_key", "TOLLGATE_SIGNING_KEY is required to seal the audit trail.")
-    return chain.load_private(settings.signing_key)
-
-
-def _audit_seal(args: argparse.Namespace) -> int:
-    signer = _signer(args)
-    total = 0
-    while True:  # seal everything sealable now, a batch per transaction
-        report = plain_connection(args, lambda conn: chain.seal(conn, signer), write=True)
-        total += report.sealed
-        if report.busy:
-            print("another sealer is at work; try again in a moment", file=sys.stderr)
-            return 1
-        if report.sealed < chain.BATCH:
-            print(f"sealed {total} audit row(s); chain head at {report.head_seq}")
-            return 0
-
-
-def _audit_public_key(args: argparse.Namespace) -> int:
-    print(chain.public_pem(_signer(args)), end="")
-    return 0
-
-
-def _audit_verify(args: argparse.Namespace) -> int:
-    public = chain.load_public(Path(args.public_key).read_text())
-    report = plain_connection(args, lambda conn: chain.verify(conn, public))
-    if report.ok:
-        print(f"audit chain intact: {report.rows} sealed row(s), {report.heads} signed head(s)")
-        return 0
-    print(f"audit chain BROKEN: {report.finding.message}", file=sys.stderr)
-    return 1
 
 
 def _rotate_upstream(args: argparse.Namespace) -> int:

@@ -150,8 +150,9 @@ approvals = Table(
 audit_events = Table(
     "audit_events",
     metadata,
+    # Partitioned by month of ts (migration 0007), so the primary key must include ts.
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("ts", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("ts", DateTime(timezone=True), primary_key=True, nullable=False, server_default=NOW),
     Column("request_id", Text, nullable=False),  # Tollgate's id for the request, also in logs
     Column("agent_run_id", Text),
     Column("key_id", Text),
@@ -184,6 +185,7 @@ audit_events = Table(
     Index("audit_events_key_ts", "key_id", "ts"),
     Index("audit_events_ts", "ts"),
     Index("audit_events_estimated", "vendor", "ts", postgresql_where=text("cost_source = 'estimated'")),
+    postgresql_partition_by="RANGE (ts)",
 )
 
 
@@ -197,6 +199,24 @@ audit_chain = Table(
     Column("prev_hash", LargeBinary, nullable=False),
     Column("row_hash", LargeBinary, nullable=False),
     Column("sealed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("archived_in", Text),  # the audit_archives partition its row went to
+)
+
+# A month's partition detached for archiving: its chain entries' digest, signed, so verify
+# tells archived rows from deleted ones.
+audit_archives = Table(
+    "audit_archives",
+    metadata,
+    Column("partition_name", Text, primary_key=True),
+    Column("range_from", DateTime(timezone=True)),  # NULL: from the beginning
+    Column("range_to", DateTime(timezone=True), nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("first_seq", BigInteger),
+    Column("last_seq", BigInteger),
+    Column("digest", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("public_key_id", Text, nullable=False),
+    Column("archived_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )
 
 audit_chain_heads = Table(

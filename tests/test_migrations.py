@@ -20,9 +20,17 @@ def test_migrations_build_exactly_the_declared_schema(scratch_db):
     migrate.upgrade(scratch_db)
     engine = create_engine(_sync_url(scratch_db))
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        partitions = {name for (name,) in conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_class c WHERE c.relispartition AND c.relkind = 'r'")}
+        context = MigrationContext.configure(conn, opts={"include_name": _not_in(partitions)})
+        diff = compare_metadata(context, metadata)
     engine.dispose()
     assert diff == []
+
+
+def _not_in(partitions: set[str]):
+    """Monthly partitions of audit_events are made at run time, not declared in schema.py."""
+    return lambda name, type_, parent_names: not (type_ == "table" and name in partitions)
 
 
 def test_downgrade_to_base_and_up_again(scratch_db):
