@@ -52,7 +52,7 @@ async def _run(url: str, key_id: str, master_key: str, concurrency: int, seconds
                 t0 = time.perf_counter()
                 admission = await gate.admit(key.id, ref, row, Decimal("1.00"))
                 t1 = time.perf_counter()
-                await gate.settle(admission.audit_id, Decimal("1.00"), {  # type: ignore[arg-type]
+                await gate.settle(admission, Decimal("1.00"), {  # type: ignore[arg-type]
                     "cost_source": "parsed", "currency": "usd", "amount_minor": 100, "upstream_status": 200,
                     "upstream_request_id": "req_bench", "latency_ms": 1.0})
                 t2 = time.perf_counter()

@@ -367,8 +367,11 @@ def sustained(target: Target, pg: Postgres, plan: Plan, workdir: Path, windows: 
     """Back-to-back windows of load on one process: is throughput flat, or does it drift with the
     state of the hot tables (dead row versions, autovacuum)?"""
     _clean_slate(pg)
-    stats_sql = ("SELECT relname, n_dead_tup, autovacuum_count FROM pg_stat_user_tables "
-                 "WHERE relname IN ('budget_counters', 'reservations', 'audit_events') ORDER BY relname")
+    # audit_events is partitioned: its row versions live in the current month's partition.
+    stats_sql = ("SELECT CASE WHEN relname LIKE 'audit_events_%' THEN 'audit_events' ELSE relname END AS relname, "
+                 "sum(n_dead_tup)::bigint AS n_dead_tup, sum(autovacuum_count)::bigint AS autovacuum_count "
+                 "FROM pg_stat_user_tables WHERE relname IN ('budget_counters', 'reservations') "
+                 "OR relname LIKE 'audit_events_%' GROUP BY 1 ORDER BY 1")
     out = []
     for i in range(windows):
         result = load_once(target, plan.saturation, window_s, plan, workdir / "wrk.log")

@@ -96,6 +96,8 @@ async def _fill(url: str, target_rows: int, chunk: int, progress: Any) -> dict[s
     try:
         existing = await conn.fetchval("SELECT count(*) FROM audit_events")
         sql = insert_sql(await _columns(conn))
+        # audit_events is partitioned by month: the generated 30 days may start in last month.
+        await conn.execute("SELECT tollgate_audit_partition((now() - interval '30 days')::date)")
         started = time.monotonic()
         g = 1
         to_add = max(0, target_rows - existing)
@@ -110,8 +112,9 @@ async def _fill(url: str, target_rows: int, chunk: int, progress: Any) -> dict[s
         vacuum_s = time.monotonic() - t
         sizes = await conn.fetchrow(
             "SELECT count(*) AS rows, count(DISTINCT agent_run_id) AS runs, count(DISTINCT key_id) AS keys, "
-            "pg_size_pretty(pg_table_size('audit_events')) AS heap, "
-            "pg_size_pretty(pg_indexes_size('audit_events')) AS indexes FROM audit_events")
+            "(SELECT pg_size_pretty(sum(pg_table_size(relid))) FROM pg_partition_tree('audit_events')) AS heap, "
+            "(SELECT pg_size_pretty(sum(pg_indexes_size(relid))) FROM pg_partition_tree('audit_events')) AS indexes "
+            "FROM audit_events")
         return {"existing_rows": existing, "added_rows": to_add, "fill_s": round(fill_s, 1),
                 "vacuum_analyze_s": round(vacuum_s, 1), "rows_per_s": round(to_add / fill_s) if fill_s else None,
                 **dict(sizes), "chunk": chunk, "n_param": to_add}

@@ -5,15 +5,13 @@ still active and its policy current, reserves the predicted cost against every c
 holds the call for approval), and commits the audit row (pending if it will be
 forwarded). Concurrent admits are grouped into one transaction (group commit,
 migrations/sql/v0006.py): a hot budget row is then locked and flushed once per batch
-instead of once per request. ``settle`` is step 9. Both run SQL functions
+instead of once per request. ``settle`` is step 9, batched the same way. Both run SQL functions
 (migrations/sql/v0002.py), so every decision happens inside Postgres under row locks:
 that keeps caps exact across any number of proxy processes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,12 +20,13 @@ from typing import Any, Mapping
 import structlog
 
 from proxy.errors import Unavailable
+from proxy.groupcommit import GroupCommit
 from proxy.hotdb import HotDB
 
 log = structlog.get_logger(__name__)
 
 _ADMIT_BATCH = "SELECT idx, audit_id, decision, reason, message, approval_id FROM tollgate_gate_batch($1::jsonb)"
-_SETTLE = "SELECT tollgate_settle($1, $2, $3)"
+_SETTLE_BATCH = "SELECT idx, sqlstate, detail FROM tollgate_settle_batch($1::jsonb)"
 _RECONCILE = "SELECT tollgate_reconcile($1)"
 FORWARDED = frozenset({"allowed", "shadow_blocked"})
 
@@ -39,6 +38,7 @@ class Admission:
     reason: str | None
     message: str | None
     approval_id: str | None = None
+    key_id: str | None = None  # settles are batched in key order, as admits are
 
     @property
     def forward(self) -> bool:
@@ -57,16 +57,16 @@ class PolicyRef:
 
 class Gate:
     """Admits requests in batches: concurrent admits share one transaction and one commit
-    (tollgate_gate_batch), each still decided in order under the counter row locks. A lone
-    request is a batch of one. Up to ``lanes`` batches are in flight at once."""
+    (tollgate_gate_batch), each still decided in order under the counter row locks. Settles
+    are batched the same way (tollgate_settle_batch) on the relaxed pool. A lone request is a
+    batch of one. Up to ``lanes`` batches of each kind are in flight at once."""
 
-    def __init__(self, db: HotDB, reservation_ttl_s: int, max_batch: int = 64, lanes: int = 2):
+    def __init__(self, db: HotDB, reservation_ttl_s: int, max_batch: int = 64, lanes: int = 2,
+                 max_settle_batch: int = 32):
         self._db = db
         self._ttl = reservation_ttl_s
-        self._max_batch = max_batch
-        self._lanes = lanes
-        self._busy_lanes = 0
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[Admission]]] = []
+        self._admits: GroupCommit[dict[str, Any], Admission] = GroupCommit(self._decide, max_batch, lanes)
+        self._settles: GroupCommit[dict[str, Any], bool] = GroupCommit(self._settle_batch, max_settle_batch, lanes)
 
     async def admit(
         self,
@@ -77,59 +77,48 @@ class Gate:
         approval: Mapping[str, Any] | None = None,
     ) -> Admission:
         """Raise Unavailable if the decision cannot be made durable: the caller fails closed."""
-        item = {
+        return await self._admits.submit({
             "key_id": key_id, "policy_id": policy.policy_id if policy else None,
             "policy_version": policy.version if policy else None, "row": row,
             "caps": json.loads(policy.caps_json) if policy else [], "predicted": str(predicted_usd),
             "ttl": self._ttl, "mode": policy.mode if policy else "enforce", "approval": approval,
-        }
-        future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._busy_lanes < self._lanes:
-            self._busy_lanes += 1
-            # A fresh context: the batch serves many requests, so it logs none's ids.
-            asyncio.create_task(self._drain(), context=contextvars.Context())
-        return await future
+        })
 
-    async def _drain(self) -> None:
+    async def _decide(self, batch: list[dict[str, Any]]) -> list[Admission | Exception]:
         try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
-                await self._decide(batch)
-        finally:
-            self._busy_lanes -= 1
-
-    async def _decide(self, batch: list[tuple[dict[str, Any], asyncio.Future[Admission]]]) -> None:
-        try:
-            records = await self._db.fetch(_ADMIT_BATCH, json.dumps([item for item, _ in batch], default=str))
+            records = await self._db.fetch(_ADMIT_BATCH, json.dumps(batch, default=str))
         except Exception as exc:  # any failure to commit means no forward
             log.error("gate_unavailable", error=type(exc).__name__, detail=str(exc)[:200], batch=len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(Unavailable("database_unavailable", "Tollgate cannot reach its database."))
-            return
+            raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
         answers = {record["idx"]: record for record in records}
-        for index, (_, future) in enumerate(batch):
-            record = answers.get(index)
-            if future.done():
-                continue
-            if record is None or record["decision"] == "error":
-                detail = (record["message"] if record else "no answer")[:200]
-                log.error("gate_item_failed", sqlstate=record["reason"] if record else None, detail=detail)
-                future.set_exception(Unavailable("gate_conflict", "The budget gate could not decide; try again."))
-            else:
-                future.set_result(Admission(record["audit_id"], record["decision"], record["reason"],
-                                            record["message"], record["approval_id"]))
+        return [self._admission(item["key_id"], answers.get(index)) for index, item in enumerate(batch)]
 
-    async def settle(self, audit_id: int, cost_usd: Decimal, patch: Mapping[str, Any]) -> bool:
+    @staticmethod
+    def _admission(key_id: str, record: Any) -> Admission | Exception:
+        if record is None or record["decision"] == "error":
+            detail = (record["message"] if record else "no answer")[:200]
+            log.error("gate_item_failed", sqlstate=record["reason"] if record else None, detail=detail)
+            return Unavailable("gate_conflict", "The budget gate could not decide; try again.")
+        return Admission(record["audit_id"], record["decision"], record["reason"], record["message"],
+                         record["approval_id"], key_id)
+
+    async def settle(self, admission: Admission, cost_usd: Decimal, patch: Mapping[str, Any]) -> bool:
         """Best effort, committed asynchronously (see proxy/hotdb.py): if it is lost, the
         reservation expires and the reconciler charges its estimate."""
+        return await self._settles.submit({"audit_id": admission.audit_id, "key_id": admission.key_id,
+                                           "cost": str(cost_usd), "patch": patch})
+
+    async def _settle_batch(self, batch: list[dict[str, Any]]) -> list[bool]:
         try:
-            await self._db.fetchrow_relaxed(_SETTLE, audit_id, cost_usd, json.dumps(patch, default=str))
-            return True
+            failed = await self._db.fetch_relaxed(_SETTLE_BATCH, json.dumps(batch, default=str))
         except Exception as exc:
-            log.error("settle_failed", audit_id=audit_id, error=type(exc).__name__, detail=str(exc)[:200])
-            return False
+            log.error("settle_failed", error=type(exc).__name__, detail=str(exc)[:200], batch=len(batch))
+            return [False] * len(batch)
+        for record in failed:
+            log.error("settle_failed", audit_id=batch[record["idx"]]["audit_id"], sqlstate=record["sqlstate"],
+                      detail=record["detail"][:200])
+        failures = {record["idx"] for record in failed}
+        return [index not in failures for index in range(len(batch))]
 
     async def reconcile(self, limit: int = 1000) -> int:
         """Charge and close reservations whose process died or hung; returns how many."""

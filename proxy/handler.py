@@ -240,10 +240,10 @@ class ProxyHandler:
         try:
             response = await self._upstream.send(call.method, url, headers, call.body)
         except UpstreamFailure as failure:
-            return await self._upstream_failed(call, admission.audit_id, failure)
+            return await self._upstream_failed(call, admission, failure)
         priced = adapter.parse_response(parsed, response.status, response.headers, response.body)
         cost, source = (priced.cost_usd, "parsed") if priced.cost_usd is not None else (call.predicted, "estimated")
-        await self._gate.settle(admission.audit_id, cost, {
+        await self._gate.settle(admission, cost, {
             "reason": "idempotent_replay" if priced.replayed else None,
             "cost_source": source, "currency": priced.currency, "amount_minor": priced.amount_minor,
             "object_id": priced.object_id, "customer_id": priced.customer_id,
@@ -256,10 +256,10 @@ class ProxyHandler:
         passed = {k: v for k, v in response.headers.items() if k in adapter.forward_response_headers}
         return RenderedResponse(response.status, passed, response.body)
 
-    async def _upstream_failed(self, call: Call, audit_id: int, failure: UpstreamFailure) -> RenderedResponse:
+    async def _upstream_failed(self, call: Call, admission: Admission, failure: UpstreamFailure) -> RenderedResponse:
         # A call that may have reached the vendor may have moved money: keep its estimate on the books.
         cost = call.predicted if failure.maybe_delivered else Decimal(0)
-        await self._gate.settle(audit_id, cost, {
+        await self._gate.settle(admission, cost, {
             "decision": "error", "reason": failure.reason, "message": failure.message,
             "cost_source": "estimated" if failure.maybe_delivered else "none", "latency_ms": call.elapsed_ms(),
         })

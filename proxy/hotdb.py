@@ -54,9 +54,9 @@ class HotDB:
         async with self._durable.acquire() as conn:
             return await conn.fetch(sql, *args)
 
-    async def fetchrow_relaxed(self, sql: str, *args: Any) -> asyncpg.Record | None:
+    async def fetch_relaxed(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self._relaxed.acquire() as conn:
-            return await conn.fetchrow(sql, *args)
+            return await conn.fetch(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         async with self._durable.acquire() as conn:

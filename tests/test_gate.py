@@ -85,7 +85,7 @@ async def test_settle_replaces_the_reservation_with_the_actual_cost(engine, hot)
     assert await counters(engine, key_id) == {
         "day": (0, Decimal("12"), 1), "month": (0, Decimal("12"), 1), "run": (0, Decimal("12"), 1)}
 
-    await gate.settle(admitted.audit_id, Decimal("11.50"), {"cost_source": "parsed", "upstream_status": 200})
+    await gate.settle(admitted, Decimal("11.50"), {"cost_source": "parsed", "upstream_status": 200})
 
     assert await counters(engine, key_id) == {
         "day": (Decimal("11.5"), 0, 1), "month": (Decimal("11.5"), 0, 1), "run": (Decimal("11.5"), 0, 1)}
@@ -95,6 +95,31 @@ async def test_settle_replaces_the_reservation_with_the_actual_cost(engine, hot)
                                     {"i": admitted.audit_id})
     assert (audit.state, audit.cost_usd, audit.cost_source, audit.upstream_status) == ("final", Decimal("11.5"), "parsed", 200)
     assert pending == 0
+
+
+async def test_concurrent_settles_share_a_batch_and_a_bad_one_spoils_none_of_the_others(engine, hot):
+    caps = [{"usd": "100", "window": "day"}]
+    keys_ = [await new_key(engine, caps) for _ in range(3)]
+    gate = Gate(hot, reservation_ttl_s=60, lanes=1)
+    admitted = [await gate.admit(k[0], ref(k, caps), row(k[0]), Decimal("2")) for k in keys_ for _ in range(4)]
+    good = {"cost_source": "parsed", "upstream_status": 200}
+    bad = {"cost_source": "parsed", "upstream_status": "not a number"}  # the settle's cast fails
+
+    settled = await asyncio.gather(*(gate.settle(a, Decimal("1.5"), bad if i == 5 else good)
+                                     for i, a in enumerate(admitted)))
+
+    assert settled == [i != 5 for i in range(12)]
+    spoiled = admitted[5]
+    async with engine.connect() as conn:
+        states = dict((await conn.execute(text("SELECT id, state FROM audit_events WHERE id = ANY(:ids)"),
+                                          {"ids": [a.audit_id for a in admitted]})).all())
+        left = await conn.scalar(text("SELECT array_agg(audit_id) FROM reservations WHERE audit_id = ANY(:ids)"),
+                                 {"ids": [a.audit_id for a in admitted]})
+    assert {i for i, state in states.items() if state == "pending"} == {spoiled.audit_id}
+    assert left == [spoiled.audit_id]  # its reservation stays for the reconciler, at its estimate
+    spent = {k[0]: await counters(engine, k[0]) for k in keys_}
+    assert spent[spoiled.key_id] == {"day": (Decimal("4.5"), Decimal("2"), 4)}
+    assert [v for k, v in spent.items() if k != spoiled.key_id] == [{"day": (Decimal("6"), 0, 4)}] * 2
 
 
 async def test_request_caps_count_calls_per_run(engine, hot):

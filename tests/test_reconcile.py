@@ -65,7 +65,7 @@ async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_sett
             (Decimal("30"), Decimal("0")), ("reconciled", "reservation_expired", Decimal("30"), "estimated"))
 
         # The process was only slow: its settle arrives with the real cost.
-        await dying.settle(admitted.audit_id, Decimal("12.5"), {"cost_source": "parsed", "upstream_status": 200})
+        await dying.settle(admitted, Decimal("12.5"), {"cost_source": "parsed", "upstream_status": 200})
         assert await state(engine, key_id, admitted.audit_id) == (
             (Decimal("12.5"), Decimal("0")), ("final", "reservation_expired", Decimal("12.5"), "parsed"))
         assert await survivor.reconcile() == 0
@@ -80,7 +80,7 @@ async def test_a_settled_call_is_never_reconciled(pg_url):
     try:
         gate = Gate(hot, reservation_ttl_s=300)
         admitted = await gate.admit(key_id, ref, row(key_id), Decimal("7"))
-        await gate.settle(admitted.audit_id, Decimal("7"), {"cost_source": "parsed"})
+        await gate.settle(admitted, Decimal("7"), {"cost_source": "parsed"})
         await expire(engine, admitted.audit_id)
         assert await gate.reconcile() == 0
         assert await state(engine, key_id, admitted.audit_id) == (
