@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
+import asyncpg
 import structlog
 
 from proxy.errors import Unavailable
@@ -26,7 +27,10 @@ from proxy.hotdb import HotDB
 log = structlog.get_logger(__name__)
 
 _ADMIT_BATCH = "SELECT idx, audit_id, decision, reason, message, approval_id FROM tollgate_gate_batch($1::jsonb)"
-_SETTLE_BATCH = "SELECT idx, sqlstate, detail FROM tollgate_settle_batch($1::jsonb)"
+_SETTLE_BATCH = "SELECT tollgate_settle_batch($1::jsonb)"
+# SQLSTATE classes that say nothing about the items: connection, operator intervention,
+# resources, system errors. Anything else (a deadlock, a bad value) may be one item's fault.
+_NOT_ITEMS = ("08", "53", "57", "58")
 _RECONCILE = "SELECT tollgate_reconcile($1)"
 FORWARDED = frozenset({"allowed", "shadow_blocked"})
 
@@ -59,7 +63,9 @@ class Gate:
     """Admits requests in batches: concurrent admits share one transaction and one commit
     (tollgate_gate_batch), each still decided in order under the counter row locks. Settles
     are batched the same way (tollgate_settle_batch) on the relaxed pool. A lone request is a
-    batch of one. Up to ``lanes`` batches of each kind are in flight at once."""
+    batch of one. Up to ``lanes`` batches of each kind are in flight at once. A batch the
+    server refuses committed nothing; its items are then retried one by one, so a bad item
+    is answered alone (migrations/sql/v0008.py says why there is no subtransaction per item)."""
 
     def __init__(self, db: HotDB, reservation_ttl_s: int, max_batch: int = 64, lanes: int = 2,
                  max_settle_batch: int = 32):
@@ -87,20 +93,18 @@ class Gate:
     async def _decide(self, batch: list[dict[str, Any]]) -> list[Admission | Exception]:
         try:
             records = await self._db.fetch(_ADMIT_BATCH, json.dumps(batch, default=str))
-        except Exception as exc:  # any failure to commit means no forward
+        except Exception as exc:  # the batch committed nothing
+            if _one_item_failed(exc):
+                if len(batch) > 1:
+                    return [answer for item in batch for answer in await self._decide([item])]
+                log.error("gate_item_failed", sqlstate=exc.sqlstate, detail=str(exc)[:200])
+                return [Unavailable("gate_conflict", "The budget gate could not decide; try again.")]
             log.error("gate_unavailable", error=type(exc).__name__, detail=str(exc)[:200], batch=len(batch))
             raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
         answers = {record["idx"]: record for record in records}
-        return [self._admission(item["key_id"], answers.get(index)) for index, item in enumerate(batch)]
-
-    @staticmethod
-    def _admission(key_id: str, record: Any) -> Admission | Exception:
-        if record is None or record["decision"] == "error":
-            detail = (record["message"] if record else "no answer")[:200]
-            log.error("gate_item_failed", sqlstate=record["reason"] if record else None, detail=detail)
-            return Unavailable("gate_conflict", "The budget gate could not decide; try again.")
-        return Admission(record["audit_id"], record["decision"], record["reason"], record["message"],
-                         record["approval_id"], key_id)
+        return [Admission(answers[index]["audit_id"], answers[index]["decision"], answers[index]["reason"],
+                          answers[index]["message"], answers[index]["approval_id"], item["key_id"])
+                for index, item in enumerate(batch)]
 
     async def settle(self, admission: Admission, cost_usd: Decimal, patch: Mapping[str, Any]) -> bool:
         """Best effort, committed asynchronously (see proxy/hotdb.py): if it is lost, the
@@ -110,17 +114,22 @@ class Gate:
 
     async def _settle_batch(self, batch: list[dict[str, Any]]) -> list[bool]:
         try:
-            failed = await self._db.fetch_relaxed(_SETTLE_BATCH, json.dumps(batch, default=str))
-        except Exception as exc:
-            log.error("settle_failed", error=type(exc).__name__, detail=str(exc)[:200], batch=len(batch))
+            await self._db.fetch_relaxed(_SETTLE_BATCH, json.dumps(batch, default=str))
+            return [True] * len(batch)
+        except Exception as exc:  # the batch committed nothing
+            if _one_item_failed(exc) and len(batch) > 1:
+                return [answer for item in batch for answer in await self._settle_batch([item])]
+            audit_ids = [item["audit_id"] for item in batch]
+            log.error("settle_failed", audit_ids=audit_ids, error=type(exc).__name__, detail=str(exc)[:200])
             return [False] * len(batch)
-        for record in failed:
-            log.error("settle_failed", audit_id=batch[record["idx"]]["audit_id"], sqlstate=record["sqlstate"],
-                      detail=record["detail"][:200])
-        failures = {record["idx"] for record in failed}
-        return [index not in failures for index in range(len(batch))]
 
     async def reconcile(self, limit: int = 1000) -> int:
         """Charge and close reservations whose process died or hung; returns how many."""
         record = await self._db.fetchrow(_RECONCILE, limit)
         return int(record[0])
+
+
+def _one_item_failed(exc: Exception) -> bool:
+    """The server refused the batch for something an item may have caused (not an outage)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and bool(sqlstate) and sqlstate[:2] not in _NOT_ITEMS

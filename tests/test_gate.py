@@ -122,6 +122,21 @@ async def test_concurrent_settles_share_a_batch_and_a_bad_one_spoils_none_of_the
     assert [v for k, v in spent.items() if k != spoiled.key_id] == [{"day": (Decimal("6"), 0, 4)}] * 2
 
 
+async def test_a_bad_item_in_a_gate_batch_is_refused_alone(engine, hot):
+    caps = [{"usd": "100", "window": "day"}]
+    key = await new_key(engine, caps)
+    gate = Gate(hot, reservation_ttl_s=60, lanes=1)
+    rows = [row(key[0]) for _ in range(6)]
+    rows[3]["amount_minor"] = "not a number"  # the audit row's bigint column refuses it
+
+    answers = await asyncio.gather(*(gate.admit(key[0], ref(key, caps), r, Decimal("1")) for r in rows),
+                                   return_exceptions=True)
+
+    assert [a.decision if not isinstance(a, Exception) else a.reason for a in answers] == [
+        "allowed", "allowed", "allowed", "gate_conflict", "allowed", "allowed"]
+    assert await counters(engine, key[0]) == {"day": (0, Decimal("5"), 5)}
+
+
 async def test_request_caps_count_calls_per_run(engine, hot):
     caps = [{"requests": 2, "window": "run"}]
     key = await new_key(engine, caps)

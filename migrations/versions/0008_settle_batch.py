@@ -1,4 +1,4 @@
-"""Group commit for the settle: concurrent settles in one transaction.
+"""Group commit for the settle; batch functions without a subtransaction per item.
 
 Revision ID: 0008
 Revises: 0007
@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from alembic import op
 
-from migrations.sql import v0008
+from migrations.sql import v0006, v0008
 
 revision = "0008"
 down_revision = "0007"
@@ -17,7 +17,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(v0008.SETTLE_BATCH)
+    op.execute(v0008.GATE_BATCH)
 
 
 def downgrade() -> None:
+    op.execute(v0006.GATE_BATCH.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
     op.execute("DROP FUNCTION tollgate_settle_batch(jsonb)")
