@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from alembic import op
 
-from migrations.sql import v0002, v0007
+from migrations.sql import or_replace, v0002, v0007
 
 revision = "0007"
 down_revision = "0006"
@@ -23,12 +23,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for statement in [_replace(v0002.SETTLE), _replace(v0002.RECONCILE),
+    for statement in [or_replace(v0002.SETTLE), or_replace(v0002.RECONCILE),
                       "ALTER TABLE audit_chain DROP COLUMN archived_in", "DROP TABLE audit_archives",
                       "DROP FUNCTION tollgate_audit_partitions_ensure(integer)",
                       "DROP FUNCTION tollgate_audit_partition(date)", *v0007.TO_PLAIN]:
         op.execute(statement)
 
-
-def _replace(create_function: str) -> str:
-    return create_function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)

@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from alembic import op
 
-from migrations.sql import v0006, v0008
+from migrations.sql import or_replace, v0006, v0008
 
 revision = "0008"
 down_revision = "0007"
@@ -21,5 +21,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(v0006.GATE_BATCH.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    op.execute(or_replace(v0006.GATE_BATCH))
     op.execute("DROP FUNCTION tollgate_settle_batch(jsonb)")

@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from alembic import op
 
-from migrations.sql import v0002, v0009
+from migrations.sql import or_replace, v0002, v0009
 
 revision = "0009"
 down_revision = "0008"
@@ -20,4 +20,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(v0002.GATE.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    op.execute(or_replace(v0002.GATE))
