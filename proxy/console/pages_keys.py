@@ -34,7 +34,7 @@ async def _with_spend(console: Console, key: dict[str, Any]) -> dict[str, Any]:
     bars = [b for b in render.spend_bars(spend) if not (b.label == "calls without a run id" and run_id)]
     if run_id and any(c["window"] == "run" for c in spend["caps"]):
         run_spend = await console.client.key_spend(key["id"], run_id)
-        bars += [b for b in render.spend_bars(run_spend, run_id) if b.label.startswith("run ")]
+        bars += [b for b in render.spend_bars(run_spend, run_id) if b.label == "latest run"]
     return {**key, "bars": bars}
 
 

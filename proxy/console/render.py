@@ -85,7 +85,7 @@ def spend_bars(spend: dict[str, Any], run_id: str | None = None) -> list[Bar]:
     for cap in spend.get("caps", []):
         label = WINDOW_NAMES.get(cap["window"], cap["window"])
         if cap["window"] == "run":
-            label = f"run {run_id}" if run_id else "calls without a run id"
+            label = "latest run" if run_id else "calls without a run id"
         if cap["limit_usd"] is not None:
             used = Decimal(cap["spent_usd"]) + Decimal(cap["reserved_usd"])
             bars.append(Bar(label, used, Decimal(cap["limit_usd"]), "usd"))
