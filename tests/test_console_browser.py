@@ -191,3 +191,23 @@ def test_edit_a_policy_with_live_validation(page, console_url, shots):
     assert "current version v2" in page.locator("main").inner_text()
     assert page.locator("table.diff tr.changed, table.diff tr.added").count() >= 1
     page.screenshot(path=str(shots / "policies.png"), full_page=True)
+
+
+def test_pages_read_with_javascript_off(chromium, console_url, run_id):
+    key = make_key(console_url, policy(per_call_usd="1.00"), "no-js-reader")
+    with pytest.raises(stripe.PermissionError):
+        sdk(console_url, key).v1.charges.create(params=CHARGE, options=run_opts(run_id))
+    context = chromium.new_context(java_script_enabled=False, viewport={"width": 375, "height": 800})
+    try:
+        page = context.new_page()
+        sign_in(page, console_url)
+        page.goto(f"{console_url}/console/calls")
+        assert page.locator("#live-calls tr").count() >= 1
+        page.get_by_label("Decision").select_option("blocked")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**/console/calls?*decision=blocked*")
+        assert "per_call_limit" in page.locator("#live-calls").inner_text()
+        page.goto(f"{console_url}/console/")
+        assert page.locator("svg.chart").count() == 1
+    finally:
+        context.close()
