@@ -24,6 +24,7 @@ from proxy.schema import audit_events
 from proxy.secretbox import SecretBox
 
 MAX_AUDIT_ROWS = 1000
+AUDIT_FILTERS = ("agent_run_id", "key_id", "vendor", "decision")
 
 
 class AdminAPI:
@@ -82,18 +83,29 @@ class AdminAPI:
 
     async def audit(self, request: Request) -> Response:
         params = request.query_params
-        query = select(audit_events).order_by(audit_events.c.ts, audit_events.c.id)
-        if params.get("agent_run_id"):
-            query = query.where(audit_events.c.agent_run_id == params["agent_run_id"])
-        if params.get("key_id"):
-            query = query.where(audit_events.c.key_id == params["key_id"])
-        try:
-            limit = min(int(params.get("limit", "100")), MAX_AUDIT_ROWS)
-        except ValueError:
-            raise InvalidInput("invalid_limit", "limit must be an integer.") from None
+        order = params.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise InvalidInput("invalid_order", "order must be 'asc' (oldest first) or 'desc' (newest first).")
+        newest_first = order == "desc"
+        query = select(audit_events).order_by(
+            *((audit_events.c.ts.desc(), audit_events.c.id.desc()) if newest_first
+              else (audit_events.c.ts, audit_events.c.id)))
+        for name in AUDIT_FILTERS:
+            if params.get(name):
+                query = query.where(audit_events.c[name] == params[name])
+        if params.get("after_id"):
+            query = query.where(audit_events.c.id > _integer(params["after_id"], "after_id"))
+        limit = min(_integer(params.get("limit", "100"), "limit"), MAX_AUDIT_ROWS)
         async with self._engine.connect() as conn:
             rows = await conn.execute(query.limit(limit))
             return json_response({"data": [dict(row._mapping) for row in rows]})
+
+
+def _integer(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"invalid_{name}", f"{name} must be an integer.") from None
 
 
 def _timestamp(value: str | None) -> datetime | None:

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from proxy import approvals, policies, runs, spend
 from proxy.admin_http import Guard, field, json_body, json_response
+from proxy.errors import InvalidInput
 from proxy.keys import show_key
 
 
@@ -29,6 +30,7 @@ class GovernanceRoutes:
             Route("/admin/v1/approvals/{approval_id}/approve", guard(self.approve), methods=["POST"]),
             Route("/admin/v1/approvals/{approval_id}/deny", guard(self.deny), methods=["POST"]),
             Route("/admin/v1/runs/{run_id}", guard(self.run_story), methods=["GET"]),
+            Route("/admin/v1/spend/daily", guard(self.daily_spend), methods=["GET"]),
         ]
 
     async def create_policy(self, request: Request) -> Response:
@@ -78,6 +80,13 @@ class GovernanceRoutes:
     async def run_story(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
             return json_response(await runs.run_story(conn, request.path_params["run_id"]))
+
+    async def daily_spend(self, request: Request) -> Response:
+        raw = request.query_params.get("days", "30")
+        if not raw.isdigit():
+            raise InvalidInput("invalid_days", "days must be a whole number.")
+        async with self._engine.connect() as conn:
+            return json_response(await spend.daily_by_vendor(conn, int(raw)))
 
     async def approve(self, request: Request) -> Response:
         return await self._decide(request, approve=True)

@@ -95,7 +95,20 @@ _GOVERNANCE_PATHS["/admin/v1/runs/{run_id}"] = {
                           "404": _json_response("No calls for this run", _ref("Error"))}},
 }
 
+_GOVERNANCE_PATHS["/admin/v1/spend/daily"] = {
+    "get": {"summary": "Money moved per vendor per UTC day (forwarded calls), for the last `days` days",
+            "parameters": [{"name": "days", "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}}],
+            "responses": {"200": _json_response("Spend per day and vendor; days without calls are absent",
+                                                _ref("DailySpend")), **_ERRORS}},
+}
+
 _GOVERNANCE_SCHEMAS: dict[str, Any] = {
+    "DailySpend": {"type": "object", "properties": {
+        "days": {"type": "integer"},
+        "data": {"type": "array", "items": {"type": "object", "properties": {
+            "day": {"type": "string", "format": "date"}, "vendor": {"type": "string"},
+            "usd": {"type": "string"}, "calls": {"type": "integer"}}}}}},
     "Run": {"type": "object", "properties": {
         "agent_run_id": {"type": "string"}, "total_usd": {"type": "string"},
         "vendors": {"type": "array", "items": {"type": "string"}},
@@ -174,10 +187,17 @@ OPENAPI: dict[str, Any] = {
         },
         "/admin/v1/audit": {
             "get": {
-                "summary": "Audit rows, oldest first, by run id and/or key",
+                "summary": "Audit rows, oldest first (or newest first), filtered by run id, key, vendor, decision",
                 "parameters": [
                     {"name": "agent_run_id", "in": "query", "schema": {"type": "string"}},
                     {"name": "key_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "vendor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "decision", "in": "query", "schema": {"type": "string", "enum": [
+                        "allowed", "blocked", "shadow_blocked", "approval_required", "error"]}},
+                    {"name": "after_id", "in": "query", "schema": {"type": "integer"},
+                     "description": "only rows with a larger id (for polling)"},
+                    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"],
+                                                                  "default": "asc"}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                 ],
                 "responses": {"200": _json_response("Rows", {"type": "object", "properties": {
@@ -215,6 +235,8 @@ OPENAPI: dict[str, Any] = {
                     "upstream_account": {"type": ["string", "null"]},
                     "created_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]},
                     "expires_at": {"type": ["string", "null"]}, "policy": {"type": "object"},
+                    "last_call_at": {"type": ["string", "null"], "description": "in listings: the latest call"},
+                    "last_run_id": {"type": ["string", "null"], "description": "in listings: its X-Agent-Run-Id"},
                 },
             },
             "CreatedKey": {"allOf": [_ref("Key"), {"type": "object", "required": ["id", "key"],

@@ -13,20 +13,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from proxy import archives, chain, db, metrics, migrate
 from proxy.admin import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.bootstrap import Runtime
+from proxy.console.app import create_console
 from proxy.gate import Gate
 from proxy.handler import ProxyHandler
 from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
 from proxy.upstream import Upstream, create_upstream
 
-_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics")
+_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console")
 log = structlog.get_logger("tollgate.app")
 
 
@@ -65,6 +66,10 @@ class TollgateApp:
         self.services = Services(engine, hot, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
         app.router.routes.extend(admin.routes())
+        # The console is a client of the admin API: it calls these same routes in-process.
+        console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token,
+                                              settings.console_secure_cookie)
+        app.router.routes.extend([Route("/console", _to_console), Mount("/console", console_app)])
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
                       asyncio.create_task(_partition_forever(engine))]
         if settings.signing_key:
@@ -77,6 +82,7 @@ class TollgateApp:
         finally:
             for task in background:
                 task.cancel()
+            await console.aclose()
             await upstream.aclose()
             await hot.close()
             await engine.dispose()
@@ -108,6 +114,10 @@ class TollgateApp:
         if current != head:
             return JSONResponse({"status": "migrations_pending", "current": current, "head": head}, status_code=503)
         return JSONResponse({"status": "ready", "migration": current})
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse("/console/", status_code=307)
 
 
 async def _reconcile_forever(gate: Gate, interval_s: float) -> None:

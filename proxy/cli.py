@@ -108,6 +108,7 @@ def _print_banner(runtime: bootstrap.Runtime) -> None:
         f"Tollgate listening on http://{s.host}:{s.port}  (stripe: http://{s.host}:{s.port}/stripe)",
         f"database: {where}",
         token,
+        f"console: http://{s.host}:{s.port}/console  (sign in with the admin token)",
         "next, in another shell, create a key:",
         "  export STRIPE_SECRET_KEY=sk_test_...",
         "  .venv/bin/tollgate keys create --vendor stripe --policy policy-schemas/examples/stripe-quickstart.json"

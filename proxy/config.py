@@ -44,6 +44,7 @@ class Settings:
     db_pool_size: int = 10
     db_timeout_s: float = 5.0
     log_format: str = "console"  # console | json
+    console_secure_cookie: str = "auto"  # auto (Secure when the request came over https) | always | never
 
     @property
     def embedded(self) -> bool:

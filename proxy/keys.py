@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import policies as policies_module
 from proxy import policy as policy_module
 from proxy import vaultkeys
 from proxy.errors import InvalidInput, NotFound
-from proxy.schema import policies, policy_versions, upstream_credentials, vault_keys
+from proxy.schema import audit_events, policies, policy_versions, upstream_credentials, vault_keys
 from proxy.secretbox import SecretBox
 from vendors import registry
 from vendors.base import UpstreamCredential
@@ -96,8 +96,9 @@ _KEY_COLUMNS = (
 
 def _described(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
-    for name in ("created_at", "revoked_at", "expires_at"):
-        out[name] = out[name].isoformat() if out[name] else None
+    for name in ("created_at", "revoked_at", "expires_at", "last_call_at"):
+        if name in out:
+            out[name] = out[name].isoformat() if out[name] else None
     return out
 
 
@@ -110,7 +111,20 @@ def _keys_query():
 
 
 async def list_keys(conn: AsyncConnection, vendor: str | None = None) -> list[dict[str, Any]]:
-    query = _keys_query().order_by(vault_keys.c.created_at)
+    """Every key, with its latest call (time and run id): one index probe per key on (key_id, ts)."""
+    last = (
+        select(audit_events.c.ts, audit_events.c.agent_run_id)
+        .where(audit_events.c.key_id == vault_keys.c.id)
+        .order_by(audit_events.c.ts.desc())
+        .limit(1)
+        .lateral("last_call")
+    )
+    query = (
+        _keys_query()
+        .add_columns(last.c.ts.label("last_call_at"), last.c.agent_run_id.label("last_run_id"))
+        .outerjoin(last, true())
+        .order_by(vault_keys.c.created_at)
+    )
     if vendor:
         query = query.where(vault_keys.c.vendor == vendor)
     return [_described(row) for row in await conn.execute(query)]

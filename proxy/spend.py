@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import keys as keys_module
 from proxy import policy as policy_module
+from proxy.errors import InvalidInput
 
 _COUNTER = text(
     "SELECT tollgate_bucket(:window, now(), :run) AS bucket, bc.spent_usd, bc.reserved_usd, bc.requests "
@@ -36,6 +37,27 @@ async def key_spend(conn: AsyncConnection, key_id: str, run_id: str | None = Non
         })
     return {"key_id": key_id, "policy_id": current.id, "policy_version": current.version,
             "agent_run_id": run_id, "caps": caps}
+
+
+# Money that moved per vendor per UTC day (forwarded calls; refused ones moved nothing).
+_DAILY = text("""
+SELECT (ts AT TIME ZONE 'UTC')::date AS day, vendor, coalesce(sum(cost_usd), 0) AS usd, count(*) AS calls
+  FROM audit_events
+ WHERE ts >= ((now() AT TIME ZONE 'UTC')::date - make_interval(days => CAST(:days AS int) - 1)) AT TIME ZONE 'UTC'
+   AND decision IN ('allowed', 'shadow_blocked')
+ GROUP BY 1, 2
+ ORDER BY 1, 2
+""")
+MAX_DAYS = 366
+
+
+async def daily_by_vendor(conn: AsyncConnection, days: int = 30) -> dict[str, Any]:
+    """Spend per vendor per UTC day over the last ``days`` days (today included); days without calls are absent."""
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput("invalid_days", f"days must be between 1 and {MAX_DAYS}.")
+    rows = await conn.execute(_DAILY, {"days": days})
+    return {"days": days, "data": [{"day": r.day.isoformat(), "vendor": r.vendor, "usd": str(r.usd),
+                                    "calls": r.calls} for r in rows]}
 
 
 def _zero_if_none(value: Decimal | None) -> Decimal:

@@ -1,0 +1,108 @@
+"""What happened and what waits: the overview with the 30-day chart, live calls, runs, approvals."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from proxy import redact
+from proxy.console import render
+from proxy.console.app import Console, read_form
+from proxy.console.client import segment
+
+DECISIONS = ("allowed", "blocked", "shadow_blocked", "approval_required", "error")
+VENDORS = ("stripe", "twilio", "resend")
+LIVE_ROWS = 50
+
+
+def routes(console: Console) -> list[Route]:
+    page = console.page
+    return [
+        Route("/", page(overview), methods=["GET"], name="overview"),
+        Route("/calls", page(calls), methods=["GET"], name="calls"),
+        Route("/runs", page(runs), methods=["GET"], name="runs"),
+        Route("/runs/{run_id}", page(run), methods=["GET"], name="run"),
+        Route("/approvals", page(approvals), methods=["GET"], name="approvals"),
+        Route("/approvals/{approval_id}/{verdict:str}", page(decide), methods=["POST"], name="decide"),
+    ]
+
+
+async def overview(console: Console, request: Request) -> Response:
+    daily, keys, pending = await asyncio.gather(
+        console.client.daily_spend(30), console.client.keys(), console.client.approvals("pending"))
+    return console.render(request, "overview.html", chart=render.spend_chart(daily, 30),
+                          active_keys=sum(1 for k in keys if k["status"] == "active"), total_keys=len(keys),
+                          pending=len(pending))
+
+
+def _call_filters(request: Request) -> dict[str, str]:
+    params = request.query_params
+    return {
+        "vendor": params.get("vendor", "") if params.get("vendor") in VENDORS else "",
+        "decision": params.get("decision", "") if params.get("decision") in DECISIONS else "",
+        "key_id": params.get("key_id", "").strip()[:100],
+    }
+
+
+async def calls(console: Console, request: Request) -> Response:
+    """The newest audit rows; ?partial=1 returns only the rows, for the page's refresh script."""
+    filters = _call_filters(request)
+    rows = await console.client.audit(limit=LIVE_ROWS, **filters)
+    if request.query_params.get("partial") == "1":
+        return console.render(request, "_calls_rows.html", rows=rows)
+    keys = await console.client.keys()
+    return console.render(request, "calls.html", rows=rows, filters=filters, vendors=VENDORS,
+                          decisions=DECISIONS, keys=keys)
+
+
+async def runs(console: Console, request: Request) -> Response:
+    wanted = request.query_params.get("run_id", "").strip()
+    if wanted:
+        return console.redirect(request, "run", run_id=wanted)
+    recent: dict[str, dict[str, Any]] = {}
+    for row in await console.client.audit(limit=500):
+        run_id = row["agent_run_id"]
+        if run_id and run_id not in recent and len(recent) < 20:
+            recent[run_id] = {"run_id": run_id, "last_ts": row["ts"], "vendor": row["vendor"]}
+    return console.render(request, "runs.html", recent=list(recent.values()))
+
+
+async def run(console: Console, request: Request) -> Response:
+    story = await console.client.run(request.path_params["run_id"])
+    for call in story["calls"]:
+        call["bars"] = render.story_bars(call["caps"])
+    return console.render(request, "run.html", story=story)
+
+
+def _shown(approval: dict[str, Any]) -> dict[str, Any]:
+    """What exactly would be sent, with message content and anything credential-shaped redacted."""
+    request = approval.get("request")
+    safe = redact.mask_strings(redact.redact_content(request)) if request is not None else None
+    return {**approval, "request": safe}
+
+
+async def approvals(console: Console, request: Request) -> Response:
+    pending, everything = await asyncio.gather(console.client.approvals("pending"), console.client.approvals())
+    decided = [a for a in everything if a["status"] != "pending"][:20]
+    return console.render(request, "approvals.html", pending=[_shown(a) for a in pending],
+                          decided=[_shown(a) for a in decided])
+
+
+async def decide(console: Console, request: Request) -> Response:
+    verdict = request.path_params["verdict"]
+    if verdict not in ("approve", "deny"):
+        return console.render(request, "error.html", status=404, title="Not found", message="No such action.")
+    form = await read_form(request)
+    body = {"by": "console"}
+    if form.get("note", "").strip():
+        body["note"] = form["note"].strip()[:500]
+    approval_id = request.path_params["approval_id"]
+    decided = await console.client.post(f"/approvals/{segment(approval_id)}/{verdict}", body)
+    outcome = ("approved: the agent's identical retry passes once" if verdict == "approve"
+               else "denied: the identical retry is refused")
+    request.state.session.flash(f"{decided['id']} {outcome}.")
+    return console.redirect(request, "approvals")
