@@ -16,6 +16,7 @@ Test hooks on ``app.state``:
   it is, before authentication) is answered ``status`` / ``{"error": error_dict}``;
   the hook is then cleared.
 * ``store``: the in-memory objects (:class:`Store`), for white-box assertions.
+* ``delay_s``: seconds every request waits after it is recorded (a slow or hanging vendor).
 
 Modelled on Stripe's behaviour: Bearer or Basic auth with a masked key in the
 401 message; ``Request-Id`` on every answer; ``Idempotency-Key`` echoed on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,19 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+
+from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY
+
+
+def proxy_env(pg_url: str, upstreams: dict[str, str], **settings: object) -> dict[str, str]:
+    """The environment of a ``tollgate serve`` on the suite's database: ``upstreams`` by vendor,
+    ``settings`` as ``TOLLGATE_<NAME>`` (``reservation_ttl_s=2`` -> ``TOLLGATE_RESERVATION_TTL_S=2``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(DATABASE_URL=pg_url, TOLLGATE_MASTER_KEY=MASTER_KEY, TOLLGATE_ADMIN_TOKEN=ADMIN_TOKEN,
+               TOLLGATE_LOG_FORMAT="json")
+    env.update({f"TOLLGATE_UPSTREAM_{vendor.upper()}": url for vendor, url in upstreams.items()})
+    env.update({f"TOLLGATE_{name.upper()}": str(value) for name, value in settings.items()})
+    return env
 
 
 def free_port() -> int:
