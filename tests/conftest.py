@@ -108,6 +108,18 @@ def run_id() -> str:
 
 
 @pytest.fixture()
+def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], Any]]]:
+    """A Postgres of the test's own, so it can be stopped without harming the others:
+    yields (url, stop, start); the URL stays the same across a stop and a start."""
+    with tempfile.TemporaryDirectory(prefix="tollgate-own-pg-") as directory:
+        server = pgserver_at(Path(directory))
+        url = server.get_uri()
+        migrate.upgrade(url)
+        yield url, server.cleanup, lambda: pgserver_at(Path(directory))
+        server.cleanup()
+
+
+@pytest.fixture()
 def scratch_db(pg_url: str) -> Iterator[str]:
     """An empty database of its own on the suite's Postgres (not migrated)."""
     name = f"scratch_{uuid.uuid4().hex[:10]}"
