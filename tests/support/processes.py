@@ -15,6 +15,7 @@ from typing import Iterator
 
 import httpx
 
+from tests.support import leaks
 from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY
 
 
@@ -46,6 +47,7 @@ def tollgate_serve(env: dict[str, str], timeout_s: float = 60) -> Iterator[tuple
                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     process.log_path = Path(log.name)  # type: ignore[attr-defined]
+    leaks.remember_log(process.log_path)
     try:
         _wait_healthy(base, process, timeout_s, Path(log.name))
         yield base, process
