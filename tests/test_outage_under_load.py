@@ -22,7 +22,7 @@ from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, policy
 
 CLIENTS = 8
 UP_S, DOWN_S, AFTER_S = 2.0, 3.0, 2.0
-IN_FLIGHT_GRACE_S = 0.5  # calls admitted just before the stop may still be on their way to the vendor
+IN_FLIGHT_GRACE_S = 1.0  # calls admitted just before the stop may still be on their way to the vendor
 
 
 @dataclass
