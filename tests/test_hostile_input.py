@@ -192,3 +192,25 @@ def test_damaged_keys_are_refused_before_any_lookup(proxy_url, stripe_key, strip
     with pytest.raises(stripe.AuthenticationError) as raised:
         client.v1.charges.create(params={"amount": 100, "currency": "usd", "source": "tok_visa"})
     assert raised.value.error.code == reason and stripe_seen() == before
+
+
+@pytest.mark.parametrize("path, status, reason", [
+    ("/stripe/v1/../v1/refunds", 400, "invalid_path"),
+    ("/stripe/v1/%2e%2e/v1/refunds", 400, "invalid_path"),
+    ("/stripe/v1/charges%2f..%2frefunds", 400, "invalid_path"),
+    ("/stripe/v1/charges/", 400, "invalid_path"),
+    ("/stripe/v1/charges.", 400, "invalid_path"),
+    ("/stripe/V1/CHARGES", 403, "endpoint_not_allowed"),
+    ("/stripe/v1/" + "a" * 3000, 414, "path_too_long"),
+    ("/STRIPE/v1/charges", 404, None),  # no such vendor route: no key is looked at
+])
+def test_path_tricks_end_to_end(proxy_url, stripe_key, stripe_seen, sql, run_id, path, status, reason):
+    before = stripe_seen()
+    body = b"amount=100&currency=usd&source=tok_visa"
+    got, answer = raw_http(proxy_url, (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {stripe_key['key']}\r\n"
+        f"X-Agent-Run-Id: {run_id}\r\nContent-Type: {FORM}\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\n\r\n").encode() + body)
+    assert got == status and b'"error"' in answer, answer
+    assert stripe_seen() == before
+    assert [r["reason"] for r in audit_rows(sql, run_id)] == ([reason] if reason else [])
