@@ -19,6 +19,7 @@ from proxy import keys, policy
 from proxy.admin_governance import GovernanceRoutes
 from proxy.admin_http import field, guard_with, json_body, json_response, pointer_errors
 from proxy.admin_openapi import OPENAPI
+from proxy.admin_routes import mount
 from proxy.errors import InvalidInput
 from proxy.schema import audit_events
 from proxy.secretbox import SecretBox
@@ -34,16 +35,17 @@ class AdminAPI:
         self._guard = guard_with(admin_token)
 
     def routes(self) -> list[Route]:
-        g = self._guard
         return [
             Route("/admin/v1/openapi.json", self.openapi, methods=["GET"]),
-            Route("/admin/v1/keys", g(self.create_key), methods=["POST"]),
-            Route("/admin/v1/keys", g(self.list_keys), methods=["GET"]),
-            Route("/admin/v1/keys/{key_id}", g(self.show_key), methods=["GET"]),
-            Route("/admin/v1/keys/{key_id}/revoke", g(self.revoke_key), methods=["POST"]),
-            Route("/admin/v1/policies/validate", g(self.validate_policy), methods=["POST"]),
-            Route("/admin/v1/audit", g(self.audit), methods=["GET"]),
-            *GovernanceRoutes(self._engine).routes(g),
+            *mount([
+                ("/admin/v1/keys", "POST", self.create_key),
+                ("/admin/v1/keys", "GET", self.list_keys),
+                ("/admin/v1/keys/{key_id}", "GET", self.show_key),
+                ("/admin/v1/keys/{key_id}/revoke", "POST", self.revoke_key),
+                ("/admin/v1/policies/validate", "POST", self.validate_policy),
+                ("/admin/v1/audit", "GET", self.audit),
+                *GovernanceRoutes(self._engine).operations(),
+            ], self._guard),
         ]
 
     async def openapi(self, request: Request) -> Response:
@@ -75,6 +77,8 @@ class AdminAPI:
 
     async def validate_policy(self, request: Request) -> Response:
         document = await json_body(request)
+        if not isinstance(document, dict):
+            raise InvalidInput("invalid_body", "The request body must be a JSON object (a policy document).")
         try:
             policy.validate(document)
         except policy.PolicyInvalid as exc:

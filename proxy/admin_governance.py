@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from proxy import approvals, policies, runs, spend
-from proxy.admin_http import Guard, field, json_body, json_response
+from proxy.admin_http import field, json_body, json_response
+from proxy.admin_routes import Operation
 from proxy.errors import InvalidInput
 from proxy.keys import show_key
 
@@ -17,20 +17,20 @@ class GovernanceRoutes:
     def __init__(self, engine):
         self._engine = engine
 
-    def routes(self, guard: Guard) -> list[Route]:
+    def operations(self) -> list[Operation]:
         return [
-            Route("/admin/v1/policies", guard(self.create_policy), methods=["POST"]),
-            Route("/admin/v1/policies", guard(self.list_policies), methods=["GET"]),
-            Route("/admin/v1/policies/{policy_id}", guard(self.show_policy), methods=["GET"]),
-            Route("/admin/v1/policies/{policy_id}/versions", guard(self.add_version), methods=["POST"]),
-            Route("/admin/v1/keys/{key_id}/policy", guard(self.attach_policy), methods=["POST"]),
-            Route("/admin/v1/keys/{key_id}/spend", guard(self.key_spend), methods=["GET"]),
-            Route("/admin/v1/approvals", guard(self.list_approvals), methods=["GET"]),
-            Route("/admin/v1/approvals/{approval_id}", guard(self.show_approval), methods=["GET"]),
-            Route("/admin/v1/approvals/{approval_id}/approve", guard(self.approve), methods=["POST"]),
-            Route("/admin/v1/approvals/{approval_id}/deny", guard(self.deny), methods=["POST"]),
-            Route("/admin/v1/runs/{run_id}", guard(self.run_story), methods=["GET"]),
-            Route("/admin/v1/spend/daily", guard(self.daily_spend), methods=["GET"]),
+            ("/admin/v1/policies", "POST", self.create_policy),
+            ("/admin/v1/policies", "GET", self.list_policies),
+            ("/admin/v1/policies/{policy_id}", "GET", self.show_policy),
+            ("/admin/v1/policies/{policy_id}/versions", "POST", self.add_version),
+            ("/admin/v1/keys/{key_id}/policy", "POST", self.attach_policy),
+            ("/admin/v1/keys/{key_id}/spend", "GET", self.key_spend),
+            ("/admin/v1/approvals", "GET", self.list_approvals),
+            ("/admin/v1/approvals/{approval_id}", "GET", self.show_approval),
+            ("/admin/v1/approvals/{approval_id}/approve", "POST", self.approve),
+            ("/admin/v1/approvals/{approval_id}/deny", "POST", self.deny),
+            ("/admin/v1/runs/{run_id}", "GET", self.run_story),
+            ("/admin/v1/spend/daily", "GET", self.daily_spend),
         ]
 
     async def create_policy(self, request: Request) -> Response:

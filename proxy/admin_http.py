@@ -51,12 +51,21 @@ def guard_with(admin_token: str | None) -> Guard:
             except TollgateError as exc:
                 extra = {"errors": pointer_errors(exc)} if isinstance(exc, policy.PolicyInvalid) else {}
                 return error_response(exc.status, exc.reason, exc.message, **extra)
-            except (OSError, TimeoutError, DBAPIError):
-                return error_response(503, "database_unavailable", "The database cannot be reached; nothing was changed.")
+            except DBAPIError as exc:
+                if str(getattr(exc.orig, "sqlstate", None) or "").startswith("22"):  # data exception: bad input
+                    return error_response(400, "invalid_input",
+                                          "A value in the request cannot be stored or matched (a NUL character?).")
+                return _unavailable()
+            except (OSError, TimeoutError):
+                return _unavailable()
 
         return guarded
 
     return guard
+
+
+def _unavailable() -> Response:
+    return error_response(503, "database_unavailable", "The database cannot be reached; nothing was changed.")
 
 
 async def json_body(request: Request, allow_empty: bool = False) -> Any:

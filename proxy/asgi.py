@@ -27,10 +27,21 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def header_map(raw_headers: Iterable[tuple[bytes, bytes]], single: frozenset[str]) -> dict[str, str]:
-    """Lower-cased headers; a header in ``single`` that appears twice is refused as ambiguous."""
+def header_map(
+    raw_headers: Iterable[tuple[bytes, bytes]], single: frozenset[str], limit: int | None = None
+) -> dict[str, str]:
+    """Lower-cased headers; a header in ``single`` that appears twice is refused as ambiguous.
+
+    ``limit`` bounds the headers' total size: the HTTP server in front (uvicorn with httptools)
+    sets none, and an allowlisted header such as User-Agent would otherwise be forwarded at
+    any size."""
     headers: dict[str, str] = {}
+    size = 0
     for raw_name, raw_value in raw_headers:
+        size += len(raw_name) + len(raw_value) + 4  # ": " and CRLF, as on the wire
+        if limit is not None and size > limit:
+            raise RequestRejected("headers_too_large", f"The request headers are larger than {limit} bytes.",
+                                  status=431)
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         if name in headers:

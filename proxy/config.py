@@ -37,6 +37,7 @@ class Settings:
     upstream_connect_timeout_s: float = 5.0
     upstream_transport: str = "aiohttp"  # aiohttp | httpx-aiohttp | httpx (proxy/upstream.py says why)
     max_body_bytes: int = 1_048_576
+    max_header_bytes: int = 32_768  # all request headers together; nginx's default allows 4 x 8 KiB lines
     reservation_ttl_s: int = 300  # must outlast the upstream timeout: only abandoned calls expire
     reconcile_interval_s: float = 15.0
     approval_ttl_s: int = 3600
@@ -56,7 +57,7 @@ class Settings:
         return self.upstreams.get(vendor, default).rstrip("/")
 
 
-_INT_FIELDS = {"port", "max_body_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s"}
+_INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
                  "reconcile_interval_s", "seal_interval_s"}
 

@@ -136,7 +136,7 @@ class ProxyHandler:
 
     async def _govern(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
         try:
-            call.headers = header_map(scope["headers"], SINGLE_HEADERS)
+            call.headers = header_map(scope["headers"], SINGLE_HEADERS, self._settings.max_header_bytes)
             call.run_id = _run_id(call.headers)
             structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
             call.body = await read_body(receive, self._settings.max_body_bytes)

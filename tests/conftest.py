@@ -3,7 +3,9 @@ proxy on a loopback port, and helpers to make keys and read audit rows with SQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -14,11 +16,12 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from proxy import bootstrap, migrate
+from proxy import bootstrap, logs, migrate
 from proxy.app import create_app
 from tests.emulators.resend_api import create_app as create_resend_emulator
 from tests.emulators.stripe_api import create_app as create_stripe_emulator
 from tests.emulators.twilio_api import create_app as create_twilio_emulator
+from tests.support import leaks
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import (
     ADMIN_TOKEN,
@@ -32,6 +35,19 @@ from tests.support.tollgate import (
 
 
 
+@pytest.fixture(scope="session", autouse=True)
+def secrets_never_written() -> Iterator[None]:
+    """Guarantee 5 over the whole run (tests/support/leaks.py): in-process logs go to the run's
+    output as JSON; at the very end (autouse: set up first, torn down last) everything Tollgate
+    wrote is searched for every secret used, and a find fails the run."""
+    logs.configure("json", stream=leaks.log_stream())
+    yield
+    found = leaks.findings()
+    assert not found, "secrets in what Tollgate wrote:\n" + "\n".join(found[:20])
+    print(f"\nsecret search: nothing found; {leaks.summary()}")
+    shutil.rmtree(leaks.OUTPUT, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A migrated database on a real Postgres: TOLLGATE_TEST_DATABASE_URL, or pgserver in a temp dir."""
@@ -39,12 +55,14 @@ def pg_url() -> Iterator[str]:
     if external:
         migrate.upgrade(external)
         yield external
+        leaks.dump_database(external, "suite")
         return
     with tempfile.TemporaryDirectory(prefix="tollgate-test-pg-") as directory:
         server = pgserver_at(Path(directory))
         url = server.get_uri()
         migrate.upgrade(url)
         yield url
+        leaks.dump_database(url, "suite")
         server.cleanup()
 
 
@@ -105,6 +123,20 @@ def make_key(admin: httpx.Client) -> Callable[..., dict[str, Any]]:
 @pytest.fixture()
 def run_id() -> str:
     return f"run_{uuid.uuid4().hex}"
+
+
+@pytest.fixture()
+def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], Any]]]:
+    """A Postgres of the test's own, so it can be stopped without harming the others:
+    yields (url, stop, start); the URL stays the same across a stop and a start."""
+    with tempfile.TemporaryDirectory(prefix="tollgate-own-pg-") as directory:
+        server = pgserver_at(Path(directory))
+        url = server.get_uri()
+        migrate.upgrade(url)
+        yield url, server.cleanup, lambda: pgserver_at(Path(directory))
+        with contextlib.suppress(psycopg.OperationalError):  # down only if the test failed while it was stopped
+            leaks.dump_database(url, "own")
+        server.cleanup()
 
 
 @pytest.fixture()

@@ -31,7 +31,7 @@ def test_audit_filters_and_newest_first(admin, proxy_url, make_key, run_id):
     assert admin.get("/admin/v1/audit", params={"key_id": key["id"], "vendor": "twilio"}).json()["data"] == []
     after = admin.get("/admin/v1/audit", params={"key_id": key["id"], "after_id": newest[1]["id"]}).json()["data"]
     assert [r["amount_minor"] for r in after] == [700]
-    assert admin.get("/admin/v1/audit", params={"order": "sideways"}).json()["error"]["code"] == "invalid_order"
+    assert admin.get("/admin/v1/audit", params={"order": "sideways"}).json()["error"]["code"] == "invalid_parameter"  # checked against the OpenAPI enum
     assert admin.get("/admin/v1/audit", params={"after_id": "x"}).status_code == 400
 
 
@@ -61,4 +61,4 @@ def test_daily_spend_per_vendor(admin, proxy_url, make_key, run_id, sql):
     assert all(r["day"] <= today for r in after["data"])
     for bad in ("0", "400", "x"):
         response = admin.get("/admin/v1/spend/daily", params={"days": bad})
-        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_days"
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter"

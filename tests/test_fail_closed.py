@@ -3,30 +3,17 @@ Stripe-shaped 503; when Postgres returns, the proxy recovers without a restart."
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 import stripe
 
-from proxy import bootstrap, migrate
+from proxy import bootstrap
 from proxy.app import create_app
 from tests.support.servers import serve_asgi
-from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, pgserver_at, policy, settings_for
-
-
-@pytest.fixture()
-def own_postgres():
-    """A Postgres of this test's own, so it can be stopped without harming the others."""
-    with tempfile.TemporaryDirectory(prefix="tollgate-failclosed-") as directory:
-        server = pgserver_at(Path(directory))
-        url = server.get_uri()
-        migrate.upgrade(url)
-        yield url, server.cleanup, lambda: pgserver_at(Path(directory))
-        server.cleanup()
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, policy, settings_for
 
 
 def test_database_down_fails_closed_and_recovers(own_postgres, stripe_emulator):

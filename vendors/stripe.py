@@ -104,9 +104,10 @@ class StripeAdapter:
             "x-stripe-client-telemetry",
         }
     )
+    # retry-after: a 429's back-off must reach the agent, or it retries at once into the same limit.
     forward_response_headers = frozenset(
         {"content-type", "request-id", "idempotency-key", "idempotent-replayed", "stripe-version",
-         "stripe-should-retry", "stripe-account", "original-request"}
+         "stripe-should-retry", "stripe-account", "original-request", "retry-after"}
     )
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:

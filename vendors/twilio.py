@@ -125,7 +125,7 @@ class TwilioAdapter:
     forward_request_headers = frozenset({"content-type", "accept", "accept-charset", "user-agent", "x-twilio-client"})
     forward_response_headers = frozenset(
         {"content-type", "twilio-request-id", "twilio-request-duration", "twilio-concurrent-requests",
-         "x-home-region", "x-api-domain"}
+         "x-home-region", "x-api-domain", "retry-after"}
     )
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:

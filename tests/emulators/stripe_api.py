@@ -12,10 +12,11 @@ Response bodies are built from Stripe's own example objects
 Test hooks on ``app.state``:
 
 * ``received``: one :class:`ReceivedRequest` per request, appended before answering.
-* ``fail_next``: set to ``(status, error_dict)`` and the next request (whatever
-  it is, before authentication) is answered ``status`` / ``{"error": error_dict}``;
-  the hook is then cleared.
+* ``fail_next``: set to ``(status, error_dict)`` or ``(status, error_dict, headers)``
+  and the next request (whatever it is, before authentication) is answered
+  ``status`` / ``{"error": error_dict}`` (with ``headers``); the hook is then cleared.
 * ``store``: the in-memory objects (:class:`Store`), for white-box assertions.
+* ``delay_s``: seconds every request waits after it is recorded (a slow or hanging vendor).
 
 Modelled on Stripe's behaviour: Bearer or Basic auth with a masked key in the
 401 message; ``Request-Id`` on every answer; ``Idempotency-Key`` echoed on
@@ -274,8 +275,8 @@ def _answer(app: Starlette, request: ReceivedRequest, request_id: str):
     """(status, body, extra headers) for one request."""
     state = app.state
     if state.fail_next is not None:
-        (status, error), state.fail_next = state.fail_next, None
-        return status, {"error": error}, {}
+        (status, error, *headers), state.fail_next = state.fail_next, None
+        return status, {"error": error}, (headers[0] if headers else {})
     if (auth_error := _authentication_error(request, state.secret_key)) is not None:
         return 401, {"error": auth_error}, {"WWW-Authenticate": 'Basic realm="Stripe"'}
     try:

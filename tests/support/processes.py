@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,20 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+
+from tests.support import leaks
+from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY
+
+
+def proxy_env(pg_url: str, upstreams: dict[str, str], **settings: object) -> dict[str, str]:
+    """The environment of a ``tollgate serve`` on the suite's database: ``upstreams`` by vendor,
+    ``settings`` as ``TOLLGATE_<NAME>`` (``reservation_ttl_s=2`` -> ``TOLLGATE_RESERVATION_TTL_S=2``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(DATABASE_URL=pg_url, TOLLGATE_MASTER_KEY=MASTER_KEY, TOLLGATE_ADMIN_TOKEN=ADMIN_TOKEN,
+               TOLLGATE_LOG_FORMAT="json")
+    env.update({f"TOLLGATE_UPSTREAM_{vendor.upper()}": url for vendor, url in upstreams.items()})
+    env.update({f"TOLLGATE_{name.upper()}": str(value) for name, value in settings.items()})
+    return env
 
 
 def free_port() -> int:
@@ -32,6 +47,7 @@ def tollgate_serve(env: dict[str, str], timeout_s: float = 60) -> Iterator[tuple
                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     process.log_path = Path(log.name)  # type: ignore[attr-defined]
+    leaks.remember_log(process.log_path)
     try:
         _wait_healthy(base, process, timeout_s, Path(log.name))
         yield base, process

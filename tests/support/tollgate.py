@@ -15,7 +15,7 @@ from proxy import config
 
 STRIPE_SECRET = "sk_test_" + "E" * 24
 TWILIO_ACCOUNT = "AC" + "0123456789abcdef" * 2
-TWILIO_TOKEN = "f" * 32
+TWILIO_TOKEN = "5ec12e7a0b1c4d2e8f9a6b3c7d1e0f42"  # distinctive: the secret search looks for it
 RESEND_SECRET = "re_Test1234_" + "R" * 24
 ADMIN_TOKEN = "tga_test_" + secrets.token_urlsafe(16)
 MASTER_KEY = base64.b64encode(secrets.token_bytes(32)).decode()

@@ -1,0 +1,104 @@
+"""The vendor misbehaves: too slow, hanging, resetting the connection, refusing it, or
+answering 5xx/429. Each call ends within the configured timeout, the official SDK raises
+its own exception, the reservation is released, the audit row says what happened, and the
+vendor sees the call exactly once: the proxy never retries a POST, with or without an
+Idempotency-Key."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+import stripe
+
+from proxy import bootstrap
+from proxy.app import create_app
+from tests.emulators.stripe_api import create_app as create_stripe_emulator
+from tests.support.faulty import faulty_vendor
+from tests.support.processes import free_port
+from tests.support.servers import serve_asgi
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, audit_rows, policy, settings_for
+
+TIMEOUT_S = 1.0
+CHARGE = {"amount": 100, "currency": "usd", "source": "tok_visa"}  # $1.00
+MAYBE_SENT = Decimal("1.00")  # the call may have moved money: its estimate stays on the books
+
+# fault: (status, SDK exception, decision, reason, upstream_status, cost_usd, cost_source, Stripe-Should-Retry)
+FAULTS = {
+    "slow": (504, stripe.APIError, "error", "upstream_timeout", None, MAYBE_SENT, "estimated", "false"),
+    "hang": (504, stripe.APIError, "error", "upstream_timeout", None, MAYBE_SENT, "estimated", "false"),
+    "reset": (502, stripe.APIError, "error", "upstream_error", None, MAYBE_SENT, "estimated", "false"),
+    "refused": (502, stripe.APIError, "error", "upstream_unreachable", None, Decimal(0), "none", "true"),
+    "500": (500, stripe.APIError, "allowed", None, 500, Decimal(0), "parsed", None),
+    "429": (429, stripe.RateLimitError, "allowed", None, 429, Decimal(0), "parsed", None),
+}
+
+
+@contextmanager
+def vendor_with(fault: str) -> Iterator[tuple[str, Callable[[], int], Callable[[], None]]]:
+    """(base URL, how many POSTs the vendor has seen, arm the fault for the next call)."""
+    if fault in ("hang", "reset"):
+        with faulty_vendor(fault) as (url, raw):
+            yield url, lambda: sum(line.startswith("POST ") for line in raw.request_lines), lambda: None
+        return
+    if fault == "refused":
+        yield f"http://127.0.0.1:{free_port()}", lambda: 0, lambda: None
+        return
+    app = create_stripe_emulator(STRIPE_SECRET)
+    arm = {
+        "slow": lambda: setattr(app.state, "delay_s", TIMEOUT_S + 4),
+        "500": lambda: setattr(app.state, "fail_next", (500, {"type": "api_error", "message": "Stripe broke."})),
+        "429": lambda: setattr(app.state, "fail_next", (429, {"type": "rate_limit_error", "code": "rate_limit",
+                                                              "message": "Too many requests."}, {"Retry-After": "7"})),
+    }[fault]
+    with serve_asgi(app) as url:
+        yield url, lambda: sum(r.method == "POST" for r in app.state.received), arm
+
+
+@pytest.fixture(params=list(FAULTS))
+def fault(request, pg_url):
+    with vendor_with(request.param) as (upstream, posts_seen, arm):
+        settings = settings_for(pg_url, {"stripe": upstream}, upstream_timeout_s=TIMEOUT_S,
+                                upstream_connect_timeout_s=TIMEOUT_S)
+        with serve_asgi(create_app(bootstrap.runtime(settings)), lifespan="on") as proxy_url:
+            key = httpx.post(f"{proxy_url}/admin/v1/keys", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, json={
+                "vendor": "stripe", "upstream_secret": STRIPE_SECRET,
+                "policy": policy(caps=[{"usd": "100.00", "window": "day"}])}).json()
+            yield request.param, proxy_url, key, posts_seen, arm
+
+
+def test_a_failing_vendor_is_reported_recorded_and_never_retried(fault, sql, run_id):
+    name, proxy_url, key, posts_seen, arm = fault
+    status, sdk_error, decision, reason, upstream_status, cost, source, should_retry = FAULTS[name]
+    client = stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+
+    arm()
+    started = time.monotonic()
+    with pytest.raises(sdk_error) as raised:
+        client.v1.charges.create(params=CHARGE, options={"headers": {"X-Agent-Run-Id": run_id}})
+    assert time.monotonic() - started < TIMEOUT_S + 2
+    assert raised.value.http_status == status
+    assert posts_seen() == (0 if name == "refused" else 1)
+
+    arm()  # the same call without an Idempotency-Key, as a hand-written client would send it
+    started = time.monotonic()
+    bare = httpx.post(f"{proxy_url}/stripe/v1/charges", data={k: str(v) for k, v in CHARGE.items()}, timeout=30,
+                      headers={"authorization": f"Bearer {key['key']}", "x-agent-run-id": run_id})
+    assert time.monotonic() - started < TIMEOUT_S + 2
+    assert bare.status_code == status and "error" in bare.json()
+    assert bare.headers.get("stripe-should-retry") == should_retry
+    assert posts_seen() == (0 if name == "refused" else 2)  # once per call: never retried
+    if name == "429":
+        assert bare.headers["retry-after"] == "7"  # the vendor's back-off reaches the agent
+
+    rows = audit_rows(sql, run_id)
+    assert [(r["state"], r["decision"], r["reason"], r["upstream_status"], r["cost_usd"], r["cost_source"])
+            for r in rows] == [("final", decision, reason, upstream_status, cost, source)] * 2
+    assert rows[1]["idempotency_key"] is None and rows[0]["idempotency_key"]
+    counter = sql.execute("SELECT spent_usd, reserved_usd FROM budget_counters WHERE key_id = %s",
+                          (key["id"],)).fetchone()
+    assert counter == {"spent_usd": 2 * cost, "reserved_usd": 0}
