@@ -437,7 +437,8 @@ def _scale(results: dict[str, Any]) -> list[str]:
            f"Filled with `INSERT ... SELECT generate_series` in {f['chunk']:,}-row chunks through the live indexes: "
            f"{_f(f['added_rows'])} rows in {f['fill_s']:g} s ({_f(f['rows_per_s'])} rows/s), then VACUUM ANALYZE "
            f"({f['vacuum_analyze_s']:g} s). Both the empty-table and the full-table measurements start from VACUUM "
-           "ANALYZE of every table and a CHECKPOINT, so they start from the same state. Table: {_f(f['rows'])} rows, {_f(f['runs'])} distinct "
+           "ANALYZE of every table and a CHECKPOINT, so they start from the same state. "
+           f"Table: {_f(f['rows'])} rows, {_f(f['runs'])} distinct "
            f"agent_run_id, {_f(f['keys'])} key ids, heap {f['heap']}, indexes {f['indexes']}. Rows span 30 days; "
            "each run has ~100 calls spread over ~5,000 consecutive rows (50 runs active at once).", "",
            f"`{lk['query']}` for {lk['samples']} random run ids:", "",
