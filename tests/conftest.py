@@ -22,6 +22,7 @@ from tests.emulators.resend_api import create_app as create_resend_emulator
 from tests.emulators.stripe_api import create_app as create_stripe_emulator
 from tests.emulators.twilio_api import create_app as create_twilio_emulator
 from tests.support import leaks
+from tests.support.databases import database_of_its_own
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import (
     ADMIN_TOKEN,
@@ -142,11 +143,5 @@ def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], Any]]
 @pytest.fixture()
 def scratch_db(pg_url: str) -> Iterator[str]:
     """An empty database of its own on the suite's Postgres (not migrated)."""
-    name = f"scratch_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = pg_url.partition("?")
-    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-    yield url
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with database_of_its_own(pg_url, "scratch") as url:
+        yield url

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +13,7 @@ import psycopg
 
 from proxy import bootstrap, migrate
 from proxy.app import create_app
+from tests.support.databases import database_of_its_own
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import settings_for
 
@@ -39,17 +39,9 @@ def browser_missing() -> str | None:
 @contextmanager
 def own_database(pg_url: str) -> Iterator[str]:
     """A fresh migrated database on the suite's Postgres, so pages show only this test's data."""
-    name = f"console_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = pg_url.partition("?")
-    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-    try:
+    with database_of_its_own(pg_url, "console") as url:
         migrate.upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @contextmanager
