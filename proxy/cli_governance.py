@@ -56,8 +56,9 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
         decide.add_argument("--by", help="who decides (recorded)")
         decide.set_defaults(run=_decide, approve=approve)
 
-    commands.add_parser("reconcile", help="charge and close reservations left by dead processes").set_defaults(
-        run=_reconcile)
+    commands.add_parser(
+        "reconcile", help="charge and close reservations left by dead processes; prune closed minute/hour counters",
+    ).set_defaults(run=_reconcile)
 
     run_commands = commands.add_parser("runs", help="agent runs").add_subparsers(title="runs commands")
     show_run = run_commands.add_parser("show", help="a run's timeline across vendors, with running totals")

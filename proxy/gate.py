@@ -32,6 +32,7 @@ _SETTLE_BATCH = "SELECT tollgate_settle_batch($1::jsonb)"
 # resources, system errors. Anything else (a deadlock, a bad value) may be one item's fault.
 _NOT_ITEMS = ("08", "53", "57", "58")
 _RECONCILE = "SELECT tollgate_reconcile($1)"
+_PRUNE = "SELECT tollgate_prune_counters()"
 FORWARDED = frozenset({"allowed", "shadow_blocked"})
 
 
@@ -124,8 +125,10 @@ class Gate:
             return [False] * len(batch)
 
     async def reconcile(self, limit: int = 1000) -> int:
-        """Charge and close reservations whose process died or hung; returns how many."""
+        """Charge and close reservations whose process died or hung; returns how many. The
+        same sweep drops counter rows of minutes and hours long over (migrations/sql/v0011.py)."""
         record = await self._db.fetchrow(_RECONCILE, limit)
+        await self._db.fetchrow(_PRUNE)
         return int(record[0])
 
 

@@ -88,3 +88,24 @@ async def test_a_settled_call_is_never_reconciled(pg_url):
     finally:
         await hot.close()
         await engine.dispose()
+
+
+async def test_the_sweep_drops_counter_rows_of_windows_long_over_and_keeps_the_rest(pg_url):
+    engine, hot, key_id, _ = await setup(pg_url)
+    buckets = {  # bucket: minutes since it was last touched
+        "minute:2026-01-01T10:00": 16, "minute:2026-01-01T10:05": 5, "hour:2026-01-01T08": 181,
+        "hour:2026-01-01T10": 60, "day:2025-12-01": 90 * 24 * 60, "run:r-old": 90 * 24 * 60, "total": 10_000}
+    try:
+        async with engine.begin() as conn:
+            for bucket, age in buckets.items():
+                await conn.execute(text(
+                    "INSERT INTO budget_counters (key_id, bucket, spent_usd, updated_at) "
+                    "VALUES (:k, :b, 1, now() - make_interval(mins => :age))"), {"k": key_id, "b": bucket, "age": age})
+        await Gate(hot, reservation_ttl_s=300).reconcile()
+        async with engine.connect() as conn:
+            kept = set((await conn.execute(text("SELECT bucket FROM budget_counters WHERE key_id = :k"),
+                                           {"k": key_id})).scalars())
+        assert kept == set(buckets) - {"minute:2026-01-01T10:00", "hour:2026-01-01T08"}
+    finally:
+        await hot.close()
+        await engine.dispose()
