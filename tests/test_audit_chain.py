@@ -4,27 +4,15 @@ and the public key."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import psycopg
 import pytest
 
 from proxy import chain, migrate
+from tests.support.audit_cli import SIGNING_KEY, tollgate, verify
 
-SIGNING_KEY = chain.new_private()
 OTHER_KEY = chain.new_private()
-
-
-def tollgate(*args: str, url: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
-    env.update(DATABASE_URL=url, TOLLGATE_SIGNING_KEY=SIGNING_KEY)
-    done = subprocess.run([sys.executable, "-m", "proxy", *args], env=env, capture_output=True, text=True, timeout=60)
-    if check and done.returncode != 0:
-        raise AssertionError(done.stderr)
-    return done
 
 
 @pytest.fixture()
@@ -48,10 +36,6 @@ def auditor_url(url: str, conn: psycopg.Connection) -> str:
     conn.execute("DROP ROLE IF EXISTS chain_auditor")
     conn.execute("CREATE ROLE chain_auditor LOGIN IN ROLE tollgate_auditor")
     return re.sub(r"//postgres(:[^@]*)?@", "//chain_auditor@", url)
-
-
-def verify(url: str, public) -> subprocess.CompletedProcess[str]:
-    return tollgate("audit", "verify", "--public-key", str(public), url=url, check=False)
 
 
 def test_seal_then_verify_names_each_tampering(trail, pg_url):

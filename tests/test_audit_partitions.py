@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from proxy import migrate
-from tests.test_audit_chain import tollgate, verify
+from tests.support.audit_cli import tollgate, verify
 
 NOW = datetime.now(timezone.utc)
 THIS_MONTH = date(NOW.year, NOW.month, 1)
