@@ -1,11 +1,13 @@
 """The gate and the settle against a real Postgres: caps exact under concurrency,
-revocation read fresh, stale policies detected, and failure to reach the database
-surfacing as Unavailable (the handler turns that into a fail-closed 503)."""
+revocation read fresh, stale policies detected, failure to reach the database
+surfacing as Unavailable (the handler turns that into a fail-closed 503), and a batch
+deciding its items as if they came one at a time (migrations/sql/v0012.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from decimal import Decimal
 
@@ -188,3 +190,100 @@ async def test_an_unreachable_database_raises_unavailable(pg_url):
         assert raised.value.reason == "database_unavailable"
     finally:
         await pools.close()
+
+
+# A batch decides as one call at a time: the same requests on two keys with the same policy,
+# in batches through tollgate_gate_batch and one by one through tollgate_gate.
+
+BATCH = text("SELECT idx, decision, reason, message FROM tollgate_gate_batch(CAST(:items AS jsonb)) ORDER BY idx")
+ONE = text("SELECT decision, reason, message FROM tollgate_gate(:key_id, :policy_id, :policy_version, "
+           "CAST(:row AS jsonb), CAST(:caps AS jsonb), :predicted, :ttl, :mode, NULL)")
+FAST = text("SELECT count(*) FROM tollgate_gate_fast(:key_id, CAST(:items AS jsonb), :idx)")
+
+
+def item(key: tuple[str, str], caps: list[dict], predicted: str, run: str, decision: str, mode: str) -> dict:
+    audit_row = {**row(key[0], run), "decision": decision}
+    if decision == "blocked":
+        audit_row |= {"reason": "endpoint_not_allowed", "message": "POST /v1/payouts is not allowed."}
+    return {"key_id": key[0], "policy_id": key[1], "policy_version": 1, "row": audit_row, "caps": caps,
+            "predicted": predicted, "ttl": 60, "mode": mode, "approval": None}
+
+
+def requests(seed: int, count: int) -> list[tuple[str, str, str]]:
+    """(predicted USD, run id, the policy's own verdict) for each request, reproducibly."""
+    rng = random.Random(seed)
+    return [(f"{rng.choice([0, 0.5, 1, 2.25, 3])}", rng.choice(["run-a", "run-b", "run-c"]),
+             "blocked" if rng.random() < 0.15 else "allowed") for _ in range(count)]
+
+
+async def decide_in_batches(engine, key, caps, mode, calls, sizes) -> list[tuple]:
+    items = [item(key, caps, p, run, verdict, mode) for p, run, verdict in calls]
+    answers, start, rng = [], 0, random.Random(len(items))
+    async with engine.connect() as conn:
+        while start < len(items):
+            batch = items[start:start + rng.choice(sizes)]
+            result = await conn.execute(BATCH, {"items": json.dumps(batch)})
+            await conn.commit()
+            answers += [(r.decision, r.reason, r.message) for r in result]
+            start += len(batch)
+    return answers
+
+
+async def decide_one_by_one(engine, key, caps, mode, calls) -> list[tuple]:
+    answers = []
+    async with engine.connect() as conn:
+        for p, run, verdict in calls:
+            one = item(key, caps, p, run, verdict, mode)
+            result = (await conn.execute(ONE, {
+                "key_id": key[0], "policy_id": key[1], "policy_version": 1, "row": json.dumps(one["row"]),
+                "caps": json.dumps(caps), "predicted": Decimal(p), "ttl": 60, "mode": mode})).one()
+            await conn.commit()
+            answers.append(tuple(result))
+    return answers
+
+
+SCENARIOS = {
+    "usd per day and per run": [{"usd": "20", "window": "day"}, {"usd": "6", "window": "run"}],
+    "requests in total and per run": [{"requests": 9, "window": "total"}, {"requests": 4, "window": "run"}],
+    "usd and requests sharing the day bucket": [{"usd": "15", "window": "day"}, {"requests": 7, "window": "day"}],
+    "no caps": [],
+}
+
+
+@pytest.mark.parametrize("mode", ["enforce", "shadow"])
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+async def test_a_batch_decides_as_one_call_at_a_time(engine, hot, scenario, mode):
+    caps = SCENARIOS[scenario]
+    calls = requests(seed=len(scenario), count=40)  # no minute or hour caps: both keys see the same buckets
+    batched, alone = await new_key(engine, caps), await new_key(engine, caps)
+
+    in_batches = await decide_in_batches(engine, batched, caps, mode, calls, sizes=[1, 3, 8, 16])
+    one_by_one = await decide_one_by_one(engine, alone, caps, mode, calls)
+
+    assert in_batches == one_by_one
+    assert {d for d, _, _ in in_batches} >= {"allowed", "blocked"} | ({"shadow_blocked"} if mode == "shadow" and caps else set())
+    assert await every_counter(engine, batched[0]) == await every_counter(engine, alone[0])
+
+
+async def every_counter(engine, key_id: str) -> dict[str, tuple]:
+    async with engine.connect() as conn:
+        result = await conn.execute(text("SELECT bucket, spent_usd, reserved_usd, requests FROM budget_counters "
+                                         "WHERE key_id = :k"), {"k": key_id})
+        return {r.bucket: (r.spent_usd, r.reserved_usd, r.requests) for r in result}
+
+
+async def test_the_set_based_path_decides_a_batch_that_fits(engine, hot):
+    caps = [{"usd": "10", "window": "day"}, {"requests": 3, "window": "run"}]
+    key = await new_key(engine, caps)
+    fits = [item(key, caps, "2", run, "allowed", "enforce") for run in ["run-a", "run-a", "run-b", "run-a"]]
+    async with engine.connect() as conn:
+        decided = await conn.scalar(FAST, {"key_id": key[0], "items": json.dumps(fits), "idx": [0, 1, 2, 3]})
+        await conn.commit()
+        one_too_many = fits + [item(key, caps, "2", "run-a", "allowed", "enforce")]  # a 4th call of run-a
+        declined = await conn.scalar(FAST, {"key_id": key[0], "items": json.dumps(one_too_many), "idx": [4]})
+        written = await conn.scalar(text("SELECT count(*) FROM audit_events WHERE key_id = :k"), {"k": key[0]})
+        reserved = {(r.bucket if r.bucket.startswith("run:") else r.bucket.split(":")[0]): (r.reserved_usd, r.requests)
+                    for r in await conn.execute(text("SELECT bucket, reserved_usd, requests FROM budget_counters "
+                                                     "WHERE key_id = :k"), {"k": key[0]})}
+    assert (decided, declined, written) == (4, 0, 4)  # the declined batch wrote nothing
+    assert reserved == {"day": (8, 4), "run:run-a": (6, 3), "run:run-b": (2, 1)}
