@@ -12,12 +12,12 @@ that keeps caps exact across any number of proxy processes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
 import asyncpg
+import orjson
 import structlog
 
 from proxy.errors import Unavailable
@@ -87,13 +87,13 @@ class Gate:
         return await self._admits.submit({
             "key_id": key_id, "policy_id": policy.policy_id if policy else None,
             "policy_version": policy.version if policy else None, "row": row,
-            "caps": json.loads(policy.caps_json) if policy else [], "predicted": str(predicted_usd),
+            "caps": orjson.Fragment(policy.caps_json) if policy else (), "predicted": str(predicted_usd),
             "ttl": self._ttl, "mode": policy.mode if policy else "enforce", "approval": approval,
         })
 
     async def _decide(self, batch: list[dict[str, Any]]) -> list[Admission | Exception]:
         try:
-            records = await self._db.fetch(_ADMIT_BATCH, json.dumps(batch, default=str))
+            records = await self._db.fetch(_ADMIT_BATCH, _json(batch))
         except Exception as exc:  # the batch committed nothing
             if _one_item_failed(exc):
                 if len(batch) > 1:
@@ -115,7 +115,7 @@ class Gate:
 
     async def _settle_batch(self, batch: list[dict[str, Any]]) -> list[bool]:
         try:
-            await self._db.fetch_relaxed(_SETTLE_BATCH, json.dumps(batch, default=str))
+            await self._db.fetch_relaxed(_SETTLE_BATCH, _json(batch))
             return [True] * len(batch)
         except Exception as exc:  # the batch committed nothing
             if _one_item_failed(exc) and len(batch) > 1:
@@ -130,6 +130,12 @@ class Gate:
         record = await self._db.fetchrow(_RECONCILE, limit)
         await self._db.fetchrow(_PRUNE)
         return int(record[0])
+
+
+def _json(batch: list[dict[str, Any]]) -> str:
+    """The batch parameter; Decimals (and anything else orjson does not know) as strings, as
+    json.dumps(default=str) wrote them. A policy's caps come pre-rendered (orjson.Fragment)."""
+    return orjson.dumps(batch, default=str).decode()
 
 
 def _one_item_failed(exc: Exception) -> bool:
