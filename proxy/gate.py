@@ -12,6 +12,8 @@ that keeps caps exact across any number of proxy processes.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
@@ -87,7 +89,7 @@ class Gate:
         return await self._admits.submit({
             "key_id": key_id, "policy_id": policy.policy_id if policy else None,
             "policy_version": policy.version if policy else None, "row": row,
-            "caps": orjson.Fragment(policy.caps_json) if policy else (), "predicted": str(predicted_usd),
+            "caps": _caps(policy.caps_json) if policy else (), "predicted": str(predicted_usd),
             "ttl": self._ttl, "mode": policy.mode if policy else "enforce", "approval": approval,
         })
 
@@ -132,10 +134,19 @@ class Gate:
         return int(record[0])
 
 
+@functools.lru_cache(maxsize=1024)
+def _caps(caps_json: str) -> tuple[Any, ...]:
+    """A policy version's caps, parsed once (not per call); read-only, never mutated."""
+    return tuple(json.loads(caps_json))
+
+
 def _json(batch: list[dict[str, Any]]) -> str:
     """The batch parameter; Decimals (and anything else orjson does not know) as strings, as
-    json.dumps(default=str) wrote them. A policy's caps come pre-rendered (orjson.Fragment)."""
-    return orjson.dumps(batch, default=str).decode()
+    json.dumps(default=str) wrote them."""
+    try:
+        return orjson.dumps(batch, default=str).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits (hostile input): the slow road
+        return json.dumps(batch, default=str)
 
 
 def _one_item_failed(exc: Exception) -> bool:
