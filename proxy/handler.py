@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -248,7 +248,7 @@ class ProxyHandler:
             "cost_source": source, "currency": priced.currency, "amount_minor": priced.amount_minor,
             "object_id": priced.object_id, "customer_id": priced.customer_id,
             "upstream_status": response.status, "upstream_request_id": priced.vendor_request_id,
-            "latency_ms": call.elapsed_ms(), "created": asdict(priced.created) if priced.created else None,
+            "latency_ms": call.elapsed_ms(), "created": _recorded(priced.created),
         })
         call.upstream_seconds = response.elapsed_ms / 1000
         metrics.observe_spend(call.vendor, cost)
@@ -324,6 +324,16 @@ def _run_id(headers: dict[str, str]) -> str | None:
     if looks_secret(value):  # it would be stored in every audit row of the run
         raise RequestRejected("invalid_run_id", "X-Agent-Run-Id looks like an API secret; use an opaque run id.")
     return value
+
+
+def _recorded(created: RecordedObject | None) -> dict[str, Any] | None:
+    """dataclasses.asdict without its deep copy: RecordedObject's fields are all plain values."""
+    if created is None:
+        return None
+    return {name: getattr(created, name) for name in _RECORDED_FIELDS}
+
+
+_RECORDED_FIELDS = tuple(f.name for f in fields(RecordedObject))
 
 
 def _kind(reason: str) -> str:

@@ -7,9 +7,11 @@ Label values are bounded: the endpoint label is the adapter's template for forwa
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 
 from proxy.gate import FORWARDED
 
@@ -34,19 +36,32 @@ POOL_CONNECTIONS = Gauge("tollgate_db_pool_connections", "Request-path database 
                          ("pool", "state"), registry=REGISTRY)
 
 
+# labels() validates and locks on every call; the children it returns are kept for good by the
+# metric anyway, so holding them here too costs nothing and saves that work per request.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: MetricWrapperBase, *values: str) -> Any:
+    key = (metric, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def observe_request(vendor: str, endpoint: str | None, decision: str, reason: str | None, seconds: float,
                     upstream_seconds: float | None = None) -> None:
     label = endpoint if decision in FORWARDED and endpoint else ""
-    REQUESTS.labels(vendor, label, decision, reason or "").inc()
-    REQUEST_SECONDS.labels(vendor, decision).observe(seconds)
+    _child(REQUESTS, vendor, label, decision, reason or "").inc()
+    _child(REQUEST_SECONDS, vendor, decision).observe(seconds)
     if upstream_seconds is not None:
-        UPSTREAM_SECONDS.labels(vendor).observe(upstream_seconds)
-        ADDED_SECONDS.labels(vendor).observe(max(seconds - upstream_seconds, 0.0))
+        _child(UPSTREAM_SECONDS, vendor).observe(upstream_seconds)
+        _child(ADDED_SECONDS, vendor).observe(max(seconds - upstream_seconds, 0.0))
 
 
 def observe_spend(vendor: str, usd: Decimal) -> None:
     if usd > 0:
-        SPEND_USD.labels(vendor).inc(float(usd))
+        _child(SPEND_USD, vendor).inc(float(usd))  # a gauge of activity, not accounting: float is fine here
 
 
 def render() -> tuple[bytes, str]:

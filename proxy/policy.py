@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from proxy.errors import InvalidInput
 from proxy.scope import Denial, Recipients, check_messaging_scope, check_record_scope
 from vendors.base import ParsedRequest, RecordedObject
-from vendors.endpoints import pattern_matches
+from vendors.endpoints import PathPattern
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "policy-schemas" / "policy.schema.json"
 
@@ -131,8 +131,9 @@ class Policy:
         if self.require_run_id and not run_id:
             return Verdict(Denial("run_id_required", "This key's policy requires an X-Agent-Run-Id header on every call."))
         approval = None
-        if not any(pattern_matches(p, request.method, request.path) for p in self.allow):
-            if not any(pattern_matches(p, request.method, request.path) for p in self.require_approval):
+        segments = request.path.strip("/").split("/")
+        if not any(p.matches(request.method, segments) for p in self._allow_patterns):
+            if not any(p.matches(request.method, segments) for p in self._approval_patterns):
                 return Verdict(Denial("endpoint_not_allowed", f"Endpoint {request.endpoint} is not in this key's allowlist."))
             approval = Denial("endpoint_requires_approval", f"Endpoint {request.endpoint} needs an operator's approval.")
         denial = (
@@ -156,7 +157,20 @@ class Policy:
         return None
 
     def gate_caps(self) -> str:
+        return self._gate_caps_json
+
+    # Derived once per policy version (a Policy is immutable and cached with its key), not per call.
+    @cached_property
+    def _gate_caps_json(self) -> str:
         return json.dumps([cap.as_gate_json() for cap in self.caps])
+
+    @cached_property
+    def _allow_patterns(self) -> tuple[PathPattern, ...]:
+        return tuple(PathPattern.parse(p) for p in self.allow)
+
+    @cached_property
+    def _approval_patterns(self) -> tuple[PathPattern, ...]:
+        return tuple(PathPattern.parse(p) for p in self.require_approval)
 
 
 def _utc(text: str) -> datetime:

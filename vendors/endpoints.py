@@ -70,16 +70,30 @@ def generic_template(segments: list[str]) -> str:
     return "/" + "/".join("{id}" if looks_like_id(s) else s for s in segments)
 
 
+@dataclass(frozen=True)
+class PathPattern:
+    """A policy pattern ``METHOD /a/*/c``, split once (a policy's patterns are matched on every call)."""
+
+    method: str
+    segments: tuple[str | None, ...]  # None: exactly one segment, whatever it is
+
+    @classmethod
+    def parse(cls, pattern: str) -> "PathPattern":
+        want_method, _, want_path = pattern.partition(" ")
+        segments = tuple(None if w == "*" or (w.startswith("{") and w.endswith("}")) else w
+                         for w in want_path.strip("/").split("/"))
+        return cls(want_method.upper(), segments)
+
+    def matches(self, method: str, segments: list[str]) -> bool:
+        """``segments``: the request path as ``path.strip("/").split("/")``."""
+        if self.method != method or len(self.segments) != len(segments):
+            return False
+        return all(w is None or w == g for w, g in zip(self.segments, segments))
+
+
 def pattern_matches(pattern: str, method: str, path: str) -> bool:
     """Policy pattern ``METHOD /a/*/c`` against a concrete request.
 
     ``*`` (or a template placeholder such as ``{id}``) is exactly one segment.
     """
-    want_method, _, want_path = pattern.partition(" ")
-    if want_method.upper() != method:
-        return False
-    want = want_path.strip("/").split("/")
-    got = path.strip("/").split("/")
-    if len(want) != len(got):
-        return False
-    return all(w == "*" or (w.startswith("{") and w.endswith("}")) or w == g for w, g in zip(want, got))
+    return PathPattern.parse(pattern).matches(method, path.strip("/").split("/"))
