@@ -1,4 +1,8 @@
-"""A fast fake Stripe: ``POST /v1/charges`` answers a static charge with a ``Request-Id``.
+"""A fast fake Stripe: ``POST /v1/charges`` answers a charge with a ``Request-Id``.
+
+Every answer names a new charge (``ch_`` and a unique suffix), as Stripe's do: the proxy
+records each created charge for record-level scope, and one id answered over and over would
+make every settle after the first collide on the same ``key_objects`` row.
 
 Two implementations of the same answer:
 
@@ -36,14 +40,25 @@ def charge_body() -> bytes:
     return json.dumps(charge, separators=(",", ":")).encode()
 
 
+@lru_cache(maxsize=1)
+def charge_parts() -> tuple[bytes, bytes]:
+    """The charge body split around its id's suffix: ``before + suffix + after`` is one answer."""
+    charge = json.loads(charge_body())
+    marker = "ch_ID-SUFFIX"
+    before, _, after = json.dumps({**charge, "id": marker}, separators=(",", ":")).encode().partition(
+        marker.encode())
+    return before + b"ch_", after
+
+
 NOT_FOUND = json.dumps({"error": {"type": "invalid_request_error", "message": "Unrecognized request URL."}}).encode()
 
 
 def nginx_config(port: int, workdir: Path, workers: int = 1) -> str:
     """A complete nginx.conf that answers like the asyncio server below (no delay)."""
-    body = charge_body().decode()
-    if "'" in body or "$" in body or "\\" in body:
+    before, after = (part.decode() for part in charge_parts())
+    if any(c in before + after for c in "'$\\"):
         raise ValueError("the charge JSON cannot be embedded in an nginx string literal")
+    body = before + "$request_id" + after  # nginx's 32 hex digits, new for every request
     return f"""
 worker_processes {workers};
 pid {workdir}/nginx-upstream.pid;
@@ -101,7 +116,8 @@ class _Protocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         method, path, self.url = self.parser.get_method(), self.url.split(b"?", 1)[0], b""
         if method == b"POST" and path == b"/v1/charges":
-            status, body = b"200 OK", charge_body()
+            before, after = charge_parts()
+            status, body = b"200 OK", before + b"%016x" % next(self.ids) + after
         else:
             status, body = b"404 Not Found", NOT_FOUND
         response = b"".join((

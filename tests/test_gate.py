@@ -287,3 +287,35 @@ async def test_the_set_based_path_decides_a_batch_that_fits(engine, hot):
                                                      "WHERE key_id = :k"), {"k": key[0]})}
     assert (decided, declined, written) == (4, 0, 4)  # the declined batch wrote nothing
     assert reserved == {"day": (8, 4), "run:run-a": (6, 3), "run:run-b": (2, 1)}
+
+
+async def test_a_large_settle_batch_moves_reservations_to_spend_once_per_counter(engine, hot):
+    """Seven or more settles at once take the set-based path (migrations/sql/v0012.py), here
+    with two keys, two runs and reservations the reconciler already charged at their estimate."""
+    caps = [{"usd": "100", "window": "day"}, {"usd": "50", "window": "run"}]
+    keys_ = [await new_key(engine, caps) for _ in range(2)]
+    gate = Gate(hot, reservation_ttl_s=60)
+    admitted = [await gate.admit(k[0], ref(k, caps), row(k[0], f"run-{i % 2}"), Decimal("3"))
+                for k in keys_ for i in range(6)]
+    expired = [a.audit_id for a in admitted[::3]]  # 4 of the 12: charged at 3 by the reconciler
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE reservations SET expires_at = now() - interval '1 s' "
+                                "WHERE audit_id = ANY(:ids)"), {"ids": expired})
+    assert await gate.reconcile() == 4
+
+    items = [{"audit_id": a.audit_id, "key_id": a.key_id, "cost": "2.5",
+              "patch": {"cost_source": "parsed", "upstream_status": 200}} for a in admitted]
+    async with engine.begin() as conn:
+        assert await conn.scalar(text("SELECT tollgate_settle_batch(CAST(:items AS jsonb))"),
+                                 {"items": json.dumps(items)}) == 12
+        states = (await conn.execute(text("SELECT state, cost_usd, count(*) FROM audit_events "
+                                          "WHERE id = ANY(:ids) GROUP BY 1, 2"),
+                                     {"ids": [a.audit_id for a in admitted]})).all()
+        left = await conn.scalar(text("SELECT count(*) FROM reservations WHERE audit_id = ANY(:ids)"),
+                                 {"ids": [a.audit_id for a in admitted]})
+    assert states == [("final", Decimal("2.5"), 12)] and left == 0
+    for key_id, _ in keys_:  # 6 calls of 2.50 each, 3 per run: nothing left reserved
+        counted = {bucket.split(":")[0] if bucket.startswith("day:") else bucket: value
+                   for bucket, value in (await every_counter(engine, key_id)).items()}
+        assert counted == {"day": (Decimal("15"), 0, 6), "run:run-0": (Decimal("7.5"), 0, 3),
+                           "run:run-1": (Decimal("7.5"), 0, 3)}
