@@ -22,6 +22,11 @@ Settle. The batch's reservations are deleted, its audit rows finalised and its c
 objects recorded first, set-based; only then are the counter rows locked, in (key, bucket)
 order as everywhere else, and updated once each with the batch's summed deltas. So a
 settle holds a key's counters only for that last statement and its (asynchronous) commit.
+Its joins are nested loops of index probes, by setting: with 0010's sequential scans off,
+a plan made while the audit table looked empty (a fresh database, a new month, after a
+TRUNCATE) joined by hash over a full index scan of the month's partition, kept while the
+partition grew (measured: 9,300 index entries read per settle, throughput 3,100 -> 1,630 req/s
+at c=64 within 20 s of a TRUNCATE; with nested loops, 1 entry per row and no drop).
 Batches of up to 6 items still settle one by one (tollgate_settle): the set-based UPDATE of
 the partitioned audit table is planned afresh each time (~0.4 ms), which only pays for itself
 from about 7 items on (measured: 3 items 0.27 ms one by one, 0.5 ms set-based; 30 items
@@ -164,7 +169,7 @@ $$;
 
 SETTLE_BATCH = r"""
 CREATE OR REPLACE FUNCTION tollgate_settle_batch(p_items jsonb) RETURNS integer
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
   v_item jsonb;
   v_ids bigint[];
