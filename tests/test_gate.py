@@ -319,3 +319,18 @@ async def test_a_large_settle_batch_moves_reservations_to_spend_once_per_counter
                    for bucket, value in (await every_counter(engine, key_id)).items()}
         assert counted == {"day": (Decimal("15"), 0, 6), "run:run-0": (Decimal("7.5"), 0, 3),
                            "run:run-1": (Decimal("7.5"), 0, 3)}
+
+
+async def test_in_one_batch_a_key_at_its_cap_is_decided_one_by_one_and_the_others_together(engine, hot):
+    caps = [{"usd": "5", "window": "day"}]
+    tight, roomy = await new_key(engine, caps), await new_key(engine, [{"usd": "100", "window": "day"}])
+    items = [item(k, c, "2", "run-a", "allowed", "enforce")
+             for _ in range(4) for k, c in ((tight, caps), (roomy, [{"usd": "100", "window": "day"}]))]
+    async with engine.connect() as conn:
+        answers = (await conn.execute(BATCH, {"items": json.dumps(items)})).all()
+        await conn.commit()
+    by_key = {key_id: [a.decision for a in answers if items[a.idx]["key_id"] == key_id]
+              for key_id in (tight[0], roomy[0])}
+    assert by_key == {tight[0]: ["allowed", "allowed", "blocked", "blocked"], roomy[0]: ["allowed"] * 4}
+    assert await counters(engine, tight[0]) == {"day": (0, Decimal(4), 2)}
+    assert await counters(engine, roomy[0]) == {"day": (0, Decimal(8), 4)}
