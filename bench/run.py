@@ -185,6 +185,8 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
         gov_null = services.start_tollgate(group, "governed-devnull", pg.url, up.url, log_to=None)
         targets.append(Target("governed (log to /dev/null)", gov_null, "/stripe/v1/charges", key["key"],
                               {"proxy": gov_null.pid, "upstream": up.pid, "postgres": pgpid}))
+    if plan.diagnostics:
+        targets.append(_replicas(group, pg, up, key["key"], workdir))
     for t in targets:
         prepare(t, workdir)
     result: dict[str, Any] = {"upstream": "nginx static charge (1 worker)", "blocks": {}, "key_id": key["id"]}
@@ -197,6 +199,7 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
             "bare httpx-aiohttp/aiohttp": same_round_ratio(block, "bare (httpx-aiohttp)", "bare (aiohttp)"),
             "bare httpx/aiohttp": same_round_ratio(block, "bare (httpx)", "bare (aiohttp)"),
             "governed devnull/file": same_round_ratio(block, "governed (log to /dev/null)", "governed"),
+            f"{REPLICAS}/bare": same_round_ratio(block, REPLICAS, "bare (aiohttp)"),
         }
         block["added_ms"] = {
             f"{name} - direct": {k: same_round_delta(block, name, "direct", k) for k in ("p50_ms", "p99_ms", "p999_ms")}
@@ -205,6 +208,21 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
         result["blocks"][str(c)] = block
     result["targets"] = {t.name: t for t in targets}  # for the profile step; dropped before saving
     return result
+
+
+REPLICAS = "governed, 2 processes behind nginx"
+
+
+def _replicas(group: Services, pg: Postgres, up: Service, key: str, workdir: Path) -> Target:
+    """Two ``tollgate serve`` on the same Postgres behind an nginx load balancer: what one
+    machine does with replicas (DESIGN.md: more traffic means more replicas). Their CPU is
+    reported per process ("proxy 1", "proxy 2"), so the single-proxy columns stay empty."""
+    replicas = [services.start_tollgate(group, f"replica-{n}", pg.url, up.url,
+                                        log_to=workdir / f"replica-{n}.log.jsonl") for n in (1, 2)]
+    lb = services.start_load_balancer(group, replicas)
+    return Target(REPLICAS, lb, "/stripe/v1/charges", key,
+                  {"proxy 1": replicas[0].pid, "proxy 2": replicas[1].pid, "load balancer": lb.pid,
+                   "upstream": up.pid, "postgres": pg.postmaster_pid})
 
 
 def scenario_profile(fast: dict[str, Any], pg: Postgres, plan: Plan, workdir: Path) -> dict[str, Any]:
