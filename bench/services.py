@@ -181,21 +181,24 @@ def start_python_upstream(group: Services, delay_ms: float, name: str = "upstrea
                        port=port)
 
 
-def nginx_proxy_config(port: int, upstream_port: int, workdir: Path, workers: int = 1) -> str:
-    """nginx as a plain reverse proxy: /stripe/* -> upstream /*, HTTP/1.1 keep-alive to it."""
-    return f"""
-worker_processes {workers};
-pid {workdir}/nginx-proxy.pid;
-error_log {workdir}/nginx-proxy.error.log warn;
+def _nginx_head(workdir: Path, name: str, workers: int) -> str:
+    """The start of an nginx.conf of the harness, up to and into ``http {``: its own pid, log
+    and temporary paths under ``workdir``, no access log, long keep-alive."""
+    return f"""worker_processes {workers};
+pid {workdir}/nginx-{name}.pid;
+error_log {workdir}/nginx-{name}.error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
-    client_body_temp_path {workdir}/px_body;
-    proxy_temp_path {workdir}/px_proxy;
-    fastcgi_temp_path {workdir}/px_fcgi;
-    uwsgi_temp_path {workdir}/px_uwsgi;
-    scgi_temp_path {workdir}/px_scgi;
+""" + "".join(f"    {kind}_temp_path {workdir}/{name}_{kind};\n"
+              for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+def nginx_proxy_config(port: int, upstream_port: int, workdir: Path, workers: int = 1) -> str:
+    """nginx as a plain reverse proxy: /stripe/* -> upstream /*, HTTP/1.1 keep-alive to it."""
+    return f"""
+{_nginx_head(workdir, "proxy", workers)}
     upstream stripe {{
         server 127.0.0.1:{upstream_port};
         keepalive 256;
@@ -221,18 +224,7 @@ def load_balancer_config(port: int, backend_ports: list[int], workdir: Path) -> 
     replicas: round robin, keep-alive to each, every request header passed on."""
     servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backend_ports)
     return f"""
-worker_processes 1;
-pid {workdir}/nginx-lb.pid;
-error_log {workdir}/nginx-lb.error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {workdir}/lb_body;
-    proxy_temp_path {workdir}/lb_proxy;
-    fastcgi_temp_path {workdir}/lb_fcgi;
-    uwsgi_temp_path {workdir}/lb_uwsgi;
-    scgi_temp_path {workdir}/lb_scgi;
+{_nginx_head(workdir, "lb", 1)}
     upstream replicas {{
 {servers}
         keepalive 256;
