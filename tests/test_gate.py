@@ -334,3 +334,41 @@ async def test_in_one_batch_a_key_at_its_cap_is_decided_one_by_one_and_the_other
     assert by_key == {tight[0]: ["allowed", "allowed", "blocked", "blocked"], roomy[0]: ["allowed"] * 4}
     assert await counters(engine, tight[0]) == {"day": (0, Decimal(4), 2)}
     assert await counters(engine, roomy[0]) == {"day": (0, Decimal(8), 4)}
+
+
+
+SETTLE = text("SELECT tollgate_settle_batch(CAST(:items AS jsonb))")
+# What this backend has read and not yet reported: within one transaction, its reads so far.
+ROWS_READ = text("SELECT idx_tup_fetch + seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'budget_counters'")
+
+
+async def test_a_connections_plans_made_for_a_small_key_still_probe_its_counters_when_it_is_large(engine):
+    """Made while a key had two counter rows, the plans a connection keeps must still read only
+    the rows of the buckets a call touches once the key has 20,000 (one per agent run, as a
+    busy key gets), not all of them (migrations/sql/v0013.py)."""
+    caps = [{"usd": "1000", "window": "day"}, {"usd": "100", "window": "run"}]
+    key = await new_key(engine, caps)
+
+    async def rows_read_by_a_gate_and_its_settle(conn, runs: list[str]) -> int:
+        before = await conn.scalar(ROWS_READ)
+        items = [item(key, caps, "1", run, "allowed", "enforce") for run in runs]
+        admitted = (await conn.execute(BATCH, {"items": json.dumps(items)})).all()
+        ids = (await conn.execute(text("SELECT id FROM audit_events WHERE key_id = :k AND state = 'pending'"),
+                                  {"k": key[0]})).scalars().all()
+        settles = [{"audit_id": i, "key_id": key[0], "cost": "1", "patch": {"cost_source": "parsed"}} for i in ids]
+        await conn.execute(SETTLE, {"items": json.dumps(settles)})
+        read = await conn.scalar(ROWS_READ) - before
+        await conn.commit()
+        assert [a.decision for a in admitted] == ["allowed"] * len(runs)
+        return read
+
+    async with engine.connect() as conn:
+        for size in (1, 8) * 4:  # more than five calls of each statement: PL/pgSQL's plans settle
+            await rows_read_by_a_gate_and_its_settle(conn, ["run-a"] * size)
+        async with engine.begin() as other:
+            await other.execute(text("INSERT INTO budget_counters (key_id, bucket) "
+                                     "SELECT :k, 'run:old-' || g FROM generate_series(1, 20000) g"), {"k": key[0]})
+        one = await rows_read_by_a_gate_and_its_settle(conn, ["run-b"])
+        eight = await rows_read_by_a_gate_and_its_settle(conn, ["run-b", "run-c"] * 4)
+    # Each bucket's row is read a few times (lock, check, update, settle), never by the thousand.
+    assert one < 20 and eight < 40, (one, eight)
