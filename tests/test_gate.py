@@ -372,3 +372,16 @@ async def test_a_connections_plans_made_for_a_small_key_still_probe_its_counters
         eight = await rows_read_by_a_gate_and_its_settle(conn, ["run-b", "run-c"] * 4)
     # Each bucket's row is read a few times (lock, check, update, settle), never by the thousand.
     assert one < 20 and eight < 40, (one, eight)
+
+
+async def test_every_function_that_names_counter_rows_by_a_bucket_array_plans_each_call(engine):
+    """``key_id = ... AND bucket = ANY (...)`` is the shape whose cached generic plan reads all
+    of a key's counter rows (the test above). The request path no longer uses it; a function
+    that still does must plan each call afresh (migrations/sql/v0013.py, v0014.py)."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public' AND p.prosrc ~ 'budget_counters' AND p.prosrc ~* 'bucket\\s*=\\s*ANY'"))).all()
+    shaped = {name: config or [] for name, config in rows}
+    assert set(shaped) == {"tollgate_gate", "tollgate_reconcile", "tollgate_reprice"}
+    assert {name for name, config in shaped.items() if "plan_cache_mode=force_custom_plan" not in config} == set()
