@@ -3,10 +3,16 @@ that name no amount (a full refund). Written by the settle function, read here."
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
-from proxy.hotdb import HotDB
 from vendors.base import RecordedObject
+
+
+class Fetches(Protocol):
+    """What the lookup needs of a database: proxy.hotdb.HotDB, or one asyncpg connection."""
+
+    async def fetch(self, query: str, *args: Any) -> Sequence[Any]: ...
 
 # One primary-key probe per id asked for. asyncpg prepares this once per connection, and
 # Postgres may keep a generic plan made while the key had few objects; for the plainer
@@ -19,7 +25,7 @@ _LOOKUP = ("SELECT k.object_id, k.kind, k.customer_id, k.amount_minor, k.currenc
            "WHERE o.key_id = $1 AND o.object_id = asked.object_id LIMIT 1) AS k")
 
 
-async def lookup(db: HotDB, key_id: str, object_ids: Iterable[str]) -> dict[str, RecordedObject]:
+async def lookup(db: Fetches, key_id: str, object_ids: Iterable[str]) -> dict[str, RecordedObject]:
     ids = list(object_ids)
     if not ids:
         return {}
