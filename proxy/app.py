@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from proxy import archives, chain, db, metrics, migrate
-from proxy.admin import AdminAPI
+from proxy import db, metrics, migrate
+from proxy.audit import archives, chain
+from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.bootstrap import Runtime
 from proxy.console.app import create_console

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                                    upstreams={**settings.upstreams, "stripe": args.upstream})
     print(f"bare pass-through on http://{args.host}:{args.port}{PREFIX} -> {args.upstream} "
           f"(transport {settings.upstream_transport})", flush=True)
-    # The same server settings as `tollgate serve` (proxy/cli.py).
+    # The same server settings as `tollgate serve` (proxy/cli/main.py).
     uvicorn.run(BareApp(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                 lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=30)
     return 0

@@ -11,7 +11,8 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from proxy import chain, db, secretbox
+from proxy import db, secretbox
+from proxy.audit import chain
 from proxy.config import Settings
 from proxy.errors import TollgateError
 

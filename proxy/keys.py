@@ -15,8 +15,7 @@ from typing import Any, Mapping
 from sqlalchemy import func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import policies as policies_module
-from proxy import policy as policy_module
+from proxy.policy import rules, store
 from proxy import vaultkeys
 from proxy.errors import InvalidInput, NotFound
 from proxy.schema import audit_events, policies, policy_versions, upstream_credentials, vault_keys
@@ -32,7 +31,7 @@ class KeyRecord:
     id: str
     vendor: str
     secret_hash: bytes
-    policy: policy_module.Policy
+    policy: rules.Policy
     credential: UpstreamCredential
 
 
@@ -64,7 +63,7 @@ async def create_key(
     if (policy_document is None) == (policy_id is None):
         raise InvalidInput("policy_required", "Give exactly one of a policy document or a policy_id.")
     if policy_document is not None:
-        policy_id = (await policies_module.create_policy(conn, policy_document))["id"]
+        policy_id = (await store.create_policy(conn, policy_document))["id"]
     policy_vendor = await conn.scalar(select(policies.c.vendor).where(policies.c.id == policy_id))
     if policy_vendor is None:
         raise NotFound("unknown_policy", f"No such policy: {policy_id}.")
@@ -185,6 +184,6 @@ async def load_for_auth(conn: AsyncConnection, box: SecretBox, key_id: str) -> K
         id=row.id,
         vendor=row.vendor,
         secret_hash=row.secret_hash,
-        policy=policy_module.Policy.from_document(row.policy_id, row.current_version, document),
+        policy=rules.Policy.from_document(row.policy_id, row.current_version, document),
         credential=UpstreamCredential(box.open(row.secret_ciphertext, row.credential_id), row.account),
     )

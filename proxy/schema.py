@@ -189,7 +189,7 @@ audit_events = Table(
 )
 
 
-# Tamper evidence (proxy/chain.py): each sealed audit row's hash covers its canonical content
+# Tamper evidence (proxy/audit/chain.py): each sealed audit row's hash covers its canonical content
 # and the previous row's hash; heads of the chain are signed with Ed25519.
 audit_chain = Table(
     "audit_chain",

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import keys as keys_module
-from proxy import policy as policy_module
+from proxy.policy import rules
 from proxy.errors import InvalidInput
 
 _COUNTER = text(
@@ -21,7 +21,7 @@ _COUNTER = text(
 
 async def key_spend(conn: AsyncConnection, key_id: str, run_id: str | None = None) -> dict[str, Any]:
     described = await keys_module.show_key(conn, key_id)
-    current = policy_module.Policy.from_document(described["policy_id"], described["policy_version"],
+    current = rules.Policy.from_document(described["policy_id"], described["policy_version"],
                                                  described["policy"])
     caps = []
     for cap in current.caps:

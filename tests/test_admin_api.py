@@ -105,8 +105,8 @@ def test_health_endpoints(proxy_url):
 
 
 def test_every_admin_route_is_in_the_openapi_document():
-    from proxy.admin import AdminAPI
-    from proxy.admin_openapi import OPENAPI
+    from proxy.admin.api import AdminAPI
+    from proxy.admin.openapi import OPENAPI
 
     served = {(r.path, m) for r in AdminAPI(None, None, "t").routes() for m in r.methods if m != "HEAD"}
     documented = {(path, method.upper()) for path, ops in OPENAPI["paths"].items() for method in ops}

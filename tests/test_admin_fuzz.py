@@ -3,7 +3,7 @@ valid and invalid requests to every operation, no 5xx, and every answer's status
 type, headers and body conform to the document. Examples are few per operation, so the
 suite stays fast; TOLLGATE_FUZZ_EXAMPLES raises them for a longer hunt.
 
-The schema is loaded from ``proxy.admin_openapi`` at collection time (schemathesis's lazy
+The schema is loaded from ``proxy.admin.openapi`` at collection time (schemathesis's lazy
 fixture loader does not run on pytest 9) and checked to be exactly what the server serves."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from proxy.admin_openapi import OPENAPI
+from proxy.admin.openapi import OPENAPI
 from tests.support.tollgate import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -9,7 +9,8 @@ import re
 import psycopg
 import pytest
 
-from proxy import chain, migrate
+from proxy import migrate
+from proxy.audit import chain
 from tests.support.audit_cli import SIGNING_KEY, tollgate, verify
 
 OTHER_KEY = chain.new_private()

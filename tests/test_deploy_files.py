@@ -52,7 +52,7 @@ def test_kubernetes_manifests():
 
 
 def test_runbook_commands_exist():
-    from proxy.cli import _parser
+    from proxy.cli.main import _parser
 
     parser = _parser()
     commands = re.findall(r"(?:^|[`$(\s])tollgate ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", (DEPLOY / "RUNBOOK.md").read_text(),

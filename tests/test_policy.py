@@ -1,4 +1,4 @@
-"""proxy/policy.py: schema validation and in-memory evaluation (pure, no database)."""
+"""proxy/policy/rules.py: schema validation and in-memory evaluation (pure, no database)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.errors import InvalidInput
-from proxy.policy import SCHEMA_PATH, Cap, Denial, Policy, PolicyInvalid, validate
+from proxy.policy.rules import SCHEMA_PATH, Cap, Denial, Policy, PolicyInvalid, validate
 from vendors.base import ParsedRequest
 from vendors.stripe import StripeAdapter
 

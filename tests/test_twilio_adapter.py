@@ -1,4 +1,4 @@
-"""vendors/twilio.py and its helpers: the Twilio adapter (pure, no I/O).
+"""vendors/twilio/ and its helpers: the Twilio adapter (pure, no I/O).
 
 Requests are the exact bytes twilio-python 9 puts on the wire: its HTTP client is
 replaced by ``Wire``, which prepares each request with requests (as TwilioHttpClient
@@ -34,9 +34,9 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.twilio import TwilioAdapter
-from vendors.twilio_errors import REASON_CODES, code_for
-from vendors.twilio_pricing import prices
+from vendors.twilio.adapter import TwilioAdapter
+from vendors.twilio.errors import REASON_CODES, code_for
+from vendors.twilio.pricing import prices
 
 PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ADAPTER = TwilioAdapter()

@@ -23,7 +23,7 @@ from tests.emulators._twilio_store import example
 from tests.emulators.twilio_api import ReceivedRequest, create_app
 from tests.support.servers import serve_asgi
 from vendors.base import UpstreamCredential
-from vendors.twilio import TwilioAdapter
+from vendors.twilio.adapter import TwilioAdapter
 
 ACCOUNT = "AC" + "1f" * 16
 OTHER = "AC" + "2e" * 16

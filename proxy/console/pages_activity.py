@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from proxy import redact
 from proxy.console import render
-from proxy.console.app import Console, read_form
+from proxy.console.base import Console, read_form
 from proxy.console.client import segment
 
 DECISIONS = ("allowed", "blocked", "shadow_blocked", "approval_required", "error")

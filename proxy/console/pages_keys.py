@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.console import render
-from proxy.console.app import Console, read_form
+from proxy.console.base import Console, read_form
 from proxy.console.client import AdminError, segment
 
 VENDORS = ("stripe", "twilio", "resend")

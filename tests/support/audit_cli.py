@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from proxy import chain
+from proxy.audit import chain
 
 SIGNING_KEY = chain.new_private()
 

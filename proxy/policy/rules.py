@@ -19,11 +19,11 @@ from typing import Any, Mapping
 from jsonschema import Draft202012Validator, FormatChecker
 
 from proxy.errors import InvalidInput
-from proxy.scope import Denial, Recipients, check_messaging_scope, check_record_scope
+from proxy.policy.scope import Denial, Recipients, check_messaging_scope, check_record_scope
 from vendors.base import ParsedRequest, RecordedObject
 from vendors.endpoints import PathPattern
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "policy-schemas" / "policy.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "policy-schemas" / "policy.schema.json"
 
 
 class PolicyInvalid(InvalidInput):

@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from proxy import approvals, bootstrap, cli_audit, db, migrate, policies, prices, rotation, runs, spend
-from proxy.cli_support import read_policy, settings_from, with_connection
+from proxy import approvals, bootstrap, db, migrate, prices, rotation, runs, spend
+from proxy.cli import audit
+from proxy.policy import store
+from proxy.cli.support import read_policy, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.upstream import create_upstream
 
@@ -66,7 +68,7 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     show_run.add_argument("--json", action="store_true")
     show_run.set_defaults(run=_runs_show)
 
-    cli_audit.register(commands)
+    audit.register(commands)
 
     price_commands = commands.add_parser("prices", help="vendor prices").add_subparsers(title="prices commands")
     reprice = price_commands.add_parser(
@@ -83,20 +85,20 @@ def _print(data: Any) -> None:
 
 def _policy_create(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
-    created = with_connection(args, lambda conn, rt: policies.create_policy(conn, document, args.name), write=True)
+    created = with_connection(args, lambda conn, rt: store.create_policy(conn, document, args.name), write=True)
     print(f"Created {created['id']} ({created['vendor']}) at version 1.")
     return 0
 
 
 def _policy_update(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
-    updated = with_connection(args, lambda conn, rt: policies.add_version(conn, args.policy_id, document), write=True)
+    updated = with_connection(args, lambda conn, rt: store.add_version(conn, args.policy_id, document), write=True)
     print(f"{updated['id']} is now at version {updated['current_version']}.")
     return 0
 
 
 def _policy_list(args: argparse.Namespace) -> int:
-    rows = with_connection(args, lambda conn, rt: policies.list_policies(conn), write=False)
+    rows = with_connection(args, lambda conn, rt: store.list_policies(conn), write=False)
     print(f"{'ID':<22} {'VENDOR':<8} {'VERSION':<8} {'KEYS':<5} NAME")
     for row in rows:
         print(f"{row['id']:<22} {row['vendor']:<8} {row['current_version']:<8} {row['keys']:<5} {row['name'] or ''}")
@@ -104,12 +106,12 @@ def _policy_list(args: argparse.Namespace) -> int:
 
 
 def _policy_show(args: argparse.Namespace) -> int:
-    _print(with_connection(args, lambda conn, rt: policies.show_policy(conn, args.policy_id), write=False))
+    _print(with_connection(args, lambda conn, rt: store.show_policy(conn, args.policy_id), write=False))
     return 0
 
 
 def _attach(args: argparse.Namespace) -> int:
-    with_connection(args, lambda conn, rt: policies.attach(conn, args.key_id, args.policy_id), write=True)
+    with_connection(args, lambda conn, rt: store.attach(conn, args.key_id, args.policy_id), write=True)
     print(f"{args.key_id} now follows {args.policy_id}; its next request is judged by it.")
     return 0
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from vendors import sms
 from vendors.base import RequestRejected
-from vendors.twilio_pricing import prices
+from vendors.twilio.pricing import prices
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
 SHORT_CODE = re.compile(r"[0-9]{3,8}\Z")

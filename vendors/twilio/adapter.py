@@ -14,7 +14,7 @@ What the core gets from this adapter
     (that is what the issue asks; ``presented.account`` alone is not enough, since the path decides
     whose money Twilio spends);
   - message and call creates: ``moves_money=True``; ``recipients`` = the ``To`` number in E.164;
-    ``recipient_countries`` = its ISO country ("ZZ" when unknown, see vendors.twilio_pricing);
+    ``recipient_countries`` = its ISO country ("ZZ" when unknown, see vendors.twilio.pricing);
     ``senders`` = ``From`` (channel prefix removed) and/or ``MessagingServiceSid``; ``units`` = SMS
     segments (1 for MMS and WhatsApp, estimated minutes for calls);
   - fetches: ``object_id`` = the Sid in the path;
@@ -39,7 +39,7 @@ What the core gets from this adapter
 * Reconciliation (for the core's reconcile command): ``reconcile_path(account, sid)`` gives the
   path to GET later (through the same upstream, with the same auth headers), and
   ``reconcile(status, body)`` reads the final price from that answer (``FinalPrice``).
-* ``render_error``: see vendors.twilio_errors (Tollgate's 99xxxx integer codes).
+* ``render_error``: see vendors.twilio.errors (Tollgate's 99xxxx integer codes).
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from vendors import flatform, money, twilio_errors
+from vendors import flatform, money
 from vendors.base import (
+    FinalPrice,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
-    FinalPrice,
     RecordedObject,
     RenderedResponse,
     RequestRejected,
@@ -64,8 +64,9 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import looks_like_id
-from vendors.twilio_messages import Facts, call_facts, message_facts
-from vendors.twilio_pricing import UNKNOWN_COUNTRY, prices
+from vendors.twilio import errors
+from vendors.twilio.messages import Facts, call_facts, message_facts
+from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
 from vendors.wire import json_object, require_content_type
 
 API_VERSION = "2010-04-01"
@@ -206,7 +207,7 @@ class TwilioAdapter:
         return {"authorization": f"Basic {token}"}
 
     def render_error(self, error: VendorError) -> RenderedResponse:
-        return twilio_errors.render(error)
+        return errors.render(error)
 
     # -- reconciliation: pure halves; the core does the GET -----------------------------------
 

@@ -1,6 +1,6 @@
 """The admin API under /admin/v1: keys, policies, approvals, spend, audit by run id.
 
-A thin HTTP skin over the service modules (proxy.keys, proxy.policies, proxy.approvals),
+A thin HTTP skin over the service modules (proxy.keys, proxy.policy.store, proxy.approvals),
 so the CLI and the API behave the same. Every route but the OpenAPI document needs
 ``Authorization: Bearer <admin token>``.
 """
@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import keys, policy
-from proxy.admin_governance import GovernanceRoutes
-from proxy.admin_http import field, guard_with, json_body, json_response, pointer_errors
-from proxy.admin_openapi import OPENAPI
-from proxy.admin_routes import mount
+from proxy import keys
+from proxy.policy import rules
+from proxy.admin.governance import GovernanceRoutes
+from proxy.admin.http import field, guard_with, json_body, json_response, pointer_errors
+from proxy.admin.openapi import OPENAPI
+from proxy.admin.routes import mount
 from proxy.errors import InvalidInput
 from proxy.schema import audit_events
 from proxy.secretbox import SecretBox
@@ -80,8 +81,8 @@ class AdminAPI:
         if not isinstance(document, dict):
             raise InvalidInput("invalid_body", "The request body must be a JSON object (a policy document).")
         try:
-            policy.validate(document)
-        except policy.PolicyInvalid as exc:
+            rules.validate(document)
+        except rules.PolicyInvalid as exc:
             return json_response({"valid": False, "errors": pointer_errors(exc)})
         return json_response({"valid": True, "errors": []})
 

@@ -1,14 +1,15 @@
 """Admin routes for the policy engine: policies and their versions, spend against caps,
-approvals. Same conventions as proxy/admin.py (which mounts these)."""
+approvals. Same conventions as proxy/admin/api.py (which mounts these)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy import approvals, policies, runs, spend
-from proxy.admin_http import field, json_body, json_response
-from proxy.admin_routes import Operation
+from proxy import approvals, runs, spend
+from proxy.policy import store
+from proxy.admin.http import field, json_body, json_response
+from proxy.admin.routes import Operation
 from proxy.errors import InvalidInput
 from proxy.keys import show_key
 
@@ -36,22 +37,22 @@ class GovernanceRoutes:
     async def create_policy(self, request: Request) -> Response:
         body = await json_body(request)
         async with self._engine.begin() as conn:
-            created = await policies.create_policy(conn, field(body, "document", dict, required=True),
+            created = await store.create_policy(conn, field(body, "document", dict, required=True),
                                                    field(body, "name", str))
         return json_response(created, 201)
 
     async def list_policies(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
-            return json_response({"data": await policies.list_policies(conn)})
+            return json_response({"data": await store.list_policies(conn)})
 
     async def show_policy(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
-            return json_response(await policies.show_policy(conn, request.path_params["policy_id"]))
+            return json_response(await store.show_policy(conn, request.path_params["policy_id"]))
 
     async def add_version(self, request: Request) -> Response:
         body = await json_body(request)
         async with self._engine.begin() as conn:
-            updated = await policies.add_version(conn, request.path_params["policy_id"],
+            updated = await store.add_version(conn, request.path_params["policy_id"],
                                                  field(body, "document", dict, required=True))
         return json_response(updated, 201)
 
@@ -59,7 +60,7 @@ class GovernanceRoutes:
         body = await json_body(request)
         key_id = request.path_params["key_id"]
         async with self._engine.begin() as conn:
-            await policies.attach(conn, key_id, field(body, "policy_id", str, required=True))
+            await store.attach(conn, key_id, field(body, "policy_id", str, required=True))
             return json_response(await show_key(conn, key_id))
 
     async def key_spend(self, request: Request) -> Response:

@@ -9,8 +9,10 @@ import json
 import os
 import sys
 
-from proxy import bootstrap, cli_governance, db, embedded, keys, logs, migrate, policy, secretbox
-from proxy.cli_support import read_policy, settings_from, with_connection
+from proxy import bootstrap, db, embedded, keys, logs, migrate, secretbox
+from proxy.cli import governance
+from proxy.policy import rules
+from proxy.cli.support import read_policy, settings_from, with_connection
 from proxy.errors import TollgateError
 
 
@@ -72,13 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", metavar="FILE")
     validate.set_defaults(run=_policy_validate)
 
-    cli_governance.register(commands, key_commands, policies)
+    governance.register(commands, key_commands, policies)
 
     master = commands.add_parser("master-key", help="master key").add_subparsers(title="master-key commands")
     master.add_parser("new", help="print a new random master key").set_defaults(
         run=lambda args: print(secretbox.new_master_key()))
     master.add_parser("rotate", help="re-encrypt every upstream secret under TOLLGATE_MASTER_KEY "
-                      "(older keys in TOLLGATE_MASTER_KEY_PREVIOUS)").set_defaults(run=cli_governance.rotate_master)
+                      "(older keys in TOLLGATE_MASTER_KEY_PREVIOUS)").set_defaults(run=governance.rotate_master)
     return parser
 
 
@@ -185,8 +187,8 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 def _policy_validate(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
     try:
-        policy.validate(document)
-    except policy.PolicyInvalid as exc:
+        rules.validate(document)
+    except rules.PolicyInvalid as exc:
         for pointer, reason in exc.errors:
             print(f"{args.file}: {pointer or '/'}: {reason}", file=sys.stderr)
         return 1

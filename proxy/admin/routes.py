@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.admin_http import Guard, Handler
-from proxy.admin_openapi import OPENAPI
+from proxy.admin.http import Guard, Handler
+from proxy.admin.openapi import OPENAPI
 from proxy.errors import InvalidInput
 
 Operation = tuple[str, str, Handler]  # (path, METHOD, handler)

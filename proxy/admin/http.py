@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy import policy
+from proxy.policy import rules
 from proxy.errors import InvalidInput, TollgateError
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -49,7 +49,7 @@ def guard_with(admin_token: str | None) -> Guard:
             try:
                 return await handler(request)
             except TollgateError as exc:
-                extra = {"errors": pointer_errors(exc)} if isinstance(exc, policy.PolicyInvalid) else {}
+                extra = {"errors": pointer_errors(exc)} if isinstance(exc, rules.PolicyInvalid) else {}
                 return error_response(exc.status, exc.reason, exc.message, **extra)
             except DBAPIError as exc:
                 if str(getattr(exc.orig, "sqlstate", None) or "").startswith("22"):  # data exception: bad input
@@ -91,5 +91,5 @@ def field(body: Any, name: str, kind: type, required: bool = False) -> Any:
     return value
 
 
-def pointer_errors(exc: policy.PolicyInvalid) -> list[dict[str, str]]:
+def pointer_errors(exc: rules.PolicyInvalid) -> list[dict[str, str]]:
     return [{"pointer": pointer, "reason": reason} for pointer, reason in exc.errors]

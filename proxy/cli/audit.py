@@ -9,8 +9,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from proxy import archives, bootstrap, chain, export
-from proxy.cli_support import plain_connection, settings_from, with_connection
+from proxy import bootstrap
+from proxy.audit import archives, chain, export
+from proxy.cli.support import plain_connection, settings_from, with_connection
 
 
 def register(commands: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import policy as policy_module
+from proxy.policy import rules
 from proxy.errors import InvalidInput, NotFound
 from proxy.schema import policies, policy_versions, vault_keys
 
@@ -22,7 +22,7 @@ def _iso(value: Any) -> Any:
 
 
 async def create_policy(conn: AsyncConnection, document: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
-    policy_module.validate(document)
+    rules.validate(document)
     policy_id = f"pol_{secrets.token_hex(8)}"
     await conn.execute(insert(policies).values(id=policy_id, vendor=document["vendor"], name=name, current_version=1))
     await conn.execute(insert(policy_versions).values(policy_id=policy_id, version=1, document=dict(document)))
@@ -31,7 +31,7 @@ async def create_policy(conn: AsyncConnection, document: Mapping[str, Any], name
 
 async def add_version(conn: AsyncConnection, policy_id: str, document: Mapping[str, Any]) -> dict[str, Any]:
     """A new immutable version that becomes current; the vendor cannot change."""
-    policy_module.validate(document)
+    rules.validate(document)
     row = (await conn.execute(
         select(policies.c.vendor, policies.c.current_version).where(policies.c.id == policy_id).with_for_update()
     )).first()
