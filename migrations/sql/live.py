@@ -15,10 +15,11 @@ functions (0012's CREATE OR REPLACE replaced their settings; its texts SET it ag
 
 The window-to-bucket rule (a cap's window minute/hour/day/month/total/run to a counter's
 bucket name) is written three times in live SQL: ``tollgate_bucket`` (v0001; tollgate_reprice
-calls it), and inline CASEs over one to_char of the clock in tollgate_gate (v0009) and
-tollgate_gate_fast (v0013), which spare a to_char per cap on the request path.
-tests/test_migrations.py proves that the three agree for every window.
-tollgate_prune_counters (v0011) relies on the 'minute:' and 'hour:' prefixes.
+and proxy/spend.py call it) and inline CASEs over one to_char of the gate's clock in
+tollgate_gate (v0009) and tollgate_gate_fast (v0013), which spare the request path a to_char
+per cap. Making those two call one rule would take a migration re-freezing both hot texts
+and a measured A/B; instead tests/test_migrations.py proves that the three agree for every
+window. tollgate_prune_counters (v0011) relies on the 'minute:' and 'hour:' prefixes.
 """
 
 from __future__ import annotations
