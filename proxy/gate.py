@@ -3,11 +3,13 @@
 ``admit`` is step 6 of DESIGN.md's request path: one round trip that checks the key is
 still active and its policy current, reserves the predicted cost against every cap (or
 holds the call for approval), and commits the audit row (pending if it will be
-forwarded). Concurrent admits are grouped into one transaction (group commit,
-migrations/sql/v0006.py): a hot budget row is then locked and flushed once per batch
-instead of once per request. ``settle`` is step 9, batched the same way. Both run SQL functions
-(migrations/sql/v0002.py), so every decision happens inside Postgres under row locks:
-that keeps caps exact across any number of proxy processes.
+forwarded). Concurrent admits are grouped into one transaction (group commit, since
+migration 0006): a hot budget row is then locked and flushed once per batch instead of once
+per request. ``settle`` is step 9, batched the same way. Both run SQL functions, so every
+decision happens inside Postgres under row locks: that keeps caps exact across any number of
+proxy processes. migrations/sql/live.py names the text each function runs today and the
+module that writes it (tollgate_gate_batch: v0012.py; tollgate_gate_fast, the key-at-once
+path, and tollgate_settle_batch: v0013.py; tollgate_gate, one item at a time: v0009.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The gate and the settle against a real Postgres: caps exact under concurrency,
 revocation read fresh, stale policies detected, failure to reach the database
 surfacing as Unavailable (the handler turns that into a fail-closed 503), and a batch
-deciding its items as if they came one at a time (migrations/sql/v0012.py)."""
+deciding its items as if they came one at a time (migrations/sql/v0012.py says how; the
+live texts are those migrations/sql/live.py names)."""
 
 from __future__ import annotations
 
@@ -290,7 +291,7 @@ async def test_the_set_based_path_decides_a_batch_that_fits(engine, hot):
 
 
 async def test_a_large_settle_batch_moves_reservations_to_spend_once_per_counter(engine, hot):
-    """Seven or more settles at once take the set-based path (migrations/sql/v0012.py), here
+    """Seven or more settles at once take the set-based path (since 0012; live: v0013.py), here
     with two keys, two runs and reservations the reconciler already charged at their estimate."""
     caps = [{"usd": "100", "window": "day"}, {"usd": "50", "window": "run"}]
     keys_ = [await new_key(engine, caps) for _ in range(2)]

@@ -1,5 +1,9 @@
 """The SQL of each migration, frozen in the module named after it (v0007.py for 0007).
 
+Frozen means written out in full, as the migration ran it: a text is never built by patching
+another migration's string (downgrades may put an older text back with ``or_replace``). The
+functions live at head, and which module's text and settings each runs, are in live.py.
+
 A rule for the request path's SQL, learnt twice (v0010.py, v0013.py): plans are cached per
 connection (PL/pgSQL statements, asyncpg's prepared statements) and may be generic, made
 while a table was small and kept while it grows. So reach a key's rows by probes of the whole
