@@ -263,7 +263,7 @@ def start_bare(group: Services, upstream_url: str, transport: str, name: str | N
     port = free_port()
     env = {"TOLLGATE_UPSTREAM_TRANSPORT": transport}
     return group.start(name or f"bare-{transport}",
-                       [PYTHON, "-m", "proxy.bare", "--port", str(port), "--upstream", upstream_url],
+                       [PYTHON, "-m", "proxy.bare", "--vendor", "stripe", "--port", str(port), "--upstream", upstream_url],
                        port=port, env=env)
 
 

@@ -17,9 +17,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from proxy import db, metrics, migrate
-from proxy.audit import archives, chain
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
+from proxy.audit import archives, chain
 from proxy.bootstrap import Runtime
 from proxy.console.app import create_console
 from proxy.gate import Gate
@@ -64,12 +64,14 @@ class TollgateApp:
         upstream = create_upstream(settings)
         gate = Gate(hot, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
-        self.services = Services(engine, hot, upstream, ProxyHandler(settings, hot, gate, keycache, upstream))
-        admin = AdminAPI(engine, self.runtime.box, settings.admin_token)
+        proxy = ProxyHandler(settings, hot, gate, keycache, upstream, self.runtime.vendors)
+        self.services = Services(engine, hot, upstream, proxy)
+        admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors)
         app.router.routes.extend(admin.routes())
         # The console is a client of the admin API: it calls these same routes in-process.
+        colours = {adapter.name: adapter.colour for adapter in self.runtime.vendors}
         console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token,
-                                              settings.console_secure_cookie)
+                                              settings.console_secure_cookie, colours)
         app.router.routes.extend([Route("/console", _to_console), Mount("/console", console_app)])
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
                       asyncio.create_task(_partition_forever(engine))]

@@ -11,10 +11,11 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from proxy import db, secretbox
+from proxy import db, redact, secretbox
 from proxy.audit import chain
 from proxy.config import Settings
 from proxy.errors import TollgateError
+from vendors.registry import Registry, load
 
 
 class ConfigError(TollgateError):
@@ -26,6 +27,7 @@ class Runtime:
     settings: Settings
     database_url: str
     box: secretbox.SecretBox
+    vendors: Registry
 
     @property
     def admin_token_file(self) -> Path:
@@ -56,7 +58,10 @@ def with_secrets(settings: Settings) -> Settings:
     return replace(settings, master_key=master_key, admin_token=admin_token, signing_key=signing_key)
 
 
-def runtime(settings: Settings) -> Runtime:
+def runtime(settings: Settings, vendors: Registry | None = None) -> Runtime:
+    """``vendors``: the adapters to serve (default: the built-ins and every installed plug-in)."""
+    vendors = vendors if vendors is not None else load()
+    redact.recognise(vendors.secret_patterns())
     settings = with_secrets(settings)
     if not settings.master_key:
         raise ConfigError("missing_master_key",
@@ -66,4 +71,4 @@ def runtime(settings: Settings) -> Runtime:
         box = secretbox.SecretBox(secretbox.decode_master_key(settings.master_key), previous)
     except secretbox.MasterKeyError as exc:
         raise ConfigError("bad_master_key", str(exc)) from None
-    return Runtime(settings, db.resolve_url(settings), box)
+    return Runtime(settings, db.resolve_url(settings), box, vendors)

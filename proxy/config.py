@@ -13,8 +13,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from vendors import registry
-
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -51,9 +49,8 @@ class Settings:
     def embedded(self) -> bool:
         return self.database_url is None
 
-    def upstream_for(self, vendor: str) -> str:
-        adapter = registry.get(vendor)
-        default = adapter.default_upstream if adapter else ""
+    def upstream_for(self, vendor: str, default: str) -> str:
+        """The base URL calls to ``vendor`` go to: TOLLGATE_UPSTREAM_<VENDOR>, or the vendor's own."""
         return self.upstreams.get(vendor, default).rstrip("/")
 
 
@@ -99,7 +96,18 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         key = f"TOLLGATE_{name.upper()}"
         if name not in ("upstreams", "database_url") and env.get(key):
             values[name] = env[key]
-    upstreams = {v: env[f"TOLLGATE_UPSTREAM_{v.upper()}"] for v in registry.names() if env.get(f"TOLLGATE_UPSTREAM_{v.upper()}")}
+    upstreams = _upstreams_from_env(env)
     if upstreams:
         values["upstreams"] = upstreams
     return values
+
+
+def _upstreams_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """TOLLGATE_UPSTREAM_<VENDOR>=URL for any vendor, known or plugged in (names that are
+    settings of their own, such as TOLLGATE_UPSTREAM_TIMEOUT_S, are not vendors)."""
+    settings = {f"TOLLGATE_{name.upper()}" for name in Settings.__dataclass_fields__}
+    return {name[len(_UPSTREAM_PREFIX):].lower(): value for name, value in env.items()
+            if name.startswith(_UPSTREAM_PREFIX) and name not in settings and value}
+
+
+_UPSTREAM_PREFIX = "TOLLGATE_UPSTREAM_"

@@ -27,7 +27,6 @@ from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
 from proxy.redact import looks_secret, mask_strings, redact_content
 from proxy.upstream import Upstream, UpstreamFailure
-from vendors import registry
 from vendors.base import (
     ParsedRequest,
     RecordedObject,
@@ -36,15 +35,16 @@ from vendors.base import (
     VendorAdapter,
     VendorError,
 )
+from vendors.registry import Registry
 
 log = structlog.get_logger("tollgate.request")
 
 RUN_ID_HEADER = "x-agent-run-id"
 MAX_RUN_ID = 200
-# Headers read for decisions: two copies of one would be two different answers.
+# Headers read for decisions: two copies of one would be two different answers. Each adapter
+# adds its own (``decision_headers``).
 SINGLE_HEADERS = frozenset(
-    {"authorization", RUN_ID_HEADER, "idempotency-key", "content-type", "content-length", "host",
-     "stripe-account", "stripe-context"}
+    {"authorization", RUN_ID_HEADER, "idempotency-key", "content-type", "content-length", "host"}
 )
 # W3C trace context crosses Tollgate untouched, whatever the vendor, so a trace spans the hop.
 TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
@@ -88,8 +88,12 @@ class Call:
 
 
 class ProxyHandler:
-    def __init__(self, settings: Settings, db: HotDB, gate: Gate, keycache: KeyCache, upstream: Upstream):
+    def __init__(self, settings: Settings, db: HotDB, gate: Gate, keycache: KeyCache, upstream: Upstream,
+                 vendors: Registry):
         self._settings = settings
+        self._vendors = vendors
+        self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
+        self._upstream_bases = {a.name: settings.upstream_for(a.name, a.default_upstream) for a in vendors}
         self._db = db
         self._gate = gate
         self._keys = keycache
@@ -97,9 +101,9 @@ class ProxyHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         vendor, rest = paths.split_vendor(scope.get("raw_path") or scope["path"].encode())
-        adapter = registry.get(vendor)
+        adapter = self._vendors.get(vendor)
         if adapter is None:
-            message = f"No vendor route /{vendor[:40]}; Tollgate serves {', '.join('/' + n for n in registry.names())}."
+            message = f"No vendor route /{vendor[:40]}; Tollgate serves {', '.join('/' + n for n in self._vendors.names())}."
             await send_response(send, 404, {"content-type": "application/json"},
                                 json.dumps({"error": {"type": "invalid_request_error", "code": "unknown_vendor",
                                                       "message": message}}).encode())
@@ -136,7 +140,7 @@ class ProxyHandler:
 
     async def _govern(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
         try:
-            call.headers = header_map(scope["headers"], SINGLE_HEADERS, self._settings.max_header_bytes)
+            call.headers = header_map(scope["headers"], self._single_headers[call.vendor], self._settings.max_header_bytes)
             call.run_id = _run_id(call.headers)
             structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
             call.body = await read_body(receive, self._settings.max_body_bytes)
@@ -230,7 +234,7 @@ class ProxyHandler:
 
     async def _forward(self, call: Call, key: KeyRecord, parsed: ParsedRequest, admission: Admission) -> RenderedResponse:
         adapter = call.adapter
-        url = self._settings.upstream_for(call.vendor) + parsed.path
+        url = self._upstream_bases[call.vendor] + parsed.path
         if call.query:
             url += "?" + call.query.decode("latin-1")
         headers = {k: v for k, v in call.headers.items()

@@ -15,13 +15,19 @@ from typing import Any, Mapping
 from sqlalchemy import func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy.policy import rules, store
 from proxy import vaultkeys
 from proxy.errors import InvalidInput, NotFound
-from proxy.schema import audit_events, policies, policy_versions, upstream_credentials, vault_keys
+from proxy.policy import rules, store
+from proxy.schema import (
+    audit_events,
+    policies,
+    policy_versions,
+    upstream_credentials,
+    vault_keys,
+)
 from proxy.secretbox import SecretBox
-from vendors import registry
 from vendors.base import UpstreamCredential
+from vendors.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ def _new_id(prefix: str) -> str:
 async def create_key(
     conn: AsyncConnection,
     box: SecretBox,
+    vendors: Registry,
     *,
     vendor: str,
     upstream_secret: str,
@@ -52,9 +59,9 @@ async def create_key(
     expires_at: datetime | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Create a key bound to an upstream credential and a policy; return (description, token)."""
-    adapter = registry.get(vendor)
+    adapter = vendors.get(vendor)
     if adapter is None:
-        raise InvalidInput("unknown_vendor", f"Unknown vendor {vendor!r}; known: {', '.join(registry.names())}.")
+        raise InvalidInput("unknown_vendor", f"Unknown vendor {vendor!r}; known: {', '.join(vendors.names())}.")
     if adapter.requires_account and not upstream_account:
         raise InvalidInput("missing_upstream_account",
                            f"A {vendor} key needs the upstream account (e.g. the Account SID) as well as the secret.")
@@ -63,7 +70,7 @@ async def create_key(
     if (policy_document is None) == (policy_id is None):
         raise InvalidInput("policy_required", "Give exactly one of a policy document or a policy_id.")
     if policy_document is not None:
-        policy_id = (await store.create_policy(conn, policy_document))["id"]
+        policy_id = (await store.create_policy(conn, policy_document, vendors=vendors.names()))["id"]
     policy_vendor = await conn.scalar(select(policies.c.vendor).where(policies.c.id == policy_id))
     if policy_vendor is None:
         raise NotFound("unknown_policy", f"No such policy: {policy_id}.")

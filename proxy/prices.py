@@ -1,5 +1,6 @@
-"""Replace estimates with the vendor's own price once it has one (Twilio prices messages
-minutes to hours after sending). Fetches are reads, which vendors do not bill."""
+"""Replace estimates with the vendor's own price once it has one (adapters whose
+``prices_later`` is true: a message is priced minutes to hours after sending). Fetches are
+reads, which vendors do not bill."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.keycache import KeyCache
 from proxy.upstream import Upstream, UpstreamFailure
-from vendors import registry
+from vendors.base import VendorAdapter
 
 log = structlog.get_logger(__name__)
 
@@ -30,14 +31,15 @@ class RepriceReport:
     waiting: int = 0  # the vendor has not priced it yet
     failed: int = 0  # could not ask the vendor
 
+    def __add__(self, other: RepriceReport) -> RepriceReport:
+        return RepriceReport(self.checked + other.checked, self.repriced + other.repriced,
+                             self.waiting + other.waiting, self.failed + other.failed)
 
-async def reprice(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream, upstream_base: str, vendor: str,
-                  days: int = 7, limit: int = 500) -> RepriceReport:
-    adapter = registry.get(vendor)
-    if adapter is None:
-        raise ValueError(f"unknown vendor {vendor!r}")
+
+async def reprice(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream, adapter: VendorAdapter,
+                  upstream_base: str, days: int = 7, limit: int = 500) -> RepriceReport:
     async with engine.connect() as conn:
-        rows = (await conn.execute(_PENDING, {"vendor": vendor, "days": days, "limit": limit})).all()
+        rows = (await conn.execute(_PENDING, {"vendor": adapter.name, "days": days, "limit": limit})).all()
     repriced = waiting = failed = 0
     for row in rows:
         path = adapter.reconcile_path(row.vendor_account, row.object_id)

@@ -1,6 +1,6 @@
 """Redaction: credentials wherever text is stored or logged, and message content in approvals.
 
-Credentials are recognised by shape (vault keys, admin tokens, Stripe and Resend secrets) so
+Credentials are recognised by shape (vault keys, admin tokens, the vendors' secrets) so
 that an agent pasting one into a header or a parameter does not put it in the audit table.
 What an operator needs to approve a call is who, how much and where, not the text of an SMS
 or the body of an email: those fields are replaced by their size.
@@ -9,20 +9,24 @@ or the body of an email: those fields are replaced by their size.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterable
 
-# Credentials Tollgate knows by shape: its own vault keys and admin tokens, and vendor secrets.
-SECRET_VALUES = re.compile(
-    r"(tg_[A-Za-z0-9]{12}_)[A-Za-z0-9]+"  # vault keys: keep the public id part
-    r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+"  # Stripe secret and restricted keys
-    r"|\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+"  # Resend keys
-    r"|tga_[A-Za-z0-9_\-]+"  # Tollgate admin tokens
-)
-
+# Tollgate's own credentials: vault keys (the public id part kept) and admin tokens. Vendors add
+# theirs (``VendorAdapter.secret_patterns``) through ``recognise``, called once per process by
+# whoever builds the vendor registry (proxy/bootstrap.py).
+_OWN_PATTERNS = (r"(tg_[A-Za-z0-9]{12}_)[A-Za-z0-9]+", r"tga_[A-Za-z0-9_\-]+")
+SECRET_VALUES = re.compile("|".join(_OWN_PATTERNS))
 
 # Every shape above contains an underscore: text without one holds no secret, and most
 # logged and stored values (methods, statuses, ids, amounts) are decided by this test alone.
 SECRET_MARK = "_"
+
+
+def recognise(vendor_patterns: Iterable[str]) -> None:
+    """Mask the vendors' credential shapes too (each must contain an underscore, see SECRET_MARK)."""
+    global SECRET_VALUES
+    extra = tuple(f"(?:{pattern})" for pattern in vendor_patterns)
+    SECRET_VALUES = re.compile("|".join(_OWN_PATTERNS + extra))
 
 
 def mask_secrets(text: str) -> str:

@@ -38,10 +38,12 @@ def test_chart_shows_every_day_and_stacks_vendors():
     rows = [{"day": "2026-11-24", "vendor": "stripe", "usd": "30.50", "calls": 2},
             {"day": "2026-11-24", "vendor": "twilio", "usd": "0.0075", "calls": 1},
             {"day": "2026-10-26", "vendor": "resend", "usd": "1.00", "calls": 1}]
-    chart = render.spend_chart(rows, 30, today=date(2026, 11, 24))
+    colours = {"stripe": "#4f46e5", "twilio": "#c2410c", "resend": "#047857"}
+    chart = render.spend_chart(rows, colours, 30, today=date(2026, 11, 24))
     assert chart.days[0] == "2026-10-26" and chart.days[-1] == "2026-11-24" and len(chart.table) == 30
     assert chart.totals == {"resend": "1.00", "stripe": "30.50", "twilio": "0.0075"}
     assert chart.svg.count("<rect") == 3 and "2026-11-24 twilio: 0.0075 USD" in chart.svg
+    assert 'fill="#c2410c"><title>2026-11-24 twilio' in chart.svg and chart.colours == colours
     assert "<script" not in chart.svg
 
 

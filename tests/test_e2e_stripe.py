@@ -14,7 +14,6 @@ import stripe
 from tests.support.tollgate import STRIPE_SECRET, audit_rows, policy
 
 
-
 def client_for(proxy_url: str, key: str) -> stripe.StripeClient:
     return stripe.StripeClient(key, base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
 

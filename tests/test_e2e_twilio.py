@@ -82,7 +82,9 @@ def reprice(pg_url: str, twilio_url: str) -> prices.RepriceReport:
         engine = db.create_engine(runtime.database_url, runtime.settings)
         upstream = create_upstream(runtime.settings)
         try:
-            return await prices.reprice(engine, KeyCache(engine, runtime.box, 60), upstream, twilio_url, "twilio")
+            twilio = runtime.vendors.get("twilio")
+            assert twilio is not None
+            return await prices.reprice(engine, KeyCache(engine, runtime.box, 60), upstream, twilio, twilio_url)
         finally:
             await upstream.aclose()
             await engine.dispose()

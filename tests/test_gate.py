@@ -20,6 +20,7 @@ from proxy.errors import Unavailable
 from proxy.gate import Gate, PolicyRef
 from proxy.hotdb import HotDB
 from tests.support.tollgate import settings_for
+from vendors import registry
 
 BOX = secretbox.SecretBox(b"k" * 32)
 
@@ -45,7 +46,7 @@ def ref(key: tuple[str, str], caps: list[dict], version: int = 1, mode: str = "e
 async def new_key(engine, caps: list[dict]) -> tuple[str, str]:
     document = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/charges"]}, "caps": caps}
     async with engine.begin() as conn:
-        described, _ = await keys.create_key(conn, BOX, vendor="stripe", upstream_secret="sk_test_x",
+        described, _ = await keys.create_key(conn, BOX, registry.load(), vendor="stripe", upstream_secret="sk_test_x",
                                              policy_document=document)
     return described["id"], described["policy_id"]
 

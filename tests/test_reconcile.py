@@ -14,6 +14,7 @@ from proxy import db, keys, secretbox
 from proxy.gate import Gate, PolicyRef
 from proxy.hotdb import HotDB
 from tests.support.tollgate import settings_for
+from vendors import registry
 
 BOX = secretbox.SecretBox(b"r" * 32)
 CAPS = [{"usd": "100", "window": "day", "action": "block"}]
@@ -24,7 +25,7 @@ async def setup(pg_url):
     hot = await HotDB.open(pg_url, settings_for(pg_url, {}))
     document = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/charges"]}, "caps": CAPS}
     async with engine.begin() as conn:
-        described, _ = await keys.create_key(conn, BOX, vendor="stripe", upstream_secret="sk_test_x",
+        described, _ = await keys.create_key(conn, BOX, registry.load(), vendor="stripe", upstream_secret="sk_test_x",
                                              policy_document=document)
     ref = PolicyRef(described["policy_id"], 1, "enforce", json.dumps(CAPS))
     return engine, hot, described["id"], ref

@@ -23,7 +23,13 @@ from resend import exceptions as resend_errors
 from resend.http_client import HTTPClient
 
 from vendors import emailaddress
-from vendors.base import ParsedRequest, RecordedObject, RequestRejected, UpstreamCredential, VendorError
+from vendors.base import (
+    ParsedRequest,
+    RecordedObject,
+    RequestRejected,
+    UpstreamCredential,
+    VendorError,
+)
 from vendors.resend import ResendAdapter, prices
 
 PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])

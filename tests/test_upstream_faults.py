@@ -21,7 +21,13 @@ from tests.emulators.stripe_api import create_app as create_stripe_emulator
 from tests.support.faulty import faulty_vendor
 from tests.support.processes import free_port
 from tests.support.servers import serve_asgi
-from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, audit_rows, policy, settings_for
+from tests.support.tollgate import (
+    ADMIN_TOKEN,
+    STRIPE_SECRET,
+    audit_rows,
+    policy,
+    settings_for,
+)
 
 TIMEOUT_S = 1.0
 CHARGE = {"amount": 100, "currency": "usd", "source": "tok_visa"}  # $1.00

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 
 class RequestRejected(Exception):
@@ -126,17 +126,38 @@ class RenderedResponse:
     body: bytes
 
 
-class VendorAdapter(Protocol):
-    """One vendor. Implementations live in vendors/<name>.py and register in vendors/registry.py."""
+@dataclass(frozen=True)
+class Quickstart:
+    """How a newcomer makes a first key for this vendor (``tollgate serve`` prints it)."""
 
-    name: str
-    default_upstream: str  # e.g. "https://api.stripe.com"
+    secret_env: str  # the environment variable the example reads the vendor secret from
+    secret_example: str  # what such a secret looks like, e.g. "sk_test_..."
+    policy_file: str  # an example policy under policy-schemas/examples/
+
+
+@runtime_checkable
+class VendorAdapter(Protocol):
+    """One vendor. Built-ins live in vendors/ and are listed in vendors/registry.py; others plug
+    in through the ``tollgate.vendors`` entry-point group (docs/vendors.md)."""
+
+    name: str  # the route prefix (/<name>/...), the audit table's vendor column, the policy's vendor
+    label: str  # how the console and the CLI name it
+    colour: str  # its colour in the console's charts (CSS)
+    default_upstream: str  # e.g. "https://api.stripe.com"; TOLLGATE_UPSTREAM_<NAME> overrides it
     # Request headers the vendor's SDKs send that are safe and useful to pass upstream.
     forward_request_headers: frozenset[str]
     # Response headers worth passing back to the agent.
     forward_response_headers: frozenset[str]
+    # Request headers the adapter reads for its decisions: two copies of one are refused.
+    decision_headers: frozenset[str]
+    # Regular expressions of the vendor's credentials, masked wherever Tollgate writes text. Each
+    # must match only text with an underscore in it (proxy/redact.py skips text without one).
+    secret_patterns: tuple[str, ...]
+    # True when the answer does not carry the final price and ``reconcile`` reads it later.
+    prices_later: bool
     # True when the upstream credential needs an account id besides the secret (Twilio's Account SID).
     requires_account: bool
+    quickstart: Quickstart | None
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials: ...
 

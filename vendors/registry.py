@@ -1,18 +1,62 @@
-"""The one place that knows which vendors exist. The proxy core asks here by name."""
+"""The one place the list of vendors is built: the built-in adapters, then every adapter that
+an installed distribution declares in the ``tollgate.vendors`` entry-point group.
+
+The proxy core never imports an adapter (as mitmproxy's core never imports an addon): it is
+handed a ``Registry`` and asks it by name. A vendor of its own distribution declares
+
+    [project.entry-points."tollgate.vendors"]
+    acme = "acme_tollgate:AcmeAdapter"
+
+and ``tollgate serve`` routes ``/acme/*`` to it with no edit to Tollgate (docs/vendors.md).
+"""
 
 from __future__ import annotations
+
+from importlib import metadata
+from typing import Iterable, Iterator
 
 from vendors.base import VendorAdapter
 from vendors.resend import ResendAdapter
 from vendors.stripe import StripeAdapter
 from vendors.twilio import TwilioAdapter
 
-ADAPTERS: dict[str, VendorAdapter] = {adapter.name: adapter for adapter in (StripeAdapter(), TwilioAdapter(), ResendAdapter())}
+ENTRY_POINT_GROUP = "tollgate.vendors"
 
 
-def get(name: str) -> VendorAdapter | None:
-    return ADAPTERS.get(name)
+class Registry:
+    """Adapters by name, in the order they were registered (built-ins first)."""
+
+    def __init__(self, adapters: Iterable[VendorAdapter]):
+        self._adapters: dict[str, VendorAdapter] = {}
+        for adapter in adapters:
+            if adapter.name in self._adapters:
+                raise ValueError(f"two vendor adapters are named {adapter.name!r}")
+            self._adapters[adapter.name] = adapter
+
+    def get(self, name: str) -> VendorAdapter | None:
+        return self._adapters.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def __iter__(self) -> Iterator[VendorAdapter]:
+        return iter(self._adapters.values())
+
+    def __len__(self) -> int:
+        return len(self._adapters)
+
+    def secret_patterns(self) -> tuple[str, ...]:
+        return tuple(pattern for adapter in self for pattern in adapter.secret_patterns)
 
 
-def names() -> list[str]:
-    return sorted(ADAPTERS)
+def built_in() -> list[VendorAdapter]:
+    return [StripeAdapter(), TwilioAdapter(), ResendAdapter()]
+
+
+def plugged_in() -> list[VendorAdapter]:
+    """Adapters of other distributions: each entry point names a class (or factory) of no arguments."""
+    return [entry.load()() for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+
+
+def load() -> Registry:
+    return Registry([*built_in(), *plugged_in()])

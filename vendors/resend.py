@@ -89,8 +89,14 @@ def prices() -> ResendPrices:
 
 class ResendAdapter:
     name = "resend"
+    label = "Resend"
+    colour = "#047857"
     default_upstream = "https://api.resend.com"
     requires_account = False
+    prices_later = False
+    decision_headers: frozenset[str] = frozenset()
+    secret_patterns = (r"\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+",)  # API keys
+    quickstart = None
     # What resend-python 2 sends (resend/request.py), minus Authorization.
     forward_request_headers = frozenset(
         {"content-type", "accept", "user-agent", "idempotency-key", "x-batch-validation"}

@@ -19,6 +19,7 @@ from vendors.base import (
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
+    Quickstart,
     RecordedObject,
     RenderedResponse,
     RequestRejected,
@@ -89,8 +90,15 @@ _SUMMARY_PARAMS = ("amount", "currency", "customer", "charge", "payment_intent",
 
 class StripeAdapter:
     name = "stripe"
+    label = "Stripe"
+    colour = "#4f46e5"
     default_upstream = "https://api.stripe.com"
     requires_account = False
+    prices_later = False
+    # The connected account a call acts on (Stripe-Context supersedes Stripe-Account).
+    decision_headers = frozenset({"stripe-account", "stripe-context"})
+    secret_patterns = (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+",)  # secret and restricted keys
+    quickstart = Quickstart("STRIPE_SECRET_KEY", "sk_test_...", "policy-schemas/examples/stripe-quickstart.json")
     forward_request_headers = frozenset(
         {
             "content-type",

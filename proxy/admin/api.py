@@ -16,24 +16,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy import keys
-from proxy.policy import rules
+from proxy.admin import openapi
 from proxy.admin.governance import GovernanceRoutes
 from proxy.admin.http import field, guard_with, json_body, json_response, pointer_errors
-from proxy.admin.openapi import OPENAPI
 from proxy.admin.routes import mount
 from proxy.errors import InvalidInput
+from proxy.policy import rules
 from proxy.schema import audit_events
 from proxy.secretbox import SecretBox
+from vendors.registry import Registry
 
 MAX_AUDIT_ROWS = 1000
 AUDIT_FILTERS = ("agent_run_id", "key_id", "vendor", "decision")
 
 
 class AdminAPI:
-    def __init__(self, engine: AsyncEngine, box: SecretBox, admin_token: str | None):
+    def __init__(self, engine: AsyncEngine, box: SecretBox, admin_token: str | None, vendors: Registry):
         self._engine = engine
         self._box = box
+        self._vendors = vendors
         self._guard = guard_with(admin_token)
+        self._openapi = openapi.document(vendors.names())
 
     def routes(self) -> list[Route]:
         return [
@@ -45,18 +48,18 @@ class AdminAPI:
                 ("/admin/v1/keys/{key_id}/revoke", "POST", self.revoke_key),
                 ("/admin/v1/policies/validate", "POST", self.validate_policy),
                 ("/admin/v1/audit", "GET", self.audit),
-                *GovernanceRoutes(self._engine).operations(),
+                *GovernanceRoutes(self._engine, self._vendors.names()).operations(),
             ], self._guard),
         ]
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(OPENAPI)
+        return JSONResponse(self._openapi)
 
     async def create_key(self, request: Request) -> Response:
         body = await json_body(request)
         async with self._engine.begin() as conn:
             described, token = await keys.create_key(
-                conn, self._box, vendor=field(body, "vendor", str, required=True),
+                conn, self._box, self._vendors, vendor=field(body, "vendor", str, required=True),
                 upstream_secret=field(body, "upstream_secret", str, required=True),
                 policy_document=field(body, "policy", dict), policy_id=field(body, "policy_id", str),
                 upstream_account=field(body, "upstream_account", str), label=field(body, "label", str),
@@ -81,7 +84,7 @@ class AdminAPI:
         if not isinstance(document, dict):
             raise InvalidInput("invalid_body", "The request body must be a JSON object (a policy document).")
         try:
-            rules.validate(document)
+            rules.validate(document, self._vendors.names())
         except rules.PolicyInvalid as exc:
             return json_response({"valid": False, "errors": pointer_errors(exc)})
         return json_response({"valid": True, "errors": []})

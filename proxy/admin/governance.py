@@ -3,20 +3,24 @@ approvals. Same conventions as proxy/admin/api.py (which mounts these)."""
 
 from __future__ import annotations
 
+from typing import Iterable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy import approvals, runs, spend
-from proxy.policy import store
 from proxy.admin.http import field, json_body, json_response
 from proxy.admin.routes import Operation
 from proxy.errors import InvalidInput
 from proxy.keys import show_key
+from proxy.policy import store
 
 
 class GovernanceRoutes:
-    def __init__(self, engine):
+    def __init__(self, engine: AsyncEngine, vendors: Iterable[str]):
         self._engine = engine
+        self._vendors = tuple(vendors)  # the vendor names served, for policy validation
 
     def operations(self) -> list[Operation]:
         return [
@@ -38,7 +42,7 @@ class GovernanceRoutes:
         body = await json_body(request)
         async with self._engine.begin() as conn:
             created = await store.create_policy(conn, field(body, "document", dict, required=True),
-                                                   field(body, "name", str))
+                                                field(body, "name", str), self._vendors)
         return json_response(created, 201)
 
     async def list_policies(self, request: Request) -> Response:
@@ -53,7 +57,7 @@ class GovernanceRoutes:
         body = await json_body(request)
         async with self._engine.begin() as conn:
             updated = await store.add_version(conn, request.path_params["policy_id"],
-                                                 field(body, "document", dict, required=True))
+                                              field(body, "document", dict, required=True), self._vendors)
         return json_response(updated, 201)
 
     async def attach_policy(self, request: Request) -> Response:

@@ -13,8 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy.policy import rules
 from proxy.errors import InvalidInput, TollgateError
+from proxy.policy import rules
 
 Handler = Callable[[Request], Awaitable[Response]]
 Guard = Callable[[Handler], Handler]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Iterable
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -217,7 +218,7 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "required": ["vendor", "upstream_secret"],
                 "properties": {
-                    "vendor": {"type": "string", "enum": ["stripe", "twilio", "resend"]},
+                    "vendor": {"type": "string"},  # its enum: document()
                     "policy": {"type": "object", "description": "A policy document (policy.schema.json)"},
                     "policy_id": {"type": "string"},
                     "upstream_secret": {"type": "string", "writeOnly": True},
@@ -248,3 +249,10 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+
+def document(vendors: Iterable[str]) -> dict[str, Any]:
+    """The served document: OPENAPI with the vendors this process serves as KeyCreate's enum."""
+    served = copy.deepcopy(OPENAPI)
+    served["components"]["schemas"]["KeyCreate"]["properties"]["vendor"]["enum"] = sorted(vendors)
+    return served

@@ -17,7 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy.audit.chain import SEALER_LOCK, archive_digest, archive_message, public_key_id
+from proxy.audit.chain import (
+    SEALER_LOCK,
+    archive_digest,
+    archive_message,
+    public_key_id,
+)
 from proxy.errors import Conflict, NotFound
 from proxy.schema import audit_archives, audit_chain
 

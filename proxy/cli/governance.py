@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from proxy import approvals, bootstrap, db, migrate, prices, rotation, runs, spend
 from proxy.cli import audit
-from proxy.policy import store
 from proxy.cli.support import read_policy, settings_from, with_connection
 from proxy.keycache import KeyCache
+from proxy.policy import store
 from proxy.upstream import create_upstream
 
 
@@ -72,8 +72,8 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
 
     price_commands = commands.add_parser("prices", help="vendor prices").add_subparsers(title="prices commands")
     reprice = price_commands.add_parser(
-        "reconcile", help="replace estimates with the vendor's price once it has one (Twilio prices later)")
-    reprice.add_argument("--vendor", default="twilio")
+        "reconcile", help="replace estimates with the vendor's price once it has one")
+    reprice.add_argument("--vendor", help="one vendor (default: every vendor that prices after the call)")
     reprice.add_argument("--days", type=int, default=7, help="look this far back")
     reprice.add_argument("--limit", type=int, default=500)
     reprice.set_defaults(run=_prices_reconcile)
@@ -85,14 +85,16 @@ def _print(data: Any) -> None:
 
 def _policy_create(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
-    created = with_connection(args, lambda conn, rt: store.create_policy(conn, document, args.name), write=True)
+    created = with_connection(args, lambda conn, rt: store.create_policy(conn, document, args.name, rt.vendors.names()),
+                              write=True)
     print(f"Created {created['id']} ({created['vendor']}) at version 1.")
     return 0
 
 
 def _policy_update(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
-    updated = with_connection(args, lambda conn, rt: store.add_version(conn, args.policy_id, document), write=True)
+    updated = with_connection(args, lambda conn, rt: store.add_version(conn, args.policy_id, document, rt.vendors.names()),
+                              write=True)
     print(f"{updated['id']} is now at version {updated['current_version']}.")
     return 0
 
@@ -150,12 +152,22 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
     migrate.upgrade(runtime.database_url)
     settings = runtime.settings
 
+    adapters = [a for a in runtime.vendors if a.prices_later and args.vendor in (None, a.name)]
+    if args.vendor and not adapters:
+        known = ", ".join(a.name for a in runtime.vendors if a.prices_later)
+        print(f"tollgate: {args.vendor} is not a vendor that prices after the call (those are: {known})",
+              file=sys.stderr)
+        return 2
+
     async def run() -> prices.RepriceReport:
         engine = db.create_engine(runtime.database_url, settings)
         upstream = create_upstream(settings)
+        keycache = KeyCache(engine, runtime.box, 60)
         try:
-            return await prices.reprice(engine, KeyCache(engine, runtime.box, 60), upstream,
-                                        settings.upstream_for(args.vendor), args.vendor, args.days, args.limit)
+            reports = [await prices.reprice(engine, keycache, upstream, adapter,
+                                            settings.upstream_for(adapter.name, adapter.default_upstream),
+                                            args.days, args.limit) for adapter in adapters]
+            return sum(reports, prices.RepriceReport())
         finally:
             await upstream.aclose()
             await engine.dispose()

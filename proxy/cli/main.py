@@ -11,9 +11,10 @@ import sys
 
 from proxy import bootstrap, db, embedded, keys, logs, migrate, secretbox
 from proxy.cli import governance
-from proxy.policy import rules
 from proxy.cli.support import read_policy, settings_from, with_connection
 from proxy.errors import TollgateError
+from proxy.policy import rules
+from vendors import registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tollgate", description="Governance proxy for agents calling Stripe, Twilio and Resend.")
+    parser = argparse.ArgumentParser(prog="tollgate", description="Governance proxy for AI agents calling money-moving SaaS APIs.")
     parser.add_argument("--config", help="TOML settings file (also TOLLGATE_CONFIG)")
     parser.add_argument("--data-dir", help="data directory for the embedded Postgres and generated secrets")
     commands = parser.add_subparsers(title="commands")
@@ -106,16 +107,23 @@ def _print_banner(runtime: bootstrap.Runtime) -> None:
     where = f"embedded Postgres in {embedded.pg_dir(s.data_dir)}" if s.embedded else db.redacted(runtime.database_url)
     token = (f"admin token: {runtime.admin_token_file}" if s.embedded and not os.environ.get("TOLLGATE_ADMIN_TOKEN")
              else "admin token: from TOLLGATE_ADMIN_TOKEN")
+    base = f"http://{s.host}:{s.port}"
+    routes = ", ".join(f"{adapter.name}: {base}/{adapter.name}" for adapter in runtime.vendors)
     lines = [
-        f"Tollgate listening on http://{s.host}:{s.port}  (stripe: http://{s.host}:{s.port}/stripe)",
+        f"Tollgate listening on {base}  ({routes})",
         f"database: {where}",
         token,
-        f"console: http://{s.host}:{s.port}/console  (sign in with the admin token)",
-        "next, in another shell, create a key:",
-        "  export STRIPE_SECRET_KEY=sk_test_...",
-        "  .venv/bin/tollgate keys create --vendor stripe --policy policy-schemas/examples/stripe-quickstart.json"
-        " --upstream-secret-env STRIPE_SECRET_KEY",
+        f"console: {base}/console  (sign in with the admin token)",
     ]
+    quickstart = next((a for a in runtime.vendors if a.quickstart), None)
+    if quickstart is not None and quickstart.quickstart is not None:
+        first = quickstart.quickstart
+        lines += [
+            "next, in another shell, create a key:",
+            f"  export {first.secret_env}={first.secret_example}",
+            f"  .venv/bin/tollgate keys create --vendor {quickstart.name} --policy {first.policy_file}"
+            f" --upstream-secret-env {first.secret_env}",
+        ]
     print("\n".join(lines), flush=True)
 
 
@@ -145,7 +153,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     document = read_policy(args.policy)
 
     async def work(conn, runtime):
-        return await keys.create_key(conn, runtime.box, vendor=args.vendor, upstream_secret=secret,
+        return await keys.create_key(conn, runtime.box, runtime.vendors, vendor=args.vendor, upstream_secret=secret,
                                      policy_document=document, upstream_account=args.upstream_account,
                                      label=args.label)
 
@@ -187,7 +195,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 def _policy_validate(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
     try:
-        rules.validate(document)
+        rules.validate(document, registry.load().names())
     except rules.PolicyInvalid as exc:
         for pointer, reason in exc.errors:
             print(f"{args.file}: {pointer or '/'}: {reason}", file=sys.stderr)

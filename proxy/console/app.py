@@ -4,6 +4,7 @@ page modules' routes. Mounted by proxy.app at /console."""
 from __future__ import annotations
 
 import functools
+from typing import Mapping
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -91,11 +92,13 @@ async def signout(console: Console, request: Request) -> Response:
     return response
 
 
-def create_console(admin_app: ASGIApp | None, admin_token: str | None, secure_cookie: str = "auto") -> tuple[Starlette, Console]:
-    """The console app (mount it at /console) and its state; ``admin_app`` serves /admin/v1."""
+def create_console(admin_app: ASGIApp | None, admin_token: str | None, secure_cookie: str = "auto",
+                   vendors: Mapping[str, str] | None = None) -> tuple[Starlette, Console]:
+    """The console app (mount it at /console) and its state; ``admin_app`` serves /admin/v1;
+    ``vendors``: each served vendor's name and chart colour."""
     client = AdminClient(admin_app, admin_token) if admin_app is not None and admin_token else None
     sessions = Sessions(admin_token, secure_cookie) if admin_token else None
-    console = Console(client, sessions)
+    console = Console(client, sessions, vendors or {})
     routes = [
         Route("/signin", functools.partial(signin, console), methods=["GET", "POST"], name="signin"),
         Route("/signout", console.page(signout), methods=["POST"], name="signout"),

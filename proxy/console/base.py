@@ -5,7 +5,7 @@ the other."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import pass_context
@@ -26,9 +26,12 @@ PageHandler = Callable[["Console", Request], Awaitable[Response]]
 
 
 class Console:
-    def __init__(self, client: AdminClient | None, sessions: Sessions | None):
+    """``vendors``: the name and chart colour of each vendor the proxy serves, in its order."""
+
+    def __init__(self, client: AdminClient | None, sessions: Sessions | None, vendors: Mapping[str, str]):
         self.client = client
         self.sessions = sessions
+        self.vendors = dict(vendors)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters.update(usd=render.usd, when=render.when, pretty_json=render.pretty_json,

@@ -15,7 +15,6 @@ from proxy.console.base import Console, read_form
 from proxy.console.client import segment
 
 DECISIONS = ("allowed", "blocked", "shadow_blocked", "approval_required", "error")
-VENDORS = ("stripe", "twilio", "resend")
 LIVE_ROWS = 50
 
 
@@ -34,15 +33,15 @@ def routes(console: Console) -> list[Route]:
 async def overview(console: Console, request: Request) -> Response:
     daily, keys, pending = await asyncio.gather(
         console.client.daily_spend(30), console.client.keys(), console.client.approvals("pending"))
-    return console.render(request, "overview.html", chart=render.spend_chart(daily, 30),
+    return console.render(request, "overview.html", chart=render.spend_chart(daily, console.vendors, 30),
                           active_keys=sum(1 for k in keys if k["status"] == "active"), total_keys=len(keys),
                           pending=len(pending))
 
 
-def _call_filters(request: Request) -> dict[str, str]:
+def _call_filters(console: Console, request: Request) -> dict[str, str]:
     params = request.query_params
     return {
-        "vendor": params.get("vendor", "") if params.get("vendor") in VENDORS else "",
+        "vendor": params.get("vendor", "") if params.get("vendor") in console.vendors else "",
         "decision": params.get("decision", "") if params.get("decision") in DECISIONS else "",
         "key_id": params.get("key_id", "").strip()[:100],
     }
@@ -50,12 +49,12 @@ def _call_filters(request: Request) -> dict[str, str]:
 
 async def calls(console: Console, request: Request) -> Response:
     """The newest audit rows; ?partial=1 returns only the rows, for the page's refresh script."""
-    filters = _call_filters(request)
+    filters = _call_filters(console, request)
     rows = await console.client.audit(limit=LIVE_ROWS, **filters)
     if request.query_params.get("partial") == "1":
         return console.render(request, "_calls_rows.html", rows=rows)
     keys = await console.client.keys()
-    return console.render(request, "calls.html", rows=rows, filters=filters, vendors=VENDORS,
+    return console.render(request, "calls.html", rows=rows, filters=filters, vendors=list(console.vendors),
                           decisions=DECISIONS, keys=keys)
 
 

@@ -14,8 +14,6 @@ from proxy.console import render
 from proxy.console.base import Console, read_form
 from proxy.console.client import AdminError, segment
 
-VENDORS = ("stripe", "twilio", "resend")
-
 
 def routes(console: Console) -> list[Route]:
     page = console.page
@@ -47,7 +45,7 @@ async def keys_page(console: Console, request: Request) -> Response:
 async def new_key_page(console: Console, request: Request, status: int = 200, error: AdminError | None = None,
                        form: dict[str, str] | None = None) -> Response:
     policies = await console.client.policies()
-    return console.render(request, "key_new.html", status=status, vendors=VENDORS, policies=policies,
+    return console.render(request, "key_new.html", status=status, vendors=list(console.vendors), policies=policies,
                           error=error, form=form or {})
 
 

@@ -9,12 +9,11 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Mapping
 
 from markupsafe import Markup, escape
 
-VENDOR_COLOURS = {"stripe": "#4f46e5", "twilio": "#c2410c", "resend": "#047857"}
-OTHER_COLOUR = "#475569"
+OTHER_COLOUR = "#475569"  # a vendor with rows but no adapter in this process
 
 
 def usd(value: Any) -> str:
@@ -107,20 +106,24 @@ class Chart:
     vendors: list[str]
     table: list[tuple[str, list[str]]]  # (day, usd per vendor) for the data table
     totals: dict[str, str]
+    colours: dict[str, str]
 
 
-def spend_chart(rows: list[dict[str, Any]], days: int = 30, today: date | None = None) -> Chart:
-    """Stacked bars of USD per vendor per UTC day, oldest left; every day shown, empty or not."""
+def spend_chart(rows: list[dict[str, Any]], vendor_colours: Mapping[str, str], days: int = 30,
+                today: date | None = None) -> Chart:
+    """Stacked bars of USD per vendor per UTC day, oldest left; every day shown, empty or not.
+    ``vendor_colours``: each served vendor's colour (its adapter's); every one gets a column."""
     today = today or datetime.now(timezone.utc).date()
     span = [(today - timedelta(days=offset)).isoformat() for offset in range(days - 1, -1, -1)]
-    vendors = sorted({r["vendor"] for r in rows} | set(VENDOR_COLOURS))
+    vendors = sorted({r["vendor"] for r in rows} | set(vendor_colours))
+    colours = {v: vendor_colours.get(v, OTHER_COLOUR) for v in vendors}
     amounts = {(r["day"], r["vendor"]): Decimal(r["usd"]) for r in rows}
     per_day = [sum((amounts.get((d, v), Decimal(0)) for v in vendors), Decimal(0)) for d in span]
     top = _nice_ceiling(max(per_day, default=Decimal(0)))
-    svg = _svg(span, vendors, amounts, top)
+    svg = _svg(span, colours, amounts, top)
     table = [(d, [usd(amounts.get((d, v), Decimal(0))) for v in vendors]) for d in span]
     totals = {v: usd(sum((amounts.get((d, v), Decimal(0)) for d in span), Decimal(0))) for v in vendors}
-    return Chart(svg, span, vendors, table, totals)
+    return Chart(svg, span, vendors, table, totals, colours)
 
 
 def _nice_ceiling(value: Decimal) -> Decimal:
@@ -138,7 +141,7 @@ def _nice_ceiling(value: Decimal) -> Decimal:
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 260, 56, 28, 12
 
 
-def _svg(span: list[str], vendors: list[str], amounts: dict[tuple[str, str], Decimal], top: Decimal) -> Markup:
+def _svg(span: list[str], colours: dict[str, str], amounts: dict[tuple[str, str], Decimal], top: Decimal) -> Markup:
     plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
     slot = plot_w / len(span)
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc">',
@@ -153,14 +156,14 @@ def _svg(span: list[str], vendors: list[str], amounts: dict[tuple[str, str], Dec
                      f'{escape(usd(value))}</text>')
     for index, day in enumerate(span):
         x, base = LEFT + index * slot + 2, TOP + plot_h
-        for vendor in vendors:
+        for vendor, colour in colours.items():
             amount = amounts.get((day, vendor), Decimal(0))
             if amount <= 0:
                 continue
             height = float(amount / top) * plot_h
             base -= height
             parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{slot - 4:.1f}" height="{height:.1f}" '
-                         f'fill="{VENDOR_COLOURS.get(vendor, OTHER_COLOUR)}"><title>{escape(day)} {escape(vendor)}: '
+                         f'fill="{escape(colour)}"><title>{escape(day)} {escape(vendor)}: '
                          f'{escape(usd(amount))} USD</title></rect>')
         if index % 5 == 0 or index == len(span) - 1:
             parts.append(f'<text x="{x + slot / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" font-size="11" '

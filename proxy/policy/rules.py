@@ -14,12 +14,17 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from jsonschema import Draft202012Validator, FormatChecker
 
 from proxy.errors import InvalidInput
-from proxy.policy.scope import Denial, Recipients, check_messaging_scope, check_record_scope
+from proxy.policy.scope import (
+    Denial,
+    Recipients,
+    check_messaging_scope,
+    check_record_scope,
+)
 from vendors.base import ParsedRequest, RecordedObject
 from vendors.endpoints import PathPattern
 
@@ -178,9 +183,13 @@ def _utc(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
+@lru_cache(maxsize=8)
+def _validator(vendors: tuple[str, ...] | None = None) -> Draft202012Validator:
+    """The schema as written, or with ``vendors`` (the names a process serves, plug-ins included)
+    as the enum of ``vendor`` in place of the file's, which lists the built-in vendors."""
     schema = json.loads(SCHEMA_PATH.read_text())
+    if vendors is not None:
+        schema["properties"]["vendor"] = {**schema["properties"]["vendor"], "enum": list(vendors)}
     Draft202012Validator.check_schema(schema)
     checker = FormatChecker()
     # jsonschema checks "date-time" only when the optional rfc3339-validator is installed, and it is not a
@@ -195,9 +204,11 @@ def _is_datetime(value: Any) -> bool:
     return True
 
 
-def validate(document: Any) -> None:
-    """Raise PolicyInvalid listing every error as (JSON pointer, reason)."""
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+def validate(document: Any, vendors: Iterable[str] | None = None) -> None:
+    """Raise PolicyInvalid listing every error as (JSON pointer, reason). ``vendors``: the vendor
+    names allowed (default: the schema file's)."""
+    served = tuple(sorted(vendors)) if vendors is not None else None
+    errors = sorted(_validator(served).iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         raise PolicyInvalid([(_pointer(e.absolute_path), e.message) for e in errors])
 

@@ -7,13 +7,13 @@ very next request (it compares what the proxy evaluated with what is current).
 from __future__ import annotations
 
 import secrets
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy.policy import rules
 from proxy.errors import InvalidInput, NotFound
+from proxy.policy import rules
 from proxy.schema import policies, policy_versions, vault_keys
 
 
@@ -21,17 +21,20 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if value is not None else None
 
 
-async def create_policy(conn: AsyncConnection, document: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
-    rules.validate(document)
+async def create_policy(conn: AsyncConnection, document: Mapping[str, Any], name: str | None = None,
+                        vendors: Iterable[str] | None = None) -> dict[str, Any]:
+    """``vendors``: the vendor names this process serves (rules.validate)."""
+    rules.validate(document, vendors)
     policy_id = f"pol_{secrets.token_hex(8)}"
     await conn.execute(insert(policies).values(id=policy_id, vendor=document["vendor"], name=name, current_version=1))
     await conn.execute(insert(policy_versions).values(policy_id=policy_id, version=1, document=dict(document)))
     return await show_policy(conn, policy_id)
 
 
-async def add_version(conn: AsyncConnection, policy_id: str, document: Mapping[str, Any]) -> dict[str, Any]:
+async def add_version(conn: AsyncConnection, policy_id: str, document: Mapping[str, Any],
+                      vendors: Iterable[str] | None = None) -> dict[str, Any]:
     """A new immutable version that becomes current; the vendor cannot change."""
-    rules.validate(document)
+    rules.validate(document, vendors)
     row = (await conn.execute(
         select(policies.c.vendor, policies.c.current_version).where(policies.c.id == policy_id).with_for_update()
     )).first()

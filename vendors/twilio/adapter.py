@@ -120,8 +120,15 @@ class Route:
 
 class TwilioAdapter:
     name = "twilio"
+    label = "Twilio"
+    colour = "#c2410c"
     default_upstream = "https://api.twilio.com"
     requires_account = True  # the Account SID: in every path, and the Basic username upstream
+    prices_later = True  # price is null at creation, filled after sending (tollgate prices reconcile)
+    decision_headers: frozenset[str] = frozenset()  # the account is in the path
+    # Auth tokens and API-key secrets are 32 hex digits, no underscore: not recognisable by shape.
+    secret_patterns: tuple[str, ...] = ()
+    quickstart = None
     # What twilio-python 9 sends (twilio/base/client_base.py get_headers), minus Authorization.
     forward_request_headers = frozenset({"content-type", "accept", "accept-charset", "user-agent", "x-twilio-client"})
     forward_response_headers = frozenset(
