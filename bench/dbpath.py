@@ -25,6 +25,7 @@ async def _run(url: str, key_id: str, master_key: str, concurrency: int, seconds
     from proxy import config, db, secretbox
     from proxy.gate import Gate, PolicyRef
     from proxy.hotdb import HotDB
+from proxy.rows import AuditRow, SettlePatch
     from proxy.keycache import KeyCache
 
     settings = config.Settings(database_url=url)  # the request path's pools, default size
@@ -44,17 +45,16 @@ async def _run(url: str, key_id: str, master_key: str, concurrency: int, seconds
         async def agent(n: int) -> None:
             i = 0
             while time.monotonic() < deadline:
-                row = {"request_id": uuid.uuid4().hex, "agent_run_id": f"run_bench_{(n + i) % 32:04d}",
-                       "key_id": key.id, "vendor": "stripe", "method": "POST", "path": "/v1/charges",
-                       "endpoint": "POST /v1/charges", "decision": "allowed", "currency": "usd", "amount_minor": 100,
-                       "policy_id": policy.id, "policy_version": policy.version,
-                       "request_summary": {"amount": "100", "currency": "usd"}}
+                row = AuditRow(uuid.uuid4().hex, "stripe", "POST", "/v1/charges", 1.0, key_id=key.id,
+                               agent_run_id=f"run_bench_{(n + i) % 32:04d}", endpoint="POST /v1/charges",
+                               currency="usd", amount_minor=100, policy_id=policy.id, policy_version=policy.version,
+                               request_summary={"amount": "100", "currency": "usd"})
                 t0 = time.perf_counter()
                 admission = await gate.admit(key.id, ref, row, Decimal("1.00"))
                 t1 = time.perf_counter()
-                await gate.settle(admission, Decimal("1.00"), {  # type: ignore[arg-type]
-                    "cost_source": "parsed", "currency": "usd", "amount_minor": 100, "upstream_status": 200,
-                    "upstream_request_id": "req_bench", "latency_ms": 1.0})
+                await gate.settle(admission, Decimal("1.00"), SettlePatch(
+                    "parsed", 1.0, currency="usd", amount_minor=100, upstream_status=200,
+                    upstream_request_id="req_bench"))
                 t2 = time.perf_counter()
                 gate_ms.append((t1 - t0) * 1000)
                 settle_ms.append((t2 - t1) * 1000)

@@ -17,7 +17,8 @@ import dataclasses
 
 from proxy import config
 from proxy.asgi import Receive, Scope, Send, read_body, send_response
-from proxy.upstream import Upstream, UpstreamFailure, create_upstream
+from proxy.errors import UpstreamFailure
+from proxy.upstream import Upstream, create_upstream
 from vendors import registry
 from vendors.base import VendorAdapter
 

@@ -14,12 +14,8 @@ from pathlib import Path
 from proxy import db, redact, secretbox
 from proxy.audit import chain
 from proxy.config import Settings
-from proxy.errors import TollgateError
+from proxy.errors import ConfigError
 from vendors.registry import Registry, load
-
-
-class ConfigError(TollgateError):
-    status = 2
 
 
 @dataclass(frozen=True)

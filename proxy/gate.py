@@ -14,11 +14,12 @@ path, and tollgate_settle_batch: v0013.py; tollgate_gate, one item at a time: v0
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 import asyncpg
 import orjson
@@ -27,6 +28,7 @@ import structlog
 from proxy.errors import Unavailable
 from proxy.groupcommit import GroupCommit
 from proxy.hotdb import HotDB
+from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 
 log = structlog.get_logger(__name__)
 
@@ -83,9 +85,9 @@ class Gate:
         self,
         key_id: str,
         policy: PolicyRef | None,
-        row: Mapping[str, Any],
+        row: AuditRow,
         predicted_usd: Decimal,
-        approval: Mapping[str, Any] | None = None,
+        approval: ApprovalRequest | None = None,
     ) -> Admission:
         """Raise Unavailable if the decision cannot be made durable: the caller fails closed."""
         return await self._admits.submit({
@@ -111,7 +113,7 @@ class Gate:
                           answers[index]["message"], answers[index]["approval_id"], item["key_id"])
                 for index, item in enumerate(batch)]
 
-    async def settle(self, admission: Admission, cost_usd: Decimal, patch: Mapping[str, Any]) -> bool:
+    async def settle(self, admission: Admission, cost_usd: Decimal, patch: SettlePatch) -> bool:
         """Best effort, committed asynchronously (see proxy/hotdb.py): if it is lost, the
         reservation expires and the reconciler charges its estimate."""
         return await self._settles.submit({"audit_id": admission.audit_id, "key_id": admission.key_id,
@@ -143,12 +145,18 @@ def _caps(caps_json: str) -> tuple[Any, ...]:
 
 
 def _json(batch: list[dict[str, Any]]) -> str:
-    """The batch parameter; Decimals (and anything else orjson does not know) as strings, as
-    json.dumps(default=str) wrote them."""
+    """The batch parameter: the records (proxy/rows.py) as objects, Decimals (and anything else
+    orjson does not know) as strings, as json.dumps(default=str) wrote them."""
     try:
         return orjson.dumps(batch, default=str).decode()
     except orjson.JSONEncodeError:  # an integer past 64 bits (hostile input): the slow road
-        return json.dumps(batch, default=str)
+        return json.dumps(batch, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return str(value)
 
 
 def _one_item_failed(exc: Exception) -> bool:

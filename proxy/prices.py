@@ -10,8 +10,9 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.errors import UpstreamFailure
 from proxy.keycache import KeyCache
-from proxy.upstream import Upstream, UpstreamFailure
+from proxy.upstream import Upstream
 from vendors.base import VendorAdapter
 
 log = structlog.get_logger(__name__)

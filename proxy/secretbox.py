@@ -17,13 +17,18 @@ import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from proxy.errors import ConfigError
+
 FORMAT_VERSION = 1
 NONCE_BYTES = 12
 log = structlog.get_logger(__name__)
 
 
-class MasterKeyError(RuntimeError):
-    pass
+class MasterKeyError(ConfigError):
+    """A master key that is malformed, or that opens no stored secret."""
+
+    def __init__(self, message: str):
+        super().__init__("bad_master_key", message)
 
 
 class SecretBox:

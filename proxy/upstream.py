@@ -24,16 +24,7 @@ import aiohttp
 import httpx
 
 from proxy.config import Settings
-
-
-class UpstreamFailure(Exception):
-    """The vendor could not be reached or did not answer in time; ``reason`` is a stable code."""
-
-    def __init__(self, reason: str, message: str, *, maybe_delivered: bool):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.maybe_delivered = maybe_delivered  # False only when the request surely never left
+from proxy.errors import UpstreamFailure
 
 
 @dataclass(frozen=True)

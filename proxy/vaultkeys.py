@@ -16,6 +16,8 @@ import secrets
 import zlib
 from dataclasses import dataclass
 
+from proxy.errors import MalformedKey
+
 PREFIX = "tg"
 ID_LENGTH = 12
 SECRET_LENGTH = 32
@@ -23,14 +25,6 @@ CHECKSUM_LENGTH = 6
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KEY_LENGTH = len(PREFIX) + 1 + ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
 _BASE62 = re.compile("[0-9A-Za-z]*")  # ALPHABET as a class: one C loop, not a generator per character
-
-
-class MalformedKey(ValueError):
-    """The presented string is not a Tollgate vault key. ``reason`` is a stable code."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ live texts are those migrations/sql/live.py names)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import uuid
@@ -19,6 +20,7 @@ from proxy import db, keys, secretbox
 from proxy.errors import Unavailable
 from proxy.gate import Gate, PolicyRef
 from proxy.hotdb import HotDB
+from proxy.rows import AuditRow, SettlePatch
 from tests.support.tollgate import settings_for
 from vendors import registry
 
@@ -51,9 +53,9 @@ async def new_key(engine, caps: list[dict]) -> tuple[str, str]:
     return described["id"], described["policy_id"]
 
 
-def row(key_id: str, run_id: str | None = None) -> dict:
-    return {"request_id": uuid.uuid4().hex, "key_id": key_id, "vendor": "stripe", "method": "POST",
-            "path": "/v1/charges", "endpoint": "POST /v1/charges", "decision": "allowed", "agent_run_id": run_id}
+def row(key_id: str, run_id: str | None = None) -> AuditRow:
+    return AuditRow(uuid.uuid4().hex, "stripe", "POST", "/v1/charges", 1.0, key_id=key_id,
+                    endpoint="POST /v1/charges", agent_run_id=run_id)
 
 
 async def counters(engine, key_id: str) -> dict[str, tuple]:
@@ -106,8 +108,8 @@ async def test_concurrent_settles_share_a_batch_and_a_bad_one_spoils_none_of_the
     keys_ = [await new_key(engine, caps) for _ in range(3)]
     gate = Gate(hot, reservation_ttl_s=60, lanes=1)
     admitted = [await gate.admit(k[0], ref(k, caps), row(k[0]), Decimal("2")) for k in keys_ for _ in range(4)]
-    good = {"cost_source": "parsed", "upstream_status": 200}
-    bad = {"cost_source": "parsed", "upstream_status": "not a number"}  # the settle's cast fails
+    good = SettlePatch("parsed", 1.0, upstream_status=200)
+    bad = SettlePatch("parsed", 1.0, upstream_status="not a number")  # type: ignore[arg-type]  # the cast fails
 
     settled = await asyncio.gather(*(gate.settle(a, Decimal("1.5"), bad if i == 5 else good)
                                      for i, a in enumerate(admitted)))
@@ -131,7 +133,7 @@ async def test_a_bad_item_in_a_gate_batch_is_refused_alone(engine, hot):
     key = await new_key(engine, caps)
     gate = Gate(hot, reservation_ttl_s=60, lanes=1)
     rows = [row(key[0]) for _ in range(6)]
-    rows[3]["amount_minor"] = "not a number"  # the audit row's bigint column refuses it
+    rows[3].amount_minor = "not a number"  # type: ignore[assignment]  # the bigint column refuses it
 
     answers = await asyncio.gather(*(gate.admit(key[0], ref(key, caps), r, Decimal("1")) for r in rows),
                                    return_exceptions=True)
@@ -177,7 +179,8 @@ async def test_blocked_rows_do_not_reserve(engine, hot):
     key = await new_key(engine, caps)
     key_id = key[0]
     gate = Gate(hot, reservation_ttl_s=60)
-    blocked_row = {**row(key_id), "decision": "blocked", "reason": "endpoint_not_allowed", "message": "no"}
+    blocked_row = row(key_id)
+    blocked_row.refuse("blocked", "endpoint_not_allowed", "no")
     admission = await gate.admit(key_id, ref(key, caps), blocked_row, Decimal(3))
     assert (admission.decision, admission.reason) == ("blocked", "endpoint_not_allowed")
     assert await counters(engine, key_id) == {}
@@ -204,7 +207,7 @@ FAST = text("SELECT count(*) FROM tollgate_gate_fast(:key_id, CAST(:items AS jso
 
 
 def item(key: tuple[str, str], caps: list[dict], predicted: str, run: str, decision: str, mode: str) -> dict:
-    audit_row = {**row(key[0], run), "decision": decision}
+    audit_row = {**dataclasses.asdict(row(key[0], run)), "decision": decision}
     if decision == "blocked":
         audit_row |= {"reason": "endpoint_not_allowed", "message": "POST /v1/payouts is not allowed."}
     return {"key_id": key[0], "policy_id": key[1], "policy_version": 1, "row": audit_row, "caps": caps,

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from proxy import db, keys, secretbox
 from proxy.gate import Gate, PolicyRef
 from proxy.hotdb import HotDB
+from proxy.rows import AuditRow, SettlePatch
 from tests.support.tollgate import settings_for
 from vendors import registry
 
@@ -31,9 +32,8 @@ async def setup(pg_url):
     return engine, hot, described["id"], ref
 
 
-def row(key_id: str) -> dict:
-    return {"request_id": uuid.uuid4().hex, "key_id": key_id, "vendor": "stripe", "method": "POST",
-            "path": "/v1/charges", "endpoint": "POST /v1/charges", "decision": "allowed"}
+def row(key_id: str) -> AuditRow:
+    return AuditRow(uuid.uuid4().hex, "stripe", "POST", "/v1/charges", 1.0, key_id=key_id, endpoint="POST /v1/charges")
 
 
 async def expire(engine, audit_id: int) -> None:
@@ -66,7 +66,7 @@ async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_sett
             (Decimal("30"), Decimal("0")), ("reconciled", "reservation_expired", Decimal("30"), "estimated"))
 
         # The process was only slow: its settle arrives with the real cost.
-        await dying.settle(admitted, Decimal("12.5"), {"cost_source": "parsed", "upstream_status": 200})
+        await dying.settle(admitted, Decimal("12.5"), SettlePatch("parsed", 1.0, upstream_status=200))
         assert await state(engine, key_id, admitted.audit_id) == (
             (Decimal("12.5"), Decimal("0")), ("final", "reservation_expired", Decimal("12.5"), "parsed"))
         assert await survivor.reconcile() == 0
@@ -81,7 +81,7 @@ async def test_a_settled_call_is_never_reconciled(pg_url):
     try:
         gate = Gate(hot, reservation_ttl_s=300)
         admitted = await gate.admit(key_id, ref, row(key_id), Decimal("7"))
-        await gate.settle(admitted, Decimal("7"), {"cost_source": "parsed"})
+        await gate.settle(admitted, Decimal("7"), SettlePatch("parsed", 1.0))
         await expire(engine, admitted.audit_id)
         assert await gate.reconcile() == 0
         assert await state(engine, key_id, admitted.audit_id) == (

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import vaultkeys
+from proxy.errors import AuthRefused
 from proxy.vaultkeys import (
     ALPHABET,
     CHECKSUM_LENGTH,
@@ -175,9 +176,9 @@ def test_hand_built_key_with_correct_checksum_parses() -> None:
     assert parse(token) == VaultKey("key_a1B2c3D4e5F6", "Z" * 32)
 
 
-def test_errors_are_value_errors_with_a_reason() -> None:
+def test_errors_are_auth_refusals_with_a_reason() -> None:
     exc = malformed("nope")
-    assert isinstance(exc, ValueError)
+    assert isinstance(exc, AuthRefused) and exc.status == 401
     assert exc.reason == "malformed_key"
 
 

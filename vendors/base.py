@@ -13,19 +13,41 @@ from decimal import Decimal
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 
-class RequestRejected(Exception):
-    """An adapter refuses a request it cannot parse unambiguously.
+class TollgateError(Exception):
+    """The root of every error Tollgate raises on purpose; proxy/errors.py draws the whole tree.
 
-    ``reason`` is a stable code that ends up in the audit table; ``message`` is what
-    the agent reads, so it names the rule that was broken.
+    ``reason`` is a stable code (proxy/reasons.py lists them all; it ends up in the audit table
+    and in error bodies); ``message`` is what a person reads, so it names the rule. It lives here,
+    in the seam, because adapters raise ``RequestRejected`` and import nothing from proxy/.
     """
 
-    def __init__(self, reason: str, message: str, *, status: int = 400, param: str | None = None):
+    status = 500
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None):
         super().__init__(message)
         self.reason = reason
         self.message = message
-        self.status = status
+        if status is not None:
+            self.status = status
+
+
+class Refused(TollgateError):
+    """A call to a vendor stopped before it was forwarded, answered in the vendor's error shape.
+    ``key_id``: the key it was made with, once known (the refusal then gets an audit row)."""
+
+    status = 403
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None, param: str | None = None,
+                 key_id: str | None = None):
+        super().__init__(reason, message, status=status)
         self.param = param
+        self.key_id = key_id
+
+
+class RequestRejected(Refused):
+    """The request cannot be read unambiguously (an adapter, the path or the headers say why)."""
+
+    status = 400
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ from urllib.parse import quote
 import httpx
 from starlette.types import ASGIApp
 
+from proxy.errors import TollgateError
 
-class AdminError(Exception):
-    """The admin API said no; ``code`` and ``message`` are its error body."""
+
+class AdminError(TollgateError):
+    """The admin API said no; ``code`` (its reason) and ``message`` are its error body."""
 
     def __init__(self, status: int, code: str, message: str, errors: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status = status
+        super().__init__(code, message, status=status)
         self.code = code
-        self.message = message
         self.errors = errors or []
 
 

@@ -8,13 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from proxy.errors import Denial
 from vendors.base import ParsedRequest, RecordedObject
-
-
-@dataclass(frozen=True)
-class Denial:
-    reason: str  # stable code for the audit row
-    message: str  # what the agent reads
 
 
 @dataclass(frozen=True)
