@@ -24,8 +24,10 @@ def fingerprint(key_id: str, request: ParsedRequest) -> str:
     The Idempotency-Key header is left out on purpose: SDKs draw a new one per call, and
     the agent's retry after approval is a new call with the same content.
     """
-    canonical = json.dumps([key_id, request.method, request.path, request.params], sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=False)
+    parts: list[Any] = [key_id, request.method, request.path, request.params]
+    if request.host is not None:  # another host of the vendor is another call (main-host prints unchanged)
+        parts.append(request.host)
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -104,7 +104,7 @@ class ProxyHandler:
         self._settings = settings
         self._vendors = vendors
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
-        self._upstream_bases = {a.name: settings.upstream_for(a.name, a.default_upstream) for a in vendors}
+        self._upstream_bases = {a.name: _upstream_bases(settings, a) for a in vendors}
         self._db = db
         self._gate = gate
         self._keys = keycache
@@ -243,7 +243,7 @@ class ProxyHandler:
 
     async def _forward(self, call: Call, key: KeyRecord, parsed: ParsedRequest, admission: Admission) -> RenderedResponse:
         adapter = call.adapter
-        url = self._upstream_bases[call.vendor] + parsed.path
+        url = self._upstream_bases[call.vendor][parsed.host] + parsed.path
         if call.incoming.query:
             url += "?" + call.incoming.query.decode("latin-1")
         headers = {k: v for k, v in call.headers.items()
@@ -331,6 +331,14 @@ def _run_id(headers: dict[str, str]) -> str | None:
     if looks_secret(value):  # it would be stored in every audit row of the run
         raise RequestRejected("invalid_run_id", "X-Agent-Run-Id looks like an API secret; use an opaque run id.")
     return value
+
+
+def _upstream_bases(settings: Settings, adapter: VendorAdapter) -> dict[str | None, str]:
+    """Each host of a vendor (None: its main one) to its base URL, configured or the adapter's."""
+    bases: dict[str | None, str] = {None: settings.upstream_for(adapter.name, adapter.default_upstream)}
+    for prefix, default in adapter.hosts.items():
+        bases[prefix] = settings.upstream_for(f"{adapter.name}_{prefix}", default)
+    return bases
 
 
 def _printable(raw: bytes) -> str:

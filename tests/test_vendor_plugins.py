@@ -115,7 +115,7 @@ def test_the_core_scan_would_see_a_vendor_name(tmp_path: Path) -> None:
 
 
 @pytest.fixture()
-def acme_upstream() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def acme_upstream() -> Iterator[tuple[dict[str, str], list[dict[str, Any]]]]:
     """Acme's API as its docs say (tests/plugins/acme.py): payments in, payments out."""
     received: list[dict[str, Any]] = []
     ids = count(1)
@@ -128,19 +128,25 @@ def acme_upstream() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         return JSONResponse({"id": f"pay_{next(ids)}", "amount_usd": body["amount_usd"],
                              "customer": body.get("customer")}, headers={"acme-request-id": "req_acme"})
 
-    app = Starlette(routes=[Route("/v1/payments", create, methods=["POST"])])
-    with serve_asgi(app) as base_url:
-        yield base_url, received
+    async def receipt(request: Request) -> JSONResponse:
+        received.append({"host": "files", "headers": dict(request.headers), "body": await request.body()})
+        return JSONResponse({"id": "file_1", "purpose": "receipt"})
+
+    api = Starlette(routes=[Route("/v1/payments", create, methods=["POST"])])
+    files = Starlette(routes=[Route("/v1/receipts", receipt, methods=["POST"])])
+    with serve_asgi(api) as api_url, serve_asgi(files) as files_url:
+        yield {"acme": api_url, "acme_files": files_url}, received
 
 
-POLICY = {"vendor": "acme", "endpoints": {"allow": ["POST /v1/payments", "GET /v1/payments/*"]},
+POLICY = {"vendor": "acme", "endpoints": {"allow": ["POST /v1/payments", "GET /v1/payments/*",
+                                                   "POST /files/v1/receipts"]},
           "per_call_usd": "50.00", "caps": [{"usd": "100.00", "window": "day"}]}
 
 
 def test_a_plugged_in_vendor_is_served_end_to_end(pg_url: str, sql: Any, tmp_path: Path,
-                                                  acme_upstream: tuple[str, list[dict[str, Any]]]) -> None:
-    upstream_url, received = acme_upstream
-    env = proxy_env(pg_url, {"acme": upstream_url})
+                                                  acme_upstream: tuple[dict[str, str], list[dict[str, Any]]]) -> None:
+    upstreams, received = acme_upstream
+    env = proxy_env(pg_url, upstreams)  # TOLLGATE_UPSTREAM_ACME and, for its files host, _ACME_FILES
     env["PYTHONPATH"] = os.pathsep.join([str(install_plugin(tmp_path)), str(REPO)])
     run = f"run_{uuid.uuid4().hex}"
     with tollgate_serve(env) as (base, _process):
@@ -167,14 +173,19 @@ def test_a_plugged_in_vendor_is_served_end_to_end(pg_url: str, sql: Any, tmp_pat
         pasted = httpx.post(f"{base}/acme/v1/payments", json={"amount_usd": "1.00"},
                             headers={**agent, "x-agent-run-id": ACME_SECRET})  # its secret shape is known
         assert pasted.status_code == 400 and pasted.json()["error"]["code"] == "invalid_run_id"
-    assert len(received) == 1  # nothing refused reached Acme
+        assert len(received) == 1  # nothing refused reached Acme
+        uploaded = httpx.post(f"{base}/acme/files/v1/receipts", headers=agent, content=b"%PDF-1.7")
+        assert uploaded.status_code == 200 and uploaded.json()["id"] == "file_1"
+        assert received[-1]["host"] == "files" and received[-1]["body"] == b"%PDF-1.7"
 
     rows = audit_rows(sql, run)
     assert [(r["endpoint"], r["decision"], r["reason"]) for r in rows] == [
         ("POST /v1/payments", "allowed", None),
         ("POST /v1/payments", "blocked", "per_call_limit"),
         ("DELETE /v1/payments/pay_1", "blocked", "endpoint_not_allowed"),
+        ("POST /files/v1/receipts", "allowed", None),
     ]
+    assert rows[-1]["path"] == "/files/v1/receipts"  # the path the agent called
     assert {r["vendor"] for r in rows} == {"acme"}
     assert rows[0]["cost_usd"] == Decimal("12.50") and rows[0]["cost_source"] == "parsed"
     assert rows[0]["object_id"] == "pay_1" and rows[0]["upstream_request_id"] == "req_acme"

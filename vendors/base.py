@@ -73,7 +73,7 @@ class ParsedRequest:
     """Facts about one request, everything the policy and the audit row need."""
 
     method: str
-    path: str  # normalised concrete path, e.g. /v1/charges/ch_123
+    path: str  # normalised concrete path on the upstream host, e.g. /v1/charges/ch_123
     endpoint: str  # template, e.g. "GET /v1/charges/{id}"
     params: Mapping[str, Any] = field(default_factory=dict)
     customer_id: str | None = None
@@ -89,6 +89,8 @@ class ParsedRequest:
     recipient_countries: tuple[str, ...] = ()  # ISO 3166 alpha-2, one per recipient when known
     senders: tuple[str, ...] = ()
     units: int = 1  # billable units the call creates: SMS segments, emails (each recipient)
+    # Which of the adapter's ``hosts`` the call goes to (its route prefix); None: default_upstream.
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,11 @@ class VendorAdapter(Protocol):
     label: str  # how the console and the CLI name it
     colour: str  # its colour in the console's charts (CSS)
     default_upstream: str  # e.g. "https://api.stripe.com"; TOLLGATE_UPSTREAM_<NAME> overrides it
+    # The vendor's other API hosts, by the route prefix that reaches them (/<name>/<prefix>/...):
+    # each a default base URL that TOLLGATE_UPSTREAM_<NAME>_<PREFIX> overrides. parse_request
+    # sees the prefix in the path and names the host in ParsedRequest.host; the upstream is
+    # always taken from here or the configuration, never from the request.
+    hosts: Mapping[str, str]
     # Request headers the vendor's SDKs send that are safe and useful to pass upstream.
     forward_request_headers: frozenset[str]
     # Response headers worth passing back to the agent.

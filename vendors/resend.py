@@ -40,6 +40,7 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from vendors import emailaddress, flatform, strictjson
@@ -92,6 +93,7 @@ class ResendAdapter:
     label = "Resend"
     colour = "#047857"
     default_upstream = "https://api.resend.com"
+    hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
     decision_headers: frozenset[str] = frozenset()

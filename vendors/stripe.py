@@ -11,6 +11,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from vendors import formencoding, money
@@ -93,6 +94,7 @@ class StripeAdapter:
     label = "Stripe"
     colour = "#4f46e5"
     default_upstream = "https://api.stripe.com"
+    hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
     # The connected account a call acts on (Stripe-Context supersedes Stripe-Account).

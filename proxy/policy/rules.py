@@ -137,6 +137,8 @@ class Policy:
             return Verdict(Denial("run_id_required", "This key's policy requires an X-Agent-Run-Id header on every call."))
         approval = None
         segments = request.path.strip("/").split("/")
+        if request.host is not None:  # patterns name a vendor's other host by its route prefix
+            segments.insert(0, request.host)
         if not any(p.matches(request.method, segments) for p in self._allow_patterns):
             if not any(p.matches(request.method, segments) for p in self._approval_patterns):
                 return Verdict(Denial("endpoint_not_allowed", f"Endpoint {request.endpoint} is not in this key's allowlist."))

@@ -4,13 +4,15 @@ It lives outside vendors/ and reaches Tollgate only through the ``tollgate.vendo
 point (tests/test_vendor_plugins.py installs one), to prove that a vendor plugs in with no edit
 under proxy/. Its API is small on purpose: ``POST /v1/payments`` with a JSON body
 ``{"amount_usd": "12.50", "customer": "cus_..."}`` moves money, ``GET /v1/payments/{id}``
-reads one back, and errors are ``{"error": {"code", "message"}}``.
+reads one back, receipts are uploaded to a host of their own (``POST /v1/receipts`` on
+files.acme; ``/acme/files/...`` here), and errors are ``{"error": {"code", "message"}}``.
 """
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from vendors.base import (
@@ -34,6 +36,7 @@ class AcmeAdapter:
     label = "Acme Pay"
     colour = "#a21caf"
     default_upstream = "https://api.acme.invalid"
+    hosts = MappingProxyType({"files": "https://files.acme.invalid"})
     forward_request_headers = frozenset({"content-type", "accept", "user-agent"})
     forward_response_headers = frozenset({"content-type", "acme-request-id"})
     decision_headers = frozenset({"acme-account"})
@@ -50,6 +53,8 @@ class AcmeAdapter:
         self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
     ) -> ParsedRequest:
         segments = path.strip("/").split("/")
+        if method == "POST" and segments == ["files", "v1", "receipts"]:
+            return ParsedRequest(method, "/v1/receipts", "POST /files/v1/receipts", host="files")
         if method == "POST" and segments == ["v1", "payments"]:
             payment = _json(body)
             amount = _amount(payment.get("amount_usd"))

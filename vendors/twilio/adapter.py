@@ -49,6 +49,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from vendors import flatform, money
@@ -123,6 +124,7 @@ class TwilioAdapter:
     label = "Twilio"
     colour = "#c2410c"
     default_upstream = "https://api.twilio.com"
+    hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = True  # the Account SID: in every path, and the Basic username upstream
     prices_later = True  # price is null at creation, filled after sending (tollgate prices reconcile)
     decision_headers: frozenset[str] = frozenset()  # the account is in the path
