@@ -53,10 +53,6 @@ class Cap:
         limit = {"usd": str(self.usd)} if self.usd is not None else {"requests": self.requests}
         return {"window": self.window, "action": self.action, **limit}
 
-    def describe(self) -> str:
-        limit = f"{self.usd} USD" if self.usd is not None else f"{self.requests} requests"
-        return f"{limit} per {self.window}"
-
 
 @dataclass(frozen=True)
 class Policy:
