@@ -43,11 +43,12 @@ BATCH = 5000
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
-    return json.dumps({k: _plain(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":"),
+    return json.dumps({k: plain(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode()
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A column value as JSON holds it: Decimal and datetime as strings (the chain hashes this, export writes it)."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
