@@ -55,12 +55,11 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import Endpoint, EndpointTable
-from vendors.money import PRICING_DIR
+from vendors.money import MICRO, PRICING_DIR
 from vendors.wire import json_object, require_content_type
 
 MAX_TO = 50
 MAX_BATCH = 100
-MICRO = Decimal("0.000001")
 SEND, BATCH, FETCH = "send", "batch", "fetch"
 ENDPOINTS = EndpointTable(
     [

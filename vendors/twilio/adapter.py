@@ -73,7 +73,6 @@ API_VERSION = "2010-04-01"
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}\Z")
 OBJECT_SID = re.compile(r"(?:SM|MM|CA)[0-9a-fA-F]{32}\Z")
 PRICE = re.compile(r"-?[0-9]{1,9}(?:\.[0-9]{1,12})?\Z")
-MICRO = Decimal("0.000001")
 
 # Twilio statuses after which an unpriced object will never be billed.
 UNBILLED_FINAL = frozenset({"failed", "canceled", "busy", "no-answer"})
@@ -181,7 +180,7 @@ class TwilioAdapter:
             rate = table.mms_rate(country) or table.sms_rate(country)
         else:
             rate = table.sms_rate(country)
-        return (rate * max(request.units, 1)).quantize(MICRO)
+        return (rate * max(request.units, 1)).quantize(money.MICRO)
 
     def parse_response(
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
@@ -239,7 +238,7 @@ def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
     rate = money.fx_table().usd_per_unit.get(unit.lower())
     if rate is None:
         return None
-    return (abs(Decimal(price)) * rate).quantize(MICRO)
+    return (abs(Decimal(price)) * rate).quantize(money.MICRO)
 
 
 def _route(method: str, path: str) -> Route:
