@@ -17,6 +17,8 @@ import pytest
 import stripe
 
 from proxy import migrate
+from proxy.bootstrap import ConfigError
+from proxy.cli.support import secret_from_env
 from tests.support.processes import tollgate_serve
 from tests.support.tollgate import MASTER_KEY, STRIPE_SECRET
 
@@ -143,3 +145,14 @@ def test_policy_and_approval_commands(pg_url, tmp_path, proxy_url, stripe_emulat
     assert tollgate("reconcile", env=env).stdout.strip() == "0 reservation(s) reconciled."
     again = tollgate("approvals", "deny", approval_id, env=env, check=False)
     assert again.returncode == 1 and f"Approval {approval_id} is used, not pending." in again.stderr
+
+
+def test_the_upstream_secret_is_read_from_the_named_variable_only(monkeypatch):
+    monkeypatch.setenv("TOLLGATE_TEST_SECRET", "sk_test_123")
+    assert secret_from_env("TOLLGATE_TEST_SECRET") == "sk_test_123"
+    monkeypatch.setenv("TOLLGATE_TEST_SECRET", "")
+    with pytest.raises(ConfigError, match="TOLLGATE_TEST_SECRET is empty or not set"):
+        secret_from_env("TOLLGATE_TEST_SECRET")
+    monkeypatch.delenv("TOLLGATE_TEST_SECRET")
+    with pytest.raises(ConfigError, match="TOLLGATE_TEST_SECRET is empty or not set"):
+        secret_from_env("TOLLGATE_TEST_SECRET")

@@ -35,6 +35,14 @@ def with_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any,
     return asyncio.run(run())
 
 
+def secret_from_env(name: str) -> str:
+    """The vendor secret held in environment variable ``name`` (secrets never go in argv)."""
+    secret = os.environ.get(name)
+    if not secret:
+        raise bootstrap.ConfigError("missing_upstream_secret", f"environment variable {name} is empty or not set")
+    return secret
+
+
 def read_policy(path: str) -> Any:
     try:
         return json.loads(Path(path).read_text())
