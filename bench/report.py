@@ -182,7 +182,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def render(results: dict[str, Any]) -> str:
     m, v, plan = results["machine"], results.get("versions", {}), results["plan"]
-    when = dt.datetime.fromtimestamp(results["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.fromtimestamp(results["started"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     minutes = (results.get("finished", results["started"]) - results["started"]) / 60
     out: list[str] = [
         "# Tollgate benchmark report",
@@ -209,8 +209,8 @@ def render(results: dict[str, Any]) -> str:
         f"- Disk: an 8 kB write + fdatasync takes {_f(results.get('profile', {}).get('fsync_us'), 0)} µs (median), "
         "the floor under every durable commit.",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        f"- Postgres: the `pgserver` wheel (the same server as Tollgate's embedded default and its test suite), "
-        f"in a fresh data directory, default settings: "
+        "- Postgres: the `pgserver` wheel (the same server as Tollgate's embedded default and its test suite), "
+        "in a fresh data directory, default settings: "
         + ", ".join(f"{k}={val}" for k, val in results.get("postgres", {}).items())
         + ". `track_functions = 'pl'` is set on the database so Postgres reports the gate and settle "
         "functions' own time (statistics only; durability unchanged).",
@@ -466,7 +466,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         return []
     text = ANALYSIS.read_text().strip()
     stamp = re.search(r"<!--\s*run:\s*(.+?)\s*-->", text)
-    when = dt.datetime.fromtimestamp(results["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.fromtimestamp(results["started"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     note = ""
     if stamp and stamp.group(1) != when:
         note = (f"\n\n> Written for the run of {stamp.group(1)}, not this one ({when}): check its numbers "

@@ -18,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -50,7 +51,7 @@ class Plan:
     wrk_timeout_s: float = 10.0
 
     @classmethod
-    def quick(cls) -> "Plan":
+    def quick(cls) -> Plan:
         return cls(duration_s=2.0, warmup_s=1.0, repeats=1, profile_s=0.0, diagnostics=False, pool_sizes=(10,),
                    think_ms=0.0, scale_rows=200_000)
 

@@ -21,9 +21,10 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import psutil
 
@@ -106,7 +107,7 @@ class Services:
     workdir: Path
     started: list[Service] = field(default_factory=list)
 
-    def __enter__(self) -> "Services":
+    def __enter__(self) -> Services:
         return self
 
     def __exit__(self, *exc: object) -> None:

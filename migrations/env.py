@@ -17,7 +17,8 @@ def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from proxy import config as settings_module, db
+    from proxy import config as settings_module
+    from proxy import db
 
     return db.resolve_url(settings_module.load())
 

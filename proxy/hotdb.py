@@ -33,7 +33,7 @@ class HotDB:
         self._relaxed = relaxed
 
     @classmethod
-    async def open(cls, url: str, settings: Settings) -> "HotDB":
+    async def open(cls, url: str, settings: Settings) -> HotDB:
         # reset=_no_reset: asyncpg otherwise sends a reset statement (RESET ALL, UNLISTEN, ...)
         # on every release, a second round trip per call; these connections never change
         # session state, so there is nothing to reset.

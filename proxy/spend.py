@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import keys as keys_module
-from proxy.policy import rules
 from proxy.errors import InvalidInput
+from proxy.policy import rules
 
 _COUNTER = text(
     "SELECT tollgate_bucket(:window, now(), :run) AS bucket, bc.spent_usd, bc.reserved_usd, bc.requests "

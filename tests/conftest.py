@@ -8,8 +8,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -33,7 +34,6 @@ from tests.support.tollgate import (
     pgserver_at,
     settings_for,
 )
-
 
 
 @pytest.fixture(scope="session", autouse=True)

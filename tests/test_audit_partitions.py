@@ -5,7 +5,7 @@ then detached) and `tollgate audit verify` tells archived rows from deleted ones
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from proxy import migrate
 from tests.support.audit_cli import tollgate, verify
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 THIS_MONTH = date(NOW.year, NOW.month, 1)
 
 

@@ -3,7 +3,7 @@ audit trail read back in plain SQL: the foundation's promise end to end."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,6 @@ import pytest
 import stripe
 
 from tests.support.tollgate import STRIPE_SECRET, audit_rows, policy
-
 
 
 def client_for(proxy_url: str, key: str) -> stripe.StripeClient:
@@ -161,7 +160,7 @@ def test_audit_rows_answer_plain_sql_by_run_id(proxy_url, customer, make_key, sq
     plan = "\n".join(r["QUERY PLAN"] for r in sql.execute(
         "EXPLAIN SELECT * FROM audit_events WHERE agent_run_id = 'x'").fetchall())
     # audit_events is partitioned by month: each partition answers from its copy of audit_events_run
-    assert f"Index Scan using audit_events_{datetime.now(timezone.utc):%Y_%m}_agent_run_id_ts_idx" in plan
+    assert f"Index Scan using audit_events_{datetime.now(UTC):%Y_%m}_agent_run_id_ts_idx" in plan
 
 
 def test_vendor_errors_pass_through_as_the_sdk_expects(proxy_url, make_key, sql, run_id, emulator_app):

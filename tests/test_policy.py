@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -226,7 +226,7 @@ def test_from_document() -> None:
     assert loaded.per_call_usd == Decimal("12.5")
     assert loaded.caps == (Cap("day", usd=Decimal("200.00")), Cap("minute", requests=60), Cap("run", usd=Decimal("5")))
     assert loaded.require_run_id is True
-    assert loaded.expires_at == datetime(2030, 1, 1, tzinfo=timezone.utc)  # naive means UTC
+    assert loaded.expires_at == datetime(2030, 1, 1, tzinfo=UTC)  # naive means UTC
 
 
 def test_defaults() -> None:
@@ -256,10 +256,10 @@ def test_allowed_call_gives_no_denial() -> None:
 
 
 def test_expired_policy() -> None:
-    past = (datetime.now(timezone.utc) - timedelta(seconds=5)).isoformat()
+    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     denial = policy(expires_at=past).check(request("POST", "/v1/charges", CHARGE), Decimal("20"), "run-1")
     assert isinstance(denial, Denial) and denial.reason == "policy_expired"
-    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert policy(expires_at=future).check(request("POST", "/v1/charges", CHARGE), Decimal("20"), "run-1") is None
 
 

@@ -9,9 +9,9 @@ and answers with a canned response, so error bodies go through the SDK's own
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest

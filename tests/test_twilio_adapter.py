@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest

@@ -8,8 +8,9 @@ concrete path segment by segment (``*`` is one segment).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ class PathPattern:
     segments: tuple[str | None, ...]  # None: exactly one segment, whatever it is
 
     @classmethod
-    def parse(cls, pattern: str) -> "PathPattern":
+    def parse(cls, pattern: str) -> PathPattern:
         want_method, _, want_path = pattern.partition(" ")
         segments = tuple(None if w == "*" or (w.startswith("{") and w.endswith("}")) else w
                          for w in want_path.strip("/").split("/"))

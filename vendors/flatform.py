@@ -19,7 +19,7 @@ vendors refuse exactly the same bytes.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from vendors.base import RequestRejected
 from vendors.formencoding import MAX_PAIRS, show, unquote

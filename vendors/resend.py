@@ -37,10 +37,11 @@ What the core gets from this adapter
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from vendors import emailaddress, flatform, strictjson
 from vendors.base import (

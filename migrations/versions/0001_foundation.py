@@ -6,8 +6,8 @@ Revises:
 Create Date: 2026-11-24
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 from migrations.sql.v0001 import BUCKET_FUNCTION, GATE_FUNCTION, SETTLE_FUNCTION

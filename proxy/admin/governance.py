@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy import approvals, runs, spend
-from proxy.policy import store
 from proxy.admin.http import field, json_body, json_response
 from proxy.admin.routes import Operation
 from proxy.errors import InvalidInput
 from proxy.keys import show_key
+from proxy.policy import store
 
 
 class GovernanceRoutes:

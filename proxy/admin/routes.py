@@ -9,7 +9,8 @@ bounds is a 400, not silently ignored, clamped or guessed at.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, text, update
@@ -97,7 +97,7 @@ async def archive(conn: AsyncConnection, signer: Ed25519PrivateKey, name: str) -
 
 
 def _require_over(partition: Partition) -> None:
-    this_month = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     if partition.range_to is None or partition.range_to > this_month:
         raise Conflict("partition_in_use", f"{partition.name} still takes new rows: only months before the "
                        "current one (UTC) can be archived.")

@@ -5,8 +5,9 @@ Every record carries ``agent_run_id``, so a run joins with LLM-gateway traces on
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, AsyncIterator, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection

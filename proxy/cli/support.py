@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 from proxy import bootstrap, config, db, migrate
 

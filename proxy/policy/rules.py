@@ -9,12 +9,13 @@ inside Postgres; ``gate_caps`` hands them over.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
@@ -73,7 +74,7 @@ class Policy:
     expires_at: datetime | None
 
     @classmethod
-    def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> "Policy":
+    def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
         customers = document.get("customers", {})
         per_call = document.get("per_call_usd")
         expires = document.get("expires_at")
@@ -122,7 +123,7 @@ class Policy:
         known: Mapping[str, RecordedObject],
     ) -> Verdict:
         """The first rule this request breaks, and whether it needs approval. Cheapest rules first."""
-        if self.expires_at is not None and self.expires_at <= datetime.now(timezone.utc):
+        if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
             return Verdict(Denial("policy_expired", "This key's policy has expired."))
         if self.require_run_id and not run_id:
             return Verdict(Denial("run_id_required", "This key's policy requires an X-Agent-Run-Id header on every call."))
@@ -171,7 +172,7 @@ class Policy:
 
 def _utc(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @lru_cache(maxsize=1)

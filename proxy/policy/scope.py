@@ -5,8 +5,9 @@ Pure functions over a ParsedRequest and the records the key created; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from vendors.base import ParsedRequest, RecordedObject
 
@@ -27,7 +28,7 @@ class Recipients:
     addresses: frozenset[str] = frozenset()
 
     @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> "Recipients":
+    def from_document(cls, doc: Mapping[str, Any]) -> Recipients:
         return cls(
             countries=frozenset(doc.get("countries", ())),
             numbers=tuple(doc.get("numbers", ())),

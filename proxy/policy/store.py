@@ -7,13 +7,14 @@ very next request (it compares what the proxy evaluated with what is current).
 from __future__ import annotations
 
 import secrets
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy.policy import rules
 from proxy.errors import InvalidInput, NotFound
+from proxy.policy import rules
 from proxy.schema import policies, policy_versions, vault_keys
 
 
