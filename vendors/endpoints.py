@@ -59,7 +59,7 @@ class EndpointTable(Generic[T]):
 
 def _bind(template: list[str], segments: list[str]) -> dict[str, str] | None:
     params: dict[str, str] = {}
-    for want, got in zip(template, segments):
+    for want, got in zip(template, segments, strict=True):  # same shape: same length
         if want.startswith("{") and want.endswith("}"):
             params[want[1:-1]] = got
         elif want != got:
@@ -89,7 +89,7 @@ class PathPattern:
         """``segments``: the request path as ``path.strip("/").split("/")``."""
         if self.method != method or len(self.segments) != len(segments):
             return False
-        return all(w is None or w == g for w, g in zip(self.segments, segments))
+        return all(w is None or w == g for w, g in zip(self.segments, segments, strict=True))
 
 
 def pattern_matches(pattern: str, method: str, path: str) -> bool:

@@ -219,7 +219,7 @@ def _status_and_name(error: VendorError) -> tuple[int, str]:
 def _refuse_lookalikes(path: str) -> None:
     """``/Emails`` or ``/emails/Batch`` may reach the same handler at Resend; Tollgate would not know it."""
     segments = path.strip("/").split("/")
-    for segment, governed in zip(segments[:2], GOVERNED_SEGMENTS):
+    for segment, governed in zip(segments[:2], GOVERNED_SEGMENTS, strict=False):  # /emails has one
         if segment.split(".")[0].lower() == governed and segment != governed:
             raise RequestRejected("invalid_path", f"Use /{governed} exactly, not {segment[:40]!r}.", status=404)
         if segment != governed:

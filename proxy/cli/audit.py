@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import bootstrap
 from proxy.audit import archives, chain, export
@@ -43,20 +46,16 @@ def register(commands: Any) -> None:
 def _audit_export(args: argparse.Namespace) -> int:
     since, until = _moment(args.since), _moment(args.until) if args.until else None
     write = export.write_otlp if args.format == "otlp-json" else export.write_ndjson
-    out = open(args.output, "w") if args.output else sys.stdout
+    with open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout) as out:
 
-    async def work(conn, runtime) -> int:
-        count = 0
-        async for batch in export.rows(conn, since, until):
-            write(batch, out)
-            count += len(batch)
-        return count
+        async def work(conn: AsyncConnection, runtime: bootstrap.Runtime) -> int:
+            count = 0
+            async for batch in export.rows(conn, since, until):
+                write(batch, out)
+                count += len(batch)
+            return count
 
-    try:
         count = with_connection(args, work, write=False)
-    finally:
-        if args.output:
-            out.close()
     print(f"exported {count} audit row(s)", file=sys.stderr)
     return 0
 

@@ -61,7 +61,7 @@ def side_by_side(left: Any, right: Any) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
-            rows += [(a[i], b[j], "same") for i, j in zip(range(i1, i2), range(j1, j2))]
+            rows += [(a[i], b[j], "same") for i, j in zip(range(i1, i2), range(j1, j2), strict=True)]
             continue
         olds, news = a[i1:i2], b[j1:j2]
         for k in range(max(len(olds), len(news))):

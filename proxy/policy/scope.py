@@ -82,9 +82,9 @@ def check_record_scope(
         record = known.get(target)
         if record is None and created_through_key:
             return Denial("object_not_created_through_key", f"{target} was not created through this key.")
-        if record is not None and request.customer_id is None and not created_through_key:
-            if record.customer_id is None or record.customer_id not in (customers or ()):
-                return Denial("customer_not_allowed", f"{target} belongs to a customer outside this key's scope.")
+        if (record is not None and request.customer_id is None and not created_through_key
+                and (record.customer_id is None or record.customer_id not in (customers or ()))):
+            return Denial("customer_not_allowed", f"{target} belongs to a customer outside this key's scope.")
         if record is not None:
             return None
     if request.customer_id is None and request.moves_money:
@@ -100,7 +100,7 @@ def check_messaging_scope(
                       f"This call has {len(request.recipients)} recipients; this key allows at most {max_recipients}.")
     if recipients.configured:
         countries = request.recipient_countries or (None,) * len(request.recipients)
-        for recipient, country in zip(request.recipients, countries):
+        for recipient, country in zip(request.recipients, countries, strict=True):
             if not recipients.admits(recipient, country):
                 where = f" ({country})" if country else ""
                 return Denial("recipient_not_allowed", f"Recipient {recipient}{where} is outside this key's scope.")
