@@ -285,7 +285,7 @@ def _evidence(results: dict[str, Any]) -> list[str]:
         return []
     out = ["## Where the time goes (evidence)", ""]
     if "error" in p:
-        return out + [f"The evidence step failed: {p['error']}", ""]
+        return [*out, f"The evidence step failed: {p['error']}", ""]
     c1 = p.get("c1", {})
     if c1:
         out += ["One connection, one request at a time (no queueing: the serial cost of each layer):", "",
@@ -333,7 +333,7 @@ def _evidence(results: dict[str, Any]) -> list[str]:
                 "audit_events dead / autovacuums | other % |", "|---:|---:|---:|---|---|---|---:|"]
         for x in w:
             t = x["tables"]
-            cell = lambda n: f"{_f(t[n]['dead'])} / {t[n]['autovacuums']}" if n in t else "n/a"  # noqa: E731
+            cell = lambda n, t=t: f"{_f(t[n]['dead'])} / {t[n]['autovacuums']}" if n in t else "n/a"  # noqa: E731
             out.append(f"| {x['window'] + 1} | {_rps(x['rps'])} | {_f(x['p99_ms'])} | {cell('budget_counters')} | "
                        f"{cell('reservations')} | {cell('audit_events')} | {_f(x['other_pct'], 0)} |")
         rates = [x["rps"] for x in w]

@@ -137,7 +137,7 @@ def same_round_ratio(block: dict[str, Any], num: str, den: str, key: str = "rps"
     a, b = block["runs"].get(num), block["runs"].get(den)
     if not a or not b:
         return None
-    ratios = [x[key] / y[key] for x, y in zip(a, b) if y[key]]
+    ratios = [x[key] / y[key] for x, y in zip(a, b, strict=False) if y[key]]
     return round(statistics.median(ratios), 3) if ratios else None
 
 
@@ -145,7 +145,7 @@ def same_round_delta(block: dict[str, Any], num: str, den: str, key: str) -> flo
     a, b = block["runs"].get(num), block["runs"].get(den)
     if not a or not b:
         return None
-    return round(statistics.median(x[key] - y[key] for x, y in zip(a, b)), 3)
+    return round(statistics.median(x[key] - y[key] for x, y in zip(a, b, strict=False)), 3)
 
 
 def prepare(target: Target, workdir: Path, think_ms: float = 0) -> Target:
@@ -246,7 +246,7 @@ def scenario_profile(fast: dict[str, Any], pg: Postgres, plan: Plan, workdir: Pa
     if plan.profile_s > 0:
         out["db_path"] = {}
         for c in (1, plan.moderate, plan.saturation):
-            out["db_path"][str(c)] = _guard(lambda: db_path(pg, fast["key_id"], c, max(3.0, plan.duration_s / 2)))
+            out["db_path"][str(c)] = _guard(lambda c=c: db_path(pg, fast["key_id"], c, max(3.0, plan.duration_s / 2)))
             say(f"  [profile] database path alone c={c}: {out['db_path'][str(c)]}")
     before = probe.function_stats(pg.url)
     profile = plan.profile_s > 0 and probe.pyspy_available() is not None

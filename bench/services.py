@@ -9,6 +9,7 @@ wheel, exactly as Tollgate's embedded default and its test suite run it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import json
 import os
@@ -62,10 +63,8 @@ def free_port() -> int:
 def _die_with_parent() -> None:
     """Child side of Popen: get SIGTERM if the harness dies, even by SIGKILL (Linux)."""
     os.setsid()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -93,10 +92,8 @@ class Service:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(5)
 
 

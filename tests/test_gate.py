@@ -280,7 +280,7 @@ async def test_the_set_based_path_decides_a_batch_that_fits(engine, hot):
     async with engine.connect() as conn:
         decided = await conn.scalar(FAST, {"key_id": key[0], "items": json.dumps(fits), "idx": [0, 1, 2, 3]})
         await conn.commit()
-        one_too_many = fits + [item(key, caps, "2", "run-a", "allowed", "enforce")]  # a 4th call of run-a
+        one_too_many = [*fits, item(key, caps, "2", "run-a", "allowed", "enforce")]  # a 4th call of run-a
         declined = await conn.scalar(FAST, {"key_id": key[0], "items": json.dumps(one_too_many), "idx": [4]})
         written = await conn.scalar(text("SELECT count(*) FROM audit_events WHERE key_id = :k"), {"k": key[0]})
         reserved = {(r.bucket if r.bucket.startswith("run:") else r.bucket.split(":")[0]): (r.reserved_usd, r.requests)

@@ -145,7 +145,7 @@ def test_batch_built_by_resend_python(wire: Wire) -> None:
 def test_get_built_by_resend_python_carries_an_empty_object(wire: Wire) -> None:
     wire.answer = (200, {"object": "email", "id": EMAIL_ID})
     resend.Emails.get(EMAIL_ID)
-    method, path, _, _, body = on_the_wire(wire)
+    method, _, _, _, body = on_the_wire(wire)
     assert (method, body) == ("GET", b"{}")  # resend-python sends json={} on GET
     parsed = parsed_from(wire)
     assert (parsed.endpoint, parsed.object_id, parsed.moves_money) == ("GET /emails/{id}", EMAIL_ID, False)

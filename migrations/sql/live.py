@@ -82,7 +82,7 @@ class LiveFunction:
     @property
     def body(self) -> str:
         """What lies between the dollar quotes: pg_proc.prosrc, byte for byte."""
-        before, body, after = self.text.split("$$")
+        _, body, _ = self.text.split("$$")
         return body
 
     @property
