@@ -304,7 +304,8 @@ def _evidence(results: dict[str, Any]) -> list[str]:
                 f"alone (c=1 run above) and under load (governed at c={sat} during the profile). It excludes "
                 "parsing the call, the commit and its WAL flush; under load it includes waiting for the "
                 "counter rows' locks:", "",
-                f"| function | calls c=1 | mean ms c=1 | calls c={sat} | mean ms c={sat} |", "|---|---:|---:|---:|---:|"]
+                f"| function | calls c=1 | mean ms c=1 | calls c={sat} | mean ms c={sat} |",
+                "|---|---:|---:|---:|---:|"]
         for name in sorted(set(funcs) | set(funcs1)):
             a, b = funcs1.get(name, {}), funcs.get(name, {})
             out.append(f"| `{name}` | {_f(a.get('calls'))} | {_f(a.get('mean_ms'), 3)} | "
@@ -431,7 +432,8 @@ def _pool_or_loop(block: dict[str, Any]) -> str:
 def _scale(results: dict[str, Any]) -> list[str]:
     sc = results.get("scale")
     if not sc:
-        return ["## Scenario 3: audit table at scale", "", "Not run in this report (`python -m bench.run --scale`).", ""]
+        return ["## Scenario 3: audit table at scale", "",
+                "Not run in this report (`python -m bench.run --scale`).", ""]
     f, lk = sc["fill"], sc["lookups"]
     out = ["## Scenario 3: audit table at scale", "",
            f"Filled with `INSERT ... SELECT generate_series` in {f['chunk']:,}-row chunks through the live indexes: "

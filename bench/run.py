@@ -324,14 +324,16 @@ def scenario_slow(pg: Postgres, plan: Plan, workdir: Path) -> dict[str, Any]:
             prepare(t, workdir)
         block = measure(targets, plan.slow_connections, plan, workdir, f"slow c={plan.slow_connections}")
         block["added_ms"] = {
-            f"{t.name} - direct": {k: same_round_delta(block, t.name, "direct", k) for k in ("p50_ms", "p99_ms", "p999_ms")}
+            f"{t.name} - direct": {k: same_round_delta(block, t.name, "direct", k)
+                                   for k in ("p50_ms", "p99_ms", "p999_ms")}
             for t in targets[1:]
         }
         block["ceiling_rps"] = round(plan.slow_connections / (plan.slow_delay_ms / 1000), 1)
         blocks = {str(plan.slow_connections): block}
         if plan.think_ms > 0:
             thinking = [Target(f"{t.name}, {plan.think_ms:g} ms think", t.service, t.path, t.key, t.cpu)
-                        for t in targets if t.name in ("direct", "bare (aiohttp)", f"governed pool={plan.pool_sizes[0]}")]
+                        for t in targets
+                        if t.name in ("direct", "bare (aiohttp)", f"governed pool={plan.pool_sizes[0]}")]
             for t in thinking:
                 prepare(t, workdir, think_ms=plan.think_ms)
             think = measure(thinking, plan.slow_connections, plan, workdir,
@@ -515,7 +517,8 @@ def _run_from_revision(rev: str, argv: list[str], report_path: Path | None) -> i
                 skip = True
             elif not a.startswith(("--source=", "--report=")):
                 rest.append(a)
-        target = report_path.resolve() if report_path else (QUICK_REPORT if "--quick" in rest else BENCH_DIR / "REPORT.md")
+        target = (report_path.resolve() if report_path
+                  else QUICK_REPORT if "--quick" in rest else BENCH_DIR / "REPORT.md")
         rest += ["--report", str(target)]
         say(f"bench: running revision {commit[:12]} from {src}")
         env = {**os.environ, "BENCH_SOURCE": f"{rev} = {commit[:12]} (exported with git archive)"}

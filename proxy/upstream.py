@@ -82,7 +82,8 @@ class AiohttpUpstream:
             raise UpstreamFailure("upstream_unreachable", f"Could not connect to the vendor: {exc}",
                                   maybe_delivered=False) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.", maybe_delivered=True) from exc
+            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.",
+                                  maybe_delivered=True) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamFailure("upstream_error", f"The connection to the vendor failed: {exc}",
                                   maybe_delivered=True) from exc
@@ -117,7 +118,8 @@ class HttpxUpstream:
             raise UpstreamFailure("upstream_unreachable", f"Could not connect to the vendor: {exc}",
                                   maybe_delivered=False) from exc
         except httpx.TimeoutException as exc:
-            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.", maybe_delivered=True) from exc
+            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.",
+                                  maybe_delivered=True) from exc
         except httpx.HTTPError as exc:
             raise UpstreamFailure("upstream_error", f"The connection to the vendor failed: {exc}",
                                   maybe_delivered=True) from exc

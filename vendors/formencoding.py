@@ -123,7 +123,8 @@ def _insert(
                 raise _ambiguous(key, where)
             if existing is not None:
                 raise RequestRejected(
-                    "duplicate_parameter", f"Parameter {key!r} appears more than once in the request {where}.", param=key
+                    "duplicate_parameter", f"Parameter {key!r} appears more than once in the request {where}.",
+                    param=key,
                 )
             node[segment] = value
             return

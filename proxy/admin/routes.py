@@ -48,7 +48,8 @@ def _checking_query(handler: Handler, parameters: list[dict[str, Any]]) -> Handl
         for name, value in request.query_params.multi_items():
             if name not in declared:
                 takes = ", ".join(sorted(declared)) or "none"
-                raise InvalidInput("unknown_parameter", f"Unknown query parameter {name[:40]!r} (this operation takes: {takes}).")
+                raise InvalidInput("unknown_parameter",
+                                   f"Unknown query parameter {name[:40]!r} (this operation takes: {takes}).")
             if name in seen:
                 raise InvalidInput("duplicate_parameter", f"Query parameter {name!r} appears more than once.")
             seen.add(name)

@@ -91,7 +91,8 @@ async def signout(console: Console, request: Request) -> Response:
     return response
 
 
-def create_console(admin_app: ASGIApp | None, admin_token: str | None, secure_cookie: str = "auto") -> tuple[Starlette, Console]:
+def create_console(admin_app: ASGIApp | None, admin_token: str | None,
+                   secure_cookie: str = "auto") -> tuple[Starlette, Console]:
     """The console app (mount it at /console) and its state; ``admin_app`` serves /admin/v1."""
     client = AdminClient(admin_app, admin_token) if admin_app is not None and admin_token else None
     sessions = Sessions(admin_token, secure_cookie) if admin_token else None

@@ -44,7 +44,8 @@ class Console:
         session: Session | None = getattr(request.state, "session", None)
         context.setdefault("notice", session.take_notice() if session else None)
         return self.templates.TemplateResponse(
-            request, template, {"csrf": session.csrf if session else "", "signed_in": bool(session and session.signed_in),
+            request, template, {"csrf": session.csrf if session else "",
+                                "signed_in": bool(session and session.signed_in),
                                 "nav": NAV.get(template.split(".")[0], ""), **context}, status_code=status)
 
     def redirect(self, request: Request, name: str, query: dict[str, str] | None = None, **params: str) -> Response:

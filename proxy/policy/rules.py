@@ -126,13 +126,16 @@ class Policy:
         if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
             return Verdict(Denial("policy_expired", "This key's policy has expired."))
         if self.require_run_id and not run_id:
-            return Verdict(Denial("run_id_required", "This key's policy requires an X-Agent-Run-Id header on every call."))
+            return Verdict(Denial("run_id_required",
+                                  "This key's policy requires an X-Agent-Run-Id header on every call."))
         approval = None
         segments = request.path.strip("/").split("/")
         if not any(p.matches(request.method, segments) for p in self._allow_patterns):
             if not any(p.matches(request.method, segments) for p in self._approval_patterns):
-                return Verdict(Denial("endpoint_not_allowed", f"Endpoint {request.endpoint} is not in this key's allowlist."))
-            approval = Denial("endpoint_requires_approval", f"Endpoint {request.endpoint} needs an operator's approval.")
+                return Verdict(Denial("endpoint_not_allowed",
+                                      f"Endpoint {request.endpoint} is not in this key's allowlist."))
+            approval = Denial("endpoint_requires_approval",
+                              f"Endpoint {request.endpoint} needs an operator's approval.")
         denial = (
             check_record_scope(request, self.customers, self.created_through_key, known)
             or check_messaging_scope(request, self.recipients, self.senders, self.max_recipients)

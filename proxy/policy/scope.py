@@ -76,7 +76,8 @@ def check_record_scope(
             created_through_key and request.customer_id in known
         )
         if not admitted:
-            return Denial("customer_not_allowed", f"Customer {request.customer_id} is outside this key's customer scope.")
+            return Denial("customer_not_allowed",
+                          f"Customer {request.customer_id} is outside this key's customer scope.")
     target = request.object_id if request.object_id and request.object_id != request.customer_id else None
     if target is not None:
         record = known.get(target)
@@ -88,7 +89,8 @@ def check_record_scope(
         if record is not None:
             return None
     if request.customer_id is None and request.moves_money:
-        return Denial("customer_not_identified", "This key is limited to certain customers, and this call does not name one.")
+        return Denial("customer_not_identified",
+                      "This key is limited to certain customers, and this call does not name one.")
     return None
 
 

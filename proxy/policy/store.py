@@ -66,7 +66,8 @@ async def show_policy(conn: AsyncConnection, policy_id: str) -> dict[str, Any]:
     return {
         **dict(head._mapping),
         "created_at": _iso(head.created_at),
-        "versions": [{"version": v.version, "created_at": _iso(v.created_at), "document": v.document} for v in versions],
+        "versions": [{"version": v.version, "created_at": _iso(v.created_at), "document": v.document}
+                     for v in versions],
     }
 
 
