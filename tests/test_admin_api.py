@@ -89,7 +89,8 @@ def test_audit_by_run_id(admin, proxy_url, make_key, run_id):
     client.v1.charges.create(params={"amount": 500, "currency": "usd", "source": "tok_visa"},
                              options={"headers": {"X-Agent-Run-Id": run_id}})
     rows = admin.get("/admin/v1/audit", params={"agent_run_id": run_id}).json()["data"]
-    assert [(r["decision"], r["endpoint"], r["cost_usd"]) for r in rows] == [("allowed", "POST /v1/charges", "5.000000")]
+    assert [(r["decision"], r["endpoint"], r["cost_usd"]) for r in rows] == [
+        ("allowed", "POST /v1/charges", "5.000000")]
 
 
 def test_openapi_document_describes_the_routes(proxy_url):
@@ -123,7 +124,8 @@ def test_prometheus_metrics(proxy_url, make_key, run_id):
         client.v1.payouts.create(params={"amount": 250, "currency": "usd"})
     text = httpx.get(f"{proxy_url}/metrics").text
     assert 'tollgate_requests_total{decision="allowed",endpoint="POST /v1/charges",reason="",vendor="stripe"}' in text
-    assert 'tollgate_requests_total{decision="blocked",endpoint="",reason="endpoint_not_allowed",vendor="stripe"}' in text
+    assert ('tollgate_requests_total{decision="blocked",endpoint="",reason="endpoint_not_allowed",vendor="stripe"}'
+            in text)
     assert "tollgate_spend_usd_total{vendor=\"stripe\"}" in text
     assert 'tollgate_db_pool_connections{pool="gate",state="max"} 10.0' in text
     assert "tollgate_open_reservations " in text and "tollgate_added_seconds_bucket" in text

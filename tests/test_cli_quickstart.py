@@ -26,7 +26,8 @@ EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policy-schemas" / "ex
 
 
 def tollgate(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "proxy", *args], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "proxy", *args], env=env, capture_output=True, text=True,
+                            timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"tollgate {' '.join(args)} exited {result.returncode}: {result.stderr}")
     return result
@@ -125,8 +126,10 @@ def test_policy_and_approval_commands(pg_url, tmp_path, proxy_url, stripe_emulat
     created = tollgate("policy", "create", str(strict), "--name", "payouts-held", env=env).stdout
     policy_id = created.split()[1]
     assert created.startswith(f"Created {policy_id} (stripe) at version 1.")
-    assert tollgate("policy", "update", policy_id, str(strict), env=env).stdout.strip() == f"{policy_id} is now at version 2."
-    assert [v["version"] for v in json.loads(tollgate("policy", "show", policy_id, env=env).stdout)["versions"]] == [1, 2]
+    updated = tollgate("policy", "update", policy_id, str(strict), env=env).stdout
+    assert updated.strip() == f"{policy_id} is now at version 2."
+    shown = json.loads(tollgate("policy", "show", policy_id, env=env).stdout)
+    assert [v["version"] for v in shown["versions"]] == [1, 2]
     assert policy_id in tollgate("policy", "list", env=env).stdout
 
     key = admin.post("/admin/v1/keys", json={"vendor": "stripe", "policy_id": policy_id,

@@ -215,7 +215,8 @@ def test_from_document() -> None:
         base(
             customers={"allow": ["cus_1", "cus_2"]},
             per_call_usd=12.5,
-            caps=[{"usd": "200.00", "window": "day"}, {"requests": 60, "window": "minute"}, {"usd": 5, "window": "run"}],
+            caps=[{"usd": "200.00", "window": "day"}, {"requests": 60, "window": "minute"},
+                  {"usd": 5, "window": "run"}],
             require_run_id=True,
             expires_at="2030-01-01T00:00:00",
         ),
@@ -314,7 +315,8 @@ def test_customer_not_allowed() -> None:
     denial = loaded.check(parsed, Decimal(1), None)
     assert denial is not None and denial.reason == "customer_not_allowed"
     assert "cus_2" in denial.message
-    assert loaded.check(request("POST", "/v1/charges", b"amount=100&currency=usd&customer=cus_1"), Decimal(1), None) is None
+    charge = request("POST", "/v1/charges", b"amount=100&currency=usd&customer=cus_1")
+    assert loaded.check(charge, Decimal(1), None) is None
 
 
 def test_customer_from_the_path_is_checked() -> None:
@@ -345,7 +347,8 @@ def test_call_moving_no_money_and_naming_no_customer_passes_a_customer_scope() -
 
 
 def test_no_customer_scope_admits_any_customer() -> None:
-    assert policy().check(request("POST", "/v1/charges", b"amount=1&currency=usd&customer=cus_zz"), Decimal(0), None) is None
+    charge = request("POST", "/v1/charges", b"amount=1&currency=usd&customer=cus_zz")
+    assert policy().check(charge, Decimal(0), None) is None
 
 
 def test_per_call_limit_boundary() -> None:
