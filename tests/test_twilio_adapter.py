@@ -446,6 +446,7 @@ def test_reconcile_path() -> None:
     assert ADAPTER.reconcile_path(ACCOUNT, SM) == f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{SM}.json"
     assert ADAPTER.reconcile_path(ACCOUNT, CA) == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{CA}.json"
     assert parse("GET", ADAPTER.reconcile_path(ACCOUNT, SM)).object_id == SM
+    assert ADAPTER.reconcile_path(None, SM) is None  # no account recorded: nothing to fetch, the estimate stands
     with pytest.raises(ValueError):
         ADAPTER.reconcile_path(ACCOUNT, "../x")
 

@@ -211,12 +211,15 @@ class TwilioAdapter:
 
     # -- reconciliation: pure halves; the core does the GET -----------------------------------
 
-    def reconcile_path(self, account_sid: str, object_id: str) -> str:
-        """Where to GET a message (SM/MM) or call (CA) later to learn its final price."""
-        if not ACCOUNT_SID.match(account_sid) or not OBJECT_SID.match(object_id):
-            raise ValueError(f"not a Twilio account and message/call sid: {account_sid!r}, {object_id!r}")
+    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+        """Where to GET a message (SM/MM) or call (CA) later to learn its final price; None when the
+        call recorded no account, since Twilio's path needs one (the estimate then stands)."""
+        if account is None:
+            return None
+        if not ACCOUNT_SID.match(account) or not OBJECT_SID.match(object_id):
+            raise ValueError(f"not a Twilio account and message/call sid: {account!r}, {object_id!r}")
         resource = "Calls" if object_id.startswith("CA") else "Messages"
-        return f"/{API_VERSION}/Accounts/{account_sid}/{resource}/{object_id}.json"
+        return f"/{API_VERSION}/Accounts/{account}/{resource}/{object_id}.json"
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         if status >= 400:
