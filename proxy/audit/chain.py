@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import ColumnElement, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy.schema import (
@@ -103,7 +103,7 @@ class SealReport:
     busy: bool = False  # another sealer holds the lock
 
 
-def _sealable():
+def _sealable() -> ColumnElement[bool]:
     a = audit_events.c
     waiting_for_price = (a.cost_source == "estimated") & (a.ts > text(f"now() - interval '{REPRICE_WINDOW}'"))
     return a.state.in_(("final", "reconciled")) & ~waiting_for_price
@@ -121,15 +121,18 @@ async def seal(conn: AsyncConnection, signer: Ed25519PrivateKey, limit: int = BA
     last = (await conn.execute(select(audit_chain.c.seq, audit_chain.c.row_hash)
                                .order_by(audit_chain.c.seq.desc()).limit(1))).first()
     seq, previous = (last.seq, last.row_hash) if last else (0, GENESIS)
-    cursor = await conn.scalar(select(audit_chain_cursor.c.scanned_to).where(audit_chain_cursor.c.id == 1))
+    cursor: int = (await conn.execute(select(audit_chain_cursor.c.scanned_to)
+                                      .where(audit_chain_cursor.c.id == 1))).scalar_one()
     skipped = select(audit_chain_skipped.c.audit_id)
     candidates = await conn.execute(
-        select(audit_events, _sealable().label("_sealable"))
+        select(audit_events).add_columns(_sealable().label("_sealable"))
         .where(((audit_events.c.id > cursor) & (audit_events.c.ts < text(f"now() - interval '{margin}'")))
                | audit_events.c.id.in_(skipped))
         .order_by(audit_events.c.id).limit(limit)
     )
-    entries, passed_over, scanned_to = [], [], cursor
+    entries: list[dict[str, Any]] = []
+    passed_over: list[int] = []
+    scanned_to = cursor
     for row in candidates:
         content = {k: v for k, v in row._mapping.items() if k != "_sealable"}
         scanned_to = max(scanned_to, row.id)
@@ -148,7 +151,7 @@ async def seal(conn: AsyncConnection, signer: Ed25519PrivateKey, limit: int = BA
     return SealReport(len(entries), seq)
 
 
-async def _record(conn: AsyncConnection, entries: list[dict], passed_over: list[int], scanned_to: int,
+async def _record(conn: AsyncConnection, entries: list[dict[str, Any]], passed_over: list[int], scanned_to: int,
                   cursor: int) -> None:
     if entries:
         await conn.execute(insert(audit_chain), entries)
@@ -208,7 +211,7 @@ async def _walk(conn: AsyncConnection) -> tuple[int, int, Finding | None]:
             previous, expected, checked = entry.row_hash, expected + 1, checked + 1
 
 
-def _check_entry(entry: Any, expected: int, previous: bytes, row: dict | None) -> Finding | None:
+def _check_entry(entry: Any, expected: int, previous: bytes, row: dict[str, Any] | None) -> Finding | None:
     where = f"audit row {entry.audit_id} (chain entry {entry.seq})"
     if entry.seq != expected:
         return Finding("deleted", f"Chain entry {expected} is missing (the next is {entry.seq}).", seq=expected)
@@ -224,7 +227,7 @@ def _check_entry(entry: Any, expected: int, previous: bytes, row: dict | None) -
     return None
 
 
-async def _check_heads(conn: AsyncConnection, heads: list[Any], public: Ed25519PublicKey) -> Finding | None:
+async def _check_heads(conn: AsyncConnection, heads: Sequence[Any], public: Ed25519PublicKey) -> Finding | None:
     for head in heads:
         try:
             public.verify(head.signature, head_message(head.seq, head.head_hash))
