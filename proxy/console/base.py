@@ -28,7 +28,7 @@ PageHandler = Callable[["Console", Request], Awaitable[Response]]
 
 class Console:
     def __init__(self, client: AdminClient | None, sessions: Sessions | None):
-        self.client = client
+        self._client = client
         self.sessions = sessions
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
@@ -36,9 +36,16 @@ class Console:
                            remaining=render.remaining)
         env.globals["href"] = _href
 
+    @property
+    def client(self) -> AdminClient:
+        """The admin API. Pages run only behind ``page``, which answers 503 when the console has none."""
+        if self._client is None:
+            raise RuntimeError("the console has no admin client: it is disabled")
+        return self._client
+
     async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         session: Session | None = getattr(request.state, "session", None)
@@ -56,10 +63,11 @@ class Console:
         """Signed in or sent to the sign-in page; POSTs need the session's CSRF token."""
 
         async def guarded(request: Request) -> Response:
-            if self.sessions is None or self.client is None:
+            if self.sessions is None or self._client is None:
                 return self.render(request, "disabled.html", status=503)
             session = self.sessions.load(request)
             request.state.session = session
+            response: Response
             if not session.signed_in:
                 response = RedirectResponse(_signin_url(request), status_code=303)
             elif request.method == "POST" and not await _csrf_passes(request, session):
@@ -91,7 +99,7 @@ def _signin_url(request: Request) -> str:
 
 async def read_form(request: Request) -> dict[str, str]:
     """application/x-www-form-urlencoded, parsed once and kept on the request (last value wins)."""
-    cached = getattr(request.state, "form", None)
+    cached: dict[str, str] | None = getattr(request.state, "form", None)
     if cached is not None:
         return cached
     form: dict[str, str] = {}

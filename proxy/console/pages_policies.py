@@ -71,7 +71,7 @@ def side_by_side(left: Any, right: Any) -> list[tuple[str, str, str]]:
 
 
 def _version(policy: dict[str, Any], raw: str | None, default: int) -> dict[str, Any]:
-    by_number = {v["version"]: v for v in policy["versions"]}
+    by_number: dict[int, dict[str, Any]] = {v["version"]: v for v in policy["versions"]}
     try:
         return by_number[int(raw)] if raw else by_number[default]
     except (KeyError, ValueError):
