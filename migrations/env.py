@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from proxy.schema import metadata
@@ -29,7 +30,7 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def _run_sync(connection) -> None:
+def _run_sync(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
         context.run_migrations()

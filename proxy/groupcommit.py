@@ -23,7 +23,7 @@ RunBatch = Callable[[list[Item]], Awaitable[Sequence["Answer | BaseException"]]]
 
 
 class GroupCommit(Generic[Item, Answer]):
-    def __init__(self, run_batch: RunBatch, max_batch: int, lanes: int):
+    def __init__(self, run_batch: RunBatch[Item, Answer], max_batch: int, lanes: int):
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._lanes = lanes

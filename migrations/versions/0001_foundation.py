@@ -6,6 +6,8 @@ Revises:
 Create Date: 2026-11-24
 """
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
@@ -21,7 +23,7 @@ USD = sa.Numeric(20, 6)
 NOW = sa.text("now()")
 
 
-def _ts(name: str, nullable: bool = False, default: bool = True) -> sa.Column:
+def _ts(name: str, nullable: bool = False, default: bool = True) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable, server_default=NOW if default else None)
 
 

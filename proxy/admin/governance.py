@@ -3,6 +3,7 @@ approvals. Same conventions as proxy/admin/api.py (which mounts these)."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,7 +16,7 @@ from proxy.policy import store
 
 
 class GovernanceRoutes:
-    def __init__(self, engine):
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     def operations(self) -> list[Operation]:

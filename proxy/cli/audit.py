@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import bootstrap
@@ -68,7 +69,7 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _signer(args: argparse.Namespace):
+def _signer(args: argparse.Namespace) -> Ed25519PrivateKey:
     settings = bootstrap.with_secrets(settings_from(args))
     if not settings.signing_key:
         raise bootstrap.ConfigError("missing_signing_key", "TOLLGATE_SIGNING_KEY is required to seal the audit trail.")
@@ -113,7 +114,7 @@ def _month(text: str) -> date:
 
 
 def _audit_partitions(args: argparse.Namespace) -> int:
-    async def work(conn) -> list[archives.Partition]:
+    async def work(conn: AsyncConnection) -> list[archives.Partition]:
         await archives.ensure(conn)
         return await archives.partitions(conn)
 
