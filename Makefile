@@ -27,6 +27,11 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff over all the Python here; mypy over what [tool.mypy] in pyproject.toml names.
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check proxy vendors migrations tests bench
+	$(BIN)/mypy
+
 # Needs wrk and nginx (Debian: apt-get install -y wrk nginx); see bench/README.md.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.run

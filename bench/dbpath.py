@@ -25,8 +25,8 @@ async def _run(url: str, key_id: str, master_key: str, concurrency: int, seconds
     from proxy import config, db, secretbox
     from proxy.gate import Gate, PolicyRef
     from proxy.hotdb import HotDB
-from proxy.rows import AuditRow, SettlePatch
     from proxy.keycache import KeyCache
+    from proxy.rows import AuditRow, SettlePatch
 
     settings = config.Settings(database_url=url)  # the request path's pools, default size
     engine = db.create_engine(url, settings)

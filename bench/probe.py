@@ -88,7 +88,8 @@ def categorise(raw: Path) -> dict[str, Any]:
         leaves[frames[-1]] += count
     share = {name: round(100 * totals[name] / samples, 1) for name in CATEGORY_NAMES} if samples else {}
     return {"samples": samples, "share_pct": share,
-            "top_leaves": [(name, round(100 * n / samples, 1)) for name, n in leaves.most_common(15)] if samples else []}
+            "top_leaves": [(name, round(100 * n / samples, 1)) for name, n in leaves.most_common(15)]
+            if samples else []}
 
 
 def _short(frame: str) -> str:

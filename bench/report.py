@@ -182,7 +182,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def render(results: dict[str, Any]) -> str:
     m, v, plan = results["machine"], results.get("versions", {}), results["plan"]
-    when = dt.datetime.fromtimestamp(results["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.fromtimestamp(results["started"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     minutes = (results.get("finished", results["started"]) - results["started"]) / 60
     out: list[str] = [
         "# Tollgate benchmark report",
@@ -209,8 +209,8 @@ def render(results: dict[str, Any]) -> str:
         f"- Disk: an 8 kB write + fdatasync takes {_f(results.get('profile', {}).get('fsync_us'), 0)} µs (median), "
         "the floor under every durable commit.",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        f"- Postgres: the `pgserver` wheel (the same server as Tollgate's embedded default and its test suite), "
-        f"in a fresh data directory, default settings: "
+        "- Postgres: the `pgserver` wheel (the same server as Tollgate's embedded default and its test suite), "
+        "in a fresh data directory, default settings: "
         + ", ".join(f"{k}={val}" for k, val in results.get("postgres", {}).items())
         + ". `track_functions = 'pl'` is set on the database so Postgres reports the gate and settle "
         "functions' own time (statistics only; durability unchanged).",
@@ -285,7 +285,7 @@ def _evidence(results: dict[str, Any]) -> list[str]:
         return []
     out = ["## Where the time goes (evidence)", ""]
     if "error" in p:
-        return out + [f"The evidence step failed: {p['error']}", ""]
+        return [*out, f"The evidence step failed: {p['error']}", ""]
     c1 = p.get("c1", {})
     if c1:
         out += ["One connection, one request at a time (no queueing: the serial cost of each layer):", "",
@@ -304,7 +304,8 @@ def _evidence(results: dict[str, Any]) -> list[str]:
                 f"alone (c=1 run above) and under load (governed at c={sat} during the profile). It excludes "
                 "parsing the call, the commit and its WAL flush; under load it includes waiting for the "
                 "counter rows' locks:", "",
-                f"| function | calls c=1 | mean ms c=1 | calls c={sat} | mean ms c={sat} |", "|---|---:|---:|---:|---:|"]
+                f"| function | calls c=1 | mean ms c=1 | calls c={sat} | mean ms c={sat} |",
+                "|---|---:|---:|---:|---:|"]
         for name in sorted(set(funcs) | set(funcs1)):
             a, b = funcs1.get(name, {}), funcs.get(name, {})
             out.append(f"| `{name}` | {_f(a.get('calls'))} | {_f(a.get('mean_ms'), 3)} | "
@@ -333,7 +334,7 @@ def _evidence(results: dict[str, Any]) -> list[str]:
                 "audit_events dead / autovacuums | other % |", "|---:|---:|---:|---|---|---|---:|"]
         for x in w:
             t = x["tables"]
-            cell = lambda n: f"{_f(t[n]['dead'])} / {t[n]['autovacuums']}" if n in t else "n/a"  # noqa: E731
+            cell = lambda n, t=t: f"{_f(t[n]['dead'])} / {t[n]['autovacuums']}" if n in t else "n/a"  # noqa: E731
             out.append(f"| {x['window'] + 1} | {_rps(x['rps'])} | {_f(x['p99_ms'])} | {cell('budget_counters')} | "
                        f"{cell('reservations')} | {cell('audit_events')} | {_f(x['other_pct'], 0)} |")
         rates = [x["rps"] for x in w]
@@ -431,7 +432,8 @@ def _pool_or_loop(block: dict[str, Any]) -> str:
 def _scale(results: dict[str, Any]) -> list[str]:
     sc = results.get("scale")
     if not sc:
-        return ["## Scenario 3: audit table at scale", "", "Not run in this report (`python -m bench.run --scale`).", ""]
+        return ["## Scenario 3: audit table at scale", "",
+                "Not run in this report (`python -m bench.run --scale`).", ""]
     f, lk = sc["fill"], sc["lookups"]
     out = ["## Scenario 3: audit table at scale", "",
            f"Filled with `INSERT ... SELECT generate_series` in {f['chunk']:,}-row chunks through the live indexes: "
@@ -466,7 +468,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         return []
     text = ANALYSIS.read_text().strip()
     stamp = re.search(r"<!--\s*run:\s*(.+?)\s*-->", text)
-    when = dt.datetime.fromtimestamp(results["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.fromtimestamp(results["started"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     note = ""
     if stamp and stamp.group(1) != when:
         note = (f"\n\n> Written for the run of {stamp.group(1)}, not this one ({when}): check its numbers "

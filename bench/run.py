@@ -18,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -50,7 +51,7 @@ class Plan:
     wrk_timeout_s: float = 10.0
 
     @classmethod
-    def quick(cls) -> "Plan":
+    def quick(cls) -> Plan:
         return cls(duration_s=2.0, warmup_s=1.0, repeats=1, profile_s=0.0, diagnostics=False, pool_sizes=(10,),
                    think_ms=0.0, scale_rows=200_000)
 
@@ -136,7 +137,7 @@ def same_round_ratio(block: dict[str, Any], num: str, den: str, key: str = "rps"
     a, b = block["runs"].get(num), block["runs"].get(den)
     if not a or not b:
         return None
-    ratios = [x[key] / y[key] for x, y in zip(a, b) if y[key]]
+    ratios = [x[key] / y[key] for x, y in zip(a, b, strict=False) if y[key]]
     return round(statistics.median(ratios), 3) if ratios else None
 
 
@@ -144,7 +145,7 @@ def same_round_delta(block: dict[str, Any], num: str, den: str, key: str) -> flo
     a, b = block["runs"].get(num), block["runs"].get(den)
     if not a or not b:
         return None
-    return round(statistics.median(x[key] - y[key] for x, y in zip(a, b)), 3)
+    return round(statistics.median(x[key] - y[key] for x, y in zip(a, b, strict=False)), 3)
 
 
 def prepare(target: Target, workdir: Path, think_ms: float = 0) -> Target:
@@ -245,7 +246,7 @@ def scenario_profile(fast: dict[str, Any], pg: Postgres, plan: Plan, workdir: Pa
     if plan.profile_s > 0:
         out["db_path"] = {}
         for c in (1, plan.moderate, plan.saturation):
-            out["db_path"][str(c)] = _guard(lambda: db_path(pg, fast["key_id"], c, max(3.0, plan.duration_s / 2)))
+            out["db_path"][str(c)] = _guard(lambda c=c: db_path(pg, fast["key_id"], c, max(3.0, plan.duration_s / 2)))
             say(f"  [profile] database path alone c={c}: {out['db_path'][str(c)]}")
     before = probe.function_stats(pg.url)
     profile = plan.profile_s > 0 and probe.pyspy_available() is not None
@@ -323,14 +324,16 @@ def scenario_slow(pg: Postgres, plan: Plan, workdir: Path) -> dict[str, Any]:
             prepare(t, workdir)
         block = measure(targets, plan.slow_connections, plan, workdir, f"slow c={plan.slow_connections}")
         block["added_ms"] = {
-            f"{t.name} - direct": {k: same_round_delta(block, t.name, "direct", k) for k in ("p50_ms", "p99_ms", "p999_ms")}
+            f"{t.name} - direct": {k: same_round_delta(block, t.name, "direct", k)
+                                   for k in ("p50_ms", "p99_ms", "p999_ms")}
             for t in targets[1:]
         }
         block["ceiling_rps"] = round(plan.slow_connections / (plan.slow_delay_ms / 1000), 1)
         blocks = {str(plan.slow_connections): block}
         if plan.think_ms > 0:
             thinking = [Target(f"{t.name}, {plan.think_ms:g} ms think", t.service, t.path, t.key, t.cpu)
-                        for t in targets if t.name in ("direct", "bare (aiohttp)", f"governed pool={plan.pool_sizes[0]}")]
+                        for t in targets
+                        if t.name in ("direct", "bare (aiohttp)", f"governed pool={plan.pool_sizes[0]}")]
             for t in thinking:
                 prepare(t, workdir, think_ms=plan.think_ms)
             think = measure(thinking, plan.slow_connections, plan, workdir,
@@ -514,7 +517,8 @@ def _run_from_revision(rev: str, argv: list[str], report_path: Path | None) -> i
                 skip = True
             elif not a.startswith(("--source=", "--report=")):
                 rest.append(a)
-        target = report_path.resolve() if report_path else (QUICK_REPORT if "--quick" in rest else BENCH_DIR / "REPORT.md")
+        target = (report_path.resolve() if report_path
+                  else QUICK_REPORT if "--quick" in rest else BENCH_DIR / "REPORT.md")
         rest += ["--report", str(target)]
         say(f"bench: running revision {commit[:12]} from {src}")
         env = {**os.environ, "BENCH_SOURCE": f"{rev} = {commit[:12]} (exported with git archive)"}

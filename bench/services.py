@@ -9,6 +9,7 @@ wheel, exactly as Tollgate's embedded default and its test suite run it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import json
 import os
@@ -21,9 +22,10 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import psutil
 
@@ -61,10 +63,8 @@ def free_port() -> int:
 def _die_with_parent() -> None:
     """Child side of Popen: get SIGTERM if the harness dies, even by SIGKILL (Linux)."""
     os.setsid()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -92,10 +92,8 @@ class Service:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(5)
 
 
@@ -106,7 +104,7 @@ class Services:
     workdir: Path
     started: list[Service] = field(default_factory=list)
 
-    def __enter__(self) -> "Services":
+    def __enter__(self) -> Services:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -263,7 +261,8 @@ def start_bare(group: Services, upstream_url: str, transport: str, name: str | N
     port = free_port()
     env = {"TOLLGATE_UPSTREAM_TRANSPORT": transport}
     return group.start(name or f"bare-{transport}",
-                       [PYTHON, "-m", "proxy.bare", "--vendor", "stripe", "--port", str(port), "--upstream", upstream_url],
+                       [PYTHON, "-m", "proxy.bare", "--vendor", "stripe", "--port", str(port),
+                        "--upstream", upstream_url],
                        port=port, env=env)
 
 

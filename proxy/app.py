@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -93,7 +94,8 @@ class TollgateApp:
     async def _metrics(self, request: Request) -> Response:
         assert self.services is not None
         try:
-            open_count = await self.services.hot.fetchval("SELECT count(*) FROM reservations WHERE reconciled_at IS NULL")
+            open_count = await self.services.hot.fetchval(
+                "SELECT count(*) FROM reservations WHERE reconciled_at IS NULL")
             metrics.OPEN_RESERVATIONS.set(open_count)
         except Exception:  # the database may be down: the other metrics still matter then
             pass
@@ -148,7 +150,7 @@ async def _partition_forever(engine: AsyncEngine, interval_s: float = 6 * 3600) 
         await asyncio.sleep(interval_s)
 
 
-async def _seal_forever(engine: AsyncEngine, signer, interval_s: float) -> None:
+async def _seal_forever(engine: AsyncEngine, signer: Ed25519PrivateKey, interval_s: float) -> None:
     """Every process offers to seal; an advisory lock lets one at a time do it."""
     while True:
         await asyncio.sleep(interval_s)

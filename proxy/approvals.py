@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import Label, Select, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy.errors import Conflict, NotFound
@@ -39,7 +39,7 @@ def _described(row: Any) -> dict[str, Any]:
     return out
 
 
-def _visible_status():
+def _visible_status() -> Label[str]:
     """'pending' past its expiry reads as 'expired': nothing needs to sweep the table."""
     return case(
         (and_(approvals.c.status == "pending", approvals.c.expires_at <= func.now()), "expired"),
@@ -47,7 +47,7 @@ def _visible_status():
     ).label("status")
 
 
-def _query():
+def _query() -> Select[Any]:
     columns = [c for c in approvals.c if c.name not in ("status", "fingerprint")]
     return select(*columns, _visible_status())
 

@@ -62,7 +62,8 @@ def runtime(settings: Settings, vendors: Registry | None = None) -> Runtime:
     if not settings.master_key:
         raise ConfigError("missing_master_key",
                           "TOLLGATE_MASTER_KEY is required with DATABASE_URL (generate one: tollgate master-key new).")
-    previous = tuple(secretbox.decode_master_key(k) for k in (settings.master_key_previous or "").split(",") if k.strip())
+    previous = tuple(secretbox.decode_master_key(k)
+                     for k in (settings.master_key_previous or "").split(",") if k.strip())
     try:
         box = secretbox.SecretBox(secretbox.decode_master_key(settings.master_key), previous)
     except secretbox.MasterKeyError as exc:

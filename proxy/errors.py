@@ -24,8 +24,20 @@ from __future__ import annotations
 
 from vendors.base import Refused, RequestRejected, TollgateError
 
-__all__ = ["AuthRefused", "Conflict", "ConfigError", "Denial", "InvalidInput", "MalformedKey", "NotFound", "Refused",
-           "RequestRejected", "TollgateError", "Unavailable", "UpstreamFailure"]
+__all__ = [
+    "AuthRefused",
+    "ConfigError",
+    "Conflict",
+    "Denial",
+    "InvalidInput",
+    "MalformedKey",
+    "NotFound",
+    "Refused",
+    "RequestRejected",
+    "TollgateError",
+    "Unavailable",
+    "UpstreamFailure",
+]
 
 
 class AuthRefused(Refused):

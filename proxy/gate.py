@@ -104,7 +104,7 @@ class Gate:
             if _one_item_failed(exc):
                 if len(batch) > 1:
                     return [answer for item in batch for answer in await self._decide([item])]
-                log.error("gate_item_failed", sqlstate=exc.sqlstate, detail=str(exc)[:200])
+                log.error("gate_item_failed", sqlstate=getattr(exc, "sqlstate", None), detail=str(exc)[:200])
                 return [Unavailable("gate_conflict", "The budget gate could not decide; try again.")]
             log.error("gate_unavailable", error=type(exc).__name__, detail=str(exc)[:200], batch=len(batch))
             raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
@@ -133,9 +133,9 @@ class Gate:
     async def reconcile(self, limit: int = 1000) -> int:
         """Charge and close reservations whose process died or hung; returns how many. The
         same sweep drops counter rows of minutes and hours long over (migrations/sql/v0011.py)."""
-        record = await self._db.fetchrow(_RECONCILE, limit)
+        closed = await self._db.fetchval(_RECONCILE, limit)
         await self._db.fetchrow(_PRUNE)
-        return int(record[0])
+        return int(closed)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -161,5 +161,7 @@ def _plain(value: Any) -> Any:
 
 def _one_item_failed(exc: Exception) -> bool:
     """The server refused the batch for something an item may have caused (not an outage)."""
-    sqlstate = getattr(exc, "sqlstate", None)
-    return isinstance(exc, asyncpg.PostgresError) and bool(sqlstate) and sqlstate[:2] not in _NOT_ITEMS
+    sqlstate: str | None = getattr(exc, "sqlstate", None)
+    if not isinstance(exc, asyncpg.PostgresError) or not sqlstate:
+        return False
+    return sqlstate[:2] not in _NOT_ITEMS

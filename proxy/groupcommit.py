@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Awaitable, Callable, Generic, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
@@ -22,12 +23,13 @@ RunBatch = Callable[[list[Item]], Awaitable[Sequence["Answer | BaseException"]]]
 
 
 class GroupCommit(Generic[Item, Answer]):
-    def __init__(self, run_batch: RunBatch, max_batch: int, lanes: int):
+    def __init__(self, run_batch: RunBatch[Item, Answer], max_batch: int, lanes: int):
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._lanes = lanes
         self._busy_lanes = 0
         self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._drains: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
     async def submit(self, item: Item) -> Answer:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -35,7 +37,9 @@ class GroupCommit(Generic[Item, Answer]):
         if self._busy_lanes < self._lanes:
             self._busy_lanes += 1
             # A fresh context: the batch serves many requests, so it logs none's ids.
-            asyncio.create_task(self._drain(), context=contextvars.Context())
+            drain = asyncio.create_task(self._drain(), context=contextvars.Context())
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
         return await future
 
     async def _drain(self) -> None:

@@ -169,7 +169,8 @@ class ProxyHandler:
     async def _authenticate(self, call: Call) -> KeyRecord:
         presented = call.adapter.presented_credentials(call.headers)
         if not presented.vault_key:
-            raise AuthRefused("missing_key", "No vault key provided. Use your Tollgate vault key (tg_...) as the API key.")
+            raise AuthRefused("missing_key",
+                              "No vault key provided. Use your Tollgate vault key (tg_...) as the API key.")
         vault_key = vaultkeys.parse(presented.vault_key)  # MalformedKey: no key id to record it under
         call.key_id = vault_key.key_id
         structlog.contextvars.bind_contextvars(key_id=call.key_id)
@@ -241,7 +242,9 @@ class ProxyHandler:
         except Exception as exc:
             raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
 
-    async def _forward(self, call: Call, key: KeyRecord, parsed: ParsedRequest, admission: Admission) -> RenderedResponse:
+    async def _forward(
+        self, call: Call, key: KeyRecord, parsed: ParsedRequest, admission: Admission
+    ) -> RenderedResponse:
         adapter = call.adapter
         url = self._upstream_bases[call.vendor][parsed.host] + parsed.path
         if call.incoming.query:
@@ -303,9 +306,9 @@ class ProxyHandler:
             approval_id=approval_id))
 
     def _audit_row(self, call: Call, key_id: str, parsed: ParsedRequest | None, key: KeyRecord | None) -> AuditRow:
-        row = AuditRow(call.request_id, call.vendor, call.incoming.method, call.path or _printable(call.incoming.raw_path),
-                       call.elapsed_ms(), key_id=key_id, agent_run_id=call.run_id,
-                       idempotency_key=call.headers.get("idempotency-key"))
+        path = call.path or _printable(call.incoming.raw_path)
+        row = AuditRow(call.request_id, call.vendor, call.incoming.method, path, call.elapsed_ms(), key_id=key_id,
+                       agent_run_id=call.run_id, idempotency_key=call.headers.get("idempotency-key"))
         if key is not None:
             row.policy_id, row.policy_version = key.policy.id, key.policy.version
         if parsed is not None:

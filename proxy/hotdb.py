@@ -33,7 +33,7 @@ class HotDB:
         self._relaxed = relaxed
 
     @classmethod
-    async def open(cls, url: str, settings: Settings) -> "HotDB":
+    async def open(cls, url: str, settings: Settings) -> HotDB:
         # reset=_no_reset: asyncpg otherwise sends a reset statement (RESET ALL, UNLISTEN, ...)
         # on every release, a second round trip per call; these connections never change
         # session state, so there is nothing to reset.
@@ -52,11 +52,13 @@ class HotDB:
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self._durable.acquire() as conn:
-            return await conn.fetch(sql, *args)
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
 
     async def fetch_relaxed(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self._relaxed.acquire() as conn:
-            return await conn.fetch(sql, *args)
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         async with self._durable.acquire() as conn:

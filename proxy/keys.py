@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
-from sqlalchemy import func, insert, select, true, update
+from sqlalchemy import Select, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import vaultkeys
@@ -108,7 +109,7 @@ def _described(row: Any) -> dict[str, Any]:
     return out
 
 
-def _keys_query():
+def _keys_query() -> Select[Any]:
     return (
         select(*_KEY_COLUMNS)
         .join(policies, policies.c.id == vault_keys.c.policy_id)

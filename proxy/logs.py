@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+from structlog.typing import EventDict
 
 from proxy.redact import mask_secrets
 
@@ -29,7 +30,7 @@ def _is_secret_field(name: str) -> bool:
     return _SECRET_FIELDS.search(name) is not None
 
 
-def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _method: str, event: EventDict) -> EventDict:
     for name, value in event.items():  # replacing values only: safe while iterating
         if value is None:
             continue

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy.db import sqlalchemy_url
@@ -36,7 +37,7 @@ def head_revision() -> str | None:
 
 
 async def current_revision(connection: AsyncConnection) -> str | None:
-    def read(sync_connection) -> str | None:
+    def read(sync_connection: Connection) -> str | None:
         return MigrationContext.configure(sync_connection).get_current_revision()
 
     return await connection.run_sync(read)

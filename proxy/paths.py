@@ -32,7 +32,8 @@ def normalise(raw: bytes) -> str:
     segments = raw[1:].split(b"/")
     for segment in segments:
         if segment == b"":
-            raise RequestRejected("invalid_path", "The request path contains an empty segment ('//' or a trailing '/').")
+            raise RequestRejected("invalid_path",
+                                  "The request path contains an empty segment ('//' or a trailing '/').")
         if segment in (b".", b"..") or segment.endswith(b"."):
             raise RequestRejected("invalid_path", "The request path contains a dot segment, which is not allowed.")
         if b"%" in segment:

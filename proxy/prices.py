@@ -49,7 +49,8 @@ async def reprice(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream, a
             waiting += 1
             continue
         try:
-            answer = await upstream.send("GET", upstream_base + path, adapter.upstream_auth_headers(key.credential), b"")
+            auth = adapter.upstream_auth_headers(key.credential)
+            answer = await upstream.send("GET", upstream_base + path, auth, b"")
         except UpstreamFailure as failure:
             log.warning("reprice_fetch_failed", audit_id=row.id, reason=failure.reason)
             failed += 1

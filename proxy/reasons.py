@@ -97,11 +97,13 @@ _INVALID = _kind("invalid_request", 400, {
 _INVALID += [
     Reason("body_too_large", "invalid_request", 413, "The body is larger than TOLLGATE_MAX_BODY_BYTES."),
     Reason("path_too_long", "invalid_request", 414, "The path is longer than Tollgate reads."),
-    Reason("headers_too_large", "invalid_request", 431, "The headers together are larger than TOLLGATE_MAX_HEADER_BYTES."),
+    Reason("headers_too_large", "invalid_request", 431,
+           "The headers together are larger than TOLLGATE_MAX_HEADER_BYTES."),
 ]
 
 _UNAVAILABLE = [
-    Reason("database_unavailable", "unavailable", 503, "Postgres cannot be reached: fail closed, nothing was forwarded."),
+    Reason("database_unavailable", "unavailable", 503,
+           "Postgres cannot be reached: fail closed, nothing was forwarded."),
     Reason("gate_conflict", "unavailable", 503, "The budget gate could not decide this call; nothing was forwarded."),
     Reason("policy_churn", "unavailable", 503, "The key's policy changed on every try; nothing was forwarded."),
     Reason("reservation_expired", "unavailable", 503,

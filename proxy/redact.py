@@ -9,7 +9,8 @@ or the body of an email: those fields are replaced by their size.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Tollgate's own credentials: vault keys (the public id part kept) and admin tokens. Vendors add
 # theirs (``VendorAdapter.secret_patterns``) through ``recognise``, called once per process by

@@ -14,7 +14,7 @@ from proxy.secretbox import SecretBox
 async def rotate_upstream_secret(conn: AsyncConnection, box: SecretBox, key_id: str, new_secret: str) -> str:
     """Replace the vendor secret a key forwards with; returns the credential id. Every proxy
     process picks it up when its cached copy of the key expires (TOLLGATE_KEY_CACHE_TTL_S)."""
-    credential_id = await conn.scalar(select(vault_keys.c.credential_id).where(vault_keys.c.id == key_id))
+    credential_id: str | None = await conn.scalar(select(vault_keys.c.credential_id).where(vault_keys.c.id == key_id))
     if credential_id is None:
         raise NotFound("unknown_key", f"No such key: {key_id}.")
     await conn.execute(update(upstream_credentials).where(upstream_credentials.c.id == credential_id).values(

@@ -10,8 +10,9 @@ orjson renders dataclasses directly, without an intermediate dict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from vendors.base import RecordedObject
 

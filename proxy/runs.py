@@ -62,7 +62,8 @@ def render_timeline(story: dict[str, Any]) -> str:
     """The story as a terminal table."""
     lines = [f"run {story['agent_run_id']}: {len(story['calls'])} calls, {story['total_usd']:.2f} USD, "
              f"vendors {', '.join(story['vendors'])}"]
-    header = f"{'TIME':<12} {'VENDOR':<7} {'ENDPOINT':<38} {'OBJECT':<28} {'DECISION':<18} {'USD':>9} {'RUN USD':>9} {'HTTP':>4}  CAPS"
+    header = (f"{'TIME':<12} {'VENDOR':<7} {'ENDPOINT':<38} {'OBJECT':<28} {'DECISION':<18} "
+              f"{'USD':>9} {'RUN USD':>9} {'HTTP':>4}  CAPS")
     lines.append(header)
     for call in story["calls"]:
         decision = call["decision"] + (f" ({call['reason']})" if call["reason"] else "")

@@ -11,6 +11,7 @@ import base64
 import binascii
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -72,7 +73,7 @@ def new_master_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def load_or_create_file(path: Path, make: "callable[[], str]", what: str) -> str:
+def load_or_create_file(path: Path, make: Callable[[], str], what: str) -> str:
     """Read a generated secret from the data directory, creating it (mode 0600) on first use."""
     if path.exists():
         return path.read_text().strip()

@@ -15,10 +15,10 @@ would be an SSRF) and ignores proxy settings from the environment.
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -72,8 +72,9 @@ class AiohttpUpstream:
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamFailure("upstream_unreachable", f"Could not connect to the vendor: {exc}",
                                   maybe_delivered=False) from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.", maybe_delivered=True) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.",
+                                  maybe_delivered=True) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamFailure("upstream_error", f"The connection to the vendor failed: {exc}",
                                   maybe_delivered=True) from exc
@@ -108,7 +109,8 @@ class HttpxUpstream:
             raise UpstreamFailure("upstream_unreachable", f"Could not connect to the vendor: {exc}",
                                   maybe_delivered=False) from exc
         except httpx.TimeoutException as exc:
-            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.", maybe_delivered=True) from exc
+            raise UpstreamFailure("upstream_timeout", "The vendor did not answer in time.",
+                                  maybe_delivered=True) from exc
         except httpx.HTTPError as exc:
             raise UpstreamFailure("upstream_error", f"The connection to the vendor failed: {exc}",
                                   maybe_delivered=True) from exc

@@ -8,8 +8,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -33,7 +34,6 @@ from tests.support.tollgate import (
     pgserver_at,
     settings_for,
 )
-
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,8 +113,10 @@ def admin(proxy_url: str) -> Iterator[httpx.Client]:
 def make_key(admin: httpx.Client) -> Callable[..., dict[str, Any]]:
     """Create a key through the admin API; returns the 201 body (with the one-time ``key``)."""
 
-    def make(policy: dict[str, Any], vendor: str = "stripe", secret: str = STRIPE_SECRET, **extra: Any) -> dict[str, Any]:
-        response = admin.post("/admin/v1/keys", json={"vendor": vendor, "policy": policy, "upstream_secret": secret, **extra})
+    def make(policy: dict[str, Any], vendor: str = "stripe", secret: str = STRIPE_SECRET,
+             **extra: Any) -> dict[str, Any]:
+        response = admin.post("/admin/v1/keys",
+                              json={"vendor": vendor, "policy": policy, "upstream_secret": secret, **extra})
         assert response.status_code == 201, response.text
         return response.json()
 

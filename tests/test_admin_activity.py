@@ -31,7 +31,8 @@ def test_audit_filters_and_newest_first(admin, proxy_url, make_key, run_id):
     assert admin.get("/admin/v1/audit", params={"key_id": key["id"], "vendor": "twilio"}).json()["data"] == []
     after = admin.get("/admin/v1/audit", params={"key_id": key["id"], "after_id": newest[1]["id"]}).json()["data"]
     assert [r["amount_minor"] for r in after] == [700]
-    assert admin.get("/admin/v1/audit", params={"order": "sideways"}).json()["error"]["code"] == "invalid_parameter"  # checked against the OpenAPI enum
+    # checked against the OpenAPI enum
+    assert admin.get("/admin/v1/audit", params={"order": "sideways"}).json()["error"]["code"] == "invalid_parameter"
     assert admin.get("/admin/v1/audit", params={"after_id": "x"}).status_code == 400
 
 

@@ -5,7 +5,7 @@ then detached) and `tollgate audit verify` tells archived rows from deleted ones
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from proxy import migrate
 from tests.support.audit_cli import tollgate, verify
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 THIS_MONTH = date(NOW.year, NOW.month, 1)
 
 
@@ -46,7 +46,7 @@ def db(scratch_db):
 
 
 def test_each_row_lands_in_its_months_partition_and_months_ahead_exist(db):
-    url, conn = db
+    _, conn = db
     names = {row[0] for row in conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = 'audit_events'::regclass")}
@@ -57,7 +57,7 @@ def test_each_row_lands_in_its_months_partition_and_months_ahead_exist(db):
 
 
 def test_a_row_for_a_month_without_a_partition_waits_in_default_and_moves_when_it_is_made(db):
-    url, conn = db
+    _, conn = db
     insert_call(conn, 1, f"{PAST:%Y-%m}-15T12:00:00Z")
     assert partition_of(conn, 1) == "audit_events_default"
     assert conn.execute("SELECT tollgate_audit_partition(%s)", (PAST,)).fetchone()[0] == PAST_NAME

@@ -62,8 +62,8 @@ def test_two_processes_never_exceed_a_cap_by_a_cent(pg_url, stripe_emulator, sql
                   coalesce(sum(cost_usd) FILTER (WHERE decision = 'allowed'), 0) AS spent,
                   count(*) FILTER (WHERE state = 'pending') AS pending
              FROM audit_events WHERE key_id = %s""", (created["id"],)).fetchone()
-    counter = sql.execute("SELECT spent_usd, reserved_usd FROM budget_counters WHERE key_id = %s AND bucket LIKE 'day:%%'",
-                          (created["id"],)).fetchone()
+    counter = sql.execute("SELECT spent_usd, reserved_usd FROM budget_counters "
+                          "WHERE key_id = %s AND bucket LIKE 'day:%%'", (created["id"],)).fetchone()
     assert totals == {"allowed": 36, "spent": Decimal("49.32"), "pending": 0}
     assert counter == {"spent_usd": Decimal("49.32"), "reserved_usd": Decimal("0")}
 

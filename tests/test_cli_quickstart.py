@@ -17,6 +17,8 @@ import pytest
 import stripe
 
 from proxy import migrate
+from proxy.bootstrap import ConfigError
+from proxy.cli.support import secret_from_env
 from tests.support.processes import tollgate_serve
 from tests.support.tollgate import MASTER_KEY, STRIPE_SECRET
 
@@ -24,7 +26,8 @@ EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policy-schemas" / "ex
 
 
 def tollgate(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "proxy", *args], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "proxy", *args], env=env, capture_output=True, text=True,
+                            timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"tollgate {' '.join(args)} exited {result.returncode}: {result.stderr}")
     return result
@@ -46,7 +49,7 @@ def served(embedded_env):
 
 
 def test_quickstart_on_the_embedded_database(served, embedded_env):
-    base, process = served
+    base, _ = served
     assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
     data_dir = Path(embedded_env["TOLLGATE_DATA_DIR"])
     assert (data_dir / "admin-token").stat().st_mode & 0o777 == 0o600
@@ -62,7 +65,7 @@ def test_quickstart_on_the_embedded_database(served, embedded_env):
     run_id = str(uuid.uuid4())
     headers = {"headers": {"X-Agent-Run-Id": run_id}}
     charge = client.v1.charges.create(params={"amount": 1200, "currency": "usd", "source": "tok_visa"}, options=headers)
-    with pytest.raises(stripe.PermissionError, match="over the per-call limit of 50.00 USD"):
+    with pytest.raises(stripe.PermissionError, match=r"over the per-call limit of 50\.00 USD"):
         client.v1.charges.create(params={"amount": 9900, "currency": "usd", "source": "tok_visa"}, options=headers)
 
     url = tollgate("db", "url", env=embedded_env).stdout.strip()
@@ -123,8 +126,10 @@ def test_policy_and_approval_commands(pg_url, tmp_path, proxy_url, stripe_emulat
     created = tollgate("policy", "create", str(strict), "--name", "payouts-held", env=env).stdout
     policy_id = created.split()[1]
     assert created.startswith(f"Created {policy_id} (stripe) at version 1.")
-    assert tollgate("policy", "update", policy_id, str(strict), env=env).stdout.strip() == f"{policy_id} is now at version 2."
-    assert [v["version"] for v in json.loads(tollgate("policy", "show", policy_id, env=env).stdout)["versions"]] == [1, 2]
+    updated = tollgate("policy", "update", policy_id, str(strict), env=env).stdout
+    assert updated.strip() == f"{policy_id} is now at version 2."
+    shown = json.loads(tollgate("policy", "show", policy_id, env=env).stdout)
+    assert [v["version"] for v in shown["versions"]] == [1, 2]
     assert policy_id in tollgate("policy", "list", env=env).stdout
 
     key = admin.post("/admin/v1/keys", json={"vendor": "stripe", "policy_id": policy_id,
@@ -143,3 +148,14 @@ def test_policy_and_approval_commands(pg_url, tmp_path, proxy_url, stripe_emulat
     assert tollgate("reconcile", env=env).stdout.strip() == "0 reservation(s) reconciled."
     again = tollgate("approvals", "deny", approval_id, env=env, check=False)
     assert again.returncode == 1 and f"Approval {approval_id} is used, not pending." in again.stderr
+
+
+def test_the_upstream_secret_is_read_from_the_named_variable_only(monkeypatch):
+    monkeypatch.setenv("TOLLGATE_TEST_SECRET", "sk_test_123")
+    assert secret_from_env("TOLLGATE_TEST_SECRET") == "sk_test_123"
+    monkeypatch.setenv("TOLLGATE_TEST_SECRET", "")
+    with pytest.raises(ConfigError, match="TOLLGATE_TEST_SECRET is empty or not set"):
+        secret_from_env("TOLLGATE_TEST_SECRET")
+    monkeypatch.delenv("TOLLGATE_TEST_SECRET")
+    with pytest.raises(ConfigError, match="TOLLGATE_TEST_SECRET is empty or not set"):
+        secret_from_env("TOLLGATE_TEST_SECRET")

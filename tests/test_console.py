@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -102,7 +102,7 @@ def test_posts_need_the_sessions_csrf_token(signed_in, make_key):
     wrong = signed_in.post(f"/console/keys/{key['id']}/revoke", data={"csrf": "x" * 43})
     assert missing.status_code == 403 and wrong.status_code == 403
     assert signed_in.get(f"/console/keys/{key['id']}/revoke").status_code == 200  # confirmation page
-    shown = httpx.get(f"{str(signed_in.base_url)}/admin/v1/keys/{key['id']}",
+    shown = httpx.get(f"{signed_in.base_url!s}/admin/v1/keys/{key['id']}",
                       headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert shown["status"] == "active"
 

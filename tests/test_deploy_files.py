@@ -55,8 +55,8 @@ def test_runbook_commands_exist():
     from proxy.cli.main import _parser
 
     parser = _parser()
-    commands = re.findall(r"(?:^|[`$(\s])tollgate ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", (DEPLOY / "RUNBOOK.md").read_text(),
-                          re.M)
+    commands = re.findall(r"(?:^|[`$(\s])tollgate ([a-z][a-z-]*(?: [a-z][a-z-]*)?)",
+                          (DEPLOY / "RUNBOOK.md").read_text(), re.M)
     assert len(commands) > 10
     for line in commands:
         words = line.split()

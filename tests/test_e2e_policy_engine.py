@@ -54,7 +54,8 @@ def test_an_approved_request_passes_once_and_a_changed_one_does_not(proxy_url, m
     assert error["code"] == "endpoint_requires_approval" and approval_id in error["message"]
     pending = admin.get("/admin/v1/approvals", params={"status": "pending", "key_id": key["id"]}).json()["data"]
     assert [(a["id"], a["endpoint"], a["predicted_usd"], a["request"]) for a in pending] == [
-        (approval_id, "POST /v1/payouts", "250.000000", {"amount": "25000", "currency": "usd", "description": "quarterly"})]
+        (approval_id, "POST /v1/payouts", "250.000000",
+         {"amount": "25000", "currency": "usd", "description": "quarterly"})]
 
     with pytest.raises(stripe.PermissionError) as again:  # asking again does not pile up approvals
         client.v1.payouts.create(params=payout, options=run(run_id))
@@ -100,7 +101,8 @@ def test_an_expired_approval_asks_again_and_a_denied_one_blocks(proxy_url, make_
 
     second = ask()["approval_id"]
     assert second != first
-    assert admin.post(f"/admin/v1/approvals/{second}/deny", json={"note": "not this quarter"}).json()["status"] == "denied"
+    denial = admin.post(f"/admin/v1/approvals/{second}/deny", json={"note": "not this quarter"})
+    assert denial.json()["status"] == "denied"
     denied = ask()
     assert denied["code"] == "approval_denied" and second in denied["message"]
     assert [r["reason"] for r in audit_rows(sql, run_id)] == [
@@ -147,7 +149,8 @@ def test_only_records_created_through_the_key(proxy_url, make_key, sql, run_id, 
     assert refund.amount == 4000
     last = audit_rows(sql, run_id)[-1]
     # Priced before it left from the recorded charge: 40.00 EUR.
-    assert (last["endpoint"], last["predicted_usd"], last["cost_usd"]) == ("POST /v1/refunds", Decimal("43.2"), Decimal("43.2"))
+    assert (last["endpoint"], last["predicted_usd"], last["cost_usd"]) == (
+        "POST /v1/refunds", Decimal("43.2"), Decimal("43.2"))
     recorded = sql.execute("SELECT object_id, kind, customer_id FROM key_objects WHERE key_id = %s ORDER BY created_at",
                            (key["id"],)).fetchall()
     assert [(r["object_id"], r["kind"]) for r in recorded] == [

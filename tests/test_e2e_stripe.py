@@ -3,7 +3,7 @@ audit trail read back in plain SQL: the foundation's promise end to end."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,7 +39,8 @@ def customer(stripe_emulator) -> str:
     return direct.v1.customers.create(params={"email": "jenny@example.com", "source": "tok_visa"}).id
 
 
-def test_allowed_charge_is_forwarded_and_recorded_with_parsed_usd(proxy_url, customer, make_key, sql, run_id, emulator_app):
+def test_allowed_charge_is_forwarded_and_recorded_with_parsed_usd(proxy_url, customer, make_key, sql, run_id,
+                                                                  emulator_app):
     key = make_key(policy(customers={"allow": [customer]}, caps=[{"usd": "200.00", "window": "day"}]))
     client = client_for(proxy_url, key["key"])
 
@@ -98,7 +99,8 @@ def test_customer_outside_scope_is_blocked(proxy_url, customer, make_key, sql, r
     assert code_of(raised.value) == "customer_not_allowed"
     assert "cus_OTHERxx1234 is outside this key's customer scope" in raised.value.user_message
     [row] = audit_rows(sql, run_id)
-    assert (row["decision"], row["reason"], row["customer_id"]) == ("blocked", "customer_not_allowed", "cus_OTHERxx1234")
+    assert (row["decision"], row["reason"], row["customer_id"]) == (
+        "blocked", "customer_not_allowed", "cus_OTHERxx1234")
 
 
 def test_per_call_limit_blocks_a_large_charge(proxy_url, make_key, sql, run_id):
@@ -138,7 +140,8 @@ def test_revoked_key_is_blocked_on_the_very_next_call(proxy_url, make_key, admin
     with pytest.raises(stripe.AuthenticationError) as raised:
         client.v1.charges.create(params={"amount": 100, "currency": "usd", "source": "tok_visa"}, options=opts(run_id))
     assert code_of(raised.value) == "key_revoked"
-    assert [(r["decision"], r["reason"]) for r in audit_rows(sql, run_id)] == [("allowed", None), ("blocked", "key_revoked")]
+    assert [(r["decision"], r["reason"]) for r in audit_rows(sql, run_id)] == [
+        ("allowed", None), ("blocked", "key_revoked")]
 
 
 def test_audit_rows_answer_plain_sql_by_run_id(proxy_url, customer, make_key, sql, run_id):
@@ -160,7 +163,7 @@ def test_audit_rows_answer_plain_sql_by_run_id(proxy_url, customer, make_key, sq
     plan = "\n".join(r["QUERY PLAN"] for r in sql.execute(
         "EXPLAIN SELECT * FROM audit_events WHERE agent_run_id = 'x'").fetchall())
     # audit_events is partitioned by month: each partition answers from its copy of audit_events_run
-    assert f"Index Scan using audit_events_{datetime.now(timezone.utc):%Y_%m}_agent_run_id_ts_idx" in plan
+    assert f"Index Scan using audit_events_{datetime.now(UTC):%Y_%m}_agent_run_id_ts_idx" in plan
 
 
 def test_vendor_errors_pass_through_as_the_sdk_expects(proxy_url, make_key, sql, run_id, emulator_app):

@@ -51,7 +51,8 @@ def _literals_in(tree: ast.AST) -> list[tuple[str, int]]:
                 candidates.append(node.args[1])
             candidates += [k.value for k in node.keywords if k.arg == "reason"]
         elif isinstance(node, ast.Dict):  # {"reason": ...} and the error bodies' {"code": ...}
-            candidates += [v for k, v in zip(node.keys, node.values) if _strings(k) in (["reason"], ["code"])]
+            candidates += [v for k, v in zip(node.keys, node.values, strict=True)
+                           if _strings(k) in (["reason"], ["code"])]
         elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.endswith("reason")
                                                   for t in node.targets):
             candidates.append(node.value)
@@ -80,7 +81,8 @@ def reason_literals() -> dict[str, list[str]]:
 def test_the_finder_sees_every_shape_of_literal() -> None:
     tree = ast.parse('raise Unavailable("a_down", "m")\nVendorError(503, "b_code", "m")\n'
                      'x = {"reason": "c_one" if ok else "d_other"}\nreason = "e_code"\nf(reason="f_code")\n')
-    assert sorted(code for code, _ in _literals_in(tree)) == ["a_down", "b_code", "c_one", "d_other", "e_code", "f_code"]
+    found = sorted(code for code, _ in _literals_in(tree))
+    assert found == ["a_down", "b_code", "c_one", "d_other", "e_code", "f_code"]
 
 
 def test_every_reason_in_the_code_is_in_the_catalogue() -> None:
@@ -119,10 +121,11 @@ def _modules(package: object) -> list[object]:
 
 
 def test_every_error_class_is_in_the_one_tree() -> None:
-    classes = {cls for module in _modules(proxy) + _modules(vendors) for _, cls in inspect.getmembers(module, inspect.isclass)
+    classes = {cls for module in [*_modules(proxy), *_modules(vendors)]
+               for _, cls in inspect.getmembers(module, inspect.isclass)
                if issubclass(cls, BaseException) and cls.__module__.startswith(("proxy", "vendors"))}
     assert len(classes) >= 12
     outside = {cls.__qualname__ for cls in classes if not issubclass(cls, errors.TollgateError)}
     assert outside == set()
     drawn = errors.__doc__ or ""
-    assert {cls.__name__ for cls in classes} - set(re.findall(r"[├└]── (\w+)", drawn) + ["TollgateError"]) == set()
+    assert {cls.__name__ for cls in classes} - {*re.findall(r"[├└]── (\w+)", drawn), "TollgateError"} == set()

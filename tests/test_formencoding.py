@@ -244,7 +244,8 @@ def test_where_is_named_in_the_message() -> None:
 
 ROOT_KEY = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", min_size=1, max_size=12)
 # Keys stripe-python users put in metadata and friends; no pure-digit keys, which would read as indices.
-SUB_KEY = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:", min_size=1, max_size=12).filter(
+SUB_KEY = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:",
+                  min_size=1, max_size=12).filter(
     lambda k: not k.isdigit()
 )
 LEAF = st.one_of(st.text(max_size=40), st.integers(min_value=-(10**12), max_value=10**12), st.booleans())

@@ -99,7 +99,8 @@ async def test_settle_replaces_the_reservation_with_the_actual_cost(engine, hot)
         audit = (await conn.execute(text("SELECT * FROM audit_events WHERE id = :i"), {"i": admitted.audit_id})).one()
         pending = await conn.scalar(text("SELECT count(*) FROM reservations WHERE audit_id = :i"),
                                     {"i": admitted.audit_id})
-    assert (audit.state, audit.cost_usd, audit.cost_source, audit.upstream_status) == ("final", Decimal("11.5"), "parsed", 200)
+    assert (audit.state, audit.cost_usd, audit.cost_source, audit.upstream_status) == (
+        "final", Decimal("11.5"), "parsed", 200)
     assert pending == 0
 
 
@@ -266,7 +267,8 @@ async def test_a_batch_decides_as_one_call_at_a_time(engine, hot, scenario, mode
     one_by_one = await decide_one_by_one(engine, alone, caps, mode, calls)
 
     assert in_batches == one_by_one
-    assert {d for d, _, _ in in_batches} >= {"allowed", "blocked"} | ({"shadow_blocked"} if mode == "shadow" and caps else set())
+    shadowed = {"shadow_blocked"} if mode == "shadow" and caps else set()
+    assert {d for d, _, _ in in_batches} >= {"allowed", "blocked"} | shadowed
     assert await every_counter(engine, batched[0]) == await every_counter(engine, alone[0])
 
 
@@ -284,7 +286,7 @@ async def test_the_set_based_path_decides_a_batch_that_fits(engine, hot):
     async with engine.connect() as conn:
         decided = await conn.scalar(FAST, {"key_id": key[0], "items": json.dumps(fits), "idx": [0, 1, 2, 3]})
         await conn.commit()
-        one_too_many = fits + [item(key, caps, "2", "run-a", "allowed", "enforce")]  # a 4th call of run-a
+        one_too_many = [*fits, item(key, caps, "2", "run-a", "allowed", "enforce")]  # a 4th call of run-a
         declined = await conn.scalar(FAST, {"key_id": key[0], "items": json.dumps(one_too_many), "idx": [4]})
         written = await conn.scalar(text("SELECT count(*) FROM audit_events WHERE key_id = :k"), {"k": key[0]})
         reserved = {(r.bucket if r.bucket.startswith("run:") else r.bucket.split(":")[0]): (r.reserved_usd, r.requests)

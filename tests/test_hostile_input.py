@@ -136,7 +136,8 @@ def test_the_stripe_sdk_raises_invalid_request_error(proxy_url, stripe_key, stri
                                  max_network_retries=0)
     before = stripe_seen()
     with pytest.raises(stripe.InvalidRequestError) as raised:
-        client.v1.charges.create(params={**params, "source": "tok_visa"}, options={"headers": {"X-Agent-Run-Id": run_id}})
+        client.v1.charges.create(params={**params, "source": "tok_visa"},
+                                 options={"headers": {"X-Agent-Run-Id": run_id}})
     assert raised.value.error.code == code and stripe_seen() == before
     assert [r["reason"] for r in audit_rows(sql, run_id)] == [code]
 

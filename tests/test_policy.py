@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -215,7 +215,8 @@ def test_from_document() -> None:
         base(
             customers={"allow": ["cus_1", "cus_2"]},
             per_call_usd=12.5,
-            caps=[{"usd": "200.00", "window": "day"}, {"requests": 60, "window": "minute"}, {"usd": 5, "window": "run"}],
+            caps=[{"usd": "200.00", "window": "day"}, {"requests": 60, "window": "minute"},
+                  {"usd": 5, "window": "run"}],
             require_run_id=True,
             expires_at="2030-01-01T00:00:00",
         ),
@@ -226,7 +227,7 @@ def test_from_document() -> None:
     assert loaded.per_call_usd == Decimal("12.5")
     assert loaded.caps == (Cap("day", usd=Decimal("200.00")), Cap("minute", requests=60), Cap("run", usd=Decimal("5")))
     assert loaded.require_run_id is True
-    assert loaded.expires_at == datetime(2030, 1, 1, tzinfo=timezone.utc)  # naive means UTC
+    assert loaded.expires_at == datetime(2030, 1, 1, tzinfo=UTC)  # naive means UTC
 
 
 def test_defaults() -> None:
@@ -256,10 +257,10 @@ def test_allowed_call_gives_no_denial() -> None:
 
 
 def test_expired_policy() -> None:
-    past = (datetime.now(timezone.utc) - timedelta(seconds=5)).isoformat()
+    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     denial = policy(expires_at=past).check(request("POST", "/v1/charges", CHARGE), Decimal("20"), "run-1")
     assert isinstance(denial, Denial) and denial.reason == "policy_expired"
-    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert policy(expires_at=future).check(request("POST", "/v1/charges", CHARGE), Decimal("20"), "run-1") is None
 
 
@@ -314,7 +315,8 @@ def test_customer_not_allowed() -> None:
     denial = loaded.check(parsed, Decimal(1), None)
     assert denial is not None and denial.reason == "customer_not_allowed"
     assert "cus_2" in denial.message
-    assert loaded.check(request("POST", "/v1/charges", b"amount=100&currency=usd&customer=cus_1"), Decimal(1), None) is None
+    charge = request("POST", "/v1/charges", b"amount=100&currency=usd&customer=cus_1")
+    assert loaded.check(charge, Decimal(1), None) is None
 
 
 def test_customer_from_the_path_is_checked() -> None:
@@ -345,7 +347,8 @@ def test_call_moving_no_money_and_naming_no_customer_passes_a_customer_scope() -
 
 
 def test_no_customer_scope_admits_any_customer() -> None:
-    assert policy().check(request("POST", "/v1/charges", b"amount=1&currency=usd&customer=cus_zz"), Decimal(0), None) is None
+    charge = request("POST", "/v1/charges", b"amount=1&currency=usd&customer=cus_zz")
+    assert policy().check(charge, Decimal(0), None) is None
 
 
 def test_per_call_limit_boundary() -> None:

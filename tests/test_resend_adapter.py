@@ -9,9 +9,9 @@ and answers with a canned response, so error bodies go through the SDK's own
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -151,7 +151,7 @@ def test_batch_built_by_resend_python(wire: Wire) -> None:
 def test_get_built_by_resend_python_carries_an_empty_object(wire: Wire) -> None:
     wire.answer = (200, {"object": "email", "id": EMAIL_ID})
     resend.Emails.get(EMAIL_ID)
-    method, path, _, _, body = on_the_wire(wire)
+    method, _, _, _, body = on_the_wire(wire)
     assert (method, body) == ("GET", b"{}")  # resend-python sends json={} on GET
     parsed = parsed_from(wire)
     assert (parsed.endpoint, parsed.object_id, parsed.moves_money) == ("GET /emails/{id}", EMAIL_ID, False)

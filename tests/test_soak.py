@@ -95,7 +95,7 @@ def test_two_processes_under_sustained_load_lose_nothing_and_hold_caps(pg_url, v
     usd, count = by_key[created["usd_capped"]["id"]], by_key[created["request_capped"]["id"]]
     assert (usd["allowed"], usd["spent"]) == (USD_CAP_FITS, USD_CAP_FITS * Decimal("1.37"))
     assert count["allowed"] == REQUEST_CAP
-    for name, c in created.items():  # summed over buckets: a soak may cross midnight (UTC)
+    for c in created.values():  # summed over buckets: a soak may cross midnight (UTC)
         buckets = sql.execute("SELECT bucket, spent_usd, reserved_usd, requests FROM budget_counters "
                               "WHERE key_id = %s", (c["id"],)).fetchall()
         for per_run in {b["bucket"].startswith("run:") for b in buckets}:  # each window sums to the rows

@@ -56,7 +56,8 @@ def test_every_query_runs(sql, populated):
 def test_the_answers_are_right(sql, populated):
     story = run(sql, "run_story", populated)
     assert [(r["endpoint"], r["decision"], r["upstream_status"]) for r in story] == [
-        ("POST /v1/charges", "allowed", 200), ("POST /v1/payouts", "blocked", None), ("POST /v1/charges", "allowed", 402)]
+        ("POST /v1/charges", "allowed", 200), ("POST /v1/payouts", "blocked", None),
+        ("POST /v1/charges", "allowed", 402)]
     assert story[-1]["running_usd"] == 25
     blocked = {(r["reason"], r["vendor"]) for r in run(sql, "blocked_by_reason", populated)}
     assert ("endpoint_not_allowed", "stripe") in blocked

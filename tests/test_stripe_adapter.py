@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -70,7 +71,8 @@ def usd(amount_minor: int, currency: str) -> Decimal:
     [
         ("GET", "/v1/charges/ch_123", "GET /v1/charges/{id}", {"id": "ch_123"}),
         ("POST", "/v1/charges", "POST /v1/charges", {}),
-        ("POST", "/v1/charges/ch_3MmlLrLkdIwHu7ix/capture", "POST /v1/charges/{id}/capture", {"id": "ch_3MmlLrLkdIwHu7ix"}),
+        ("POST", "/v1/charges/ch_3MmlLrLkdIwHu7ix/capture", "POST /v1/charges/{id}/capture",
+         {"id": "ch_3MmlLrLkdIwHu7ix"}),
         ("POST", "/v1/payment_intents/pi_1/confirm", "POST /v1/payment_intents/{id}/confirm", {"id": "pi_1"}),
         ("DELETE", "/v1/customers/cus_NffrFeUfNV2Hib", "DELETE /v1/customers/{id}", {"id": "cus_NffrFeUfNV2Hib"}),
         ("GET", "/v1/balance", "GET /v1/balance", {}),
@@ -295,7 +297,8 @@ def test_amount_that_is_not_a_leaf_is_refused() -> None:
 
 def test_amount_boundaries() -> None:
     assert parse("POST", "/v1/charges", b"amount=0&currency=usd").amount_minor == 0
-    assert parse("POST", "/v1/charges", f"amount={MAX_AMOUNT_MINOR}&currency=usd".encode()).amount_minor == MAX_AMOUNT_MINOR
+    largest = f"amount={MAX_AMOUNT_MINOR}&currency=usd".encode()
+    assert parse("POST", "/v1/charges", largest).amount_minor == MAX_AMOUNT_MINOR
     assert parse("POST", "/v1/charges", b"amount=000000000000042&currency=usd").amount_minor == 42
 
 
@@ -350,7 +353,7 @@ def test_fx_table_is_decimal_and_has_provenance() -> None:
     assert table.source and table.as_of
     assert table.usd_per_unit["usd"] == Decimal(1)
     assert all(isinstance(rate, Decimal) and rate > 0 for rate in table.usd_per_unit.values())
-    assert money.ZERO_DECIMAL | money.THREE_DECIMAL <= set(table.usd_per_unit)
+    assert set(table.usd_per_unit) >= money.ZERO_DECIMAL | money.THREE_DECIMAL
 
 
 def test_check_currency() -> None:
@@ -413,7 +416,8 @@ def test_non_money_endpoints_ignore_amount_and_currency() -> None:
 # --- parsing responses -------------------------------------------------------------------------
 
 
-def _response(request: ParsedRequest, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> ParsedResponse:
+def _response(request: ParsedRequest, status: int, obj: Any,
+              headers: Mapping[str, str] | None = None) -> ParsedResponse:
     body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
     return ADAPTER.parse_response(request, status, {"request-id": "req_123", **(headers or {})}, body)
 
@@ -439,7 +443,8 @@ def test_refund_response() -> None:
     request = parse("POST", "/v1/refunds", b"charge=ch_1&amount=500")
     refund = {"id": "re_1", "object": "refund", "amount": 500, "currency": "jpy", "charge": "ch_1"}
     result = _response(request, 200, refund)
-    assert (result.cost_usd, result.currency, result.amount_minor, result.object_id) == (usd(500, "jpy"), "jpy", 500, "re_1")
+    assert (result.cost_usd, result.currency, result.amount_minor, result.object_id) == (
+        usd(500, "jpy"), "jpy", 500, "re_1")
 
 
 def test_payment_intent_confirm_response_uses_amount_received() -> None:
@@ -451,7 +456,8 @@ def test_payment_intent_confirm_response_uses_amount_received() -> None:
 def test_customer_response() -> None:
     request = parse("POST", "/v1/customers", b"email=a%40b.c")
     result = _response(request, 200, {"id": "cus_New1", "object": "customer"})
-    assert result == ParsedResponse(Decimal(0), object_id="cus_New1", customer_id="cus_New1", vendor_request_id="req_123",
+    assert result == ParsedResponse(Decimal(0), object_id="cus_New1", customer_id="cus_New1",
+                                    vendor_request_id="req_123",
                                     created=RecordedObject("cus_New1", "customer", customer_id="cus_New1"))
 
 
@@ -540,7 +546,8 @@ def stripe_python_raises(status: int, headers: Mapping[str, str], body: bytes) -
     [
         (VendorError(401, "invalid_secret", "Invalid API key.", "auth"), stripe.AuthenticationError),
         (VendorError(403, "endpoint_not_allowed", "Endpoint POST /v1/payouts is not allowed."), stripe.PermissionError),
-        (VendorError(400, "invalid_amount", "Bad amount.", "invalid_request", param="amount"), stripe.InvalidRequestError),
+        (VendorError(400, "invalid_amount", "Bad amount.", "invalid_request", param="amount"),
+         stripe.InvalidRequestError),
         (VendorError(404, "invalid_path", "No such path.", "not_found"), stripe.InvalidRequestError),
         (VendorError(503, "database_unavailable", "Try later.", "unavailable", retryable=True), stripe.APIError),
         (VendorError(429, "cap_exceeded", "Slow down."), stripe.RateLimitError),
@@ -563,7 +570,8 @@ def test_render_error_maps_to_the_right_stripe_exception(error: VendorError, exc
 
 
 def test_invalid_request_error_carries_param() -> None:
-    rendered = ADAPTER.render_error(VendorError(400, "duplicate_parameter", "Twice.", "invalid_request", param="amount"))
+    rendered = ADAPTER.render_error(
+        VendorError(400, "duplicate_parameter", "Twice.", "invalid_request", param="amount"))
     exc = stripe_python_raises(rendered.status, rendered.headers, rendered.body)
     assert isinstance(exc, stripe.InvalidRequestError)
     assert exc.param == "amount"
@@ -627,14 +635,16 @@ HEADERS = st.fixed_dictionaries(
 
 @PROPERTY
 @given(st.sampled_from(["GET", "POST", "DELETE", "PUT", "get"]), PATHS, FORMS, HEADERS, FORMS)
-def test_parse_request_returns_facts_or_refuses(method: str, path: str, query: bytes, headers: dict[str, str], body: bytes) -> None:
+def test_parse_request_returns_facts_or_refuses(method: str, path: str, query: bytes, headers: dict[str, str],
+                                                body: bytes) -> None:
     try:
         parsed = ADAPTER.parse_request(method, path, query, headers, body)
     except RequestRejected as exc:
         assert exc.reason and exc.message and exc.status in {400, 404, 413, 414}
         return
     assert isinstance(parsed, ParsedRequest)
-    assert parsed.amount_minor is None or (type(parsed.amount_minor) is int and 0 <= parsed.amount_minor <= MAX_AMOUNT_MINOR)
+    assert parsed.amount_minor is None or (
+        type(parsed.amount_minor) is int and 0 <= parsed.amount_minor <= MAX_AMOUNT_MINOR)
     assert parsed.currency is None or parsed.currency in money.fx_table().usd_per_unit
     assert parsed.customer_id is None or isinstance(parsed.customer_id, str)
     assert parsed.object_id is None or isinstance(parsed.object_id, str)
@@ -657,7 +667,9 @@ JSON_LEAF = st.one_of(
 JSON_KEYS = st.sampled_from(
     ["id", "object", "amount", "amount_received", "amount_captured", "currency", "customer", "error", "x"]
 )
-JSON_OBJECTS = st.recursive(JSON_LEAF, lambda inner: st.dictionaries(JSON_KEYS, inner, max_size=6) | st.lists(inner, max_size=3), max_leaves=20)
+JSON_OBJECTS = st.recursive(
+    JSON_LEAF, lambda inner: st.dictionaries(JSON_KEYS, inner, max_size=6) | st.lists(inner, max_size=3), max_leaves=20
+)
 # Shaped like a Stripe object, so that the pricing path is reached often.
 AMOUNTS = st.one_of(st.integers(min_value=-(10**40), max_value=10**40), st.booleans(), st.floats(allow_nan=False),
                     st.sampled_from([0, 1, 2000, MAX_AMOUNT_MINOR, MAX_AMOUNT_MINOR + 1, -1, 10**30]))
@@ -680,7 +692,8 @@ REQUESTS = [
 @given(
     st.sampled_from(REQUESTS),
     st.one_of(st.sampled_from([200, 201, 204, 302, 400, 402, 500]), st.integers(min_value=0, max_value=999)),
-    st.fixed_dictionaries({}, optional={"request-id": st.text(max_size=8), "idempotent-replayed": st.sampled_from(["true", "false"])}),
+    st.fixed_dictionaries({}, optional={"request-id": st.text(max_size=8),
+                                        "idempotent-replayed": st.sampled_from(["true", "false"])}),
     st.one_of(st.binary(max_size=128), st.one_of(JSON_OBJECTS, STRIPE_OBJECTS).map(lambda o: json.dumps(o).encode())),
 )
 def test_parse_response_never_raises(request: ParsedRequest, status: int, headers: dict[str, str], body: bytes) -> None:

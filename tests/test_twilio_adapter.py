@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -445,6 +446,7 @@ def test_reconcile_path() -> None:
     assert ADAPTER.reconcile_path(ACCOUNT, SM) == f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{SM}.json"
     assert ADAPTER.reconcile_path(ACCOUNT, CA) == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{CA}.json"
     assert parse("GET", ADAPTER.reconcile_path(ACCOUNT, SM)).object_id == SM
+    assert ADAPTER.reconcile_path(None, SM) is None  # no account recorded: nothing to fetch, the estimate stands
     with pytest.raises(ValueError):
         ADAPTER.reconcile_path(ACCOUNT, "../x")
 

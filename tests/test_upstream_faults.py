@@ -7,9 +7,9 @@ Idempotency-Key."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Callable, Iterator
 
 import httpx
 import pytest

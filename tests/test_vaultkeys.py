@@ -96,7 +96,8 @@ def test_secret_matches(issued: tuple[VaultKey, str]) -> None:
     assert secret_matches(key.secret, stored[:-1]) is False
 
 
-def test_secret_matches_uses_a_constant_time_compare(monkeypatch: pytest.MonkeyPatch, issued: tuple[VaultKey, str]) -> None:
+def test_secret_matches_uses_a_constant_time_compare(monkeypatch: pytest.MonkeyPatch,
+                                                     issued: tuple[VaultKey, str]) -> None:
     key, _ = issued
     calls: list[tuple[bytes, bytes]] = []
     real = vaultkeys.hmac.compare_digest

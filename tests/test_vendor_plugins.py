@@ -9,10 +9,11 @@ import ast
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest

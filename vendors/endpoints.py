@@ -8,8 +8,9 @@ concrete path segment by segment (``*`` is one segment).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class EndpointTable(Generic[T]):
 
 def _bind(template: list[str], segments: list[str]) -> dict[str, str] | None:
     params: dict[str, str] = {}
-    for want, got in zip(template, segments):
+    for want, got in zip(template, segments, strict=True):  # same shape: same length
         if want.startswith("{") and want.endswith("}"):
             params[want[1:-1]] = got
         elif want != got:
@@ -78,7 +79,7 @@ class PathPattern:
     segments: tuple[str | None, ...]  # None: exactly one segment, whatever it is
 
     @classmethod
-    def parse(cls, pattern: str) -> "PathPattern":
+    def parse(cls, pattern: str) -> PathPattern:
         want_method, _, want_path = pattern.partition(" ")
         segments = tuple(None if w == "*" or (w.startswith("{") and w.endswith("}")) else w
                          for w in want_path.strip("/").split("/"))
@@ -88,7 +89,7 @@ class PathPattern:
         """``segments``: the request path as ``path.strip("/").split("/")``."""
         if self.method != method or len(self.segments) != len(segments):
             return False
-        return all(w is None or w == g for w, g in zip(self.segments, segments))
+        return all(w is None or w == g for w, g in zip(self.segments, segments, strict=True))
 
 
 def pattern_matches(pattern: str, method: str, path: str) -> bool:

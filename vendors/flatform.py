@@ -19,10 +19,10 @@ vendors refuse exactly the same bytes.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from vendors.base import RequestRejected
-from vendors.formencoding import MAX_PAIRS, _show, _unquote
+from vendors.formencoding import MAX_PAIRS, show, unquote
 
 # Twilio's names are CamelCase; list filters add a comparison suffix (``DateSent<``, ``StartTime>``).
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}[<>]?\Z")
@@ -71,9 +71,9 @@ def _pair(raw: bytes, where: str) -> tuple[str, str]:
     if not raw:
         raise RequestRejected("malformed_form", f"The request {where} has an empty parameter (a stray '&').")
     if b"=" not in raw:
-        raise RequestRejected("malformed_form", f"The request {where} has a parameter without '=': {_show(raw)}.")
+        raise RequestRejected("malformed_form", f"The request {where} has a parameter without '=': {show(raw)}.")
     raw_key, raw_value = raw.split(b"=", 1)
-    key, value = _unquote(raw_key, where), _unquote(raw_value, where)
+    key, value = unquote(raw_key, where), unquote(raw_value, where)
     if not _NAME.match(key):
         raise RequestRejected(
             "malformed_form", f"Invalid parameter name {key[:40]!r} in the request {where}; Twilio parameters are flat."

@@ -41,17 +41,18 @@ def decode(data: bytes, *, where: str = "body") -> FormTree:
         if not raw:
             raise RequestRejected("malformed_form", f"The request {where} has an empty parameter (a stray '&').")
         if b"=" not in raw:
-            raise RequestRejected("malformed_form", f"The request {where} has a parameter without '=': {_show(raw)}.")
+            raise RequestRejected("malformed_form", f"The request {where} has a parameter without '=': {show(raw)}.")
         raw_key, raw_value = raw.split(b"=", 1)
-        key, value = _unquote(raw_key, where), _unquote(raw_value, where)
+        key, value = unquote(raw_key, where), unquote(raw_value, where)
         path = _key_path(key, where)
         _insert(tree, path, value, key, appended, indexed, where)
     return tree
 
 
-def _unquote(raw: bytes, where: str) -> str:
+def unquote(raw: bytes, where: str) -> str:
+    """One form name or value, ``+`` and percent-decoded; a bad escape or invalid UTF-8 is refused."""
     if _PERCENT.search(raw):
-        raise RequestRejected("malformed_form", f"The request {where} has an invalid percent-escape: {_show(raw)}.")
+        raise RequestRejected("malformed_form", f"The request {where} has an invalid percent-escape: {show(raw)}.")
     raw = raw.replace(b"+", b" ")
     if b"%" in raw:  # most names and values have no escape: skip the byte-by-byte loop for them
         raw = _percent_decode(raw)
@@ -122,7 +123,8 @@ def _insert(
                 raise _ambiguous(key, where)
             if existing is not None:
                 raise RequestRejected(
-                    "duplicate_parameter", f"Parameter {key!r} appears more than once in the request {where}.", param=key
+                    "duplicate_parameter", f"Parameter {key!r} appears more than once in the request {where}.",
+                    param=key,
                 )
             node[segment] = value
             return
@@ -139,5 +141,6 @@ def _ambiguous(key: str, where: str) -> RequestRejected:
     )
 
 
-def _show(raw: bytes) -> str:
+def show(raw: bytes) -> str:
+    """Raw bytes as an error message quotes them: the first 40, readable whatever they hold."""
     return repr(raw[:40].decode("latin-1"))

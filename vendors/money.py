@@ -19,7 +19,6 @@ ZERO_DECIMAL = frozenset(
     "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
 )
 THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
-CENT = Decimal("0.01")
 MICRO = Decimal("0.000001")
 PRICING_DIR = Path(__file__).parent / "pricing"
 

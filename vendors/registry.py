@@ -12,8 +12,8 @@ and ``tollgate serve`` routes ``/acme/*`` to it with no edit to Tollgate (docs/v
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from importlib import metadata
-from typing import Iterable, Iterator
 
 from vendors.base import VendorAdapter
 from vendors.resend import ResendAdapter

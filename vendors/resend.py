@@ -37,11 +37,12 @@ What the core gets from this adapter
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from vendors import emailaddress, flatform, strictjson
 from vendors.base import (
@@ -49,6 +50,7 @@ from vendors.base import (
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
+    Quickstart,
     RecordedObject,
     RenderedResponse,
     RequestRejected,
@@ -56,12 +58,11 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import Endpoint, EndpointTable
-from vendors.money import PRICING_DIR
+from vendors.money import MICRO, PRICING_DIR
 from vendors.wire import json_object, require_content_type
 
 MAX_TO = 50
 MAX_BATCH = 100
-MICRO = Decimal("0.000001")
 SEND, BATCH, FETCH = "send", "batch", "fetch"
 ENDPOINTS = EndpointTable(
     [
@@ -97,8 +98,8 @@ class ResendAdapter:
     requires_account = False
     prices_later = False
     decision_headers: frozenset[str] = frozenset()
-    secret_patterns = (r"\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+",)  # API keys
-    quickstart = None
+    secret_patterns: tuple[str, ...] = (r"\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+",)  # API keys
+    quickstart: Quickstart | None = None
     # What resend-python 2 sends (resend/request.py), minus Authorization.
     forward_request_headers = frozenset(
         {"content-type", "accept", "user-agent", "idempotency-key", "x-batch-validation"}
@@ -227,7 +228,7 @@ def _status_and_name(error: VendorError) -> tuple[int, str]:
 def _refuse_lookalikes(path: str) -> None:
     """``/Emails`` or ``/emails/Batch`` may reach the same handler at Resend; Tollgate would not know it."""
     segments = path.strip("/").split("/")
-    for segment, governed in zip(segments[:2], GOVERNED_SEGMENTS):
+    for segment, governed in zip(segments[:2], GOVERNED_SEGMENTS, strict=False):  # /emails has one
         if segment.split(".")[0].lower() == governed and segment != governed:
             raise RequestRejected("invalid_path", f"Use /{governed} exactly, not {segment[:40]!r}.", status=404)
         if segment != governed:

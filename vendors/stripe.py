@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from vendors import formencoding, money
 from vendors.base import (
@@ -99,8 +100,9 @@ class StripeAdapter:
     prices_later = False
     # The connected account a call acts on (Stripe-Context supersedes Stripe-Account).
     decision_headers = frozenset({"stripe-account", "stripe-context"})
-    secret_patterns = (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+",)  # secret and restricted keys
-    quickstart = Quickstart("STRIPE_SECRET_KEY", "sk_test_...", "policy-schemas/examples/stripe-quickstart.json")
+    secret_patterns: tuple[str, ...] = (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+",)  # secret and restricted keys
+    quickstart: Quickstart | None = Quickstart(
+        "STRIPE_SECRET_KEY", "sk_test_...", "policy-schemas/examples/stripe-quickstart.json")
     forward_request_headers = frozenset(
         {
             "content-type",

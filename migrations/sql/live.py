@@ -56,16 +56,24 @@ class LiveFunction:
     @property
     def text(self) -> str:
         """The CREATE [OR REPLACE] FUNCTION statement, as the migration ran it."""
-        return getattr(self.module, self.constant)
+        text: str = getattr(self.module, self.constant)
+        return text
+
+    @property
+    def _header(self) -> re.Match[str]:
+        found = _HEADER.search(self.text)
+        if found is None:
+            raise ValueError(f"{self.source} is not a CREATE FUNCTION statement")
+        return found
 
     @property
     def name(self) -> str:
-        return _HEADER.search(self.text).group(1)
+        return self._header.group(1)
 
     @property
     def argument_types(self) -> tuple[str, ...]:
         """The parameters' types as written ('timestamptz', 'text[]'), without names or defaults."""
-        start = _HEADER.search(self.text).end()
+        start = self._header.end()
         depth, end = 1, start
         while depth:
             depth += {"(": 1, ")": -1}.get(self.text[end], 0)
@@ -82,7 +90,7 @@ class LiveFunction:
     @property
     def body(self) -> str:
         """What lies between the dollar quotes: pg_proc.prosrc, byte for byte."""
-        before, body, after = self.text.split("$$")
+        _, body, _ = self.text.split("$$")
         return body
 
     @property

@@ -6,8 +6,10 @@ Revises:
 Create Date: 2026-11-24
 """
 
-from alembic import op
+from datetime import datetime
+
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 from migrations.sql.v0001 import BUCKET_FUNCTION, GATE_FUNCTION, SETTLE_FUNCTION
@@ -21,7 +23,7 @@ USD = sa.Numeric(20, 6)
 NOW = sa.text("now()")
 
 
-def _ts(name: str, nullable: bool = False, default: bool = True) -> sa.Column:
+def _ts(name: str, nullable: bool = False, default: bool = True) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable, server_default=NOW if default else None)
 
 

@@ -5,8 +5,8 @@ Revises: 0002
 Create Date: 2026-11-24
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from migrations.sql import v0003
 

@@ -3,7 +3,7 @@ approvals. Same conventions as proxy/admin/api.py (which mounts these)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -18,7 +18,7 @@ from proxy.policy import store
 
 
 class GovernanceRoutes:
-    def __init__(self, engine: AsyncEngine, vendors: Iterable[str]):
+    def __init__(self, engine: AsyncEngine, vendors: Iterable[str]) -> None:
         self._engine = engine
         self._vendors = tuple(vendors)  # the vendor names served, for policy validation
 

@@ -9,7 +9,8 @@ bounds is a 400, not silently ignored, clamped or guessed at.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -47,7 +48,8 @@ def _checking_query(handler: Handler, parameters: list[dict[str, Any]]) -> Handl
         for name, value in request.query_params.multi_items():
             if name not in declared:
                 takes = ", ".join(sorted(declared)) or "none"
-                raise InvalidInput("unknown_parameter", f"Unknown query parameter {name[:40]!r} (this operation takes: {takes}).")
+                raise InvalidInput("unknown_parameter",
+                                   f"Unknown query parameter {name[:40]!r} (this operation takes: {takes}).")
             if name in seen:
                 raise InvalidInput("duplicate_parameter", f"Query parameter {name!r} appears more than once.")
             seen.add(name)

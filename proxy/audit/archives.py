@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, text, update
@@ -37,7 +38,7 @@ class Partition:
     range_to: datetime | None  # None: the default partition
     approx_rows: int
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"partition": self.name, "from": _iso(self.range_from), "to": _iso(self.range_to),
                 "approx_rows": self.approx_rows}
 
@@ -49,7 +50,7 @@ class ArchiveReport:
     first_seq: int | None
     last_seq: int | None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"partition": self.partition, "rows": self.rows, "first_seq": self.first_seq,
                 "last_seq": self.last_seq,
                 "next": f"pg_dump --table={self.partition} --format=custom --file={self.partition}.dump DBNAME; "
@@ -62,7 +63,9 @@ def partition_name(month: date) -> str:
 
 async def ensure(conn: AsyncConnection, months_ahead: int = MONTHS_AHEAD) -> int:
     """Make this month's partition and the next ``months_ahead``; how many were new."""
-    return await conn.scalar(text("SELECT tollgate_audit_partitions_ensure(:n)"), {"n": months_ahead})
+    made: int = (await conn.execute(text("SELECT tollgate_audit_partitions_ensure(:n)"),
+                                    {"n": months_ahead})).scalar_one()
+    return made
 
 
 async def partitions(conn: AsyncConnection) -> list[Partition]:
@@ -102,7 +105,7 @@ async def archive(conn: AsyncConnection, signer: Ed25519PrivateKey, name: str) -
 
 
 def _require_over(partition: Partition) -> None:
-    this_month = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     if partition.range_to is None or partition.range_to > this_month:
         raise Conflict("partition_in_use", f"{partition.name} still takes new rows: only months before the "
                        "current one (UTC) can be archived.")

@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import ColumnElement, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy.schema import (
@@ -46,11 +47,12 @@ BATCH = 5000
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
-    return json.dumps({k: _plain(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":"),
+    return json.dumps({k: plain(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode()
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A column value as JSON holds it: Decimal and datetime as strings (the chain hashes this, export writes it)."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -104,7 +106,7 @@ class SealReport:
     busy: bool = False  # another sealer holds the lock
 
 
-def _sealable():
+def _sealable() -> ColumnElement[bool]:
     a = audit_events.c
     waiting_for_price = (a.cost_source == "estimated") & (a.ts > text(f"now() - interval '{REPRICE_WINDOW}'"))
     return a.state.in_(("final", "reconciled")) & ~waiting_for_price
@@ -122,15 +124,18 @@ async def seal(conn: AsyncConnection, signer: Ed25519PrivateKey, limit: int = BA
     last = (await conn.execute(select(audit_chain.c.seq, audit_chain.c.row_hash)
                                .order_by(audit_chain.c.seq.desc()).limit(1))).first()
     seq, previous = (last.seq, last.row_hash) if last else (0, GENESIS)
-    cursor = await conn.scalar(select(audit_chain_cursor.c.scanned_to).where(audit_chain_cursor.c.id == 1))
+    cursor: int = (await conn.execute(select(audit_chain_cursor.c.scanned_to)
+                                      .where(audit_chain_cursor.c.id == 1))).scalar_one()
     skipped = select(audit_chain_skipped.c.audit_id)
     candidates = await conn.execute(
-        select(audit_events, _sealable().label("_sealable"))
+        select(audit_events).add_columns(_sealable().label("_sealable"))
         .where(((audit_events.c.id > cursor) & (audit_events.c.ts < text(f"now() - interval '{margin}'")))
                | audit_events.c.id.in_(skipped))
         .order_by(audit_events.c.id).limit(limit)
     )
-    entries, passed_over, scanned_to = [], [], cursor
+    entries: list[dict[str, Any]] = []
+    passed_over: list[int] = []
+    scanned_to = cursor
     for row in candidates:
         content = {k: v for k, v in row._mapping.items() if k != "_sealable"}
         scanned_to = max(scanned_to, row.id)
@@ -149,7 +154,7 @@ async def seal(conn: AsyncConnection, signer: Ed25519PrivateKey, limit: int = BA
     return SealReport(len(entries), seq)
 
 
-async def _record(conn: AsyncConnection, entries: list[dict], passed_over: list[int], scanned_to: int,
+async def _record(conn: AsyncConnection, entries: list[dict[str, Any]], passed_over: list[int], scanned_to: int,
                   cursor: int) -> None:
     if entries:
         await conn.execute(insert(audit_chain), entries)
@@ -209,7 +214,7 @@ async def _walk(conn: AsyncConnection) -> tuple[int, int, Finding | None]:
             previous, expected, checked = entry.row_hash, expected + 1, checked + 1
 
 
-def _check_entry(entry: Any, expected: int, previous: bytes, row: dict | None) -> Finding | None:
+def _check_entry(entry: Any, expected: int, previous: bytes, row: dict[str, Any] | None) -> Finding | None:
     where = f"audit row {entry.audit_id} (chain entry {entry.seq})"
     if entry.seq != expected:
         return Finding("deleted", f"Chain entry {expected} is missing (the next is {entry.seq}).", seq=expected)
@@ -225,7 +230,7 @@ def _check_entry(entry: Any, expected: int, previous: bytes, row: dict | None) -
     return None
 
 
-async def _check_heads(conn: AsyncConnection, heads: list[Any], public: Ed25519PublicKey) -> Finding | None:
+async def _check_heads(conn: AsyncConnection, heads: Sequence[Any], public: Ed25519PublicKey) -> Finding | None:
     for head in heads:
         try:
             public.verify(head.signature, head_message(head.seq, head.head_hash))

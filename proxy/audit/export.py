@@ -5,27 +5,20 @@ Every record carries ``agent_run_id``, so a run joins with LLM-gateway traces on
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, AsyncIterator, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import __version__
+from proxy.audit.chain import plain
 from proxy.schema import audit_events
 
 BATCH = 500
 _SEVERITY = {"allowed": (9, "INFO"), "shadow_blocked": (13, "WARN"), "approval_required": (13, "WARN"),
              "blocked": (13, "WARN"), "error": (17, "ERROR")}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 async def rows(conn: AsyncConnection, since: datetime, until: datetime | None) -> AsyncIterator[list[dict[str, Any]]]:
@@ -34,7 +27,7 @@ async def rows(conn: AsyncConnection, since: datetime, until: datetime | None) -
         query = query.where(audit_events.c.ts < until)
     result = await conn.stream(query.execution_options(yield_per=BATCH))
     async for partition in result.partitions(BATCH):
-        yield [{k: _plain(v) for k, v in row._mapping.items()} for row in partition]
+        yield [{k: plain(v) for k, v in row._mapping.items()} for row in partition]
 
 
 def write_ndjson(batch: list[dict[str, Any]], out: TextIO) -> None:

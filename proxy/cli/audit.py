@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import bootstrap
 from proxy.audit import archives, chain, export
 from proxy.cli.support import plain_connection, settings_from, with_connection
+from proxy.errors import ConfigError
 
 
 def register(commands: Any) -> None:
@@ -43,20 +48,16 @@ def register(commands: Any) -> None:
 def _audit_export(args: argparse.Namespace) -> int:
     since, until = _moment(args.since), _moment(args.until) if args.until else None
     write = export.write_otlp if args.format == "otlp-json" else export.write_ndjson
-    out = open(args.output, "w") if args.output else sys.stdout
+    with open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout) as out:
 
-    async def work(conn, runtime) -> int:
-        count = 0
-        async for batch in export.rows(conn, since, until):
-            write(batch, out)
-            count += len(batch)
-        return count
+        async def work(conn: AsyncConnection, runtime: bootstrap.Runtime) -> int:
+            count = 0
+            async for batch in export.rows(conn, since, until):
+                write(batch, out)
+                count += len(batch)
+            return count
 
-    try:
         count = with_connection(args, work, write=False)
-    finally:
-        if args.output:
-            out.close()
     print(f"exported {count} audit row(s)", file=sys.stderr)
     return 0
 
@@ -65,14 +66,14 @@ def _moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise bootstrap.ConfigError("invalid_time", f"{text!r} is not an ISO date or time (e.g. 2026-11-01)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        raise ConfigError("invalid_time", f"{text!r} is not an ISO date or time (e.g. 2026-11-01)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _signer(args: argparse.Namespace):
+def _signer(args: argparse.Namespace) -> Ed25519PrivateKey:
     settings = bootstrap.with_secrets(settings_from(args))
     if not settings.signing_key:
-        raise bootstrap.ConfigError("missing_signing_key", "TOLLGATE_SIGNING_KEY is required to seal the audit trail.")
+        raise ConfigError("missing_signing_key", "TOLLGATE_SIGNING_KEY is required to seal the audit trail.")
     return chain.load_private(settings.signing_key)
 
 
@@ -114,7 +115,7 @@ def _month(text: str) -> date:
 
 
 def _audit_partitions(args: argparse.Namespace) -> int:
-    async def work(conn) -> list[archives.Partition]:
+    async def work(conn: AsyncConnection) -> list[archives.Partition]:
         await archives.ensure(conn)
         return await archives.partitions(conn)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import text
 
 from proxy import approvals, bootstrap, db, migrate, prices, rotation, runs, spend
 from proxy.cli import audit
-from proxy.cli.support import read_policy, settings_from, with_connection
+from proxy.cli.support import read_policy, secret_from_env, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.policy import store
 from proxy.upstream import create_upstream
@@ -93,8 +92,8 @@ def _policy_create(args: argparse.Namespace) -> int:
 
 def _policy_update(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
-    updated = with_connection(args, lambda conn, rt: store.add_version(conn, args.policy_id, document, rt.vendors.names()),
-                              write=True)
+    updated = with_connection(
+        args, lambda conn, rt: store.add_version(conn, args.policy_id, document, rt.vendors.names()), write=True)
     print(f"{updated['id']} is now at version {updated['current_version']}.")
     return 0
 
@@ -185,10 +184,7 @@ def _runs_show(args: argparse.Namespace) -> int:
 
 
 def _rotate_upstream(args: argparse.Namespace) -> int:
-    secret = os.environ.get(args.upstream_secret_env)
-    if not secret:
-        print(f"tollgate: environment variable {args.upstream_secret_env} is empty or not set", file=sys.stderr)
-        return 2
+    secret = secret_from_env(args.upstream_secret_env)
     with_connection(args, lambda conn, rt: rotation.rotate_upstream_secret(conn, rt.box, args.key_id, secret),
                     write=True)
     print(f"{args.key_id} now forwards with the new secret (each process within its key-cache TTL); "

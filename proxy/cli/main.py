@@ -8,11 +8,14 @@ import dataclasses
 import json
 import os
 import sys
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import bootstrap, db, embedded, keys, logs, migrate, secretbox
 from proxy.cli import governance
-from proxy.cli.support import read_policy, settings_from, with_connection
-from proxy.errors import TollgateError
+from proxy.cli.support import read_policy, secret_from_env, settings_from, with_connection
+from proxy.errors import ConfigError, TollgateError
 from proxy.policy import rules
 from vendors import registry
 
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except bootstrap.ConfigError as exc:
+    except ConfigError as exc:
         print(f"tollgate: {exc.message}", file=sys.stderr)
         return 2
     except TollgateError as exc:
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tollgate", description="Governance proxy for AI agents calling money-moving SaaS APIs.")
+    parser = argparse.ArgumentParser(prog="tollgate",
+                                     description="Governance proxy for AI agents calling money-moving SaaS APIs.")
     parser.add_argument("--config", help="TOML settings file (also TOLLGATE_CONFIG)")
     parser.add_argument("--data-dir", help="data directory for the embedded Postgres and generated secrets")
     commands = parser.add_subparsers(title="commands")
@@ -146,13 +150,10 @@ def _db_stop(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    secret = os.environ.get(args.upstream_secret_env)
-    if not secret:
-        print(f"tollgate: environment variable {args.upstream_secret_env} is empty or not set", file=sys.stderr)
-        return 2
+    secret = secret_from_env(args.upstream_secret_env)
     document = read_policy(args.policy)
 
-    async def work(conn, runtime):
+    async def work(conn: AsyncConnection, runtime: bootstrap.Runtime) -> tuple[dict[str, Any], str]:
         return await keys.create_key(conn, runtime.box, runtime.vendors, vendor=args.vendor, upstream_secret=secret,
                                      policy_document=document, upstream_account=args.upstream_account,
                                      label=args.label)

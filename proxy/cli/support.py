@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 from proxy import bootstrap, config, db, migrate
+from proxy.errors import ConfigError
 
 
 def settings_from(args: argparse.Namespace) -> config.Settings:
@@ -35,13 +37,21 @@ def with_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any,
     return asyncio.run(run())
 
 
+def secret_from_env(name: str) -> str:
+    """The vendor secret held in environment variable ``name`` (secrets never go in argv)."""
+    secret = os.environ.get(name)
+    if not secret:
+        raise ConfigError("missing_upstream_secret", f"environment variable {name} is empty or not set")
+    return secret
+
+
 def read_policy(path: str) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except OSError as exc:
-        raise bootstrap.ConfigError("unreadable_policy", f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError("unreadable_policy", f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise bootstrap.ConfigError("invalid_policy_json", f"{path} is not valid JSON: {exc}") from None
+        raise ConfigError("invalid_policy_json", f"{path} is not valid JSON: {exc}") from None
 
 
 def plain_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any, Any, Any]],

@@ -4,7 +4,7 @@ page modules' routes. Mounted by proxy.app at /console."""
 from __future__ import annotations
 
 import functools
-from typing import Mapping
+from collections.abc import Mapping
 
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -4,8 +4,9 @@ the other."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import pass_context
@@ -29,7 +30,7 @@ class Console:
     """``vendors``: the name and chart colour of each vendor the proxy serves, in its order."""
 
     def __init__(self, client: AdminClient | None, sessions: Sessions | None, vendors: Mapping[str, str]):
-        self.client = client
+        self._client = client
         self.sessions = sessions
         self.vendors = dict(vendors)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -38,15 +39,23 @@ class Console:
                            remaining=render.remaining)
         env.globals["href"] = _href
 
+    @property
+    def client(self) -> AdminClient:
+        """The admin API. Pages run only behind ``page``, which answers 503 when the console has none."""
+        if self._client is None:
+            raise RuntimeError("the console has no admin client: it is disabled")
+        return self._client
+
     async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         session: Session | None = getattr(request.state, "session", None)
         context.setdefault("notice", session.take_notice() if session else None)
         return self.templates.TemplateResponse(
-            request, template, {"csrf": session.csrf if session else "", "signed_in": bool(session and session.signed_in),
+            request, template, {"csrf": session.csrf if session else "",
+                                "signed_in": bool(session and session.signed_in),
                                 "nav": NAV.get(template.split(".")[0], ""), **context}, status_code=status)
 
     def redirect(self, request: Request, name: str, query: dict[str, str] | None = None, **params: str) -> Response:
@@ -57,10 +66,11 @@ class Console:
         """Signed in or sent to the sign-in page; POSTs need the session's CSRF token."""
 
         async def guarded(request: Request) -> Response:
-            if self.sessions is None or self.client is None:
+            if self.sessions is None or self._client is None:
                 return self.render(request, "disabled.html", status=503)
             session = self.sessions.load(request)
             request.state.session = session
+            response: Response
             if not session.signed_in:
                 response = RedirectResponse(_signin_url(request), status_code=303)
             elif request.method == "POST" and not await _csrf_passes(request, session):
@@ -92,7 +102,7 @@ def _signin_url(request: Request) -> str:
 
 async def read_form(request: Request) -> dict[str, str]:
     """application/x-www-form-urlencoded, parsed once and kept on the request (last value wins)."""
-    cached = getattr(request.state, "form", None)
+    cached: dict[str, str] | None = getattr(request.state, "form", None)
     if cached is not None:
         return cached
     form: dict[str, str] = {}

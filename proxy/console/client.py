@@ -44,34 +44,42 @@ class AdminClient:
     async def post(self, path: str, body: Any = None) -> Any:
         return _json_or_raise(await self._client.post(path, json=body if body is not None else {}))
 
+    async def _object(self, path: str, **params: Any) -> dict[str, Any]:
+        found: dict[str, Any] = await self.get(path, **params)
+        return found
+
+    async def _list(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await self.get(path, **params))["data"]
+        return found
+
     # The calls the pages make, named after what they mean.
 
     async def keys(self) -> list[dict[str, Any]]:
-        return (await self.get("/keys"))["data"]
+        return await self._list("/keys")
 
     async def key(self, key_id: str) -> dict[str, Any]:
-        return await self.get(f"/keys/{segment(key_id)}")
+        return await self._object(f"/keys/{segment(key_id)}")
 
     async def key_spend(self, key_id: str, run_id: str | None = None) -> dict[str, Any]:
-        return await self.get(f"/keys/{segment(key_id)}/spend", agent_run_id=run_id)
+        return await self._object(f"/keys/{segment(key_id)}/spend", agent_run_id=run_id)
 
     async def audit(self, **filters: Any) -> list[dict[str, Any]]:
-        return (await self.get("/audit", order="desc", **filters))["data"]
+        return await self._list("/audit", order="desc", **filters)
 
     async def run(self, run_id: str) -> dict[str, Any]:
-        return await self.get(f"/runs/{segment(run_id)}")
+        return await self._object(f"/runs/{segment(run_id)}")
 
     async def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
-        return (await self.get("/approvals", status=status))["data"]
+        return await self._list("/approvals", status=status)
 
     async def policies(self) -> list[dict[str, Any]]:
-        return (await self.get("/policies"))["data"]
+        return await self._list("/policies")
 
     async def policy(self, policy_id: str) -> dict[str, Any]:
-        return await self.get(f"/policies/{segment(policy_id)}")
+        return await self._object(f"/policies/{segment(policy_id)}")
 
     async def daily_spend(self, days: int = 30) -> list[dict[str, Any]]:
-        return (await self.get("/spend/daily", days=days))["data"]
+        return await self._list("/spend/daily", days=days)
 
 
 def segment(value: str) -> str:

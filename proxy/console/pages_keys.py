@@ -51,7 +51,8 @@ async def new_key_page(console: Console, request: Request, status: int = 200, er
 
 async def create_key(console: Console, request: Request) -> Response:
     form = await read_form(request)
-    kept = {k: form.get(k, "") for k in ("vendor", "label", "upstream_account", "policy_id", "policy")}  # never the secret
+    # Never the secret.
+    kept = {k: form.get(k, "") for k in ("vendor", "label", "upstream_account", "policy_id", "policy")}
     body: dict[str, Any] = {"vendor": form.get("vendor", ""), "upstream_secret": form.get("upstream_secret", "")}
     for name in ("label", "upstream_account", "policy_id"):
         if form.get(name, "").strip():

@@ -61,7 +61,7 @@ def side_by_side(left: Any, right: Any) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
-            rows += [(a[i], b[j], "same") for i, j in zip(range(i1, i2), range(j1, j2))]
+            rows += [(a[i], b[j], "same") for i, j in zip(range(i1, i2), range(j1, j2), strict=True)]
             continue
         olds, news = a[i1:i2], b[j1:j2]
         for k in range(max(len(olds), len(news))):
@@ -71,7 +71,7 @@ def side_by_side(left: Any, right: Any) -> list[tuple[str, str, str]]:
 
 
 def _version(policy: dict[str, Any], raw: str | None, default: int) -> dict[str, Any]:
-    by_number = {v["version"]: v for v in policy["versions"]}
+    by_number: dict[int, dict[str, Any]] = {v["version"]: v for v in policy["versions"]}
     try:
         return by_number[int(raw)] if raw else by_number[default]
     except (KeyError, ValueError):

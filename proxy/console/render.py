@@ -6,10 +6,11 @@ Money arrives from the admin API as decimal strings and stays Decimal here: neve
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -35,7 +36,7 @@ def when(value: Any) -> str:
     if not value:
         return "–"
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def pretty_json(value: Any) -> str:
@@ -46,7 +47,7 @@ def remaining(value: Any) -> str:
     """Time left until an ISO timestamp, for readers without JavaScript."""
     if not value:
         return ""
-    seconds = int((datetime.fromisoformat(str(value)) - datetime.now(timezone.utc)).total_seconds())
+    seconds = int((datetime.fromisoformat(str(value)) - datetime.now(UTC)).total_seconds())
     if seconds <= 0:
         return "expired"
     return f"{seconds // 60} min {seconds % 60:02d} s left"
@@ -113,7 +114,7 @@ def spend_chart(rows: list[dict[str, Any]], vendor_colours: Mapping[str, str], d
                 today: date | None = None) -> Chart:
     """Stacked bars of USD per vendor per UTC day, oldest left; every day shown, empty or not.
     ``vendor_colours``: each served vendor's colour (its adapter's); every one gets a column."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     span = [(today - timedelta(days=offset)).isoformat() for offset in range(days - 1, -1, -1)]
     vendors = sorted({r["vendor"] for r in rows} | set(vendor_colours))
     colours = {v: vendor_colours.get(v, OTHER_COLOUR) for v in vendors}
@@ -151,11 +152,12 @@ def _svg(span: list[str], colours: dict[str, str], amounts: dict[tuple[str, str]
     for tick in range(5):
         value = top * tick / 4
         y = TOP + plot_h - float(value / top) * plot_h
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#cbd5e1" stroke-width="1"/>')
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#cbd5e1" '
+                     'stroke-width="1"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#334155">'
                      f'{escape(usd(value))}</text>')
     for index, day in enumerate(span):
-        x, base = LEFT + index * slot + 2, TOP + plot_h
+        x, base = LEFT + index * slot + 2, float(TOP + plot_h)
         for vendor, colour in colours.items():
             amount = amounts.get((day, vendor), Decimal(0))
             if amount <= 0:

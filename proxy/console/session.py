@@ -41,7 +41,9 @@ class Session:
         return notice
 
     def csrf_ok(self, presented: str | None) -> bool:
-        return bool(presented) and hmac.compare_digest(presented.encode(), self.csrf.encode())
+        if not presented:
+            return False
+        return hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
 class Sessions:

@@ -9,18 +9,18 @@ inside Postgres; ``gate_caps`` hands them over.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from proxy.errors import InvalidInput
+from proxy.errors import Denial, InvalidInput
 from proxy.policy.scope import (
-    Denial,
     Recipients,
     check_messaging_scope,
     check_record_scope,
@@ -58,10 +58,6 @@ class Cap:
         limit = {"usd": str(self.usd)} if self.usd is not None else {"requests": self.requests}
         return {"window": self.window, "action": self.action, **limit}
 
-    def describe(self) -> str:
-        limit = f"{self.usd} USD" if self.usd is not None else f"{self.requests} requests"
-        return f"{limit} per {self.window}"
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -82,7 +78,7 @@ class Policy:
     expires_at: datetime | None
 
     @classmethod
-    def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> "Policy":
+    def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
         customers = document.get("customers", {})
         per_call = document.get("per_call_usd")
         expires = document.get("expires_at")
@@ -131,18 +127,21 @@ class Policy:
         known: Mapping[str, RecordedObject],
     ) -> Verdict:
         """The first rule this request breaks, and whether it needs approval. Cheapest rules first."""
-        if self.expires_at is not None and self.expires_at <= datetime.now(timezone.utc):
+        if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
             return Verdict(Denial("policy_expired", "This key's policy has expired."))
         if self.require_run_id and not run_id:
-            return Verdict(Denial("run_id_required", "This key's policy requires an X-Agent-Run-Id header on every call."))
+            return Verdict(Denial("run_id_required",
+                                  "This key's policy requires an X-Agent-Run-Id header on every call."))
         approval = None
         segments = request.path.strip("/").split("/")
         if request.host is not None:  # patterns name a vendor's other host by its route prefix
             segments.insert(0, request.host)
         if not any(p.matches(request.method, segments) for p in self._allow_patterns):
             if not any(p.matches(request.method, segments) for p in self._approval_patterns):
-                return Verdict(Denial("endpoint_not_allowed", f"Endpoint {request.endpoint} is not in this key's allowlist."))
-            approval = Denial("endpoint_requires_approval", f"Endpoint {request.endpoint} needs an operator's approval.")
+                return Verdict(Denial("endpoint_not_allowed",
+                                      f"Endpoint {request.endpoint} is not in this key's allowlist."))
+            approval = Denial("endpoint_requires_approval",
+                              f"Endpoint {request.endpoint} needs an operator's approval.")
         denial = (
             check_record_scope(request, self.customers, self.created_through_key, known)
             or check_messaging_scope(request, self.recipients, self.senders, self.max_recipients)
@@ -182,7 +181,7 @@ class Policy:
 
 def _utc(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @lru_cache(maxsize=8)

@@ -5,8 +5,9 @@ Pure functions over a ParsedRequest and the records the key created; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from proxy.errors import Denial
 from vendors.base import ParsedRequest, RecordedObject
@@ -22,7 +23,7 @@ class Recipients:
     addresses: frozenset[str] = frozenset()
 
     @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> "Recipients":
+    def from_document(cls, doc: Mapping[str, Any]) -> Recipients:
         return cls(
             countries=frozenset(doc.get("countries", ())),
             numbers=tuple(doc.get("numbers", ())),
@@ -70,19 +71,21 @@ def check_record_scope(
             created_through_key and request.customer_id in known
         )
         if not admitted:
-            return Denial("customer_not_allowed", f"Customer {request.customer_id} is outside this key's customer scope.")
+            return Denial("customer_not_allowed",
+                          f"Customer {request.customer_id} is outside this key's customer scope.")
     target = request.object_id if request.object_id and request.object_id != request.customer_id else None
     if target is not None:
         record = known.get(target)
         if record is None and created_through_key:
             return Denial("object_not_created_through_key", f"{target} was not created through this key.")
-        if record is not None and request.customer_id is None and not created_through_key:
-            if record.customer_id is None or record.customer_id not in (customers or ()):
-                return Denial("customer_not_allowed", f"{target} belongs to a customer outside this key's scope.")
+        if (record is not None and request.customer_id is None and not created_through_key
+                and (record.customer_id is None or record.customer_id not in (customers or ()))):
+            return Denial("customer_not_allowed", f"{target} belongs to a customer outside this key's scope.")
         if record is not None:
             return None
     if request.customer_id is None and request.moves_money:
-        return Denial("customer_not_identified", "This key is limited to certain customers, and this call does not name one.")
+        return Denial("customer_not_identified",
+                      "This key is limited to certain customers, and this call does not name one.")
     return None
 
 
@@ -94,7 +97,7 @@ def check_messaging_scope(
                       f"This call has {len(request.recipients)} recipients; this key allows at most {max_recipients}.")
     if recipients.configured:
         countries = request.recipient_countries or (None,) * len(request.recipients)
-        for recipient, country in zip(request.recipients, countries):
+        for recipient, country in zip(request.recipients, countries, strict=True):
             if not recipients.admits(recipient, country):
                 where = f" ({country})" if country else ""
                 return Denial("recipient_not_allowed", f"Recipient {recipient}{where} is outside this key's scope.")

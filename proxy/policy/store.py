@@ -7,7 +7,8 @@ very next request (it compares what the proxy evaluated with what is current).
 from __future__ import annotations
 
 import secrets
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -68,7 +69,8 @@ async def show_policy(conn: AsyncConnection, policy_id: str) -> dict[str, Any]:
     return {
         **dict(head._mapping),
         "created_at": _iso(head.created_at),
-        "versions": [{"version": v.version, "created_at": _iso(v.created_at), "document": v.document} for v in versions],
+        "versions": [{"version": v.version, "created_at": _iso(v.created_at), "document": v.document}
+                     for v in versions],
     }
 
 

@@ -32,7 +32,7 @@ import json
 import re
 import secrets
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def _store(app: Starlette, email: Obj) -> str:
         id=email_id, object="email", to=_as_list(email["to"]), cc=_as_list(email.get("cc")),
         bcc=_as_list(email.get("bcc")), reply_to=_as_list(email.get("reply_to")), subject=email["subject"],
         html=email.get("html"), text=email.get("text"), last_event="queued",
-        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00"),
+        created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00"),
         message_id=f"<{email_id}@emulator.resend.dev>", **{"from": email["from"]},
     )
     app.state.emails[email_id] = stored

@@ -47,8 +47,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
-from ._received import ReceivedRequest, record
 from . import _stripe_handlers as handlers
+from ._received import ReceivedRequest, record
 from ._stripe_params import (
     FormDecodeError,
     StripeApiError,

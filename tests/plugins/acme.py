@@ -11,9 +11,10 @@ files.acme; ``/acme/files/...`` here), and errors are ``{"error": {"code", "mess
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from vendors.base import (
     FinalPrice,

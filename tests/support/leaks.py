@@ -111,7 +111,7 @@ def dump_database(url: str, name: str) -> None:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
             "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
         for table in tables:
-            rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()  # noqa: S608 (names from the catalog)
+            rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()  # names from the catalog
             _append(f"db-{name}.txt", "\n".join(f"{table}: {row[0]}" for row in rows))
 
 

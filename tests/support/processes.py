@@ -9,9 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -42,9 +42,9 @@ def tollgate_serve(env: dict[str, str], timeout_s: float = 60) -> Iterator[tuple
     port = free_port()
     # Output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a full
     # pipe would block the proxy on its next log line.
-    log = tempfile.NamedTemporaryFile(prefix=f"tollgate-serve-{port}-", suffix=".log", delete=False)
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    with tempfile.NamedTemporaryFile(prefix=f"tollgate-serve-{port}-", suffix=".log", delete=False) as log:
+        process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     process.log_path = Path(log.name)  # type: ignore[attr-defined]
     leaks.remember_log(process.log_path)

@@ -3,7 +3,8 @@ headers: a thin HTTP client that adds it (the same trick works in production cod
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from resend.http_client_requests import RequestsClient
 from twilio.http.http_client import TwilioHttpClient

@@ -47,10 +47,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from vendors import flatform, money
 from vendors.base import (
@@ -58,6 +59,7 @@ from vendors.base import (
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
+    Quickstart,
     RecordedObject,
     RenderedResponse,
     RequestRejected,
@@ -74,7 +76,6 @@ API_VERSION = "2010-04-01"
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}\Z")
 OBJECT_SID = re.compile(r"(?:SM|MM|CA)[0-9a-fA-F]{32}\Z")
 PRICE = re.compile(r"-?[0-9]{1,9}(?:\.[0-9]{1,12})?\Z")
-MICRO = Decimal("0.000001")
 
 # Twilio statuses after which an unpriced object will never be billed.
 UNBILLED_FINAL = frozenset({"failed", "canceled", "busy", "no-answer"})
@@ -130,7 +131,7 @@ class TwilioAdapter:
     decision_headers: frozenset[str] = frozenset()  # the account is in the path
     # Auth tokens and API-key secrets are 32 hex digits, no underscore: not recognisable by shape.
     secret_patterns: tuple[str, ...] = ()
-    quickstart = None
+    quickstart: Quickstart | None = None
     # What twilio-python 9 sends (twilio/base/client_base.py get_headers), minus Authorization.
     forward_request_headers = frozenset({"content-type", "accept", "accept-charset", "user-agent", "x-twilio-client"})
     forward_response_headers = frozenset(
@@ -190,7 +191,7 @@ class TwilioAdapter:
             rate = table.mms_rate(country) or table.sms_rate(country)
         else:
             rate = table.sms_rate(country)
-        return (rate * max(request.units, 1)).quantize(MICRO)
+        return (rate * max(request.units, 1)).quantize(money.MICRO)
 
     def parse_response(
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
@@ -220,12 +221,15 @@ class TwilioAdapter:
 
     # -- reconciliation: pure halves; the core does the GET -----------------------------------
 
-    def reconcile_path(self, account_sid: str, object_id: str) -> str:
-        """Where to GET a message (SM/MM) or call (CA) later to learn its final price."""
-        if not ACCOUNT_SID.match(account_sid) or not OBJECT_SID.match(object_id):
-            raise ValueError(f"not a Twilio account and message/call sid: {account_sid!r}, {object_id!r}")
+    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+        """Where to GET a message (SM/MM) or call (CA) later to learn its final price; None when the
+        call recorded no account, since Twilio's path needs one (the estimate then stands)."""
+        if account is None:
+            return None
+        if not ACCOUNT_SID.match(account) or not OBJECT_SID.match(object_id):
+            raise ValueError(f"not a Twilio account and message/call sid: {account!r}, {object_id!r}")
         resource = "Calls" if object_id.startswith("CA") else "Messages"
-        return f"/{API_VERSION}/Accounts/{account_sid}/{resource}/{object_id}.json"
+        return f"/{API_VERSION}/Accounts/{account}/{resource}/{object_id}.json"
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         if status >= 400:
@@ -248,7 +252,7 @@ def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
     rate = money.fx_table().usd_per_unit.get(unit.lower())
     if rate is None:
         return None
-    return (abs(Decimal(price)) * rate).quantize(MICRO)
+    return (abs(Decimal(price)) * rate).quantize(money.MICRO)
 
 
 def _route(method: str, path: str) -> Route:
