@@ -23,6 +23,7 @@ from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
 from proxy.bootstrap import Runtime
 from proxy.console.app import create_console
+from proxy.console.base import VendorLook
 from proxy.gate import Gate
 from proxy.handler import ProxyHandler
 from proxy.hotdb import HotDB
@@ -70,9 +71,9 @@ class TollgateApp:
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors)
         app.router.routes.extend(admin.routes())
         # The console is a client of the admin API: it calls these same routes in-process.
-        colours = {adapter.name: adapter.colour for adapter in self.runtime.vendors}
+        looks = {adapter.name: VendorLook(adapter.label, adapter.colour) for adapter in self.runtime.vendors}
         console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token,
-                                              settings.console_secure_cookie, colours)
+                                              settings.console_secure_cookie, looks)
         app.router.routes.extend([Route("/console", _to_console), Mount("/console", console_app)])
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
                       asyncio.create_task(_partition_forever(engine))]

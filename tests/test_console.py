@@ -178,6 +178,9 @@ def test_every_page_renders(signed_in, proxy_url, make_key, run_id):
         assert page.status_code == 200, (path, page.text[:500])
     overview = signed_in.get("/console/").text
     assert "<svg" in overview and "Spend per vendor per day" in overview
+    # Each vendor as its adapter names and colours it (the console names none itself).
+    assert 'fill="#4f46e5"/></svg>Stripe</span>' in overview and "USD Twilio, 30 days" in overview
+    assert '<option value="resend">Resend</option>' in signed_in.get("/console/keys/new").text
     run_page = signed_in.get(f"/console/runs/{run_id}").text
     assert "12.00" in run_page and "POST /v1/charges" in run_page
     assert signed_in.get("/console/runs", params={"run_id": run_id}).headers["location"] == f"/console/runs/{run_id}"

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.console import pages_activity, pages_keys, pages_policies
-from proxy.console.base import HERE, Console, read_form
+from proxy.console.base import HERE, Console, VendorLook, read_form
 from proxy.console.client import AdminClient
 from proxy.console.session import CSRF_FIELD, Session, Sessions
 
@@ -93,9 +93,9 @@ async def signout(console: Console, request: Request) -> Response:
 
 
 def create_console(admin_app: ASGIApp | None, admin_token: str | None, secure_cookie: str = "auto",
-                   vendors: Mapping[str, str] | None = None) -> tuple[Starlette, Console]:
+                   vendors: Mapping[str, VendorLook] | None = None) -> tuple[Starlette, Console]:
     """The console app (mount it at /console) and its state; ``admin_app`` serves /admin/v1;
-    ``vendors``: each served vendor's name and chart colour."""
+    ``vendors``: how to show each vendor served, by name."""
     client = AdminClient(admin_app, admin_token) if admin_app is not None and admin_token else None
     sessions = Sessions(admin_token, secure_cookie) if admin_token else None
     console = Console(client, sessions, vendors or {})

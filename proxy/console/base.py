@@ -5,6 +5,7 @@ the other."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -26,10 +27,18 @@ NAV = {"overview": "overview", "keys": "keys", "key_new": "keys", "key_created":
 PageHandler = Callable[["Console", Request], Awaitable[Response]]
 
 
-class Console:
-    """``vendors``: the name and chart colour of each vendor the proxy serves, in its order."""
+@dataclass(frozen=True)
+class VendorLook:
+    """How the console shows a vendor (its adapter's ``label`` and ``colour``)."""
 
-    def __init__(self, client: AdminClient | None, sessions: Sessions | None, vendors: Mapping[str, str]):
+    label: str
+    colour: str
+
+
+class Console:
+    """``vendors``: how to show each vendor the proxy serves, by name, in its order."""
+
+    def __init__(self, client: AdminClient | None, sessions: Sessions | None, vendors: Mapping[str, VendorLook]):
         self._client = client
         self.sessions = sessions
         self.vendors = dict(vendors)
@@ -38,6 +47,10 @@ class Console:
         env.filters.update(usd=render.usd, when=render.when, pretty_json=render.pretty_json,
                            remaining=render.remaining)
         env.globals["href"] = _href
+
+    @property
+    def colours(self) -> dict[str, str]:
+        return {name: look.colour for name, look in self.vendors.items()}
 
     @property
     def client(self) -> AdminClient:

@@ -33,9 +33,9 @@ def routes(console: Console) -> list[Route]:
 async def overview(console: Console, request: Request) -> Response:
     daily, keys, pending = await asyncio.gather(
         console.client.daily_spend(30), console.client.keys(), console.client.approvals("pending"))
-    return console.render(request, "overview.html", chart=render.spend_chart(daily, console.vendors, 30),
-                          active_keys=sum(1 for k in keys if k["status"] == "active"), total_keys=len(keys),
-                          pending=len(pending))
+    return console.render(request, "overview.html", chart=render.spend_chart(daily, console.colours, 30),
+                          vendors=console.vendors, active_keys=sum(1 for k in keys if k["status"] == "active"),
+                          total_keys=len(keys), pending=len(pending))
 
 
 def _call_filters(console: Console, request: Request) -> dict[str, str]:
@@ -54,7 +54,7 @@ async def calls(console: Console, request: Request) -> Response:
     if request.query_params.get("partial") == "1":
         return console.render(request, "_calls_rows.html", rows=rows)
     keys = await console.client.keys()
-    return console.render(request, "calls.html", rows=rows, filters=filters, vendors=list(console.vendors),
+    return console.render(request, "calls.html", rows=rows, filters=filters, vendors=console.vendors,
                           decisions=DECISIONS, keys=keys)
 
 

@@ -45,7 +45,7 @@ async def keys_page(console: Console, request: Request) -> Response:
 async def new_key_page(console: Console, request: Request, status: int = 200, error: AdminError | None = None,
                        form: dict[str, str] | None = None) -> Response:
     policies = await console.client.policies()
-    return console.render(request, "key_new.html", status=status, vendors=list(console.vendors), policies=policies,
+    return console.render(request, "key_new.html", status=status, vendors=console.vendors, policies=policies,
                           error=error, form=form or {})
 
 
