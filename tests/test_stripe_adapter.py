@@ -1,4 +1,4 @@
-"""vendors/stripe.py, vendors/money.py, vendors/endpoints.py: the Stripe adapter (pure, no I/O)."""
+"""vendors/stripe/adapter.py, vendors/money.py, vendors/endpoints.py: the Stripe adapter (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import generic_template, looks_like_id, pattern_matches
-from vendors.stripe import ENDPOINTS, MAX_AMOUNT_MINOR, StripeAdapter
+from vendors.stripe.adapter import ENDPOINTS, MAX_AMOUNT_MINOR, StripeAdapter
 
 PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FORM = {"content-type": "application/x-www-form-urlencoded"}
