@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -34,6 +35,8 @@ from proxy.redact import looks_secret, mask_strings, redact_content
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
 from vendors.base import (
+    LookedUp,
+    Lookup,
     ParsedRequest,
     RecordedObject,
     RenderedResponse,
@@ -217,9 +220,14 @@ class ProxyHandler:
     async def _decide(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
         policy = key.policy
         known = await self._records(key.id, policy.objects_to_look_up(parsed))
-        predicted = call.adapter.estimate_usd(parsed, known.get(parsed.object_id or ""))  # 5
+        referenced = known.get(parsed.object_id or "")
+        lookup = call.adapter.price_lookup(parsed, referenced) if policy.admits_endpoint(parsed) else None
+        looked_up = await self._look_up(call, key, lookup) if lookup else None
+        predicted = call.adapter.estimate_usd(parsed, referenced, looked_up)  # 5
         verdict = policy.evaluate(parsed, predicted, call.run_id, known)  # 4
         row = self._audit_row(call, key.id, parsed, key)
+        if lookup is not None or predicted is None:  # how the prediction was made, on the row
+            row.request_summary = {**(row.request_summary or {}), "price": _price_note(lookup, looked_up, predicted)}
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
         approval = None
@@ -231,8 +239,21 @@ class ProxyHandler:
                 self._settings.approval_ttl_s, redact_content(parsed.params),
             )
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
-        call.predicted = predicted
-        return await self._gate.admit(key.id, ref, row, predicted, approval)  # 6
+        call.predicted = predicted if predicted is not None else Decimal(0)  # None gets here only priced_after
+        return await self._gate.admit(key.id, ref, row, call.predicted, approval)  # 6
+
+    async def _look_up(self, call: Call, key: KeyRecord, lookup: Lookup) -> LookedUp:
+        """The read that prices the call, made with the key's credential before the gate. A path the
+        adapter built from the request is checked as an agent's would be; a failed read prices nothing."""
+        started = time.perf_counter()
+        try:
+            path = paths.normalise(lookup.path.encode())
+            headers = {**lookup.headers, **call.adapter.upstream_auth_headers(key.credential)}
+            answer = await self._upstream.send("GET", self._upstream_bases[call.vendor][None] + path, headers, b"")
+        except (RequestRejected, UpstreamFailure) as exc:
+            log.warning("price_lookup_failed", vendor=call.vendor, reason=exc.reason)
+            return LookedUp(0, b"", _ms_since(started))
+        return LookedUp(answer.status, answer.body, _ms_since(started))
 
     async def _records(self, key_id: str, object_ids: tuple[str, ...]) -> dict[str, RecordedObject]:
         if not object_ids:
@@ -342,6 +363,19 @@ def _upstream_bases(settings: Settings, adapter: VendorAdapter) -> dict[str | No
     for prefix, default in adapter.hosts.items():
         bases[prefix] = settings.upstream_for(f"{adapter.name}_{prefix}", default)
     return bases
+
+
+def _price_note(lookup: Lookup | None, looked_up: LookedUp | None, predicted: Decimal | None) -> dict[str, Any]:
+    note: dict[str, Any] = {"predicted": "unknown" if predicted is None else "known"}
+    if lookup is not None:
+        note["lookup"] = lookup.path
+        if looked_up is not None:
+            note.update(lookup_status=looked_up.status, lookup_ms=looked_up.elapsed_ms)
+    return note
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _printable(raw: bytes) -> str:

@@ -59,6 +59,8 @@ _POLICY = _kind("policy", 403, {
     "sender_not_allowed": "The sender is not in the policy's senders.",
     "too_many_recipients": "More recipients than the policy's max_recipients.",
     "per_call_limit": "The call's predicted cost is over the policy's per-call limit.",
+    "cost_unknown": "The call may move money or reach people and its cost cannot be known before it is sent "
+                    "(no amount, no object to read it from), and the policy does not list it in priced_after.",
     "cap_exceeded": "The call would take a cap (USD or requests, over its window) past its limit.",
     "cap_requires_approval": "The call would pass a cap whose action is require_approval: held for an operator.",
     "approval_required": "The call is held until an operator approves it.",

@@ -95,3 +95,62 @@ def test_an_idempotent_replay_is_not_counted_twice(client, sql, run_id, stripe_e
         ("order-42", Decimal("42"), None),
         ("order-42", Decimal("0"), "idempotent_replay"),
     ]
+
+
+# Money a call names no amount for, on an object this key did not create: read from Stripe first
+# (a GET with the key's secret, before the gate), or refused (DESIGN.md guarantee 8).
+
+def _other_keys_charge(make_key, proxy_url: str, amount: int, currency: str = "usd") -> str:
+    other = make_key(MONEY_POLICY)
+    client = stripe.StripeClient(other["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    return client.v1.charges.create(params={"amount": amount, "currency": currency, "source": "tok_visa"}).id
+
+
+def _limited_client(make_key, proxy_url: str, **policy_fields) -> stripe.StripeClient:
+    key = make_key({**MONEY_POLICY, "per_call_usd": "50.00", **policy_fields})
+    return stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+
+
+def test_a_full_refund_of_a_charge_the_key_did_not_create_is_priced_by_reading_it(
+        make_key, proxy_url, sql, run_id, stripe_emulator):
+    charge_id = _other_keys_charge(make_key, proxy_url, 3000, "eur")
+    client = _limited_client(make_key, proxy_url)
+    client.v1.refunds.create(params={"charge": charge_id}, options=run(run_id))
+    [row] = audit_rows(sql, run_id)
+    assert (row["decision"], row["predicted_usd"], row["cost_usd"]) == ("allowed", Decimal("32.4"), Decimal("32.4"))
+    price = row["request_summary"]["price"]
+    assert price["lookup"] == f"/v1/charges/{charge_id}" and price["lookup_status"] == 200 and price["lookup_ms"] >= 0
+    read, refund = stripe_emulator[1].state.received[-2:]
+    assert (read.method, read.path, refund.path) == ("GET", f"/v1/charges/{charge_id}", "/v1/refunds")
+    assert read.headers["authorization"].startswith("Bearer sk_test_")  # the real secret, never the vault key
+
+
+def test_an_amountless_refund_over_the_per_call_limit_never_reaches_stripe(
+        make_key, proxy_url, sql, run_id, stripe_emulator):
+    charge_id = _other_keys_charge(make_key, proxy_url, 60000)  # 600.00 USD
+    client = _limited_client(make_key, proxy_url)
+    received = len(stripe_emulator[1].state.received)
+    with pytest.raises(stripe.PermissionError) as refused:
+        client.v1.refunds.create(params={"charge": charge_id}, options=run(run_id))
+    assert refused.value.error.code == "per_call_limit" and "600.00 USD" in str(refused.value.user_message)
+    assert [r.method for r in stripe_emulator[1].state.received[received:]] == ["GET"]  # only the read
+    [row] = audit_rows(sql, run_id)
+    assert (row["reason"], row["predicted_usd"]) == ("per_call_limit", Decimal("600"))
+
+
+def test_a_price_that_cannot_be_known_is_refused_unless_the_policy_opts_in(
+        make_key, proxy_url, sql, run_id, stripe_emulator):
+    client = _limited_client(make_key, proxy_url)
+    with pytest.raises(stripe.PermissionError) as refused:  # no such charge: the read says nothing
+        client.v1.refunds.create(params={"charge": "ch_NotThere01"}, options=run(run_id))
+    assert refused.value.error.code == "cost_unknown" and "priced_after" in str(refused.value.user_message)
+    opted_in = _limited_client(make_key, proxy_url, endpoints={
+        "allow": MONEY_POLICY["endpoints"]["allow"], "priced_after": ["POST /v1/refunds"]})
+    with pytest.raises(stripe.InvalidRequestError):  # forwarded: Stripe itself says no such charge
+        opted_in.v1.refunds.create(params={"charge": "ch_NotThere01"}, options=run(run_id))
+    refused_row, forwarded = audit_rows(sql, run_id)
+    assert (refused_row["decision"], refused_row["reason"]) == ("blocked", "cost_unknown")
+    assert refused_row["request_summary"]["price"]["lookup_status"] == 404
+    assert (forwarded["decision"], forwarded["predicted_usd"], forwarded["cost_usd"]) == ("allowed", 0, 0)
+    assert forwarded["request_summary"]["price"]["predicted"] == "unknown"
+    assert stripe_emulator[1].state.received[-1].path == "/v1/refunds"

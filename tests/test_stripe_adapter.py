@@ -19,6 +19,8 @@ from stripe._http_client import HTTPClient
 
 from vendors import money
 from vendors.base import (
+    LookedUp,
+    Lookup,
     ParsedRequest,
     ParsedResponse,
     RecordedObject,
@@ -386,14 +388,45 @@ def test_payment_intent_confirm_moves_money_of_unknown_amount() -> None:
     assert parsed.endpoint == "POST /v1/payment_intents/{id}/confirm"
     assert parsed.object_id == "pi_1"
     assert parsed.moves_money is True and parsed.amount_minor is None
-    assert ADAPTER.estimate_usd(parsed) == Decimal(0)
+    assert ADAPTER.estimate_usd(parsed) is None  # unknown: refused as cost_unknown, unless read first
+    lookup = ADAPTER.price_lookup(parsed, None)
+    assert lookup == Lookup("/v1/payment_intents/pi_1")
+    intent = json.dumps({"id": "pi_1", "object": "payment_intent", "amount": 4200, "currency": "gbp"}).encode()
+    assert ADAPTER.estimate_usd(parsed, None, LookedUp(200, intent)) == usd(4200, "gbp")
 
 
-def test_refund_names_its_charge_and_is_priced_in_usd_until_known() -> None:
+def test_a_refund_in_its_charges_currency_is_priced_from_the_charge() -> None:
     parsed = parse("POST", "/v1/refunds", b"charge=ch_123&amount=500")
     assert parsed.object_id == "ch_123" and parsed.customer_id is None
     assert parsed.moves_money is True and parsed.currency is None
-    assert ADAPTER.estimate_usd(parsed) == Decimal("5.000000")
+    assert ADAPTER.estimate_usd(parsed) is None  # 500 of what? Not guessed as USD
+    assert ADAPTER.price_lookup(parsed, None) == Lookup("/v1/charges/ch_123")
+    charge = json.dumps({"id": "ch_123", "amount": 9000, "amount_refunded": 0, "currency": "jpy"}).encode()
+    assert ADAPTER.estimate_usd(parsed, None, LookedUp(200, charge)) == usd(500, "jpy")
+
+
+def test_a_full_refund_of_a_partly_refunded_charge_moves_the_rest() -> None:
+    parsed = parse("POST", "/v1/refunds", b"charge=ch_123", headers={"stripe-account": "acct_1"})
+    lookup = ADAPTER.price_lookup(parsed, None)
+    assert lookup == Lookup("/v1/charges/ch_123", {"stripe-account": "acct_1"})  # read in the same account
+    charge = json.dumps({"id": "ch_123", "amount": 9000, "amount_refunded": 2500, "currency": "usd"}).encode()
+    assert ADAPTER.estimate_usd(parsed, None, LookedUp(200, charge)) == usd(6500, "usd")
+    for answer in (LookedUp(404, b'{"error": {}}'), LookedUp(0), LookedUp(200, b'{"amount": "9000"}'),
+                   LookedUp(200, b'{"amount": true, "currency": "usd"}')):
+        assert ADAPTER.estimate_usd(parsed, None, answer) is None  # a read that says nothing prices nothing
+
+
+def test_a_refund_by_payment_intent_reads_the_intent() -> None:
+    parsed = parse("POST", "/v1/refunds", b"payment_intent=pi_9")
+    assert ADAPTER.price_lookup(parsed, None) == Lookup("/v1/payment_intents/pi_9")
+    assert ADAPTER.price_lookup(parse("POST", "/v1/refunds", b"charge=../balance"), None) is None  # not an id
+
+
+def test_nothing_is_read_when_the_request_or_the_records_price_it() -> None:
+    charge = RecordedObject("ch_1", "charge", amount_minor=5000, currency="eur")
+    assert ADAPTER.price_lookup(parse("POST", "/v1/refunds", b"charge=ch_1"), charge) is None
+    assert ADAPTER.price_lookup(parse("POST", "/v1/charges", b"amount=100&currency=usd"), None) is None
+    assert ADAPTER.price_lookup(parse("GET", "/v1/charges/ch_1"), None) is None
 
 
 def test_capture_uses_amount_to_capture() -> None:
@@ -474,7 +507,7 @@ def test_a_full_refund_is_estimated_from_the_recorded_charge() -> None:
     assert refund.object_id == "ch_1" and refund.amount_minor is None
     assert ADAPTER.estimate_usd(refund, charge) == usd(5000, "eur")
     assert ADAPTER.estimate_usd(parse("POST", "/v1/refunds", b"charge=ch_1&amount=100"), charge) == usd(100, "eur")
-    assert ADAPTER.estimate_usd(refund) == Decimal(0)  # an unknown charge: nothing to predict from
+    assert ADAPTER.estimate_usd(refund) is None  # an unknown charge: nothing to predict from
 
 
 @pytest.mark.parametrize("status", [400, 401, 402, 404, 409, 429, 500, 503])
@@ -650,7 +683,7 @@ def test_parse_request_returns_facts_or_refuses(method: str, path: str, query: b
     assert parsed.object_id is None or isinstance(parsed.object_id, str)
     assert all(isinstance(v, str) for v in parsed.summary.values())
     estimate = ADAPTER.estimate_usd(parsed)
-    assert isinstance(estimate, Decimal) and estimate >= 0
+    assert (isinstance(estimate, Decimal) and estimate >= 0) or (estimate is None and parsed.moves_money)
 
 
 @PROPERTY
@@ -721,7 +754,9 @@ def test_money_endpoints_price_exactly_or_refuse(path: str, body: bytes) -> None
                               "invalid_amount", "unknown_currency", "invalid_parameter"}
         return
     estimate = ADAPTER.estimate_usd(parsed)
-    if parsed.moves_money and parsed.amount_minor is not None:
-        assert estimate == usd(parsed.amount_minor, parsed.currency or "usd")
-    else:
+    if not parsed.moves_money:
         assert estimate == Decimal(0)
+    elif parsed.amount_minor is not None and parsed.currency is not None:
+        assert estimate == usd(parsed.amount_minor, parsed.currency)
+    else:
+        assert estimate is None  # never a guess

@@ -106,6 +106,25 @@ class RecordedObject:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """A read whose answer prices a call: the object the call acts on, fetched by the core with
+    the key's credential before the gate (a GET the vendor does not bill). ``path`` is on the
+    vendor's main host; ``headers`` are the ones that choose the account it is read in."""
+
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LookedUp:
+    """The vendor's answer to a ``Lookup``; ``status`` 0 when it could not be asked."""
+
+    status: int
+    body: bytes = b""
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class ParsedResponse:
     """Facts read from the vendor's answer."""
 
@@ -196,11 +215,20 @@ class VendorAdapter(Protocol):
     ) -> ParsedRequest:
         """Raise RequestRejected for anything ambiguous or malformed."""
 
-    def estimate_usd(self, request: ParsedRequest, referenced: RecordedObject | None = None) -> Decimal:
-        """Predicted cost in USD before the call leaves (0 for calls that move no money).
+    def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        """The read that would price the call when neither the request nor ``referenced`` does (a
+        full refund of a charge the key did not create); None when no read is needed or none tells."""
+
+    def estimate_usd(
+        self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
+    ) -> Decimal | None:
+        """Predicted cost in USD before the call leaves (0 for calls that cost nothing).
 
         ``referenced`` is the recorded object the request acts on (``request.object_id``), when
-        the key created it: a refund without an amount is priced from its charge.
+        the key created it; ``looked_up`` the answer to ``price_lookup``. None: the call may move
+        money or reach people and what it costs cannot be known before it is sent; the core then
+        refuses it (``cost_unknown``) unless the key's policy names the endpoint in
+        ``endpoints.priced_after`` (DESIGN.md guarantee 8).
         """
 
     def parse_response(

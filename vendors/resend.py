@@ -47,6 +47,8 @@ from typing import Any
 from vendors import emailaddress, flatform, strictjson
 from vendors.base import (
     FinalPrice,
+    LookedUp,
+    Lookup,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -148,7 +150,12 @@ class ResendAdapter:
             units=len(recipients),
         )
 
-    def estimate_usd(self, request: ParsedRequest, referenced: RecordedObject | None = None) -> Decimal:
+    def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        return None  # an email is priced from its recipients
+
+    def estimate_usd(
+        self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
+    ) -> Decimal | None:
         if not request.moves_money:
             return Decimal(0)
         return (prices().usd_per_email * request.units).quantize(MICRO)

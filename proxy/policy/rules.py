@@ -76,6 +76,9 @@ class Policy:
     caps: tuple[Cap, ...]
     require_run_id: bool
     expires_at: datetime | None
+    # Endpoints the operator lets through when their cost cannot be known before the call;
+    # the vendor's answer prices them (a cap can be passed by one such call).
+    priced_after: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -103,6 +106,7 @@ class Policy:
             ),
             require_run_id=bool(document.get("require_run_id", False)),
             expires_at=_utc(expires) if expires else None,
+            priced_after=tuple(document["endpoints"].get("priced_after", ())),
         )
 
     @property
@@ -123,7 +127,7 @@ class Policy:
         return tuple(dict.fromkeys(i for i in wanted if i))
 
     def evaluate(
-        self, request: ParsedRequest, predicted_usd: Decimal, run_id: str | None,
+        self, request: ParsedRequest, predicted_usd: Decimal | None, run_id: str | None,
         known: Mapping[str, RecordedObject],
     ) -> Verdict:
         """The first rule this request breaks, and whether it needs approval. Cheapest rules first."""
@@ -133,9 +137,7 @@ class Policy:
             return Verdict(Denial("run_id_required",
                                   "This key's policy requires an X-Agent-Run-Id header on every call."))
         approval = None
-        segments = request.path.strip("/").split("/")
-        if request.host is not None:  # patterns name a vendor's other host by its route prefix
-            segments.insert(0, request.host)
+        segments = _segments(request)
         if not any(p.matches(request.method, segments) for p in self._allow_patterns):
             if not any(p.matches(request.method, segments) for p in self._approval_patterns):
                 return Verdict(Denial("endpoint_not_allowed",
@@ -145,14 +147,33 @@ class Policy:
         denial = (
             check_record_scope(request, self.customers, self.created_through_key, known)
             or check_messaging_scope(request, self.recipients, self.senders, self.max_recipients)
-            or self._check_per_call(predicted_usd)
+            or self._check_priced(request, segments, predicted_usd)
         )
         return Verdict(denial, approval)
 
-    def check(self, request: ParsedRequest, predicted_usd: Decimal, run_id: str | None,
+    def admits_endpoint(self, request: ParsedRequest) -> bool:
+        """Allowed or held for approval: worth a look-up of what it would cost."""
+        segments = _segments(request)
+        return any(p.matches(request.method, segments) for p in self._allow_patterns + self._approval_patterns)
+
+    def check(self, request: ParsedRequest, predicted_usd: Decimal | None, run_id: str | None,
               known: Mapping[str, RecordedObject] | None = None) -> Denial | None:
         """Just the refusal, if any (approval needs aside)."""
         return self.evaluate(request, predicted_usd, run_id, known or {}).denial
+
+    def _check_priced(
+        self, request: ParsedRequest, segments: list[str], predicted_usd: Decimal | None
+    ) -> Denial | None:
+        if predicted_usd is not None:
+            return self._check_per_call(predicted_usd)
+        if any(p.matches(request.method, segments) for p in self._priced_after_patterns):
+            return None  # the operator chose: priced from the vendor's answer
+        return Denial(
+            "cost_unknown",
+            f"Tollgate cannot tell what {request.endpoint} would cost before it is sent: the call names no "
+            "amount and no object Tollgate can read it from. Name the amount (and currency), or list the "
+            "endpoint in the key's policy under endpoints.priced_after to have it priced from the answer.",
+        )
 
     def _check_per_call(self, predicted_usd: Decimal) -> Denial | None:
         if self.per_call_usd is not None and predicted_usd > self.per_call_usd:
@@ -177,6 +198,17 @@ class Policy:
     @cached_property
     def _approval_patterns(self) -> tuple[PathPattern, ...]:
         return tuple(PathPattern.parse(p) for p in self.require_approval)
+
+    @cached_property
+    def _priced_after_patterns(self) -> tuple[PathPattern, ...]:
+        return tuple(PathPattern.parse(p) for p in self.priced_after)
+
+
+def _segments(request: ParsedRequest) -> list[str]:
+    segments = request.path.strip("/").split("/")
+    if request.host is not None:  # patterns name a vendor's other host by its route prefix
+        segments.insert(0, request.host)
+    return segments
 
 
 def _utc(text: str) -> datetime:

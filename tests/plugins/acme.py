@@ -18,6 +18,8 @@ from typing import Any
 
 from vendors.base import (
     FinalPrice,
+    LookedUp,
+    Lookup,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -68,7 +70,12 @@ class AcmeAdapter:
             return ParsedRequest(method, path, "GET /v1/payments/{id}", object_id=segments[2])
         return ParsedRequest(method, path, f"{method} {path}")
 
-    def estimate_usd(self, request: ParsedRequest, referenced: RecordedObject | None = None) -> Decimal:
+    def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        return None  # a payment names its amount
+
+    def estimate_usd(
+        self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
+    ) -> Decimal | None:
         return Decimal(request.amount_minor or 0) / 100 if request.moves_money else Decimal(0)
 
     def parse_response(

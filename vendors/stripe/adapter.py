@@ -18,6 +18,8 @@ from typing import Any
 from vendors import formencoding, money
 from vendors.base import (
     FinalPrice,
+    LookedUp,
+    Lookup,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -28,10 +30,21 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.endpoints import Endpoint, EndpointTable
+from vendors.endpoints import Endpoint, EndpointTable, looks_like_id
 from vendors.wire import json_object, require_content_type
 
 MAX_AMOUNT_MINOR = 99_999_999_999  # Stripe's own ceiling is 8 digits for USD; anything past this is nonsense.
+
+
+@dataclass(frozen=True)
+class PriceLookup:
+    """How to price a call that names no amount: read the object it acts on. ``param`` is the
+    path or request parameter naming it, ``get`` the GET template (``{param}`` filled in)."""
+
+    param: str
+    get: str
+    amount: str  # the object's field holding the amount the call would move
+    minus: str | None = None  # a field already moved (amount_refunded): the call moves the rest
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,8 @@ class Money:
     request_amount: str | None  # request param holding the amount, if any
     response_amount: str  # field of the returned object holding the amount moved
     moves_now: str | None = None  # request flag that must be "true" for money to move on this call
+    # Without an amount in the request: the objects that say, the first one the request names.
+    lookups: tuple[PriceLookup, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,15 +83,24 @@ ENDPOINTS = EndpointTable(
         _e("GET", "/v1/charges"),
         _e("GET", "/v1/charges/{id}"),
         _e("POST", "/v1/charges/{id}"),
-        _e("POST", "/v1/charges/{id}/capture", Facts(money=Money("amount", "amount_captured"))),
+        _e("POST", "/v1/charges/{id}/capture", Facts(money=Money(
+            "amount", "amount_captured",
+            lookups=(PriceLookup("id", "/v1/charges/{id}", "amount", "amount_captured"),)))),
         _e("POST", "/v1/payment_intents", Facts(money=Money("amount", "amount_received", moves_now="confirm"))),
         _e("GET", "/v1/payment_intents"),
         _e("GET", "/v1/payment_intents/{id}"),
         _e("POST", "/v1/payment_intents/{id}"),
-        _e("POST", "/v1/payment_intents/{id}/confirm", Facts(money=Money(None, "amount_received"))),
-        _e("POST", "/v1/payment_intents/{id}/capture", Facts(money=Money("amount_to_capture", "amount_received"))),
+        _e("POST", "/v1/payment_intents/{id}/confirm", Facts(money=Money(
+            None, "amount_received", lookups=(PriceLookup("id", "/v1/payment_intents/{id}", "amount"),)))),
+        _e("POST", "/v1/payment_intents/{id}/capture", Facts(money=Money(
+            "amount_to_capture", "amount_received",
+            lookups=(PriceLookup("id", "/v1/payment_intents/{id}", "amount_capturable"),)))),
         _e("POST", "/v1/payment_intents/{id}/cancel"),
-        _e("POST", "/v1/refunds", Facts(money=Money("amount", "amount"), object_params=("charge", "payment_intent"))),
+        _e("POST", "/v1/refunds", Facts(money=Money(
+            "amount", "amount", lookups=(
+                PriceLookup("charge", "/v1/charges/{charge}", "amount", "amount_refunded"),
+                PriceLookup("payment_intent", "/v1/payment_intents/{payment_intent}", "amount_received"))),
+            object_params=("charge", "payment_intent"))),
         _e("GET", "/v1/refunds"),
         _e("GET", "/v1/refunds/{id}"),
         _e("POST", "/v1/payouts", Facts(money=Money("amount", "amount"))),
@@ -162,19 +186,34 @@ class StripeAdapter:
             summary={k: params[k] for k in _SUMMARY_PARAMS if isinstance(params.get(k), str)},
         )
 
-    def estimate_usd(self, request: ParsedRequest, referenced: RecordedObject | None = None) -> Decimal:
+    def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        amount, currency = _known_price(request, referenced)
+        if not request.moves_money or (amount is not None and currency is not None):
+            return None
+        found = _lookup_target(request)
+        if found is None:
+            return None
+        spec, object_id = found
+        headers = {}
+        if request.account:  # read the object in the account the call acts on
+            headers["stripe-context" if "/" in request.account else "stripe-account"] = request.account
+        return Lookup(spec.get.replace("{" + spec.param + "}", object_id), headers)
+
+    def estimate_usd(
+        self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
+    ) -> Decimal | None:
         if not request.moves_money:
             return Decimal(0)
-        # A refund, a confirm or a capture may name no amount or currency: they are the
-        # charge's or the payment intent's, known when this key created it.
-        amount = request.amount_minor
-        if amount is None and referenced is not None:
-            amount = referenced.amount_minor
-        if amount is None:
-            return Decimal(0)
-        currency = request.currency or (referenced.currency if referenced else None)
-        # Still unknown: price as USD, what most accounts settle in; the answer corrects it.
-        return money.minor_to_usd(amount, currency or "usd")
+        # A refund, a confirm or a capture may name no amount or currency: they are the charge's
+        # or the payment intent's, from the key's records or read from Stripe before the gate.
+        amount, currency = _known_price(request, referenced)
+        if (amount is None or currency is None) and looked_up is not None:
+            read_amount, read_currency = _looked_up_price(request, looked_up)
+            amount = amount if amount is not None else read_amount
+            currency = currency or read_currency
+        if amount is None or currency is None:
+            return None  # not to be guessed: the core refuses it (cost_unknown) unless the policy opts in
+        return money.minor_to_usd(amount, currency)
 
     def parse_response(
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
@@ -248,6 +287,49 @@ def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: 
             "duplicate_parameter", f"Parameter {key!r} appears in both the query string and the body.", param=key
         )
     return {**from_query, **from_body}
+
+
+def _known_price(request: ParsedRequest, referenced: RecordedObject | None) -> tuple[int | None, str | None]:
+    amount, currency = request.amount_minor, request.currency
+    if referenced is not None:
+        amount = amount if amount is not None else referenced.amount_minor
+        currency = currency or referenced.currency
+    return amount, currency
+
+
+def _lookup_target(request: ParsedRequest) -> tuple[PriceLookup, str] | None:
+    """The first look-up of the endpoint whose object the request names, with that object's id."""
+    endpoint, path_params, _ = ENDPOINTS.match(request.method, request.path)
+    spec = endpoint.facts.money if endpoint else None
+    for lookup in spec.lookups if spec else ():
+        object_id = path_params.get(lookup.param) or request.params.get(lookup.param)
+        if isinstance(object_id, str) and looks_like_id(object_id):
+            return lookup, object_id
+    return None
+
+
+def _looked_up_price(request: ParsedRequest, looked_up: LookedUp) -> tuple[int | None, str | None]:
+    """What the object read says the call would move: its amount (less what already moved)."""
+    found = _lookup_target(request)
+    if found is None or looked_up.status != 200:
+        return None, None
+    spec = found[0]
+    try:
+        obj = json_object(looked_up.body)
+    except RequestRejected:
+        return None, None
+    amount, already = _minor_amount(obj.get(spec.amount)), _minor_amount(obj.get(spec.minus) if spec.minus else 0)
+    currency = obj.get("currency")
+    if amount is None or already is None or not isinstance(currency, str):
+        return None, None
+    if currency.lower() not in money.fx_table().usd_per_unit:
+        return None, None
+    return max(amount - already, 0), currency.lower()
+
+
+def _minor_amount(value: Any) -> int | None:
+    """An amount as Stripe returns one (bool, negative or absurd amounts are not a price)."""
+    return value if type(value) is int and 0 <= value <= MAX_AMOUNT_MINOR else None
 
 
 def _money(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str | None, bool]:

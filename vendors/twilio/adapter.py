@@ -56,6 +56,8 @@ from typing import Any
 from vendors import flatform, money
 from vendors.base import (
     FinalPrice,
+    LookedUp,
+    Lookup,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -177,7 +179,12 @@ class TwilioAdapter:
             units=facts.units,
         )
 
-    def estimate_usd(self, request: ParsedRequest, referenced: RecordedObject | None = None) -> Decimal:
+    def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        return None  # a message or a call is priced from its own body
+
+    def estimate_usd(
+        self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
+    ) -> Decimal | None:
         if not request.moves_money:
             return Decimal(0)
         table = prices()
