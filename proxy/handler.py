@@ -310,6 +310,7 @@ class ProxyHandler:
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         row = self._audit_row(call, refusal.key_id, None, None)
         row.refuse("blocked", refusal.reason, refusal.message)
+        row.endpoint = refusal.endpoint
         admission = await self._gate.admit(refusal.key_id, None, row, Decimal(0))
         if admission.reason in (None, refusal.reason):
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)

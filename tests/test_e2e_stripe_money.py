@@ -154,3 +154,22 @@ def test_a_price_that_cannot_be_known_is_refused_unless_the_policy_opts_in(
     assert (forwarded["decision"], forwarded["predicted_usd"], forwarded["cost_usd"]) == ("allowed", 0, 0)
     assert forwarded["request_summary"]["price"]["predicted"] == "unknown"
     assert stripe_emulator[1].state.received[-1].path == "/v1/refunds"
+
+
+def test_a_key_bound_to_a_connected_account_acts_on_it_unasked(make_key, proxy_url, sql, run_id, stripe_emulator):
+    key = make_key(MONEY_POLICY, upstream_account="acct_1032D82eZvKYlo2C")
+    client = stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    client.v1.charges.create(params={"amount": 700, "currency": "usd", "source": "tok_visa"}, options=run(run_id))
+    assert stripe_emulator[1].state.received[-1].headers["stripe-account"] == "acct_1032D82eZvKYlo2C"
+    with pytest.raises(stripe.AuthenticationError):  # another account than the key's: refused, as before
+        client.v1.charges.create(params={"amount": 700, "currency": "usd", "source": "tok_visa"},
+                                 options=run(run_id, stripe_account="acct_OTHER0000000001"))
+
+
+def test_a_request_refused_while_its_body_was_read_names_its_endpoint(client, sql, run_id):
+    for params, reason in (({"amount": "12.50", "currency": "usd"}, "invalid_amount"),
+                           ({"amount": 100, "currency": "xyz"}, "unknown_currency")):
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.charges.create(params=params, options=run(run_id))
+        assert (audit_rows(sql, run_id)[-1]["reason"], audit_rows(sql, run_id)[-1]["endpoint"]) == (
+            reason, "POST /v1/charges")

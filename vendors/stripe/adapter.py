@@ -162,10 +162,14 @@ class StripeAdapter:
     def parse_request(
         self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
     ) -> ParsedRequest:
-        params = _merged_params(method, query, headers, body)
         endpoint, path_params, name = ENDPOINTS.match(method, path)
-        facts = endpoint.facts if endpoint else Facts()
-        amount_minor, currency, moves = _money(facts, params)
+        try:
+            params = _merged_params(method, query, headers, body)
+            facts = endpoint.facts if endpoint else Facts()
+            amount_minor, currency, moves = _money(facts, params)
+        except RequestRejected as exc:
+            exc.endpoint = name  # the blocked row names the operation it refused
+            raise
         customer = _text(params.get("customer"), "customer")
         object_id = path_params.get("id") or next(
             (_text(params[name], name) for name in facts.object_params if params.get(name)), None)
@@ -252,7 +256,10 @@ class StripeAdapter:
         )
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
-        return {"authorization": f"Bearer {credential.secret}"}
+        headers = {"authorization": f"Bearer {credential.secret}"}
+        if credential.account:  # a key bound to a connected account acts on it, named or not
+            headers["stripe-account"] = credential.account
+        return headers
 
     def render_error(self, error: VendorError) -> RenderedResponse:
         kind = "api_error" if error.kind == "unavailable" else "invalid_request_error"
