@@ -97,6 +97,9 @@ _INVALID = _kind("invalid_request", 400, {
     "client_disconnected": "The client went away before its request body arrived.",
 })
 _INVALID += [
+    Reason("unknown_operation", "invalid_request", 404,
+           "The vendor's SDKs and API description send no such operation, so Tollgate cannot tell what it does "
+           "or costs: it is refused, never forwarded at $0."),
     Reason("body_too_large", "invalid_request", 413, "The body is larger than TOLLGATE_MAX_BODY_BYTES."),
     Reason("path_too_long", "invalid_request", 414, "The path is longer than Tollgate reads."),
     Reason("headers_too_large", "invalid_request", 431,
