@@ -13,15 +13,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import structlog
 
-from proxy import approvals, metrics, paths, reasons, records, vaultkeys
+from proxy import approvals, lookups, metrics, paths, reasons, records, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
+    Denial,
     Refused,
     RequestRejected,
     Unavailable,
@@ -35,9 +35,8 @@ from proxy.redact import looks_secret, mask_strings, redact_content
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
 from vendors.base import (
-    LookedUp,
-    Lookup,
     ParsedRequest,
+    ParsedResponse,
     RecordedObject,
     RenderedResponse,
     VendorAdapter,
@@ -222,12 +221,13 @@ class ProxyHandler:
         known = await self._records(key.id, policy.objects_to_look_up(parsed))
         referenced = known.get(parsed.object_id or "")
         lookup = call.adapter.price_lookup(parsed, referenced) if policy.admits_endpoint(parsed) else None
-        looked_up = await self._look_up(call, key, lookup) if lookup else None
+        looked_up = await lookups.read(self._upstream, self._upstream_bases[call.vendor][None], call.adapter,
+                                       key.credential, lookup) if lookup else None
         predicted = call.adapter.estimate_usd(parsed, referenced, looked_up)  # 5
         verdict = policy.evaluate(parsed, predicted, call.run_id, known)  # 4
         row = self._audit_row(call, key.id, parsed, key)
         if lookup is not None or predicted is None:  # how the prediction was made, on the row
-            row.request_summary = {**(row.request_summary or {}), "price": _price_note(lookup, looked_up, predicted)}
+            row.request_summary = {**(row.request_summary or {}), "price": lookups.note(lookup, looked_up, predicted)}
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
         approval = None
@@ -241,19 +241,6 @@ class ProxyHandler:
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
         call.predicted = predicted if predicted is not None else Decimal(0)  # None gets here only priced_after
         return await self._gate.admit(key.id, ref, row, call.predicted, approval)  # 6
-
-    async def _look_up(self, call: Call, key: KeyRecord, lookup: Lookup) -> LookedUp:
-        """The read that prices the call, made with the key's credential before the gate. A path the
-        adapter built from the request is checked as an agent's would be; a failed read prices nothing."""
-        started = time.perf_counter()
-        try:
-            path = paths.normalise(lookup.path.encode())
-            headers = {**lookup.headers, **call.adapter.upstream_auth_headers(key.credential)}
-            answer = await self._upstream.send("GET", self._upstream_bases[call.vendor][None] + path, headers, b"")
-        except (RequestRejected, UpstreamFailure) as exc:
-            log.warning("price_lookup_failed", vendor=call.vendor, reason=exc.reason)
-            return LookedUp(0, b"", _ms_since(started))
-        return LookedUp(answer.status, answer.body, _ms_since(started))
 
     async def _records(self, key_id: str, object_ids: tuple[str, ...]) -> dict[str, RecordedObject]:
         if not object_ids:
@@ -279,18 +266,36 @@ class ProxyHandler:
         except UpstreamFailure as failure:
             return await self._upstream_failed(call, admission, failure)
         priced = adapter.parse_response(parsed, response.status, response.headers, response.body)
+        withheld = await self._withheld(key, priced)  # 9: scope covers what the answer reveals too
+        enforced = withheld is not None and not key.policy.shadow
         cost, source = (priced.cost_usd, "parsed") if priced.cost_usd is not None else (call.predicted, "estimated")
         await self._gate.settle(admission, cost, SettlePatch(
-            source, call.elapsed_ms(), reason="idempotent_replay" if priced.replayed else None,
+            source, call.elapsed_ms(), decision=("blocked" if enforced else "shadow_blocked") if withheld else None,
+            reason=withheld.reason if withheld else "idempotent_replay" if priced.replayed else None,
+            message=withheld.message if withheld else None,
             currency=priced.currency, amount_minor=priced.amount_minor, object_id=priced.object_id,
             customer_id=priced.customer_id, upstream_status=response.status,
             upstream_request_id=priced.vendor_request_id, created=priced.created,
         ))
         call.upstream_seconds = response.elapsed_ms / 1000
         metrics.observe_spend(call.vendor, cost)
+        if withheld is not None and enforced:
+            return self._render_refusal(call, withheld.reason, withheld.message, withheld.status)
         self._log(call, admission.decision, admission.reason, response.status)
         passed = {k: v for k, v in response.headers.items() if k in adapter.forward_response_headers}
         return RenderedResponse(response.status, passed, response.body)
+
+    async def _withheld(self, key: KeyRecord, priced: ParsedResponse) -> Denial | None:
+        """Why the answer may not be returned: it names a customer outside the key's scope."""
+        unlisted = key.policy.customers_to_check(priced.revealed_customers)
+        if not unlisted:
+            return None
+        try:
+            known = await self._records(key.id, unlisted) if key.policy.created_through_key else {}
+        except Unavailable:  # cannot tell: the answer stays with Tollgate (the call itself happened)
+            return Denial("answer_withheld", "Tollgate could not check this answer against the key's scope "
+                                             "(its database is unreachable), so it withheld it.")
+        return key.policy.check_answer(unlisted, known)
 
     async def _upstream_failed(self, call: Call, admission: Admission, failure: UpstreamFailure) -> RenderedResponse:
         # A call that may have reached the vendor may have moved money: keep its estimate on the books.
@@ -364,19 +369,6 @@ def _upstream_bases(settings: Settings, adapter: VendorAdapter) -> dict[str | No
     for prefix, default in adapter.hosts.items():
         bases[prefix] = settings.upstream_for(f"{adapter.name}_{prefix}", default)
     return bases
-
-
-def _price_note(lookup: Lookup | None, looked_up: LookedUp | None, predicted: Decimal | None) -> dict[str, Any]:
-    note: dict[str, Any] = {"predicted": "unknown" if predicted is None else "known"}
-    if lookup is not None:
-        note["lookup"] = lookup.path
-        if looked_up is not None:
-            note.update(lookup_status=looked_up.status, lookup_ms=looked_up.elapsed_ms)
-    return note
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _printable(raw: bytes) -> str:

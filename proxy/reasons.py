@@ -59,6 +59,8 @@ _POLICY = _kind("policy", 403, {
     "sender_not_allowed": "The sender is not in the policy's senders.",
     "too_many_recipients": "More recipients than the policy's max_recipients.",
     "per_call_limit": "The call's predicted cost is over the policy's per-call limit.",
+    "answer_withheld": "The vendor's answer names a customer outside the key's scope; Tollgate kept it back "
+                       "(the call itself happened: its cost stands).",
     "cost_unknown": "The call may move money or reach people and its cost cannot be known before it is sent "
                     "(no amount, no object to read it from), and the policy does not list it in priced_after.",
     "cap_exceeded": "The call would take a cap (USD or requests, over its window) past its limit.",

@@ -173,3 +173,48 @@ def test_a_request_refused_while_its_body_was_read_names_its_endpoint(client, sq
             client.v1.charges.create(params=params, options=run(run_id))
         assert (audit_rows(sql, run_id)[-1]["reason"], audit_rows(sql, run_id)[-1]["endpoint"]) == (
             reason, "POST /v1/charges")
+
+
+# Scope covers what an answer reveals (DESIGN.md guarantee 9): a key limited to its customers
+# cannot read another customer's charge by id, nor list everyone's.
+
+READS = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/customers", "POST /v1/charges", "GET /v1/charges",
+                                                     "GET /v1/charges/*"]}}
+
+
+def _charge_for_a_new_customer(client: stripe.StripeClient) -> tuple[str, str]:
+    customer = client.v1.customers.create(params={"email": "ana@example.com", "source": "tok_visa"})
+    charge = client.v1.charges.create(params={"amount": 900, "currency": "usd", "customer": customer.id})
+    return customer.id, charge.id
+
+
+def test_an_answer_naming_a_customer_outside_the_scope_is_withheld(make_key, proxy_url, sql, run_id):
+    other = stripe.StripeClient(make_key(READS)["key"], base_addresses={"api": f"{proxy_url}/stripe"},
+                                max_network_retries=0)
+    _, foreign_charge = _charge_for_a_new_customer(other)
+    mine, own_charge = _charge_for_a_new_customer(other)
+    scoped = stripe.StripeClient(make_key({**READS, "customers": {"allow": [mine]}})["key"],
+                                 base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    assert scoped.v1.charges.retrieve(own_charge, options=run(run_id)).customer == mine
+    with pytest.raises(stripe.PermissionError) as withheld:
+        scoped.v1.charges.retrieve(foreign_charge, options=run(run_id))
+    assert withheld.value.error.code == "answer_withheld" and "outside this key's customer scope" in str(
+        withheld.value.user_message)
+    with pytest.raises(stripe.PermissionError):  # everyone's charges: withheld too
+        scoped.v1.charges.list(params={"limit": 100}, options=run(run_id))
+    assert all(c.customer == mine for c in scoped.v1.charges.list(params={"customer": mine}, options=run(run_id)))
+    rows = audit_rows(sql, run_id)
+    assert [(r["decision"], r["reason"], r["upstream_status"]) for r in rows] == [
+        ("allowed", None, 200), ("blocked", "answer_withheld", 200), ("blocked", "answer_withheld", 200),
+        ("allowed", None, 200)]
+
+
+def test_in_shadow_mode_a_revealing_answer_is_recorded_and_returned(make_key, proxy_url, sql, run_id):
+    other = stripe.StripeClient(make_key(READS)["key"], base_addresses={"api": f"{proxy_url}/stripe"},
+                                max_network_retries=0)
+    _, foreign_charge = _charge_for_a_new_customer(other)
+    shadow = stripe.StripeClient(make_key({**READS, "mode": "shadow", "customers": {"allow": ["cus_NobodyAtAll"]}})[
+        "key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    assert shadow.v1.charges.retrieve(foreign_charge, options=run(run_id)).id == foreign_charge
+    [row] = audit_rows(sql, run_id)
+    assert (row["decision"], row["reason"]) == ("shadow_blocked", "answer_withheld")

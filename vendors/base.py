@@ -138,6 +138,9 @@ class ParsedResponse:
     # The vendor answered from its idempotency cache: nothing happened again, nothing to count.
     replayed: bool = False
     created: RecordedObject | None = None  # an object this call created, for record-level scope
+    # Every customer the answer names (the object's, or each listed object's): an answer that
+    # reveals one outside the key's scope is withheld (DESIGN.md guarantee 9).
+    revealed_customers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

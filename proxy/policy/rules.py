@@ -22,8 +22,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 from proxy.errors import Denial, InvalidInput
 from proxy.policy.scope import (
     Recipients,
+    check_answer_scope,
     check_messaging_scope,
     check_record_scope,
+    customers_to_check,
 )
 from vendors.base import ParsedRequest, RecordedObject
 from vendors.endpoints import PathPattern
@@ -150,6 +152,13 @@ class Policy:
             or self._check_priced(request, segments, predicted_usd)
         )
         return Verdict(denial, approval)
+
+    def customers_to_check(self, revealed: tuple[str, ...]) -> tuple[str, ...]:
+        """What an answer names that the customer list does not admit: to be found in the key's records."""
+        return customers_to_check(revealed, self.customers, self.created_through_key)
+
+    def check_answer(self, unlisted: tuple[str, ...], known: Mapping[str, RecordedObject]) -> Denial | None:
+        return check_answer_scope(unlisted, self.created_through_key, known)
 
     def admits_endpoint(self, request: ParsedRequest) -> bool:
         """Allowed or held for approval: worth a look-up of what it would cost."""

@@ -5,7 +5,7 @@ Pure functions over a ParsedRequest and the records the key created; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,25 @@ def check_record_scope(
         return Denial("customer_not_identified",
                       "This key is limited to certain customers, and this call does not name one.")
     return None
+
+
+def customers_to_check(revealed: Iterable[str], customers: frozenset[str] | None,
+                       created_through_key: bool) -> tuple[str, ...]:
+    """The customers an answer names that the customer list does not admit (none without a scope)."""
+    if customers is None and not created_through_key:
+        return ()
+    return tuple(dict.fromkeys(c for c in revealed if customers is None or c not in customers))
+
+
+def check_answer_scope(unlisted: tuple[str, ...], created_through_key: bool,
+                       known: Mapping[str, RecordedObject]) -> Denial | None:
+    """``unlisted``: from customers_to_check; ``known``: those of them created through the key."""
+    outside = [c for c in unlisted if not (created_through_key and c in known)]
+    if not outside:
+        return None
+    more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+    return Denial("answer_withheld", f"The answer names customer {outside[0]}{more}, outside this key's customer "
+                                     "scope, so Tollgate withheld it. Filter the call to the key's customers.")
 
 
 def check_messaging_scope(

@@ -227,9 +227,11 @@ class StripeAdapter:
             # Stripe moves no money on an error.
             return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id)
         obj = json_object(body)
+        revealed = _revealed_customers(obj)
         if headers.get("idempotent-replayed") == "true":
             return ParsedResponse(Decimal(0), object_id=_text_field(obj, "id"), customer_id=_customer_of(obj),
-                                  vendor_request_id=request_id, replayed=True)
+                                  vendor_request_id=request_id, replayed=True,
+                                  revealed_customers=revealed)
         endpoint, _, _ = ENDPOINTS.match(request.method, request.path)
         money_facts = endpoint.facts.money if endpoint else None
         object_id = _text_field(obj, "id")
@@ -237,14 +239,14 @@ class StripeAdapter:
         created = _created(request, obj, endpoint)
         if money_facts is None:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id,
-                                  created=created)
+                                  created=created, revealed_customers=revealed)
         amount, currency = obj.get(money_facts.response_amount), obj.get("currency")
         if (
             not (type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR and isinstance(currency, str))
             or currency.lower() not in money.fx_table().usd_per_unit
         ):  # bool, negative or absurd amounts are not a price; 10**30 would also overflow the Decimal context
             return ParsedResponse(None, object_id=object_id, customer_id=customer, vendor_request_id=request_id,
-                                  created=created)
+                                  created=created, revealed_customers=revealed)
         return ParsedResponse(
             cost_usd=money.minor_to_usd(amount, currency),
             currency=currency.lower(),
@@ -253,6 +255,7 @@ class StripeAdapter:
             customer_id=customer,
             vendor_request_id=request_id,
             created=created,
+            revealed_customers=revealed,
         )
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
@@ -399,6 +402,13 @@ def _created(request: ParsedRequest, obj: Mapping[str, Any], endpoint: Endpoint[
 def _text_field(obj: Mapping[str, Any], name: str) -> str | None:
     value = obj.get(name)
     return value if isinstance(value, str) else None
+
+
+def _revealed_customers(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The customers an answer names: its object's, or each object's of a list or a search."""
+    items = obj.get("data") if obj.get("object") in ("list", "search_result") else [obj]
+    found = (_customer_of(item) for item in items if isinstance(item, dict)) if isinstance(items, list) else ()
+    return tuple(dict.fromkeys(c for c in found if c))
 
 
 def _customer_of(obj: Mapping[str, Any]) -> str | None:

@@ -1,0 +1,54 @@
+"""The read that prices a call before the gate (DESIGN.md step 5, guarantee 8).
+
+A refund that names no amount, a capture or a confirm move what the object they act on says;
+when the key did not create that object, Tollgate has no record of it. The adapter then names
+the read that would tell (``VendorAdapter.price_lookup``: a GET on the vendor's main host) and
+the core makes it here, with the key's own upstream credential, before anything is reserved.
+Vendors do not bill reads. What was read, its status and how long it took go on the audit row
+(``request_summary.price``), so a slow or failed read is visible in SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from proxy import paths
+from proxy.errors import RequestRejected, UpstreamFailure
+from proxy.upstream import Upstream
+from vendors.base import LookedUp, Lookup, UpstreamCredential, VendorAdapter
+
+log = structlog.get_logger("tollgate.lookup")
+
+
+async def read(upstream: Upstream, base: str, adapter: VendorAdapter, credential: UpstreamCredential,
+               lookup: Lookup) -> LookedUp:
+    """The answer to ``lookup``; status 0 when it could not be asked. The path came from the
+    request (an id the agent sent), so it is checked as an agent's path is; a read that fails
+    prices nothing, and the call is then refused unless its policy opts in."""
+    started = time.perf_counter()
+    try:
+        path = paths.normalise(lookup.path.encode())
+        headers = {**lookup.headers, **adapter.upstream_auth_headers(credential)}
+        answer = await upstream.send("GET", base + path, headers, b"")
+    except (RequestRejected, UpstreamFailure) as exc:
+        log.warning("price_lookup_failed", vendor=adapter.name, reason=exc.reason)
+        return LookedUp(0, b"", _ms_since(started))
+    return LookedUp(answer.status, answer.body, _ms_since(started))
+
+
+def note(lookup: Lookup | None, looked_up: LookedUp | None, predicted: Decimal | None) -> dict[str, Any]:
+    """How the prediction was made, for the audit row's request summary."""
+    summary: dict[str, Any] = {"predicted": "unknown" if predicted is None else "known"}
+    if lookup is not None:
+        summary["lookup"] = lookup.path
+        if looked_up is not None:
+            summary.update(lookup_status=looked_up.status, lookup_ms=looked_up.elapsed_ms)
+    return summary
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
