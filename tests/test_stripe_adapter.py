@@ -218,7 +218,7 @@ def test_charge_built_by_the_stripe_sdk() -> None:
     headers = {
         "authorization": f"Bearer {VAULT_KEY}",
         "idempotency-key": "stripe-python-retry-1234",
-        "stripe-account": "acct_1Account",
+        "stripe-account": "acct_1Context",
         "stripe-context": "acct_1Context",
     }
     parsed = parse("POST", "/v1/charges", body, headers=headers)
@@ -230,7 +230,7 @@ def test_charge_built_by_the_stripe_sdk() -> None:
     assert parsed.object_id is None
     assert parsed.moves_money is True
     assert parsed.idempotency_key == "stripe-python-retry-1234"
-    assert parsed.account == "acct_1Context"  # Stripe-Context supersedes Stripe-Account
+    assert parsed.account == "acct_1Context"  # both name it (two different ones are refused)
     assert parsed.params["metadata"] == {"order_id": "6735"}
     assert parsed.params["expand"] == {"0": "balance_transaction"}
     assert parsed.summary == {"amount": "2000", "currency": "USD", "customer": "cus_NffrFeUfNV2Hib"}
@@ -463,6 +463,7 @@ def test_charge_response() -> None:
         cost_usd=usd(2000, "eur"), currency="eur", amount_minor=2000, object_id="ch_3Mml", customer_id="cus_1",
         vendor_request_id="req_123",
         created=RecordedObject("ch_3Mml", "charge", customer_id="cus_1", amount_minor=2000, currency="eur"),
+        revealed_customers=("cus_1",),
     )
 
 
@@ -491,7 +492,8 @@ def test_customer_response() -> None:
     result = _response(request, 200, {"id": "cus_New1", "object": "customer"})
     assert result == ParsedResponse(Decimal(0), object_id="cus_New1", customer_id="cus_New1",
                                     vendor_request_id="req_123",
-                                    created=RecordedObject("cus_New1", "customer", customer_id="cus_New1"))
+                                    created=RecordedObject("cus_New1", "customer", customer_id="cus_New1"),
+                                    revealed_customers=("cus_New1",))
 
 
 def test_reads_and_updates_create_nothing() -> None:
@@ -673,7 +675,7 @@ def test_parse_request_returns_facts_or_refuses(method: str, path: str, query: b
     try:
         parsed = ADAPTER.parse_request(method, path, query, headers, body)
     except RequestRejected as exc:
-        assert exc.reason and exc.message and exc.status in {400, 404, 413, 414}
+        assert exc.reason and exc.message and exc.status in {400, 401, 404, 413, 414}
         return
     assert isinstance(parsed, ParsedRequest)
     assert parsed.amount_minor is None or (
@@ -760,3 +762,11 @@ def test_money_endpoints_price_exactly_or_refuse(path: str, body: bytes) -> None
         assert estimate == usd(parsed.amount_minor, parsed.currency)
     else:
         assert estimate is None  # never a guess
+
+
+def test_two_connect_headers_naming_two_accounts_are_refused() -> None:
+    same = parse("GET", "/v1/balance", headers={"stripe-account": "acct_1", "stripe-context": "acct_1"})
+    assert same.account == "acct_1"
+    with pytest.raises(RequestRejected) as refused:
+        parse("GET", "/v1/balance", headers={"stripe-account": "acct_OTHER", "stripe-context": "acct_1"})
+    assert (refused.value.reason, refused.value.status) == ("account_mismatch", 401)

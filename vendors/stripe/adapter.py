@@ -186,7 +186,7 @@ class StripeAdapter:
             currency=currency,
             moves_money=moves,
             idempotency_key=headers.get("idempotency-key"),
-            account=headers.get("stripe-context") or headers.get("stripe-account"),
+            account=_account(headers),
             summary={k: params[k] for k in _SUMMARY_PARAMS if isinstance(params.get(k), str)},
         )
 
@@ -297,6 +297,16 @@ def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: 
             "duplicate_parameter", f"Parameter {key!r} appears in both the query string and the body.", param=key
         )
     return {**from_query, **from_body}
+
+
+def _account(headers: Mapping[str, str]) -> str | None:
+    """The one account the call acts on. Stripe-Context supersedes Stripe-Account: two that
+    differ would be judged on one and forwarded with both, so they are refused."""
+    context, account = headers.get("stripe-context"), headers.get("stripe-account")
+    if context and account and context != account:
+        raise RequestRejected("account_mismatch", "Stripe-Context and Stripe-Account name different accounts; "
+                                                  "send one.", status=401)
+    return context or account
 
 
 def _known_price(request: ParsedRequest, referenced: RecordedObject | None) -> tuple[int | None, str | None]:
