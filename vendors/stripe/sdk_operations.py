@@ -167,21 +167,16 @@ def _parsed(package_dir: Path, module: str) -> ast.Module:
 
 def _fields(package_dir: Path, module: str, name: str, prefix: str, depth: int) -> list[str]:
     tree = _parsed(package_dir, module)
-    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
-    if cls is None:
-        raise ValueError(f"{module}.{name}: no such class")
     imports = _imports(tree)
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
     names: list[str] = []
-    for stmt in cls.body:
-        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
-            continue
-        field = f"{prefix}[{stmt.target.id}]" if prefix else stmt.target.id
+    for key, annotation in _declared(tree, name, module):
+        field = f"{prefix}[{key}]" if prefix else key
         names.append(field)
         if depth >= _MAX_DEPTH:
             continue
-        for inner, is_list in _nested_types(stmt.annotation):
-            where = module if any(isinstance(n, ast.ClassDef) and n.name == inner for n in tree.body) else (
-                imports.get(inner))
+        for inner, is_list in _nested_types(annotation):
+            where = module if inner in classes else imports.get(inner)
             if where is None or not where.startswith("stripe"):
                 continue
             inner_prefix = f"{field}[]" if is_list else field
@@ -189,6 +184,34 @@ def _fields(package_dir: Path, module: str, name: str, prefix: str, depth: int) 
                 names.append(inner_prefix)
             names.extend(_fields(package_dir, where, inner, inner_prefix, depth + 1))
     return names
+
+
+def _declared(tree: ast.Module, name: str, module: str) -> list[tuple[str, ast.expr]]:
+    """A TypedDict's keys and annotations: its class body's, and those of a functional base.
+
+    Keys that are Python keywords are declared the functional way, as a base:
+    ``_XBase = TypedDict("X", {"from": "XFrom"})`` and ``class X(_XBase): ...``.
+    """
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+    if cls is None:
+        raise ValueError(f"{module}.{name}: no such class")
+    declared: list[tuple[str, ast.expr]] = []
+    bases = {b.id for b in cls.bases if isinstance(b, ast.Name)}
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id in bases for t in node.targets)
+            and isinstance(node.value, ast.Call)
+            and len(node.value.args) == 2
+            and isinstance(node.value.args[1], ast.Dict)
+        ):
+            for key, value in zip(node.value.args[1].keys, node.value.args[1].values, strict=True):
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    declared.append((key.value, value))
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            declared.append((stmt.target.id, stmt.annotation))
+    return declared
 
 
 def _nested_types(annotation: ast.expr) -> list[tuple[str, bool]]:
