@@ -287,7 +287,8 @@ class ProxyHandler:
 
     async def _withheld(self, key: KeyRecord, priced: ParsedResponse) -> Denial | None:
         """Why the answer may not be returned: it names a customer outside the key's scope."""
-        unlisted = key.policy.customers_to_check(priced.revealed_customers)
+        created = priced.created.object_id if priced.created else None  # a customer this call made is the key's
+        unlisted = tuple(c for c in key.policy.customers_to_check(priced.revealed_customers) if c != created)
         if not unlisted:
             return None
         try:
