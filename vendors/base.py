@@ -93,6 +93,8 @@ class ParsedRequest:
     units: int = 1  # billable units the call creates: SMS segments, emails (each recipient)
     # Which of the adapter's ``hosts`` the call goes to (its route prefix); None: default_upstream.
     host: str | None = None
+    # Every object id the call names (``object_id`` first): scope is checked on each (guarantee 9).
+    objects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,11 @@ class Endpoint(Generic[T]):
     method: str
     template: str  # "/v1/charges/{id}"
     facts: T
+    label: str | None = None  # the name operators read, when it is not METHOD + template
 
     @property
     def name(self) -> str:
-        return f"{self.method} {self.template}"
+        return self.label or f"{self.method} {self.template}"
 
 
 class EndpointTable(Generic[T]):
@@ -46,6 +47,8 @@ class EndpointTable(Generic[T]):
         for endpoint in endpoints:
             segments = endpoint.template.strip("/").split("/")
             self._by_shape.setdefault((endpoint.method, len(segments)), []).append((segments, endpoint))
+        for candidates in self._by_shape.values():  # a literal segment beats a placeholder: "search" is no id
+            candidates.sort(key=lambda item: [s.startswith("{") for s in item[0]])
 
     def match(self, method: str, path: str) -> tuple[Endpoint[T] | None, dict[str, str], str]:
         """Return (endpoint or None, path params, template name)."""

@@ -73,17 +73,18 @@ def check_record_scope(
         if not admitted:
             return Denial("customer_not_allowed",
                           f"Customer {request.customer_id} is outside this key's customer scope.")
-    target = request.object_id if request.object_id and request.object_id != request.customer_id else None
-    if target is not None:
+    identified = False  # by a record of the key's: the customer is the record's
+    for target in dict.fromkeys((request.object_id, *request.objects)):  # every object the call names
+        if target is None or target == request.customer_id:
+            continue
         record = known.get(target)
         if record is None and created_through_key:
             return Denial("object_not_created_through_key", f"{target} was not created through this key.")
         if (record is not None and request.customer_id is None and not created_through_key
                 and (record.customer_id is None or record.customer_id not in (customers or ()))):
             return Denial("customer_not_allowed", f"{target} belongs to a customer outside this key's scope.")
-        if record is not None:
-            return None
-    if request.customer_id is None and request.moves_money:
+        identified = identified or record is not None
+    if request.customer_id is None and request.moves_money and not identified:
         return Denial("customer_not_identified",
                       "This key is limited to certain customers, and this call does not name one.")
     return None

@@ -10,7 +10,6 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -30,86 +29,15 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.endpoints import Endpoint, EndpointTable, looks_like_id
+from vendors.endpoints import Endpoint, looks_like_id
+from vendors.stripe import catalogue
+from vendors.stripe.catalogue import Facts, PriceLookup
 from vendors.wire import json_object, require_content_type
 
 MAX_AMOUNT_MINOR = 99_999_999_999  # Stripe's own ceiling is 8 digits for USD; anything past this is nonsense.
 
 
-@dataclass(frozen=True)
-class PriceLookup:
-    """How to price a call that names no amount: read the object it acts on. ``param`` is the
-    path or request parameter naming it, ``get`` the GET template (``{param}`` filled in)."""
-
-    param: str
-    get: str
-    amount: str  # the object's field holding the amount the call would move
-    minus: str | None = None  # a field already moved (amount_refunded): the call moves the rest
-
-
-@dataclass(frozen=True)
-class Money:
-    """Where a money-moving endpoint keeps its amount: in the request and in the response object."""
-
-    request_amount: str | None  # request param holding the amount, if any
-    response_amount: str  # field of the returned object holding the amount moved
-    moves_now: str | None = None  # request flag that must be "true" for money to move on this call
-    # Without an amount in the request: the objects that say, the first one the request names.
-    lookups: tuple[PriceLookup, ...] = ()
-
-
-@dataclass(frozen=True)
-class Facts:
-    money: Money | None = None
-    object_params: tuple[str, ...] = ()  # request params naming the object acted on (a refund's charge)
-    customer_from_path: bool = False
-
-
-def _e(method: str, template: str, facts: Facts = Facts()) -> Endpoint[Facts]:
-    return Endpoint(method, template, facts)
-
-
-ENDPOINTS = EndpointTable(
-    [
-        _e("GET", "/v1/customers/search"),  # before /v1/customers/{id}: "search" is not an id
-        _e("GET", "/v1/charges/search"),
-        _e("GET", "/v1/payment_intents/search"),
-        _e("POST", "/v1/customers"),
-        _e("GET", "/v1/customers"),
-        _e("GET", "/v1/customers/{id}", Facts(customer_from_path=True)),
-        _e("POST", "/v1/customers/{id}", Facts(customer_from_path=True)),
-        _e("DELETE", "/v1/customers/{id}", Facts(customer_from_path=True)),
-        _e("POST", "/v1/charges", Facts(money=Money("amount", "amount"))),
-        _e("GET", "/v1/charges"),
-        _e("GET", "/v1/charges/{id}"),
-        _e("POST", "/v1/charges/{id}"),
-        _e("POST", "/v1/charges/{id}/capture", Facts(money=Money(
-            "amount", "amount_captured",
-            lookups=(PriceLookup("id", "/v1/charges/{id}", "amount", "amount_captured"),)))),
-        _e("POST", "/v1/payment_intents", Facts(money=Money("amount", "amount_received", moves_now="confirm"))),
-        _e("GET", "/v1/payment_intents"),
-        _e("GET", "/v1/payment_intents/{id}"),
-        _e("POST", "/v1/payment_intents/{id}"),
-        _e("POST", "/v1/payment_intents/{id}/confirm", Facts(money=Money(
-            None, "amount_received", lookups=(PriceLookup("id", "/v1/payment_intents/{id}", "amount"),)))),
-        _e("POST", "/v1/payment_intents/{id}/capture", Facts(money=Money(
-            "amount_to_capture", "amount_received",
-            lookups=(PriceLookup("id", "/v1/payment_intents/{id}", "amount_capturable"),)))),
-        _e("POST", "/v1/payment_intents/{id}/cancel"),
-        _e("POST", "/v1/refunds", Facts(money=Money(
-            "amount", "amount", lookups=(
-                PriceLookup("charge", "/v1/charges/{charge}", "amount", "amount_refunded"),
-                PriceLookup("payment_intent", "/v1/payment_intents/{payment_intent}", "amount_received"))),
-            object_params=("charge", "payment_intent"))),
-        _e("GET", "/v1/refunds"),
-        _e("GET", "/v1/refunds/{id}"),
-        _e("POST", "/v1/payouts", Facts(money=Money("amount", "amount"))),
-        _e("GET", "/v1/payouts/{id}"),
-        _e("POST", "/v1/transfers", Facts(money=Money("amount", "amount"))),
-        _e("GET", "/v1/transfers/{id}"),
-        _e("GET", "/v1/balance"),
-    ]
-)
+OPERATIONS = catalogue.load()
 
 _SUMMARY_PARAMS = ("amount", "currency", "customer", "charge", "payment_intent", "destination", "reason", "confirm")
 
@@ -162,32 +90,35 @@ class StripeAdapter:
     def parse_request(
         self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
     ) -> ParsedRequest:
-        endpoint, path_params, name = ENDPOINTS.match(method, path)
+        endpoint, path_params, name = OPERATIONS.match(method, path)
+        if endpoint is None:
+            raise RequestRejected(
+                "unknown_operation", f"{name} is not an operation stripe-python sends, so Tollgate cannot tell what "
+                "it does or costs, and refuses it (vendors/stripe/operations.json lists the ones it knows).",
+                status=404, endpoint=name)
+        facts = endpoint.facts
         try:
             params = _merged_params(method, query, headers, body)
-            facts = endpoint.facts if endpoint else Facts()
             amount_minor, currency, moves = _money(facts, params)
+            named = _named_objects(facts, path_params, params)
+            customer = _customer(facts, path_params, params)
         except RequestRejected as exc:
             exc.endpoint = name  # the blocked row names the operation it refused
             raise
-        customer = _text(params.get("customer"), "customer")
-        object_id = path_params.get("id") or next(
-            (_text(params[name], name) for name in facts.object_params if params.get(name)), None)
-        if facts.customer_from_path:
-            customer = path_params["id"]
         return ParsedRequest(
             method=method,
             path=path,
             endpoint=name,
             params=params,
             customer_id=customer,
-            object_id=object_id,
+            object_id=_primary_object(facts, path_params, params),
             amount_minor=amount_minor,
             currency=currency,
             moves_money=moves,
             idempotency_key=headers.get("idempotency-key"),
             account=_account(headers),
             summary={k: params[k] for k in _SUMMARY_PARAMS if isinstance(params.get(k), str)},
+            objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
         )
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
@@ -201,7 +132,7 @@ class StripeAdapter:
         headers = {}
         if request.account:  # read the object in the account the call acts on
             headers["stripe-context" if "/" in request.account else "stripe-account"] = request.account
-        return Lookup(spec.get.replace("{" + spec.param + "}", object_id), headers)
+        return Lookup(spec.path_for(object_id), headers)
 
     def estimate_usd(
         self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
@@ -232,15 +163,16 @@ class StripeAdapter:
             return ParsedResponse(Decimal(0), object_id=_text_field(obj, "id"), customer_id=_customer_of(obj),
                                   vendor_request_id=request_id, replayed=True,
                                   revealed_customers=revealed)
-        endpoint, _, _ = ENDPOINTS.match(request.method, request.path)
+        endpoint, _, _ = OPERATIONS.match(request.method, request.path)
         money_facts = endpoint.facts.money if endpoint else None
         object_id = _text_field(obj, "id")
         customer = _customer_of(obj)
         created = _created(request, obj, endpoint)
-        if money_facts is None:
+        if money_facts is None or not request.moves_money:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id,
                                   created=created, revealed_customers=revealed)
-        amount, currency = obj.get(money_facts.response_amount), obj.get("currency")
+        amount = catalogue.param(obj, money_facts.response_amount) if money_facts.response_amount else None
+        currency = obj.get("currency")
         if (
             not (type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR and isinstance(currency, str))
             or currency.lower() not in money.fx_table().usd_per_unit
@@ -318,14 +250,67 @@ def _known_price(request: ParsedRequest, referenced: RecordedObject | None) -> t
 
 
 def _lookup_target(request: ParsedRequest) -> tuple[PriceLookup, str] | None:
-    """The first look-up of the endpoint whose object the request names, with that object's id."""
-    endpoint, path_params, _ = ENDPOINTS.match(request.method, request.path)
+    """The first look-up of the operation whose object the request names, with that object's id."""
+    endpoint, path_params, _ = OPERATIONS.match(request.method, request.path)
     spec = endpoint.facts.money if endpoint else None
     for lookup in spec.lookups if spec else ():
-        object_id = path_params.get(lookup.param) or request.params.get(lookup.param)
+        object_id = _value(lookup.param, path_params, request.params)
         if isinstance(object_id, str) and looks_like_id(object_id):
             return lookup, object_id
     return None
+
+
+def _value(name: str, path_params: Mapping[str, str], params: Mapping[str, Any]) -> Any:
+    """A catalogue name's value: ``{charge}`` is a path parameter, anything else a request one."""
+    if name.startswith("{") and name.endswith("}"):
+        return path_params.get(name[1:-1])
+    return catalogue.param(dict(params), name)
+
+
+def _named_objects(facts: Facts, path_params: Mapping[str, str], params: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every object id the call names, path parameters first (the primary object), then parameters;
+    ``items[][price]`` names one in each element of a list."""
+    found: list[str] = []
+    for name in facts.objects:
+        for value in _values(name, path_params, params):
+            if not isinstance(value, str):
+                raise RequestRejected("invalid_parameter", f"Parameter {name!r} must name an object by its id.",
+                                      param=name.split("[")[0])
+            if value:
+                found.append(value)
+    return tuple(dict.fromkeys(found))
+
+
+def _values(name: str, path_params: Mapping[str, str], params: Mapping[str, Any]) -> list[Any]:
+    if "[]" not in name:
+        value = _value(name, path_params, params)
+        return [] if value is None else value if isinstance(value, list) else [value]
+    head, _, rest = name.partition("[]")  # "phases[][items][][price]": each phase's "items[][price]"
+    items = catalogue.param(dict(params), head)
+    if not isinstance(items, list):
+        return []
+    if not rest:
+        return [item for item in items if item is not None]
+    tail = rest[1:].replace("]", "", 1)
+    return [value for item in items if isinstance(item, dict) for value in _values(tail, {}, item)]
+
+
+def _primary_object(facts: Facts, path_params: Mapping[str, str], params: Mapping[str, Any]) -> str | None:
+    """The object the call acts on: the path's last id, else the one its price would be read from
+    (a refund's charge). The audit row's ``object_id``; ``objects`` holds every one it names."""
+    if path_params:
+        return list(path_params.values())[-1]
+    for lookup in facts.money.lookups if facts.money else ():
+        value = _value(lookup.param, path_params, params)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _customer(facts: Facts, path_params: Mapping[str, str], params: Mapping[str, Any]) -> str | None:
+    if facts.customer == "path":
+        return path_params.get("customer") or next(iter(path_params.values()), None)
+    return _text(params.get(facts.customer), facts.customer) if facts.customer else None
 
 
 def _looked_up_price(request: ParsedRequest, looked_up: LookedUp) -> tuple[int | None, str | None]:
@@ -353,18 +338,27 @@ def _minor_amount(value: Any) -> int | None:
 
 
 def _money(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str | None, bool]:
-    if facts.money is None:
+    if facts.kind not in catalogue.PRICED_KINDS:
         return None, None, False
     spec = facts.money
-    # Err towards "moves money": a spelling of true we did not expect must not skip the caps.
-    moves = spec.moves_now is None or str(params.get(spec.moves_now, "")).lower() in ("true", "1", "yes", "on")
-    amount = _amount(params.get(spec.request_amount)) if spec.request_amount else None
-    currency = params.get("currency")
+    if spec is None:  # it moves money, and nothing says how much: priced after, or refused
+        return None, None, True
+    moves = spec.moves_when is None or _flag_is(catalogue.param(dict(params), spec.moves_when[0]), spec.moves_when[1])
+    amount = _amount(catalogue.param(dict(params), spec.request_amount)) if spec.request_amount else None
+    currency = catalogue.param(dict(params), spec.currency)
     if currency is not None:
         if not isinstance(currency, str):
-            raise RequestRejected("invalid_parameter", "Parameter 'currency' must be a string.", param="currency")
+            raise RequestRejected("invalid_parameter", f"Parameter {spec.currency!r} must be a string.",
+                                  param=spec.currency)
         currency = money.check_currency(currency)
     return amount, currency, moves
+
+
+def _flag_is(value: Any, wanted: str) -> bool:
+    """Err towards "moves money": a spelling of true we did not expect must not skip the caps."""
+    if wanted == "true":
+        return str(value if value is not None else "").lower() in ("true", "1", "yes", "on")
+    return bool(value == wanted)
 
 
 def _amount(value: Any) -> int | None:
@@ -389,6 +383,9 @@ def _text(value: Any, name: str) -> str | None:
     return value or None
 
 
+# Ids of the kinds a key records (and so can be scoped to): the rest (tokens, prices, tax rates,
+# payment methods) are the account's, checked by the endpoint rules, not by record scope.
+_SCOPED_PREFIXES = ("cus_", "ch_", "py_", "pi_", "re_", "pyr_", "po_", "tr_")
 _RECORDED_KINDS = frozenset({"customer", "charge", "payment_intent", "refund", "payout", "transfer"})
 
 

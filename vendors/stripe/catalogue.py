@@ -1,0 +1,98 @@
+"""The adapter's view of ``operations.json``: every operation stripe-python can send, as an
+endpoint table the adapter matches requests against (DESIGN.md guarantee 8).
+
+The catalogue is data (one entry per operation, classified from the SDK's own source; see
+``sdk_operations.py`` for the rules and tests/test_stripe_catalogue.py for the drift test), so the
+adapter holds no per-endpoint ``if``. An operation the table does not hold is refused
+(``unknown_operation``), never forwarded at $0. Templates keep the SDK's parameter names
+(``/v1/charges/{charge}/capture``) for binding; the audit table's ``endpoint`` names every path
+parameter ``{id}`` (``POST /v1/charges/{id}/capture``), as it always has.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from vendors.endpoints import Endpoint, EndpointTable
+
+CATALOGUE = Path(__file__).with_name("operations.json")
+PRICED_KINDS = frozenset({"moves_money", "buys"})  # what the caps count; reaching people costs nothing on Stripe
+_PLACEHOLDER = re.compile(r"\{[^}]+\}")
+
+
+@dataclass(frozen=True)
+class PriceLookup:
+    """How to price a call that names no amount: read the object it acts on. ``param`` is the
+    path (``{charge}``) or request parameter naming it, ``get`` the GET template to fill in."""
+
+    param: str
+    get: str
+    amount: str  # the object's field holding the amount the call would move
+    minus: str | None = None  # a field already moved (amount_refunded): the call moves the rest
+
+    def path_for(self, object_id: str) -> str:
+        return _PLACEHOLDER.sub(object_id, self.get, count=1)
+
+
+@dataclass(frozen=True)
+class Money:
+    """Where a money-moving operation keeps its amount: in the request, the answer, or an object."""
+
+    request_amount: str | None  # request parameter with the amount in minor units (form notation)
+    response_amount: str | None  # field of the answer with the amount moved; None: the answer does not say
+    currency: str = "currency"  # request parameter with its currency
+    moves_when: tuple[str, str] | None = None  # (parameter, value): money moves only then
+    lookups: tuple[PriceLookup, ...] = ()
+
+
+@dataclass(frozen=True)
+class Facts:
+    kind: str = "reads"
+    money: Money | None = None
+    objects: tuple[str, ...] = ()  # parameters naming objects the call acts on or links to
+    customer: str | None = None  # "path", or the parameter naming the customer
+
+
+def _money(entry: dict[str, Any]) -> Money | None:
+    money = entry.get("money")
+    if not money:
+        return None
+    lookup = money.get("lookup")
+    moves_when = money.get("moves_when")
+    return Money(
+        request_amount=money.get("amount"),
+        response_amount=money.get("response"),
+        currency=money.get("currency", "currency"),
+        moves_when=(moves_when["param"], moves_when["equals"]) if moves_when else None,
+        lookups=(PriceLookup(lookup["param"], lookup["get"], lookup["amount"], lookup.get("minus")),) if lookup else (),
+    )
+
+
+def _endpoint(entry: dict[str, Any]) -> Endpoint[Facts]:
+    facts = Facts(entry["kind"], _money(entry), tuple(entry.get("objects", ())), entry.get("customer"))
+    label = f"{entry['method']} {_PLACEHOLDER.sub('{id}', entry['path'])}"
+    return Endpoint(entry["method"], entry["path"], facts, label)
+
+
+@lru_cache(maxsize=1)
+def load(host: str = "api") -> EndpointTable[Facts]:
+    """The operations served on ``host`` (the others are stripe-python's files, connect and
+    meter-events hosts, which this adapter does not route yet: their operations are unknown here)."""
+    operations = json.loads(CATALOGUE.read_text())["operations"]
+    return EndpointTable(_endpoint(entry) for entry in operations if entry["host"] == host)
+
+
+def param(params: dict[str, Any], name: str) -> Any:
+    """A parameter by its form-notation name (``amount[monetary][value]``); None when absent.
+    Path parameters (``{charge}``) are not request parameters."""
+    value: Any = params
+    for part in name.replace("]", "").split("["):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
