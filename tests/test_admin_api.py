@@ -69,7 +69,9 @@ def test_an_invalid_policy_is_refused_with_every_pointer(admin):
     assert pointers == {"/per_call_usd", "/caps/0"}
     checked = admin.post("/admin/v1/policies/validate", json=bad).json()
     assert checked["valid"] is False and {e["pointer"] for e in checked["errors"]} == pointers
-    assert admin.post("/admin/v1/policies/validate", json=policy()).json() == {"valid": True, "errors": []}
+    valid = admin.post("/admin/v1/policies/validate", json=policy()).json()
+    assert (valid["valid"], valid["errors"], valid["warnings"]) == (True, [], [])
+    assert valid["matches"]["GET /v1/charges/*"] == ["GET /v1/charges/{id}"]  # never /v1/charges/search
 
 
 def test_an_expired_key_is_refused_like_a_revoked_one(proxy_url, make_key):

@@ -400,3 +400,30 @@ def test_documents_are_not_mutated() -> None:
     validate(document)
     Policy.from_document("pol", 1, document)
     assert document == before
+
+
+def test_validation_says_what_each_pattern_allows_and_warns_of_what_escapes_pricing() -> None:
+    from proxy.policy import warnings
+
+    document = {"vendor": "stripe", "endpoints": {
+        "allow": ["POST /v1/refunds", "POST /v1/subscriptions", "POST /v1/ephemeral_keys", "GET /v1/charges/*",
+                  "GET /v1/customers/cus_NffrFeUfNV2Hib", "POST /v1/nowhere"],
+        "priced_after": []}}
+    found = warnings.review(document, StripeAdapter().operations())
+    assert found.matches["GET /v1/charges/*"] == ["GET /v1/charges/{id}"]
+    assert found.matches["GET /v1/customers/cus_NffrFeUfNV2Hib"] == ["GET /v1/customers/{id}"]
+    assert [w.split(" ")[0:3] for w in found.warnings] == [
+        ["POST", "/v1/subscriptions", "allows"], ["POST", "/v1/ephemeral_keys", "allows"],
+        ["POST", "/v1/nowhere", "matches"]]
+    assert "cost_unknown" in found.warnings[0] and "issues credentials" in found.warnings[1]
+    document["endpoints"]["priced_after"] = ["POST /v1/subscriptions"]
+    assert len(warnings.review(document, StripeAdapter().operations()).warnings) == 2  # the operator chose
+
+
+def test_a_wildcard_never_matches_a_reserved_word() -> None:
+    policy = Policy.from_document("pol_x", 1, {"vendor": "stripe", "endpoints": {"allow": ["GET /v1/charges/*"]}})
+    adapter = StripeAdapter()
+    one = adapter.parse_request("GET", "/v1/charges/ch_1", b"", {}, b"")
+    everyone = adapter.parse_request("GET", "/v1/charges/search", b"query=amount%3E0", {}, b"")
+    assert policy.check(one, Decimal(0), None) is None
+    assert policy.check(everyone, Decimal(0), None).reason == "endpoint_not_allowed"

@@ -8,7 +8,7 @@ know about a vendor goes through the types in this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
@@ -106,6 +106,20 @@ class RecordedObject:
     customer_id: str | None = None
     amount_minor: int | None = None
     currency: str | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation an adapter knows, as a policy names it (``POST /v1/charges/{id}/capture``;
+    another host's with its route prefix), for the warnings ``tollgate policy validate`` gives."""
+
+    method: str
+    path: str
+    kind: str  # moves_money | reaches_people | buys | reads | configures | issues_credentials | other
+    # How its cost is known before it is sent: "free" (it costs nothing), "request" (the call says),
+    # "lookup" (the call says, or the object it acts on does), "after" (only the answer says: refused
+    # as cost_unknown unless the policy lists it in endpoints.priced_after).
+    priced: str
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,9 @@ class VendorAdapter(Protocol):
     quickstart: Quickstart | None
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials: ...
+
+    def operations(self) -> Iterable[Operation]:
+        """Every operation the adapter knows (its catalogue), for policy warnings."""
 
     def parse_request(
         self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes

@@ -50,6 +50,9 @@ class EndpointTable(Generic[T]):
         for candidates in self._by_shape.values():  # a literal segment beats a placeholder: "search" is no id
             candidates.sort(key=lambda item: [s.startswith("{") for s in item[0]])
 
+    def endpoints(self) -> list[Endpoint[T]]:
+        return [endpoint for candidates in self._by_shape.values() for _, endpoint in candidates]
+
     def match(self, method: str, path: str) -> tuple[Endpoint[T] | None, dict[str, str], str]:
         """Return (endpoint or None, path params, template name)."""
         segments = path.strip("/").split("/")
@@ -88,11 +91,18 @@ class PathPattern:
                          for w in want_path.strip("/").split("/"))
         return cls(want_method.upper(), segments)
 
-    def matches(self, method: str, segments: list[str]) -> bool:
-        """``segments``: the request path as ``path.strip("/").split("/")``."""
+    def matches(self, method: str, segments: list[str], template: list[str] | None = None) -> bool:
+        """``segments``: the request path as ``path.strip("/").split("/")``; ``template``: its
+        operation's, when known, in which ``*`` matches only a placeholder: ``GET /v1/charges/*``
+        reads one charge, never ``GET /v1/charges/search`` (every customer's charges)."""
         if self.method != method or len(self.segments) != len(segments):
             return False
-        return all(w is None or w == g for w, g in zip(self.segments, segments, strict=True))
+        if template is not None and len(template) != len(segments):
+            template = None
+        return all(
+            (w is None and (template is None or template[i].startswith("{"))) or w == g
+            for i, (w, g) in enumerate(zip(self.segments, segments, strict=True))
+        )
 
 
 def pattern_matches(pattern: str, method: str, path: str) -> bool:

@@ -37,7 +37,7 @@ What the core gets from this adapter
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -49,6 +49,7 @@ from vendors.base import (
     FinalPrice,
     LookedUp,
     Lookup,
+    Operation,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -110,6 +111,11 @@ class ResendAdapter:
         {"content-type", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy",
          "retry-after", "x-resend-daily-quota", "x-resend-monthly-quota", "x-request-id"}
     )
+
+    def operations(self) -> Iterable[Operation]:
+        sends = {SEND, BATCH}  # every recipient of every email is one billed email
+        return (Operation(e.method, e.template, "reaches_people" if e.facts in sends else "reads",
+                          "request" if e.facts in sends else "free") for e in ENDPOINTS.endpoints())
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         scheme, _, value = headers.get("authorization", "").partition(" ")

@@ -21,7 +21,7 @@ from proxy.admin.governance import GovernanceRoutes
 from proxy.admin.http import field, guard_with, json_body, json_response, pointer_errors
 from proxy.admin.routes import mount
 from proxy.errors import InvalidInput
-from proxy.policy import rules
+from proxy.policy import rules, warnings
 from proxy.schema import audit_events
 from proxy.secretbox import SecretBox
 from vendors.registry import Registry
@@ -87,7 +87,9 @@ class AdminAPI:
             rules.validate(document, self._vendors.names())
         except rules.PolicyInvalid as exc:
             return json_response({"valid": False, "errors": pointer_errors(exc)})
-        return json_response({"valid": True, "errors": []})
+        adapter = self._vendors.get(document["vendor"])
+        found = warnings.review(document, adapter.operations() if adapter else ())
+        return json_response({"valid": True, "errors": [], "warnings": found.warnings, "matches": found.matches})
 
     async def audit(self, request: Request) -> Response:
         params = request.query_params

@@ -246,7 +246,11 @@ OPENAPI: dict[str, Any] = {
             "Validation": {"type": "object", "properties": {
                 "valid": {"type": "boolean"},
                 "errors": {"type": "array", "items": {"type": "object", "properties": {
-                    "pointer": {"type": "string"}, "reason": {"type": "string"}}}}}},
+                    "pointer": {"type": "string"}, "reason": {"type": "string"}}}},
+                "warnings": {"type": "array", "items": {"type": "string"}, "description":
+                             "What the policy allows that moves money unpriced or issues credentials"},
+                "matches": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                            "description": "Each allowed pattern and the operations it matches"}}},
         },
     },
 }

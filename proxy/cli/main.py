@@ -16,7 +16,7 @@ from proxy import bootstrap, db, embedded, keys, logs, migrate, secretbox
 from proxy.cli import governance
 from proxy.cli.support import read_policy, secret_from_env, settings_from, with_connection
 from proxy.errors import ConfigError, TollgateError
-from proxy.policy import rules
+from proxy.policy import rules, warnings
 from vendors import registry
 
 
@@ -195,11 +195,19 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 def _policy_validate(args: argparse.Namespace) -> int:
     document = read_policy(args.file)
+    vendors = registry.load()
     try:
-        rules.validate(document, registry.load().names())
+        rules.validate(document, vendors.names())
     except rules.PolicyInvalid as exc:
         for pointer, reason in exc.errors:
             print(f"{args.file}: {pointer or '/'}: {reason}", file=sys.stderr)
         return 1
+    adapter = vendors.get(document["vendor"])
+    found = warnings.review(document, adapter.operations() if adapter else ())
     print(f"{args.file}: valid")
+    for pattern, operations in found.matches.items():
+        shown = ", ".join(operations[:5]) + (f" and {len(operations) - 5} more" if len(operations) > 5 else "")
+        print(f"  {pattern}: {len(operations)} operation{'s' * (len(operations) != 1)}{': ' + shown if shown else ''}")
+    for warning in found.warnings:
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0

@@ -139,9 +139,9 @@ class Policy:
             return Verdict(Denial("run_id_required",
                                   "This key's policy requires an X-Agent-Run-Id header on every call."))
         approval = None
-        segments = _segments(request)
-        if not any(p.matches(request.method, segments) for p in self._allow_patterns):
-            if not any(p.matches(request.method, segments) for p in self._approval_patterns):
+        segments, template = _segments(request), _template(request)
+        if not any(p.matches(request.method, segments, template) for p in self._allow_patterns):
+            if not any(p.matches(request.method, segments, template) for p in self._approval_patterns):
                 return Verdict(Denial("endpoint_not_allowed",
                                       f"Endpoint {request.endpoint} is not in this key's allowlist."))
             approval = Denial("endpoint_requires_approval",
@@ -162,8 +162,9 @@ class Policy:
 
     def admits_endpoint(self, request: ParsedRequest) -> bool:
         """Allowed or held for approval: worth a look-up of what it would cost."""
-        segments = _segments(request)
-        return any(p.matches(request.method, segments) for p in self._allow_patterns + self._approval_patterns)
+        segments, template = _segments(request), _template(request)
+        patterns = self._allow_patterns + self._approval_patterns
+        return any(p.matches(request.method, segments, template) for p in patterns)
 
     def check(self, request: ParsedRequest, predicted_usd: Decimal | None, run_id: str | None,
               known: Mapping[str, RecordedObject] | None = None) -> Denial | None:
@@ -173,9 +174,10 @@ class Policy:
     def _check_priced(
         self, request: ParsedRequest, segments: list[str], predicted_usd: Decimal | None
     ) -> Denial | None:
+        template = _template(request)
         if predicted_usd is not None:
             return self._check_per_call(predicted_usd)
-        if any(p.matches(request.method, segments) for p in self._priced_after_patterns):
+        if any(p.matches(request.method, segments, template) for p in self._priced_after_patterns):
             return None  # the operator chose: priced from the vendor's answer
         return Denial(
             "cost_unknown",
@@ -211,6 +213,11 @@ class Policy:
     @cached_property
     def _priced_after_patterns(self) -> tuple[PathPattern, ...]:
         return tuple(PathPattern.parse(p) for p in self.priced_after)
+
+
+def _template(request: ParsedRequest) -> list[str]:
+    """The request's operation as the adapter named it (``GET /v1/charges/{id}``), split."""
+    return request.endpoint.partition(" ")[2].strip("/").split("/")
 
 
 def _segments(request: ParsedRequest) -> list[str]:

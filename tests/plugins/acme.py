@@ -11,7 +11,7 @@ files.acme; ``/acme/files/...`` here), and errors are ``{"error": {"code", "mess
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +20,7 @@ from vendors.base import (
     FinalPrice,
     LookedUp,
     Lookup,
+    Operation,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -47,6 +48,11 @@ class AcmeAdapter:
     prices_later = False
     requires_account = False
     quickstart = None
+
+    def operations(self) -> Iterable[Operation]:
+        return (Operation("POST", "/v1/payments", "moves_money", "request"),
+                Operation("GET", "/v1/payments/{id}", "reads", "free"),
+                Operation("POST", "/files/v1/receipts", "configures", "free"))
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         scheme, _, value = headers.get("authorization", "").partition(" ")

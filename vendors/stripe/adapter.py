@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -19,6 +19,7 @@ from vendors.base import (
     FinalPrice,
     LookedUp,
     Lookup,
+    Operation,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -120,6 +121,9 @@ class StripeAdapter:
             summary={k: params[k] for k in _SUMMARY_PARAMS if isinstance(params.get(k), str)},
             objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
         )
+
+    def operations(self) -> Iterable[Operation]:
+        return catalogue.operations()
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         amount, currency = _known_price(request, referenced)

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from vendors.base import Operation
 from vendors.endpoints import Endpoint, EndpointTable
 
 CATALOGUE = Path(__file__).with_name("operations.json")
@@ -96,3 +97,17 @@ def param(params: dict[str, Any], name: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def operations() -> tuple[Operation, ...]:
+    """The api host's operations as policies see them, with how each is priced before it leaves."""
+    return tuple(Operation(e.method, e.name.partition(" ")[2], e.facts.kind, _priced(e.facts))
+                 for e in load().endpoints())
+
+
+def _priced(facts: Facts) -> str:
+    if facts.kind not in PRICED_KINDS:
+        return "free"
+    if facts.money is not None and facts.money.lookups:
+        return "lookup"
+    return "request" if facts.money is not None and facts.money.request_amount else "after"

@@ -47,7 +47,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -58,6 +58,7 @@ from vendors.base import (
     FinalPrice,
     LookedUp,
     Lookup,
+    Operation,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -140,6 +141,11 @@ class TwilioAdapter:
         {"content-type", "twilio-request-id", "twilio-request-duration", "twilio-concurrent-requests",
          "x-home-region", "x-api-domain", "retry-after"}
     )
+
+    def operations(self) -> Iterable[Operation]:
+        for e in ENDPOINTS.values():
+            kind = "reaches_people" if e.creates else "reads"  # a message sent or a call placed
+            yield Operation(e.method, e.name.partition(" ")[2], kind, "request" if e.creates else "free")
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         scheme, _, value = headers.get("authorization", "").partition(" ")

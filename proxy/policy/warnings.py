@@ -1,0 +1,63 @@
+"""What a valid policy lets through that an operator should know about before using it.
+
+A policy is deny by default, but a wildcard (``POST /v1/*/*``) or a hopeful line can allow more
+than its author meant. From the adapter's catalogue (``VendorAdapter.operations``), each allowed
+pattern is listed with the operations it matches, and a warning is given for every allowed
+operation that issues credentials (the agent would walk away with a secret that bypasses
+Tollgate), that moves money or reaches people but cannot be priced before it is sent (it will
+be refused as ``cost_unknown`` unless ``endpoints.priced_after`` names it), and for every
+pattern that matches nothing Tollgate knows. ``tollgate policy validate`` prints them and
+``POST /admin/v1/policies/validate`` returns them; neither refuses the policy for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vendors.base import Operation
+from vendors.endpoints import PathPattern
+
+
+@dataclass(frozen=True)
+class Review:
+    matches: dict[str, list[str]]  # pattern -> "METHOD /path" of each operation it matches
+    warnings: list[str]
+
+
+def review(document: Mapping[str, Any], operations: Iterable[Operation]) -> Review:
+    endpoints = document.get("endpoints", {})
+    allowed = [*endpoints.get("allow", ()), *endpoints.get("require_approval", ())]
+    priced_after = [PathPattern.parse(p) for p in endpoints.get("priced_after", ())]
+    known = list(operations)
+    matches: dict[str, list[str]] = {}
+    warnings: list[str] = []
+    for pattern in dict.fromkeys(allowed):
+        matched = [op for op in known if _matches(PathPattern.parse(pattern), op)]
+        matches[pattern] = [f"{op.method} {op.path}" for op in matched]
+        if not matched:
+            warnings.append(f"{pattern} matches no operation Tollgate knows: every call to it is refused.")
+        warnings += [w for w in (_warning(pattern, op, priced_after) for op in matched) if w]
+    return Review(matches, list(dict.fromkeys(warnings)))
+
+
+def _matches(pattern: PathPattern, op: Operation) -> bool:
+    """As a call to ``op`` would be matched; a pattern naming one object by id matches its operation."""
+    template = op.path.strip("/").split("/")
+    if len(pattern.segments) != len(template):
+        return False
+    pairs = zip(pattern.segments, template, strict=True)
+    concrete = [w if w is not None and t.startswith("{") else t for w, t in pairs]
+    return pattern.matches(op.method, concrete, template)
+
+
+def _warning(pattern: str, op: Operation, priced_after: list[PathPattern]) -> str:
+    name = f"{op.method} {op.path}"
+    if op.kind == "issues_credentials":
+        return (f"{pattern} allows {name}, which issues credentials: what it answers grants access "
+                "without going through Tollgate.")
+    if op.priced == "after" and not any(_matches(p, op) for p in priced_after):
+        return (f"{pattern} allows {name}, which {op.kind.replace('_', ' ')} but cannot be priced before it is "
+                "sent: it is refused as cost_unknown unless endpoints.priced_after lists it.")
+    return ""
