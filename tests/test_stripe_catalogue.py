@@ -247,3 +247,14 @@ def test_a_refund_and_a_charge_name_what_they_act_on() -> None:
 )
 def test_kinds(method: str, path: str, kind: str) -> None:
     assert entry(method, path)["kind"] == kind
+
+
+def test_the_readme_lists_every_money_operation_as_the_catalogue_prices_it() -> None:
+    from pathlib import Path
+
+    from vendors.stripe import catalogue
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = "<!-- stripe money operations: generated from vendors/stripe/operations.json -->\n"
+    end = "\n<!-- end of stripe money operations -->"
+    assert readme.split(start, 1)[1].split(end, 1)[0] == catalogue.money_table()

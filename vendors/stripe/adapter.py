@@ -30,13 +30,20 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.endpoints import Endpoint, looks_like_id
+from vendors.endpoints import Endpoint
 from vendors.stripe import catalogue
-from vendors.stripe.catalogue import Facts, PriceLookup
+from vendors.stripe.catalogue import Facts
+from vendors.stripe.facts import (
+    MAX_AMOUNT_MINOR,
+    known_price,
+    looked_up_price,
+    lookup_target,
+    money_of,
+    named_customer,
+    named_objects,
+    primary_object,
+)
 from vendors.wire import json_object, require_content_type
-
-MAX_AMOUNT_MINOR = 99_999_999_999  # Stripe's own ceiling is 8 digits for USD; anything past this is nonsense.
-
 
 OPERATIONS = catalogue.load()
 
@@ -100,9 +107,9 @@ class StripeAdapter:
         facts = endpoint.facts
         try:
             params = _merged_params(method, query, headers, body)
-            amount_minor, currency, moves = _money(facts, params)
-            named = _named_objects(facts, path_params, params)
-            customer = _customer(facts, path_params, params)
+            amount_minor, currency, moves = money_of(facts, params)
+            named = named_objects(facts, path_params, params)
+            customer = named_customer(facts, path_params, params)
         except RequestRejected as exc:
             exc.endpoint = name  # the blocked row names the operation it refused
             raise
@@ -112,7 +119,7 @@ class StripeAdapter:
             endpoint=name,
             params=params,
             customer_id=customer,
-            object_id=_primary_object(facts, path_params, params),
+            object_id=primary_object(facts, path_params, params),
             amount_minor=amount_minor,
             currency=currency,
             moves_money=moves,
@@ -126,10 +133,10 @@ class StripeAdapter:
         return catalogue.operations()
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
-        amount, currency = _known_price(request, referenced)
+        amount, currency = known_price(request, referenced)
         if not request.moves_money or (amount is not None and currency is not None):
             return None
-        found = _lookup_target(request)
+        found = lookup_target(request)
         if found is None:
             return None
         spec, object_id = found
@@ -145,9 +152,9 @@ class StripeAdapter:
             return Decimal(0)
         # A refund, a confirm or a capture may name no amount or currency: they are the charge's
         # or the payment intent's, from the key's records or read from Stripe before the gate.
-        amount, currency = _known_price(request, referenced)
+        amount, currency = known_price(request, referenced)
         if (amount is None or currency is None) and looked_up is not None:
-            read_amount, read_currency = _looked_up_price(request, looked_up)
+            read_amount, read_currency = looked_up_price(request, looked_up)
             amount = amount if amount is not None else read_amount
             currency = currency or read_currency
         if amount is None or currency is None:
@@ -243,148 +250,6 @@ def _account(headers: Mapping[str, str]) -> str | None:
         raise RequestRejected("account_mismatch", "Stripe-Context and Stripe-Account name different accounts; "
                                                   "send one.", status=401)
     return context or account
-
-
-def _known_price(request: ParsedRequest, referenced: RecordedObject | None) -> tuple[int | None, str | None]:
-    amount, currency = request.amount_minor, request.currency
-    if referenced is not None:
-        amount = amount if amount is not None else referenced.amount_minor
-        currency = currency or referenced.currency
-    return amount, currency
-
-
-def _lookup_target(request: ParsedRequest) -> tuple[PriceLookup, str] | None:
-    """The first look-up of the operation whose object the request names, with that object's id."""
-    endpoint, path_params, _ = OPERATIONS.match(request.method, request.path)
-    spec = endpoint.facts.money if endpoint else None
-    for lookup in spec.lookups if spec else ():
-        object_id = _value(lookup.param, path_params, request.params)
-        if isinstance(object_id, str) and looks_like_id(object_id):
-            return lookup, object_id
-    return None
-
-
-def _value(name: str, path_params: Mapping[str, str], params: Mapping[str, Any]) -> Any:
-    """A catalogue name's value: ``{charge}`` is a path parameter, anything else a request one."""
-    if name.startswith("{") and name.endswith("}"):
-        return path_params.get(name[1:-1])
-    return catalogue.param(dict(params), name)
-
-
-def _named_objects(facts: Facts, path_params: Mapping[str, str], params: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every object id the call names, path parameters first (the primary object), then parameters;
-    ``items[][price]`` names one in each element of a list."""
-    found: list[str] = []
-    for name in facts.objects:
-        for value in _values(name, path_params, params):
-            if not isinstance(value, str):
-                raise RequestRejected("invalid_parameter", f"Parameter {name!r} must name an object by its id.",
-                                      param=name.split("[")[0])
-            if value:
-                found.append(value)
-    return tuple(dict.fromkeys(found))
-
-
-def _values(name: str, path_params: Mapping[str, str], params: Mapping[str, Any]) -> list[Any]:
-    if "[]" not in name:
-        value = _value(name, path_params, params)
-        return [] if value is None else value if isinstance(value, list) else [value]
-    head, _, rest = name.partition("[]")  # "phases[][items][][price]": each phase's "items[][price]"
-    items = catalogue.param(dict(params), head)
-    if not isinstance(items, list):
-        return []
-    if not rest:
-        return [item for item in items if item is not None]
-    tail = rest[1:].replace("]", "", 1)
-    return [value for item in items if isinstance(item, dict) for value in _values(tail, {}, item)]
-
-
-def _primary_object(facts: Facts, path_params: Mapping[str, str], params: Mapping[str, Any]) -> str | None:
-    """The object the call acts on: the path's last id, else the one its price would be read from
-    (a refund's charge). The audit row's ``object_id``; ``objects`` holds every one it names."""
-    if path_params:
-        return list(path_params.values())[-1]
-    for lookup in facts.money.lookups if facts.money else ():
-        value = _value(lookup.param, path_params, params)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _customer(facts: Facts, path_params: Mapping[str, str], params: Mapping[str, Any]) -> str | None:
-    if facts.customer == "path":
-        return path_params.get("customer") or next(iter(path_params.values()), None)
-    return _text(params.get(facts.customer), facts.customer) if facts.customer else None
-
-
-def _looked_up_price(request: ParsedRequest, looked_up: LookedUp) -> tuple[int | None, str | None]:
-    """What the object read says the call would move: its amount (less what already moved)."""
-    found = _lookup_target(request)
-    if found is None or looked_up.status != 200:
-        return None, None
-    spec = found[0]
-    try:
-        obj = json_object(looked_up.body)
-    except RequestRejected:
-        return None, None
-    amount, already = _minor_amount(obj.get(spec.amount)), _minor_amount(obj.get(spec.minus) if spec.minus else 0)
-    currency = obj.get("currency")
-    if amount is None or already is None or not isinstance(currency, str):
-        return None, None
-    if currency.lower() not in money.fx_table().usd_per_unit:
-        return None, None
-    return max(amount - already, 0), currency.lower()
-
-
-def _minor_amount(value: Any) -> int | None:
-    """An amount as Stripe returns one (bool, negative or absurd amounts are not a price)."""
-    return value if type(value) is int and 0 <= value <= MAX_AMOUNT_MINOR else None
-
-
-def _money(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str | None, bool]:
-    if facts.kind not in catalogue.PRICED_KINDS:
-        return None, None, False
-    spec = facts.money
-    if spec is None:  # it moves money, and nothing says how much: priced after, or refused
-        return None, None, True
-    moves = spec.moves_when is None or _flag_is(catalogue.param(dict(params), spec.moves_when[0]), spec.moves_when[1])
-    amount = _amount(catalogue.param(dict(params), spec.request_amount)) if spec.request_amount else None
-    currency = catalogue.param(dict(params), spec.currency)
-    if currency is not None:
-        if not isinstance(currency, str):
-            raise RequestRejected("invalid_parameter", f"Parameter {spec.currency!r} must be a string.",
-                                  param=spec.currency)
-        currency = money.check_currency(currency)
-    return amount, currency, moves
-
-
-def _flag_is(value: Any, wanted: str) -> bool:
-    """Err towards "moves money": a spelling of true we did not expect must not skip the caps."""
-    if wanted == "true":
-        return str(value if value is not None else "").lower() in ("true", "1", "yes", "on")
-    return bool(value == wanted)
-
-
-def _amount(value: Any) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 15:  # not '²' or '١٢٣'
-        raise RequestRejected(
-            "invalid_amount", "Parameter 'amount' must be a non-negative integer in the currency's minor unit.",
-            param="amount",
-        )
-    amount = int(value)
-    if amount > MAX_AMOUNT_MINOR:
-        raise RequestRejected("invalid_amount", f"Parameter 'amount' exceeds {MAX_AMOUNT_MINOR}.", param="amount")
-    return amount
-
-
-def _text(value: Any, name: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RequestRejected("invalid_parameter", f"Parameter {name!r} must be a string.", param=name)
-    return value or None
 
 
 # Ids of the kinds a key records (and so can be scoped to): the rest (tokens, prices, tax rates,

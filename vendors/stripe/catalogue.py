@@ -111,3 +111,26 @@ def _priced(facts: Facts) -> str:
     if facts.money is not None and facts.money.lookups:
         return "lookup"
     return "request" if facts.money is not None and facts.money.request_amount else "after"
+
+
+def money_table() -> str:
+    """The README's table of the operations that move money, and how each is priced before it leaves
+    (``python -c "from vendors.stripe import catalogue; print(catalogue.money_table())"``)."""
+    lines = ["| operation | priced before it leaves from | money moves |", "|---|---|---|"]
+    for e in sorted(load().endpoints(), key=lambda e: (e.template, e.method)):
+        money = e.facts.money
+        if e.facts.kind not in PRICED_KINDS:
+            continue
+        sources = []
+        if money is not None and money.request_amount:
+            sources.append(f"the request's `{money.request_amount}`")
+        sources += [_read(lookup) for lookup in (money.lookups if money else ())]
+        how = ", or ".join(sources) if sources else "nothing: refused (`cost_unknown`) unless `priced_after` lists it"
+        when = f"when `{money.moves_when[0]}={money.moves_when[1]}`" if money and money.moves_when else "always"
+        lines.append(f"| `{e.name}` | {how} | {when} |")
+    return "\n".join(lines)
+
+
+def _read(lookup: PriceLookup) -> str:
+    less = f" less `{lookup.minus}`" if lookup.minus else ""
+    return f"a read of `{_PLACEHOLDER.sub('{id}', lookup.get)}` (`{lookup.amount}`{less})"
