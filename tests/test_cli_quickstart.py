@@ -113,7 +113,8 @@ def test_policy_validate_names_each_error_by_pointer(tmp_path):
     assert f"{bad}: /caps/0/window:" in result.stderr
     assert f"{bad}: /caps/0/usd:" in result.stderr
     good = tollgate("policy", "validate", str(EXAMPLE_POLICY), env=dict(os.environ))
-    assert good.stdout.strip().endswith("valid")
+    assert good.stdout.splitlines()[0] == f"{EXAMPLE_POLICY}: valid" and good.stderr == ""  # no warning
+    assert "  GET /v1/charges/*: 1 operation: GET /v1/charges/{id}" in good.stdout.splitlines()
 
 
 def test_policy_and_approval_commands(pg_url, tmp_path, proxy_url, stripe_emulator, admin):
