@@ -236,11 +236,11 @@ class ProxyHandler:
                 approvals.fingerprint(key.id, parsed), verdict.approval is not None,
                 verdict.approval.reason if verdict.approval else None,
                 verdict.approval.message if verdict.approval else None,
-                self._settings.approval_ttl_s, redact_content(parsed.params),
+                self._settings.approval_ttl_s, mask_strings(redact_content(parsed.params)),
             )
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
         call.predicted = predicted if predicted is not None else Decimal(0)  # None gets here only priced_after
-        return await self._gate.admit(key.id, ref, row, call.predicted, approval)  # 6
+        return await self._gate.admit(key.id, ref, row.masked(), call.predicted, approval)  # 6
 
     async def _records(self, key_id: str, object_ids: tuple[str, ...]) -> dict[str, RecordedObject]:
         if not object_ids:
@@ -317,7 +317,7 @@ class ProxyHandler:
         row = self._audit_row(call, refusal.key_id, None, None)
         row.refuse("blocked", refusal.reason, refusal.message)
         row.endpoint = refusal.endpoint
-        admission = await self._gate.admit(refusal.key_id, None, row, Decimal(0))
+        admission = await self._gate.admit(refusal.key_id, None, row.masked(), Decimal(0))
         if admission.reason in (None, refusal.reason):
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         # The gate found more to say (the key was revoked meanwhile): its answer is the one given.

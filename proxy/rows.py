@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.redact import mask_secrets
 from vendors.base import RecordedObject
 
 
@@ -45,6 +46,19 @@ class AuditRow:
 
     def refuse(self, decision: str, reason: str, message: str) -> None:
         self.decision, self.reason, self.message = decision, reason, message
+
+    def masked(self) -> AuditRow:
+        """Every text an agent chose (a path, an id, a header, a message quoting them) with anything
+        shaped like a credential masked, before the row is written (guarantee 5)."""
+        for name in _AGENT_TEXT:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, mask_secrets(value))
+        return self
+
+
+_AGENT_TEXT = ("path", "endpoint", "idempotency_key", "customer_id", "object_id", "vendor_account", "message",
+               "agent_run_id")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ errors or admin responses, even when an agent puts them where they do not belong
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -32,6 +33,17 @@ def test_secrets_never_leave(pg_url, stripe_emulator, sql):
                                              "metadata": {"k": STRIPE_SECRET}}, options=run)
         except stripe.InvalidRequestError as error:
             seen.append(str(error.json_body))
+        # ... and into every field that lands in an audit row: a path, a parameter naming an object,
+        # the customer, the idempotency key, the connected account (guarantee 5 for agent text).
+        pasted_options = {"headers": {"X-Agent-Run-Id": "secret-check"}, "idempotency_key": f"retry-{STRIPE_SECRET}"}
+        for call in (lambda: client.v1.charges.retrieve(STRIPE_SECRET, options=run),
+                     lambda: client.v1.refunds.create(params={"charge": key["key"], "amount": 100}, options=run),
+                     lambda: client.v1.charges.create(params={"amount": 100, "currency": "usd",
+                                                              "customer": ADMIN_TOKEN}, options=pasted_options),
+                     lambda: client.v1.charges.retrieve("ch_1", options={**run, "stripe_account": STRIPE_SECRET})):
+            # What comes back to the agent is its own text (or Stripe's echo of it): not searched.
+            with contextlib.suppress(stripe.StripeError):
+                call()
         for bad in (key["key"][:-1] + "x", key["key"] + "x", f"Basic {STRIPE_SECRET}"):
             seen.append(httpx.get(f"{base}/stripe/v1/charges/ch_1", headers={"authorization": bad}).text)
         pasted = httpx.get(f"{base}/stripe/v1/charges/ch_1", headers={"authorization": f"Bearer {key['key']}",
@@ -49,6 +61,8 @@ def test_secrets_never_leave(pg_url, stripe_emulator, sql):
     assert len(rows) >= 2 and "request" in seen[-1]  # the audit and the log really hold these calls
     assert vault_secret not in everything
     assert STRIPE_SECRET not in everything
+    assert ADMIN_TOKEN not in everything
+    assert len(rows) >= 6
     assert STRIPE_SECRET.encode() not in stored["secret_ciphertext"]
 
     lines = [json.loads(line) for line in seen[-1].splitlines() if line.startswith("{")]
