@@ -314,22 +314,23 @@ def test_lookalikes_of_governed_paths_are_refused(method: str, path: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "method, path, template, account",
+    "method, path, template, account, kind_moves_money",
     [
         ("GET", f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{SM}/Media.json",
-         "GET /2010-04-01/Accounts/{id}/Messages/{id}/Media.json", ACCOUNT),
+         "GET /2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}/Media.json", ACCOUNT, False),
         ("POST", f"/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers.json",
-         "POST /2010-04-01/Accounts/{id}/IncomingPhoneNumbers.json", ACCOUNT),
+         "POST /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json", ACCOUNT, True),  # buys a number
         ("POST", f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{SM}.json",
-         "POST /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json", ACCOUNT),
-        ("GET", f"/2010-04-01/Accounts/{ACCOUNT}.json", "GET /2010-04-01/Accounts/{id}.json", ACCOUNT),
-        ("GET", "/2010-04-01/Accounts.json", "GET /2010-04-01/Accounts.json", None),
+         "POST /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json", ACCOUNT, False),
+        ("GET", f"/2010-04-01/Accounts/{ACCOUNT}.json", "GET /2010-04-01/Accounts/{Sid}.json", ACCOUNT, False),
+        ("GET", "/2010-04-01/Accounts.json", "GET /2010-04-01/Accounts.json", None, False),
     ],
 )
-def test_other_endpoints_get_a_generic_template_and_their_account(method: str, path: str, template: str,
-                                                                  account: str | None) -> None:
+def test_other_operations_get_their_catalogue_template_and_their_account(
+        method: str, path: str, template: str, account: str | None, kind_moves_money: bool) -> None:
     parsed = parse(method, path)
-    assert (parsed.endpoint, parsed.account, parsed.moves_money, parsed.recipients) == (template, account, False, ())
+    assert (parsed.endpoint, parsed.account, parsed.moves_money, parsed.recipients) == (
+        template, account, kind_moves_money, ())
 
 
 # --- countries and prices ----------------------------------------------------------------------------
@@ -543,7 +544,9 @@ def test_parse_request_returns_facts_or_refuses(method: str, path: str, query: b
     assert parsed.units >= 1
     json.dumps(dict(parsed.summary))
     estimate = ADAPTER.estimate_usd(parsed)
-    assert isinstance(estimate, Decimal) and estimate >= 0 and (estimate > 0) == parsed.moves_money
+    # Priced from the request, free, or unknown (None: the core refuses it as cost_unknown).
+    assert estimate is None or (isinstance(estimate, Decimal) and estimate >= 0)
+    assert parsed.moves_money or not estimate  # only what moves money is priced above 0
 
 
 @PROPERTY

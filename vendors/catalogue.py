@@ -32,9 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vendors import base
 from vendors.base import RequestRejected
 
 KINDS = ("sends", "buys", "reads", "configures", "issues_credentials", "other")
+# The catalogue's kinds as vendors.base.Operation (policy warnings) names them.
+_POLICY_KINDS = {"sends": "reaches_people"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}(.*)\Z")
 _EXTENSION = re.compile(r"\.[A-Za-z]{2,5}\Z")
 
@@ -54,6 +57,13 @@ class Operation:
     @property
     def key(self) -> str:
         return f"{self.method} {self.template}"
+
+    def described(self, path: str) -> base.Operation:
+        """As ``tollgate policy validate`` lists it, under ``path`` (the template as policies name it):
+        a price rule that may be unknown before the call (``unknown``) is priced "after"; one that
+        prices from the request (Twilio's segments, Resend's recipients, a lookup's Fields) "request"."""
+        priced = {"free": "free", "unknown": "after"}.get(self.price, "request")
+        return base.Operation(self.method, path, _POLICY_KINDS.get(self.kind, self.kind), priced)
 
 
 @dataclass(frozen=True)

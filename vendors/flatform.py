@@ -24,8 +24,9 @@ from collections.abc import Iterable
 from vendors.base import RequestRejected
 from vendors.formencoding import MAX_PAIRS, show, unquote
 
-# Twilio's names are CamelCase; list filters add a comparison suffix (``DateSent<``, ``StartTime>``).
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}[<>]?\Z")
+# Twilio's names are CamelCase; list filters add a comparison suffix (``DateSent<``, ``StartTime>``);
+# Verify and Messaging flatten objects into dotted names (``Push.IncludeDate``, ``Details.Message``).
+_NAME = re.compile(r"(?=.{1,64}[<>]?\Z)[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*[<>]?\Z")
 
 FlatForm = dict[str, "str | tuple[str, ...]"]
 

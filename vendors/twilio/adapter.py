@@ -1,41 +1,55 @@
-"""Twilio (api.twilio.com, API 2010-04-01): flat form requests, JSON responses, prices per segment.
+"""Twilio (api.twilio.com and the product hosts): flat form requests, JSON responses, prices per segment.
 
 What the core gets from this adapter
 ------------------------------------
+* ``hosts``: Lookups, Verify and Messaging by route prefix (``/twilio/lookups/...`` ->
+  https://lookups.twilio.com/...); the REST API stays at ``/twilio/2010-04-01/...``. See
+  vendors.twilio.routes, which knows every operation of every host from its catalogue
+  (``operations/*.json``, Twilio's own OpenAPI documents classified): anything else is refused
+  ``unknown_operation`` (404), never forwarded at $0.
 * ``presented_credentials``: Basic auth as twilio-python sends it,
   ``Client("AC...", "tg_...")`` -> ``PresentedCredentials(vault_key="tg_...", account="AC...")``.
   The username is returned as given (an ``SK...`` username too): the core compares it with the
-  key's upstream account and refuses a mismatch.
-* ``parse_request`` -> ``ParsedRequest`` with, for the governed endpoints (``ENDPOINTS``):
+  key's upstream account and refuses a mismatch. One vault key serves every host.
+* ``parse_request`` -> ``ParsedRequest`` with:
 
-  - ``endpoint``: e.g. ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``;
-  - ``account``: the AccountSid from the path, for every path under ``/2010-04-01/Accounts/``.
-    **The core must refuse a request whose ``account`` differs from the key's upstream account**
-    (that is what the issue asks; ``presented.account`` alone is not enough, since the path decides
-    whose money Twilio spends);
-  - message and call creates: ``moves_money=True``; ``recipients`` = the ``To`` number in E.164;
-    ``recipient_countries`` = its ISO country ("ZZ" when unknown, see vendors.twilio.pricing);
-    ``senders`` = ``From`` (channel prefix removed) and/or ``MessagingServiceSid``; ``units`` = SMS
-    segments (1 for MMS and WhatsApp, estimated minutes for calls);
-  - fetches: ``object_id`` = the Sid in the path;
+  - ``endpoint``: the catalogue's template with its host prefix, e.g.
+    ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``, ``GET /lookups/v2/PhoneNumbers/{PhoneNumber}``:
+    never a number, an address or a Sid;
+  - ``host``: the route prefix of a product host (None: api.twilio.com); ``path``: the path on it;
+  - ``account``: the AccountSid from an api-host path (**the core refuses a request whose
+    ``account`` differs from the key's upstream account**: the path decides whose money Twilio
+    spends); on a product host, whose paths name none, the Basic username when it is an Account SID;
+  - sends (the catalogue's ``sends``): ``moves_money=True``; ``recipients`` = the destination in
+    E.164 (or an email address for a Verify email); ``recipient_countries`` its ISO country ("ZZ"
+    when unknown, see vendors.twilio.pricing); ``senders`` = ``From`` (channel prefix removed)
+    and/or ``MessagingServiceSid``, or the Verify service; ``units`` = SMS segments (1 for MMS and
+    WhatsApp, estimated minutes for calls). Buys: ``moves_money=True``;
+  - Lookups: the looked-up number as ``recipients`` (so recipient rules scope lookups too);
+  - ``object_id`` = the Sid the path ends in;
   - ``summary`` (redacted, for the audit row): to, from, messaging_service_sid, channel
     (sms | mms | whatsapp | voice), country, segments, encoding, body_length, media_count, units,
     minutes. Never the Body text.
 
-  Reasons it refuses with (all status 400 unless noted): ``malformed_form``, ``invalid_utf8``,
-  ``duplicate_parameter`` (any repeated key but ``MediaUrl``/``PersistentAction`` on messages and
-  ``StatusCallbackEvent``/``RecordingStatusCallbackEvent`` on calls, or a key in both query and
-  body), ``ambiguous_parameter`` (``To`` and ``to``), ``too_many_parameters``,
-  ``unsupported_content_type``, ``invalid_parameter``, ``invalid_recipient`` (``To`` missing, not
-  E.164, or a channel Tollgate does not govern: sip:, client:, messenger:...), ``invalid_sender``,
-  ``invalid_path`` (404: a malformed Sid, or a look-alike of a governed resource such as
-  ``messages.json``, ``Messages.xml`` or ``Messages`` without extension, which Twilio would
-  also act on but which Tollgate would not otherwise recognise).
-* ``estimate_usd``: units x the country's rate from vendors/pricing/twilio_sms.json.
-* ``parse_response``: ``cost_usd`` = abs(price) for creates when Twilio already priced the object,
-  else None (Twilio prices messages after sending: the core records the estimate with
-  ``cost_source='estimated'``); HTTP errors cost 0; fetches and lists cost 0. Creates also
-  report ``created=RecordedObject(sid, "message" | "call")`` for record-level scope.
+  Reasons it refuses with (all status 400 unless noted), each naming the refused ``endpoint``:
+  ``malformed_form``, ``invalid_utf8``, ``duplicate_parameter`` (a repeated key the operation
+  does not take as a list, or a key in both query and body), ``ambiguous_parameter`` (``To`` and
+  ``to``), ``too_many_parameters``, ``unsupported_content_type``, ``invalid_json``,
+  ``invalid_parameter``, ``invalid_recipient`` (``To`` missing, not E.164, or a channel Tollgate
+  does not govern: sip:, client:, messenger:...), ``invalid_sender``, ``unknown_operation`` (404),
+  ``invalid_path`` (404: a malformed Account, Message or Call Sid, or a look-alike of one of
+  Twilio's paths such as ``messages.json``, ``Messages.xml`` or ``Messages`` without extension,
+  which Twilio would also act on but which Tollgate would not otherwise recognise).
+* ``estimate_usd`` by the operation's price rule: ``sms`` and ``voice``: units x the country's rate
+  from vendors/pricing/twilio_sms.json; ``free``: 0; ``lookup``: 0 without ``Fields`` (no data
+  package); ``unknown`` (Verify, number purchases, add-ons, data packages...: Tollgate ships no
+  price): None, which the core refuses as ``cost_unknown`` unless the policy names the endpoint
+  in ``endpoints.priced_after``.
+* ``parse_response``: ``cost_usd`` = abs(price) for message and call creates when Twilio already
+  priced the object, else None (Twilio prices messages after sending: the core records the
+  estimate with ``cost_source='estimated'``); None too for calls whose cost was unknown before;
+  HTTP errors cost 0; free operations cost 0. Creates also report
+  ``created=RecordedObject(sid, "message" | "call")`` for record-level scope.
 * Reconciliation (for the core's reconcile command): ``reconcile_path(account, sid)`` gives the
   path to GET later (through the same upstream, with the same auth headers), and
   ``reconcile(status, body)`` reads the final price from that answer (``FinalPrice``).
@@ -48,12 +62,10 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Any
 
-from vendors import flatform, money
+from vendors import flatform, money, strictjson
 from vendors.base import (
     FinalPrice,
     LookedUp,
@@ -69,58 +81,19 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.endpoints import looks_like_id
-from vendors.twilio import errors
-from vendors.twilio.messages import Facts, call_facts, message_facts
+from vendors.catalogue import Operation as Entry
+from vendors.twilio import errors, routes
+from vendors.twilio.messages import Facts, call_facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
+from vendors.twilio.routes import ACCOUNT_SID, API_VERSION, HOSTS
 from vendors.wire import json_object, require_content_type
 
-API_VERSION = "2010-04-01"
-ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}\Z")
 OBJECT_SID = re.compile(r"(?:SM|MM|CA)[0-9a-fA-F]{32}\Z")
 PRICE = re.compile(r"-?[0-9]{1,9}(?:\.[0-9]{1,12})?\Z")
+PRICED_CREATES = frozenset({"sms", "voice"})  # price rules of the creates priced from their own body
 
 # Twilio statuses after which an unpriced object will never be billed.
 UNBILLED_FINAL = frozenset({"failed", "canceled", "busy", "no-answer"})
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    resource: str  # "Messages" | "Calls"
-    item: bool  # /{Sid}.json
-    repeatable: frozenset[str] = frozenset()
-    creates: bool = False
-
-    @property
-    def name(self) -> str:
-        tail = f"{self.resource}/{{Sid}}.json" if self.item else f"{self.resource}.json"
-        return f"{self.method} /{API_VERSION}/Accounts/{{AccountSid}}/{tail}"
-
-
-_MESSAGE_LISTS = frozenset({"MediaUrl", "PersistentAction"})
-_CALL_LISTS = frozenset({"StatusCallbackEvent", "RecordingStatusCallbackEvent"})
-ENDPOINTS: dict[tuple[str, str, bool], Endpoint] = {
-    (e.method, e.resource, e.item): e
-    for e in (
-        Endpoint("POST", "Messages", False, _MESSAGE_LISTS, creates=True),
-        Endpoint("GET", "Messages", False),
-        Endpoint("GET", "Messages", True),
-        Endpoint("POST", "Calls", False, _CALL_LISTS, creates=True),
-        Endpoint("GET", "Calls", False),
-        Endpoint("GET", "Calls", True),
-    )
-}
-GOVERNED = frozenset({"messages", "calls"})
-SID_PREFIXES = {"Messages": ("SM", "MM"), "Calls": ("CA",)}
-
-
-@dataclass(frozen=True)
-class Route:
-    endpoint: Endpoint | None
-    name: str
-    account: str | None
-    sid: str | None
 
 
 class TwilioAdapter:
@@ -128,7 +101,7 @@ class TwilioAdapter:
     label = "Twilio"
     colour = "#c2410c"
     default_upstream = "https://api.twilio.com"
-    hosts: Mapping[str, str] = MappingProxyType({})  # one API host
+    hosts: Mapping[str, str] = HOSTS  # lookups, verify, messaging (vendors.twilio.routes)
     requires_account = True  # the Account SID: in every path, and the Basic username upstream
     prices_later = True  # price is null at creation, filled after sending (tollgate prices reconcile)
     decision_headers: frozenset[str] = frozenset()  # the account is in the path
@@ -143,9 +116,8 @@ class TwilioAdapter:
     )
 
     def operations(self) -> Iterable[Operation]:
-        for e in ENDPOINTS.values():
-            kind = "reaches_people" if e.creates else "reads"  # a message sent or a call placed
-            yield Operation(e.method, e.name.partition(" ")[2], kind, "request" if e.creates else "free")
+        """Every operation of every Twilio host, as policies name them (the product hosts' with their prefix)."""
+        return routes.operations()
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         scheme, _, value = headers.get("authorization", "").partition(" ")
@@ -163,36 +135,45 @@ class TwilioAdapter:
     def parse_request(
         self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
     ) -> ParsedRequest:
-        route = _route(method, path)
-        endpoint = route.endpoint
-        params = _params(query, headers, body, endpoint.repeatable if endpoint else frozenset())
-        facts = Facts()
-        if endpoint is not None and endpoint.creates:
-            facts = message_facts(params) if endpoint.resource == "Messages" else call_facts(params)
+        found = routes.route(method, path)
+        try:
+            params = _params(query, headers, body, found.operation)
+            facts = _facts(found, params)
+        except RequestRejected as exc:
+            exc.endpoint = found.endpoint  # the blocked row names the operation it refused
+            raise
+        account = found.account
+        if found.host is not None:  # product hosts' paths name no account: the Basic username does
+            user = self.presented_credentials(headers).account
+            account = user if user and ACCOUNT_SID.match(user) else None
         return ParsedRequest(
             method=method,
-            path=path,
-            endpoint=route.name,
+            path=found.path,
+            endpoint=found.endpoint,
             params=params,
-            object_id=route.sid,
+            object_id=found.object_id,
             moves_money=facts.moves_money,
             idempotency_key=None,  # Twilio's REST API has no idempotency header, and twilio-python sends none
-            account=route.account,
+            account=account,
             summary=facts.summary,
             recipients=facts.recipients,
             recipient_countries=facts.countries,
             senders=facts.senders,
             units=facts.units,
+            host=found.host,
         )
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
-        return None  # a message or a call is priced from its own body
+        return None  # a message or a call is priced from its own body; nothing else has a price to read
 
     def estimate_usd(
         self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
     ) -> Decimal | None:
-        if not request.moves_money:
+        rule = _operation(request).price
+        if rule == "free" or (rule == "lookup" and not request.params.get("Fields")):
             return Decimal(0)
+        if rule not in PRICED_CREATES:
+            return None  # no price Tollgate ships: cost_unknown unless the policy opted in (priced_after)
         table = prices()
         country = request.recipient_countries[0] if request.recipient_countries else UNKNOWN_COUNTRY
         channel = request.summary.get("channel")
@@ -214,12 +195,16 @@ class TwilioAdapter:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # Twilio bills no HTTP error
         obj = json_object(body)
         sid = _text(obj, "sid")
-        if not request.moves_money:
-            # A fetch costs nothing, whatever price the fetched message carries.
-            return ParsedResponse(Decimal(0), object_id=sid or request.object_id, vendor_request_id=request_id)
-        kind = "call" if request.endpoint.endswith("/Calls.json") else "message"
-        created = RecordedObject(sid, kind) if sid else None
-        return ParsedResponse(price_usd(obj), object_id=sid, vendor_request_id=request_id, created=created)
+        rule = _operation(request).price
+        if rule in PRICED_CREATES:
+            sid = _text(obj, "call_sid") if rule == "voice" and "call_sid" in obj else sid  # a conference participant
+            kind = "call" if rule == "voice" else "message"
+            created = RecordedObject(sid, kind) if sid else None
+            return ParsedResponse(price_usd(obj), object_id=sid, vendor_request_id=request_id, created=created)
+        # A fetch costs nothing, whatever price the fetched message carries; a call whose cost was
+        # unknown before is not known from this answer either (the estimate the policy accepted stands).
+        cost = Decimal(0) if self.estimate_usd(request) == 0 else None
+        return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id)
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
         user, password = credential.account or "", credential.secret
@@ -268,65 +253,37 @@ def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
     return (abs(Decimal(price)) * rate).quantize(money.MICRO)
 
 
-def _route(method: str, path: str) -> Route:
-    segments = path.strip("/").split("/")
-    account = None
-    if len(segments) >= 3 and segments[0] == API_VERSION and segments[1].lower() == "accounts":
-        account = segments[2].removesuffix(".json")
-    if account is None or len(segments) < 4 or segments[3].split(".")[0].lower() not in GOVERNED:
-        return Route(None, _template(method, segments), account, None)
-    resource = _governed_resource(segments)
-    if not ACCOUNT_SID.match(segments[2]):
-        raise RequestRejected("invalid_path", f"{segments[2][:40]!r} is not a Twilio Account SID.", status=404)
-    if len(segments) > 5:  # sub-resources (Media, Feedback, Recordings...): not governed here, policy decides
-        return Route(None, _template(method, segments), account, None)
-    sid = None
-    if len(segments) == 5:
-        sid = segments[4].removesuffix(".json")
-        if not (segments[4].endswith(".json") and OBJECT_SID.match(sid) and sid[:2] in SID_PREFIXES[resource]):
-            raise RequestRejected("invalid_path", f"{segments[4][:40]!r} is not a {resource} Sid ending in .json.",
-                                  status=404)
-    endpoint = ENDPOINTS.get((method, resource, sid is not None))
-    if endpoint is None:  # e.g. POST/DELETE on a message (redact, cancel): named, not governed
-        return Route(None, Endpoint(method, resource, sid is not None).name, account, sid)
-    return Route(endpoint, endpoint.name, account, sid)
+def _operation(request: ParsedRequest) -> Entry:
+    """The catalogue's operation for a request this adapter parsed."""
+    found = routes.catalogues()[request.host].match(request.method, request.path)
+    if found is None:  # parse_request refuses what no catalogue holds
+        raise ValueError(f"{request.endpoint} was not parsed by the Twilio adapter")
+    return found.operation
 
 
-def _template(method: str, segments: list[str]) -> str:
-    """``GET /2010-04-01/Accounts/{id}/Messages/{id}/Media.json``: ids replaced, extensions kept."""
-    named = []
-    for segment in segments:
-        stem, dot, extension = segment.partition(".")
-        named.append("{id}" + dot + extension if looks_like_id(stem) else segment)
-    return f"{method} /" + "/".join(named)
+def _facts(found: routes.Route, params: Mapping[str, Any]) -> Facts:
+    operation = found.operation
+    if operation.price == "sms":
+        return message_facts(params)
+    if operation.price == "voice":
+        return call_facts(params)
+    if operation.price == "lookup":
+        return lookup_facts(found.params["PhoneNumber"], params)
+    if operation.kind == "sends" or operation.sender:
+        return send_facts(operation, params, found.params)
+    return Facts(moves_money=operation.kind == "buys")
 
 
-def _governed_resource(segments: list[str]) -> str:
-    """"Messages" or "Calls" for a path into them, refusing look-alike spellings.
-
-    Twilio also answers ``Messages`` (XML), ``Messages.xml`` and maybe other cases of the name;
-    each would create a message that Tollgate could not parse, so only the canonical JSON form
-    (twilio-python's) is accepted.
-    """
-    stem = segments[3].split(".")[0]
-    resource = stem[:1].upper() + stem[1:].lower()
-    canonical = ["Accounts", resource + ".json"] if len(segments) == 4 else ["Accounts", resource]
-    if [segments[1], segments[3]] != canonical:
-        raise RequestRejected(
-            "invalid_path",
-            f"Tollgate governs Twilio's {resource} only as /{API_VERSION}/Accounts/{{AccountSid}}/{resource}.json "
-            f"and /{resource}/{{Sid}}.json.",
-            status=404,
-        )
-    return resource
-
-
-def _params(query: bytes, headers: Mapping[str, str], body: bytes, repeatable: frozenset[str]) -> dict[str, Any]:
-    from_query = flatform.decode(query, where="query string", repeatable=repeatable)
+def _params(query: bytes, headers: Mapping[str, str], body: bytes, operation: Entry) -> dict[str, Any]:
+    from_query = flatform.decode(query, where="query string", repeatable=operation.lists)
     if not body:
         return from_query
+    if operation.body == "json":  # Lookups' bulk query and overrides, Verify's passkeys
+        require_content_type(headers, "application/json", "Twilio")
+        document = strictjson.loads(body)
+        return {**from_query, **document} if isinstance(document, dict) else {**from_query, "body": document}
     require_content_type(headers, "application/x-www-form-urlencoded", "Twilio")
-    return flatform.merge(from_query, flatform.decode(body, where="body", repeatable=repeatable))
+    return flatform.merge(from_query, flatform.decode(body, where="body", repeatable=operation.lists))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

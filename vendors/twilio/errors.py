@@ -33,7 +33,8 @@ policy                992000  endpoint_not_allowed 992001, customer_not_allowed
                               992013, policy_expired 992014, policy_changed
                               992015, shadow_blocked 992016, blocked 992017,
                               object_not_created_through_key 992018,
-                              endpoint_requires_approval 992019
+                              endpoint_requires_approval 992019, cost_unknown
+                              992020
 invalid request       993000  malformed_form 993001, invalid_utf8 993002,
                               duplicate_parameter 993003, ambiguous_parameter
                               993004, unsupported_content_type 993005,
@@ -45,7 +46,8 @@ invalid request       993000  malformed_form 993001, invalid_utf8 993002,
                               invalid_amount 993016, unknown_currency 993017,
                               invalid_json 993018, unexpected_body 993019,
                               too_many_to_addresses 993020, batch_too_large
-                              993021, invalid_batch 993022
+                              993021, invalid_batch 993022, unknown_operation
+                              993023
 not found             994000
 unavailable           995000  database_unavailable 995001, gate_conflict
                               995002, policy_churn 995003, upstream_error
@@ -70,13 +72,13 @@ _BY_KIND: dict[str, tuple[str, ...]] = {
                "country_not_allowed", "sender_not_allowed", "too_many_recipients", "per_call_limit", "cap_exceeded",
                "cap_requires_approval", "approval_required", "approval_denied", "run_id_required", "policy_expired",
                "policy_changed", "shadow_blocked", "blocked", "object_not_created_through_key",
-               "endpoint_requires_approval"),
+               "endpoint_requires_approval", "cost_unknown"),
     "invalid_request": ("malformed_form", "invalid_utf8", "duplicate_parameter", "ambiguous_parameter",
                         "unsupported_content_type", "too_many_parameters", "invalid_parameter", "invalid_recipient",
                         "invalid_sender", "invalid_path", "path_too_long", "body_too_large", "duplicate_header",
                         "invalid_run_id", "client_disconnected", "invalid_amount", "unknown_currency",
                         "invalid_json", "unexpected_body", "too_many_to_addresses", "batch_too_large",
-                        "invalid_batch"),
+                        "invalid_batch", "unknown_operation"),
     "unavailable": ("database_unavailable", "gate_conflict", "policy_churn", "upstream_error", "upstream_timeout",
                     "upstream_unreachable", "reservation_expired"),
 }

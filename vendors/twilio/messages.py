@@ -9,6 +9,12 @@ countries could not judge them.
 
 Senders: ``From`` as an E.164 number (channel prefix removed), a short code or an
 alphanumeric sender ID; and/or ``MessagingServiceSid``. A create names at least one.
+
+The other operations that reach a person (a Verify verification, a caller-ID validation call,
+a conference participant...) name their recipient in the parameter their catalogue entry
+gives (``to``), and their sender, when they have one, in ``sender`` (``{ServiceSid}``: the
+Verify service in the path). A Verify email goes to an address, not a number: the recipient
+is then the bare address, with no country.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vendors import sms
+from vendors import emailaddress, sms
 from vendors.base import RequestRejected
+from vendors.catalogue import Operation
 from vendors.twilio.pricing import prices
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
@@ -74,18 +81,63 @@ def call_facts(params: Mapping[str, Any]) -> Facts:
     return Facts(True, (number,), (country,), (sender,) if sender else (), minutes, summary)
 
 
-def destination(value: Any) -> tuple[str, str]:
+def send_facts(operation: Operation, params: Mapping[str, Any], path_params: Mapping[str, str]) -> Facts:
+    """Who an operation other than a message or call create reaches, and from which sender."""
+    recipients: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    summary: dict[str, Any] = {}
+    if operation.to is not None:
+        channel = (_optional_text(params, "Channel") or "").lower()
+        value = params.get(operation.to)
+        if channel == "email":
+            address = _email(value, operation.to)
+            recipients, summary = (address,), {"channel": channel, "recipient_domain": emailaddress.domain(address)}
+        else:
+            _, number = destination(value, operation.to)
+            country = prices().country_of(number)
+            recipients, countries = (number,), (country,)
+            summary = {"to": number, "country": country, **({"channel": channel} if channel else {})}
+    sender = None
+    if operation.sender is not None:
+        name = operation.sender
+        sender = path_params.get(name[1:-1]) if name.startswith("{") else _optional_text(params, name)
+    return Facts(operation.kind == "sends", recipients, countries, (sender,) if sender else (), 1, summary)
+
+
+def lookup_facts(number: str, params: Mapping[str, Any]) -> Facts:
+    """A Lookup names a phone number in its path: recipient rules judge it as they judge a destination."""
+    number = number.replace("%2B", "+", 1) if number.startswith("%2B") else number
+    if not E164.match(number):
+        raise RequestRejected("invalid_recipient", "Tollgate looks up numbers in E.164 only, such as +14155552345.",
+                              param="PhoneNumber")
+    country = prices().country_of(number)
+    fields = _optional_text(params, "Fields") or ""
+    return Facts(False, (number,), (country,), summary={"country": country, "fields": fields})
+
+
+def destination(value: Any, param: str = "To") -> tuple[str, str]:
     """("sms" | "whatsapp", E.164 number) for a ``To`` value, or RequestRejected."""
     if not isinstance(value, str) or not value.strip():
-        raise RequestRejected("invalid_recipient", "Parameter 'To' (the destination number) is required.", param="To")
+        raise RequestRejected("invalid_recipient", f"Parameter {param!r} (the destination number) is required.",
+                              param=param)
     channel, number = _split_channel(value)
     if channel is None or not E164.match(number):
         raise RequestRejected(
             "invalid_recipient",
-            f"'To' must be an E.164 number such as +14155552345 (optionally whatsapp:+...), not {value[:40]!r}.",
-            param="To",
+            f"{param!r} must be an E.164 number such as +14155552345 (optionally whatsapp:+...), not {value[:40]!r}.",
+            param=param,
         )
     return channel, number
+
+
+def _email(value: Any, param: str) -> str:
+    try:
+        if not isinstance(value, str):
+            raise ValueError(param)
+        return emailaddress.bare(value)
+    except ValueError:
+        raise RequestRejected("invalid_recipient", f"{param!r} must be an email address for the email channel.",
+                              param=param) from None
 
 
 def _split_channel(value: str) -> tuple[str | None, str]:

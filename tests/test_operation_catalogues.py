@@ -1,0 +1,171 @@
+"""The catalogues of the vendors' operations against the vendors' own OpenAPI documents.
+
+DESIGN.md guarantee 8: every operation the vendor's published description has is classified,
+and an operation the catalogue does not know is refused. These tests read the specs in
+tests/fixtures/ and fail on any operation the catalogue does not match (added, removed or
+renamed by the vendor), on repeated parameters or body types that drifted, on entries that
+are not well formed, and on any operation the adapter would not name by its own template.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vendors.base import RequestRejected
+from vendors.catalogue import KINDS, Catalogue
+from vendors.twilio import routes
+from vendors.twilio.adapter import TwilioAdapter
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+METHODS = ("get", "post", "put", "patch", "delete")
+TWILIO = TwilioAdapter()
+ACCOUNT = "AC" + "a1" * 16
+# (spec, catalogue file, route prefix, the host the spec names, price rules the adapter knows)
+TWILIO_RULES = {"free", "unknown", "sms", "voice", "lookup"}
+CATALOGUES = [
+    ("twilio_api_v2010.json", routes.OPERATIONS_DIR / "api.json", None, TWILIO.default_upstream, TWILIO_RULES),
+    ("twilio_lookups_v2.json", routes.OPERATIONS_DIR / "lookups.json", "lookups", routes.HOSTS["lookups"],
+     TWILIO_RULES),
+    ("twilio_verify_v2.json", routes.OPERATIONS_DIR / "verify.json", "verify", routes.HOSTS["verify"], TWILIO_RULES),
+    ("twilio_messaging_v1.json", routes.OPERATIONS_DIR / "messaging.json", "messaging", routes.HOSTS["messaging"],
+     TWILIO_RULES),
+]
+IDS = [spec for spec, *_ in CATALOGUES]
+BODIES = {"application/json": "json", "multipart/form-data": "multipart"}  # a body other than the vendor's usual
+
+
+def spec(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def spec_operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{method.upper()} {path}": item[method]
+            for path, item in document["paths"].items() for method in METHODS if method in item}
+
+
+def entries(catalogue: Path) -> dict[str, dict[str, Any]]:
+    operations: dict[str, dict[str, Any]] = json.loads(catalogue.read_text(encoding="utf-8"))["operations"]
+    return operations
+
+
+def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow ``$ref``s (``#/components/schemas/...``, ``#/components/parameters/...``)."""
+    while "$ref" in node:
+        _, section, name = node["$ref"].rsplit("/", 2)
+        node = document["components"][section][name]
+    return node
+
+
+def spec_facts(document: dict[str, Any], operation: dict[str, Any]) -> tuple[list[str], set[str], set[str]]:
+    """(body content types, parameters that are arrays, every parameter name) of one operation."""
+    content = operation.get("requestBody", {}).get("content", {})
+    arrays: set[str] = set()
+    names: set[str] = set()
+    for body in content.values():
+        for name, prop in _resolve(document, body.get("schema", {})).get("properties", {}).items():
+            names.add(name)
+            if _resolve(document, prop).get("type") == "array":
+                arrays.add(name)
+    for parameter in (_resolve(document, p) for p in operation.get("parameters", ())):
+        names.add(parameter["name"])
+        if parameter.get("in") == "query" and _resolve(document, parameter.get("schema", {})).get("type") == "array":
+            arrays.add(parameter["name"])
+    return list(content), arrays, names
+
+
+@pytest.mark.parametrize(("spec_file", "catalogue", "prefix", "host", "rules"), CATALOGUES, ids=IDS)
+def test_the_catalogue_holds_exactly_the_specs_operations(spec_file, catalogue, prefix, host, rules) -> None:
+    wanted, held = set(spec_operations(spec(spec_file))), set(entries(catalogue))
+    assert not wanted - held, f"in {spec_file}, not classified in {catalogue.name}: {sorted(wanted - held)}"
+    assert not held - wanted, f"in {catalogue.name}, no longer in {spec_file}: {sorted(held - wanted)}"
+
+
+@pytest.mark.parametrize(("spec_file", "catalogue", "prefix", "host", "rules"), CATALOGUES, ids=IDS)
+def test_lists_bodies_and_named_parameters_follow_the_spec(spec_file, catalogue, prefix, host, rules) -> None:
+    document = spec(spec_file)
+    operations = spec_operations(document)
+    for key, entry in entries(catalogue).items():
+        content, arrays, names = spec_facts(document, operations[key])
+        assert set(entry.get("lists", ())) == arrays, f"{key}: repeated parameters drifted"
+        default = "application/json" if spec_file.startswith("resend") else "application/x-www-form-urlencoded"
+        expected_body = None if content in ([], [default]) else BODIES[content[0]]
+        assert entry.get("body") == expected_body, f"{key}: body type drifted ({content})"
+        for field in ("to", "sender"):
+            name = entry.get(field)
+            if name is not None:
+                known = (name in key) if name.startswith("{") else (name in names)
+                assert known, f"{key}: {field} {name!r} is not one of its parameters"
+
+
+@pytest.mark.parametrize(("spec_file", "catalogue", "prefix", "host", "rules"), CATALOGUES, ids=IDS)
+def test_every_entry_is_classified_and_priced_by_a_known_rule(spec_file, catalogue, prefix, host, rules) -> None:
+    assert spec(spec_file)["servers"][0]["url"] == host  # the host the adapter forwards these operations to
+    for key, entry in entries(catalogue).items():
+        assert entry["kind"] in KINDS and entry["price"] in rules, key
+        assert entry["note"].strip(), key
+        if entry["kind"] in ("sends", "buys"):
+            # What reaches a person or buys is priced from the request or refused: never recorded at $0.
+            assert entry["price"] != "free", f"{key} {entry['kind']} but is priced at 0"
+        if entry["price"] == "unknown":
+            assert "unknown" in entry["note"], f"{key}: the note should say its cost is unknown, and why"
+
+
+def concrete(template: str) -> str:
+    """A path for a template: each placeholder a value of its kind (an Account SID, a phone number...)."""
+    segments = template.strip("/").split("/")
+    out = []
+    for index, segment in enumerate(segments):
+        if not segment.startswith("{"):
+            out.append(segment)
+            continue
+        name, _, suffix = segment[1:].partition("}")
+        before = segments[index - 1] if index else ""
+        if name == "AccountSid" or (name == "Sid" and before == "Accounts"):
+            value = ACCOUNT
+        elif name.endswith("Sid"):
+            value = {"Messages": "SM", "Calls": "CA"}.get(before, "ZZ") + "0f" * 16
+        elif name in ("PhoneNumber",):
+            value = "+14155550100"
+        elif name in ("Country", "CountryCode", "IsoCountry"):
+            value = "US"
+        else:
+            value = "x1"
+        out.append(value + suffix)
+    return "/" + "/".join(out)
+
+
+@pytest.mark.parametrize(("spec_file", "catalogue", "prefix", "host", "rules"), CATALOGUES[:4], ids=IDS[:4])
+def test_the_adapter_names_every_operation_by_its_template(spec_file, catalogue, prefix, host, rules) -> None:
+    """No operation is shadowed by another, and none is refused as unknown."""
+    route = f"/{prefix}" if prefix else ""
+    for key in entries(catalogue):
+        method, template = key.split(" ", 1)
+        expected = f"{method} {route}{template}"
+        try:
+            parsed = TWILIO.parse_request(method, route + concrete(template), b"", {}, b"")
+        except RequestRejected as exc:  # a send without its recipient, say: refused, naming the operation
+            assert exc.reason in ("invalid_recipient", "invalid_sender") and exc.endpoint == expected, (key, exc)
+            continue
+        assert parsed.endpoint == expected and parsed.host == prefix
+        assert "+1415" not in parsed.endpoint and ACCOUNT not in parsed.endpoint
+
+
+@pytest.mark.parametrize("path", ["/2010-04-01/Accounts/{a}/Faxes.json", "/lookups/v1/PhoneNumbers/+14155550100",
+                                  "/verify/v2/Services/VA{h}/Verifications/VE{h}/Retry", "/pricing/v1/Messaging",
+                                  "/messaging/v1/Services/MG{h}/Nothing"])
+def test_an_operation_no_catalogue_holds_is_refused_naming_no_value(path: str) -> None:
+    concrete_path = path.format(a=ACCOUNT, h="0f" * 16)
+    with pytest.raises(RequestRejected) as refused:
+        TWILIO.parse_request("POST", concrete_path, b"", {}, b"")
+    assert (refused.value.reason, refused.value.status) == ("unknown_operation", 404)
+    assert refused.value.endpoint is not None and refused.value.endpoint.startswith("POST /")
+    assert "+1415" not in refused.value.endpoint and "0f0f" not in refused.value.endpoint
+
+
+def test_catalogues_load_as_the_adapter_reads_them() -> None:
+    for _, catalogue, *_ in CATALOGUES:
+        assert Catalogue.load(catalogue).operations
