@@ -12,9 +12,14 @@ import re
 from vendors.base import RequestRejected
 
 MAX_PATH_BYTES = 2048
-# Unreserved characters plus the few sub-delims vendor paths use; no '%' at all:
-# vendor object ids never need escaping, so an escape is either noise or a trick.
-_SAFE_SEGMENT = re.compile(rb"^[A-Za-z0-9_\-.~:@,=+]+\Z")  # \Z, not $: $ also matches before a final "\n"
+# Unreserved characters plus the few sub-delims vendor paths use. Of escapes, only ``%40`` ("@")
+# and ``%2B`` ("+"), as SDKs write an email address used as an id (resend-python quotes a
+# contact's address into ``/contacts/ana%40acme.example``): each stands for a character that is
+# allowed as it is anyway, appears in no vendor's resource names, and splits no segment. Any
+# other escape is either noise or a trick (``%2e%2e``, ``%2f``, an escaped letter of a resource
+# name that a deny rule would then not see), so it is refused. Both spellings of one id reach
+# the vendor as sent, and a policy's ``*`` matches either.
+_SAFE_SEGMENT = re.compile(rb"^(?:[A-Za-z0-9_\-.~:@,=+]|%40|%2B)+\Z")  # \Z, not $: $ also matches before "\n"
 
 
 def split_vendor(raw_path: bytes) -> tuple[str, bytes]:
@@ -36,8 +41,9 @@ def normalise(raw: bytes) -> str:
                                   "The request path contains an empty segment ('//' or a trailing '/').")
         if segment in (b".", b"..") or segment.endswith(b"."):
             raise RequestRejected("invalid_path", "The request path contains a dot segment, which is not allowed.")
-        if b"%" in segment:
-            raise RequestRejected("invalid_path", "The request path contains a percent-escape, which is not allowed.")
+        if b"%" in segment and segment.replace(b"%40", b"").replace(b"%2B", b"").find(b"%") >= 0:
+            raise RequestRejected("invalid_path", "The request path contains a percent-escape other than %40 (@) "
+                                  "or %2B (+), which is not allowed.")
         if not _SAFE_SEGMENT.match(segment):
             raise RequestRejected("invalid_path", "The request path contains characters that are not allowed.")
     return raw.decode("ascii")
