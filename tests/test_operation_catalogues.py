@@ -10,6 +10,7 @@ are not well formed, and on any operation the adapter would not name by its own 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,15 @@ import pytest
 
 from vendors.base import RequestRejected
 from vendors.catalogue import KINDS, Catalogue
+from vendors.resend import ResendAdapter
+from vendors.resend.adapter import OPERATIONS as RESEND_OPERATIONS
 from vendors.twilio import routes
 from vendors.twilio.adapter import TwilioAdapter
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 METHODS = ("get", "post", "put", "patch", "delete")
 TWILIO = TwilioAdapter()
+RESEND = ResendAdapter()
 ACCOUNT = "AC" + "a1" * 16
 # (spec, catalogue file, route prefix, the host the spec names, price rules the adapter knows)
 TWILIO_RULES = {"free", "unknown", "sms", "voice", "lookup"}
@@ -33,8 +37,14 @@ CATALOGUES = [
     ("twilio_verify_v2.json", routes.OPERATIONS_DIR / "verify.json", "verify", routes.HOSTS["verify"], TWILIO_RULES),
     ("twilio_messaging_v1.json", routes.OPERATIONS_DIR / "messaging.json", "messaging", routes.HOSTS["messaging"],
      TWILIO_RULES),
+    ("resend-openapi.json", RESEND_OPERATIONS, None, RESEND.default_upstream,
+     {"free", "unknown", "email", "broadcast"}),
 ]
 IDS = [spec for spec, *_ in CATALOGUES]
+PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
+UUID = "4ef9a417-02e9-4d39-ad75-9611e0fcc33c"
+# What an operation refuses when called with nothing: a send without its recipient, a batch without emails.
+REFUSED_EMPTY = {"invalid_recipient", "invalid_sender", "invalid_parameter", "invalid_batch"}
 BODIES = {"application/json": "json", "multipart/form-data": "multipart"}  # a body other than the vendor's usual
 
 
@@ -114,7 +124,7 @@ def test_every_entry_is_classified_and_priced_by_a_known_rule(spec_file, catalog
             assert "unknown" in entry["note"], f"{key}: the note should say its cost is unknown, and why"
 
 
-def concrete(template: str) -> str:
+def concrete(template: str, other: str = "x1") -> str:
     """A path for a template: each placeholder a value of its kind (an Account SID, a phone number...)."""
     segments = template.strip("/").split("/")
     out = []
@@ -133,25 +143,28 @@ def concrete(template: str) -> str:
         elif name in ("Country", "CountryCode", "IsoCountry"):
             value = "US"
         else:
-            value = "x1"
+            value = other
         out.append(value + suffix)
     return "/" + "/".join(out)
 
 
-@pytest.mark.parametrize(("spec_file", "catalogue", "prefix", "host", "rules"), CATALOGUES[:4], ids=IDS[:4])
+@pytest.mark.parametrize(("spec_file", "catalogue", "prefix", "host", "rules"), CATALOGUES, ids=IDS)
 def test_the_adapter_names_every_operation_by_its_template(spec_file, catalogue, prefix, host, rules) -> None:
     """No operation is shadowed by another, and none is refused as unknown."""
     route = f"/{prefix}" if prefix else ""
+    adapter = RESEND if spec_file.startswith("resend") else TWILIO
     for key in entries(catalogue):
         method, template = key.split(" ", 1)
-        expected = f"{method} {route}{template}"
+        # Twilio's templates as its spec spells them; Resend's with every placeholder {id} (GET /emails/{id}).
+        expected = f"{method} {route}{template if adapter is TWILIO else PLACEHOLDER.sub('{id}', template)}"
         try:
-            parsed = TWILIO.parse_request(method, route + concrete(template), b"", {}, b"")
+            parsed = adapter.parse_request(method, route + concrete(template, UUID if adapter is RESEND else "x1"),
+                                           b"", {}, b"")
         except RequestRejected as exc:  # a send without its recipient, say: refused, naming the operation
-            assert exc.reason in ("invalid_recipient", "invalid_sender") and exc.endpoint == expected, (key, exc)
+            assert exc.reason in REFUSED_EMPTY and exc.endpoint == expected, (key, exc)
             continue
         assert parsed.endpoint == expected and parsed.host == prefix
-        assert "+1415" not in parsed.endpoint and ACCOUNT not in parsed.endpoint
+        assert "+1415" not in parsed.endpoint and ACCOUNT not in parsed.endpoint and UUID not in parsed.endpoint
 
 
 @pytest.mark.parametrize("path", ["/2010-04-01/Accounts/{a}/Faxes.json", "/lookups/v1/PhoneNumbers/+14155550100",

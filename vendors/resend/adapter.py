@@ -4,30 +4,40 @@ What the core gets from this adapter
 ------------------------------------
 * ``presented_credentials``: ``Authorization: Bearer <vault key>`` (what resend-python sends
   from ``resend.api_key``). ``account`` is always None: a Resend key is its own account.
-* ``parse_request`` -> ``ParsedRequest`` for the governed endpoints ``POST /emails``,
-  ``POST /emails/batch`` and ``GET /emails/{id}``:
+* ``parse_request`` -> ``ParsedRequest`` for every operation in ``operations.json`` (Resend's
+  OpenAPI document, classified: tests/test_operation_catalogues.py holds it to the spec);
+  anything else is refused ``unknown_operation`` (404). ``endpoint`` is the spec's path with
+  every placeholder as ``{id}`` (``GET /emails/{id}``, ``GET /contacts/{id}``): never an
+  address, even for a contact fetched by email. ``/emails/receiving`` is its own operation
+  (reading inbound mail), not the email with id "receiving".
 
-  - sends: ``moves_money=True``; ``recipients`` = every To, Cc and Bcc address of every email,
-    bare and lower-cased, in order, duplicates kept; ``senders`` = the distinct From addresses;
-    ``units`` = ``len(recipients)`` (Resend bills each recipient as one email);
-    ``params`` = ``{"emails": (email objects...), "units_per_email": (n, ...)}``;
+  - sends (``POST /emails``, ``POST /emails/batch``): ``moves_money=True``; ``recipients`` =
+    every To, Cc and Bcc address of every email, bare and lower-cased, in order, duplicates kept;
+    ``senders`` = the distinct From addresses; ``units`` = ``len(recipients)`` (Resend bills each
+    recipient as one email); ``params`` = ``{"emails": (email objects...), "units_per_email": (n, ...)}``;
     ``idempotency_key`` from the ``Idempotency-Key`` header;
-  - fetch: ``object_id`` = the email id from the path;
+  - other sends (a broadcast, an event that runs automations): ``moves_money=True``, the From of a
+    broadcast as sender, the contact of an event as recipient; their cost is unknown;
+  - ``object_id`` = the id the path ends in, when it is one (a contact's email address is not);
   - ``summary``: emails, recipients (counts), from and recipient_domains (comma-separated).
     Never subjects, bodies or recipient addresses.
 
-  Reasons it refuses with: ``unsupported_content_type``, ``invalid_utf8``,
-  ``invalid_json``, ``duplicate_parameter`` (a JSON key twice) and ``ambiguous_parameter``
-  (``to`` and ``To``) with status 400; ``invalid_parameter``, ``invalid_recipient``,
-  ``invalid_sender``, ``too_many_to_addresses`` (more than 50 in one email's ``to``; the
-  policy's own ``max_recipients`` denial is ``too_many_recipients``), ``batch_too_large`` (more
-  than 100 emails), ``invalid_batch`` (not an array, or empty), ``unexpected_body``
-  (a GET body other than ``{}``, which resend-python sends) with status 422 like Resend's own
-  validation errors; ``malformed_form`` and friends for a bad query string; ``invalid_path``
-  (404) for a look-alike of a governed path (``/Emails``, ``/emails/Batch``).
-* ``estimate_usd`` = units x ``usd_per_email`` from vendors/pricing/resend.json.
+  Reasons it refuses with, each naming the refused ``endpoint``: ``unsupported_content_type``,
+  ``invalid_utf8``, ``invalid_json``, ``duplicate_parameter`` (a JSON key twice) and
+  ``ambiguous_parameter`` (``to`` and ``To``) with status 400; ``invalid_parameter``,
+  ``invalid_recipient``, ``invalid_sender``, ``too_many_to_addresses`` (more than 50 in one
+  email's ``to``; the policy's own ``max_recipients`` denial is ``too_many_recipients``),
+  ``batch_too_large`` (more than 100 emails), ``invalid_batch`` (not an array, or empty),
+  ``unexpected_body`` (a GET body other than ``{}``, which resend-python sends) with status 422
+  like Resend's own validation errors; ``malformed_form`` and friends for a bad query string;
+  ``invalid_path`` (404) for a look-alike of one of Resend's paths (``/Emails``,
+  ``/emails/Batch``, ``/emails/Receiving``); ``unknown_operation`` (404).
+* ``estimate_usd`` = units x ``usd_per_email`` from vendors/pricing/resend.json for sends;
+  0 for free operations and draft broadcasts; None (the core refuses ``cost_unknown`` unless the
+  policy lists the endpoint in ``endpoints.priced_after``) for a broadcast sent or an event sent,
+  whose number of emails the request does not say.
 * ``parse_response``: same as the estimate for a 2xx send (Resend's answers carry no price),
-  minus the emails a permissive batch reports in ``errors``; 0 for errors and fetches.
+  minus the emails a permissive batch reports in ``errors``; 0 for errors and free operations.
   ``object_id`` and ``created`` (kind "email"): the email's id; for a batch, the first id only
   (``ParsedResponse.created`` holds one object).
 * ``render_error``: see ``render_error`` below for how statuses and names map onto
@@ -37,14 +47,16 @@ What the core gets from this adapter
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from vendors import emailaddress, flatform, strictjson
+from vendors import flatform, strictjson
 from vendors.base import (
     FinalPrice,
     LookedUp,
@@ -60,23 +72,22 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.endpoints import Endpoint, EndpointTable
+from vendors.catalogue import Catalogue, Match
+from vendors.catalogue import Operation as Entry
+from vendors.endpoints import looks_like_id
 from vendors.money import MICRO, PRICING_DIR
+from vendors.resend.emails import INVALID, address, read_send, refused_units
 from vendors.wire import json_object, require_content_type
 
-MAX_TO = 50
-MAX_BATCH = 100
-SEND, BATCH, FETCH = "send", "batch", "fetch"
-ENDPOINTS = EndpointTable(
-    [
-        Endpoint("POST", "/emails/batch", BATCH),
-        Endpoint("POST", "/emails", SEND),
-        Endpoint("GET", "/emails/{id}", FETCH),
-    ]
-)
-GOVERNED_SEGMENTS = ("emails", "batch")
-ADDRESS_FIELDS = ("to", "cc", "bcc")
-INVALID = 422  # Resend answers invalid input with 422 validation_error
+BATCH = "POST /emails/batch"
+OPERATIONS = Path(__file__).resolve().parent / "operations.json"
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> Catalogue:
+    """api.resend.com's operations, read once per process."""
+    return Catalogue.load(OPERATIONS)
 
 
 @dataclass(frozen=True)
@@ -113,9 +124,8 @@ class ResendAdapter:
     )
 
     def operations(self) -> Iterable[Operation]:
-        sends = {SEND, BATCH}  # every recipient of every email is one billed email
-        return (Operation(e.method, e.template, "reaches_people" if e.facts in sends else "reads",
-                          "request" if e.facts in sends else "free") for e in ENDPOINTS.endpoints())
+        """Every operation of Resend's spec, as policies name them (``GET /emails/{id}``)."""
+        return tuple(entry.described(_name(entry).partition(" ")[2]) for entry in catalogue().operations.values())
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         scheme, _, value = headers.get("authorization", "").partition(" ")
@@ -126,45 +136,25 @@ class ResendAdapter:
     def parse_request(
         self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
     ) -> ParsedRequest:
-        _refuse_lookalikes(path)
-        endpoint, path_params, name = ENDPOINTS.match(method, path)
-        kind = endpoint.facts if endpoint else None
-        flatform.decode(query, where="query string")  # not used by these endpoints, but never ambiguous
-        document = _document(headers, body)
-        if kind == FETCH:
-            if document not in (None, {}):
-                raise RequestRejected("unexpected_body", "A GET request carries no body.", status=INVALID)
-            return ParsedRequest(method, path, name, object_id=path_params["id"])
-        if kind is None:
-            return ParsedRequest(method, path, name)
-        emails = _emails(document, batch=kind == BATCH)
-        per_email = [_addresses(email, index if kind == BATCH else None) for index, email in enumerate(emails)]
-        recipients = tuple(address for _, addresses in per_email for address in addresses)
-        senders = tuple(dict.fromkeys(sender for sender, _ in per_email))
-        domains = sorted({emailaddress.domain(address) for address in recipients})
-        return ParsedRequest(
-            method=method,
-            path=path,
-            endpoint=name,
-            params={"emails": tuple(emails), "units_per_email": tuple(len(a) for _, a in per_email)},
-            moves_money=True,
-            idempotency_key=headers.get("idempotency-key"),
-            summary={"emails": len(emails), "recipients": len(recipients), "from": ", ".join(senders),
-                     "recipient_domains": ", ".join(domains)},
-            recipients=recipients,
-            senders=senders,
-            units=len(recipients),
-        )
+        found, name = _route(method, path)
+        try:
+            return _parsed(method, path, name, found, query, headers, body)
+        except RequestRejected as exc:
+            exc.endpoint = name  # the blocked row names the operation it refused
+            raise
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
-        return None  # an email is priced from its recipients
+        return None  # an email is priced from its recipients; nothing else has a price to read
 
     def estimate_usd(
         self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
     ) -> Decimal | None:
-        if not request.moves_money:
-            return Decimal(0)
-        return (prices().usd_per_email * request.units).quantize(MICRO)
+        rule = _operation(request).price
+        if rule == "email":
+            return (prices().usd_per_email * request.units).quantize(MICRO)
+        if rule == "free" or (rule == "broadcast" and request.params.get("send") is not True):
+            return Decimal(0)  # a draft broadcast sends nothing
+        return None  # how many emails it sends is not in the request: cost_unknown unless priced_after
 
     def parse_response(
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
@@ -173,15 +163,16 @@ class ResendAdapter:
         if status >= 400:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # nothing sent, nothing billed
         obj = json_object(body)
-        if not request.moves_money:
-            return ParsedResponse(Decimal(0), object_id=_id(obj) or request.object_id, vendor_request_id=request_id)
+        if _operation(request).price != "email":
+            cost = Decimal(0) if self.estimate_usd(request) == 0 else None  # unknown before, unknown still
+            return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id)
         units = request.units
         object_id = _id(obj)
-        if request.endpoint == f"POST /emails/{BATCH}":
+        if request.endpoint == BATCH:
             data = obj.get("data")
             ids = [_id(item) for item in data] if isinstance(data, list) else []
             object_id = next((i for i in ids if i), None)
-            units -= _refused_units(obj.get("errors"), request.params.get("units_per_email", ()))
+            units -= refused_units(obj.get("errors"), request.params.get("units_per_email", ()))
         cost = (prices().usd_per_email * max(units, 0)).quantize(MICRO)
         created = RecordedObject(object_id, "email") if object_id else None
         return ParsedResponse(cost, object_id=object_id, vendor_request_id=request_id, created=created)
@@ -238,79 +229,71 @@ def _status_and_name(error: VendorError) -> tuple[int, str]:
     return error.status, "validation_error"
 
 
-def _refuse_lookalikes(path: str) -> None:
-    """``/Emails`` or ``/emails/Batch`` may reach the same handler at Resend; Tollgate would not know it."""
-    segments = path.strip("/").split("/")
-    for segment, governed in zip(segments[:2], GOVERNED_SEGMENTS, strict=False):  # /emails has one
-        if segment.split(".")[0].lower() == governed and segment != governed:
-            raise RequestRejected("invalid_path", f"Use /{governed} exactly, not {segment[:40]!r}.", status=404)
-        if segment != governed:
-            return
+def _route(method: str, path: str) -> tuple[Match, str]:
+    """The operation and its name (``GET /emails/{id}``), or a refusal that names what was refused."""
+    try:
+        found = catalogue().match(method, path)
+    except RequestRejected as exc:
+        exc.endpoint = catalogue().generic_template(method, path)
+        raise
+    if found is None:
+        name = catalogue().generic_template(method, path)
+        raise RequestRejected("unknown_operation", f"{name} is not in Resend's API description, so what it does and "
+                              "costs is unknown: refused.", status=404, endpoint=name)
+    return found, _name(found.operation)
 
 
-def _document(headers: Mapping[str, str], body: bytes) -> Any:
+def _name(entry: Entry) -> str:
+    """How the audit row and policies name an operation: every placeholder ``{id}`` (``GET /contacts/{id}``)."""
+    return f"{entry.method} {_PLACEHOLDER.sub('{id}', entry.template)}"
+
+
+def _operation(request: ParsedRequest) -> Entry:
+    found = catalogue().match(request.method, request.path)
+    if found is None:  # parse_request refuses what the catalogue does not hold
+        raise ValueError(f"{request.endpoint} was not parsed by the Resend adapter")
+    return found.operation
+
+
+def _parsed(method: str, path: str, name: str, found: Match, query: bytes, headers: Mapping[str, str],
+            body: bytes) -> ParsedRequest:
+    operation = found.operation
+    flatform.decode(query, where="query string", repeatable=operation.lists)  # never ambiguous
+    document = _document(headers, body, operation)
+    if operation.price == "email":
+        send = read_send(document, batch=name == BATCH)
+        return ParsedRequest(
+            method=method, path=path, endpoint=name, moves_money=True,
+            params={"emails": send.emails, "units_per_email": send.units_per_email},
+            idempotency_key=headers.get("idempotency-key"), summary=send.summary,
+            recipients=send.recipients, senders=send.senders, units=len(send.recipients),
+        )
+    if method == "GET" and document not in (None, {}):
+        raise RequestRejected("unexpected_body", "A GET request carries no body.", status=INVALID)
+    fields = document if isinstance(document, dict) else {}
+    sender = address(fields.get("from"), "from") if operation.kind == "sends" else None
+    recipient = address(fields.get(operation.to), operation.to) if operation.to else None
+    params = {"send": fields.get("send")} if operation.price == "broadcast" else {}
+    return ParsedRequest(method, path, name, params=params, object_id=_object_id(found),
+                         moves_money=operation.kind == "sends", idempotency_key=headers.get("idempotency-key"),
+                         recipients=(recipient,) if recipient else (), senders=(sender,) if sender else ())
+
+
+def _object_id(found: Match) -> str | None:
+    """The id the path ends in, when it is an id (a contact's email address is not one)."""
+    last = found.operation.template.rsplit("/", 1)[-1]
+    value = found.params.get(last[1:-1]) if last.startswith("{") else None
+    return value if value is not None and looks_like_id(value) else None
+
+
+def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:
     if not body:
+        return None
+    if operation.body == "multipart":  # a contact import's CSV file: forwarded, not read
+        require_content_type(headers, "multipart/form-data", "Resend")
         return None
     require_content_type(headers, "application/json", "Resend")
     return strictjson.loads(body)
-
-
-def _emails(document: Any, *, batch: bool) -> list[dict[str, Any]]:
-    if not batch:
-        if not isinstance(document, dict):
-            raise RequestRejected("invalid_parameter", "The body must be a JSON object (one email).", status=INVALID)
-        return [document]
-    if not isinstance(document, list) or not 1 <= len(document) <= MAX_BATCH:
-        reason = "batch_too_large" if isinstance(document, list) and document else "invalid_batch"
-        raise RequestRejected(reason, f"A batch is a JSON array of 1-{MAX_BATCH} emails.", status=INVALID)
-    if not all(isinstance(email, dict) for email in document):
-        raise RequestRejected("invalid_parameter", "Every email in a batch must be a JSON object.", status=INVALID)
-    return document
-
-
-def _addresses(email: dict[str, Any], index: int | None) -> tuple[str, list[str]]:
-    """(bare From, [bare To..., Cc..., Bcc...]) of one email."""
-    where = "" if index is None else f" (email {index})"
-    for key in email:
-        if key.lower() in ("from", *ADDRESS_FIELDS) and key not in ("from", *ADDRESS_FIELDS):
-            raise RequestRejected("ambiguous_parameter", f"Use {key.lower()!r}, not {key!r}{where}.", param=key)
-    sender = email.get("from")
-    try:
-        sender = emailaddress.bare(sender) if isinstance(sender, str) else None
-    except ValueError:
-        sender = None
-    if sender is None:
-        raise RequestRejected("invalid_sender", f"'from' must be 'a@b.com' or 'Name <a@b.com>'{where}.",
-                              status=INVALID, param="from")
-    recipients: list[str] = []
-    for field in ADDRESS_FIELDS:
-        recipients += _field(email.get(field), field, where, required=field == "to")
-    return sender, recipients
-
-
-def _field(value: Any, field: str, where: str, *, required: bool) -> list[str]:
-    if value is None and not required:
-        return []
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or (required and not items) or not all(isinstance(v, str) for v in items):
-        raise RequestRejected("invalid_recipient", f"'{field}' must be an address or a non-empty list of them{where}.",
-                              status=INVALID, param=field)
-    if field == "to" and len(items) > MAX_TO:
-        raise RequestRejected("too_many_to_addresses", f"'to' holds at most {MAX_TO} addresses{where}.",
-                              status=INVALID, param="to")
-    try:
-        return [emailaddress.bare(item) for item in items]
-    except ValueError as exc:
-        raise RequestRejected("invalid_recipient", f"Invalid '{field}'{where}: {exc}.", status=INVALID,
-                              param=field) from None
-
-
-def _refused_units(errors: Any, per_email: Any) -> int:
-    """Recipients of the emails a permissive batch did not send (``errors: [{"index": i}]``)."""
-    if not isinstance(errors, list) or not isinstance(per_email, tuple):
-        return 0
-    indexes = {e.get("index") for e in errors if isinstance(e, dict)}
-    return sum(per_email[i] for i in indexes if type(i) is int and 0 <= i < len(per_email))
 
 
 def _id(obj: Any) -> str | None:
