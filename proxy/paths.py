@@ -17,8 +17,9 @@ MAX_PATH_BYTES = 2048
 # contact's address into ``/contacts/ana%40acme.example``): each stands for a character that is
 # allowed as it is anyway, appears in no vendor's resource names, and splits no segment. Any
 # other escape is either noise or a trick (``%2e%2e``, ``%2f``, an escaped letter of a resource
-# name that a deny rule would then not see), so it is refused. Both spellings of one id reach
-# the vendor as sent, and a policy's ``*`` matches either.
+# name that a deny rule would then not see), so it is refused. Either spelling is one segment
+# to the vendor (the upstream client may send ``%40`` as ``@``: the same segment), and a
+# policy's ``*`` matches either.
 _SAFE_SEGMENT = re.compile(rb"^(?:[A-Za-z0-9_\-.~:@,=+]|%40|%2B)+\Z")  # \Z, not $: $ also matches before "\n"
 
 
