@@ -22,6 +22,8 @@ from proxy.app import create_app
 from tests.emulators.resend_api import create_app as create_resend_emulator
 from tests.emulators.stripe_api import create_app as create_stripe_emulator
 from tests.emulators.twilio_api import create_app as create_twilio_emulator
+from tests.emulators.twilio_products import SPECS as TWILIO_PRODUCTS
+from tests.emulators.twilio_products import create_app as create_twilio_product_emulator
 from tests.support import leaks
 from tests.support.databases import database_of_its_own
 from tests.support.servers import serve_asgi
@@ -89,6 +91,17 @@ def twilio_emulator() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def twilio_products() -> Iterator[dict[str, tuple[str, Any]]]:
+    """Emulators of lookups.twilio.com, verify.twilio.com and messaging.twilio.com, by route prefix."""
+    with contextlib.ExitStack() as stack:
+        served = {}
+        for product in TWILIO_PRODUCTS:
+            app = create_twilio_product_emulator(product, TWILIO_ACCOUNT, TWILIO_TOKEN)
+            served[product] = (stack.enter_context(serve_asgi(app)), app)
+        yield served
+
+
+@pytest.fixture(scope="session")
 def resend_emulator() -> Iterator[tuple[str, Any]]:
     app = create_resend_emulator(RESEND_SECRET)
     with serve_asgi(app) as base_url:
@@ -96,8 +109,9 @@ def resend_emulator() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def proxy_url(pg_url: str, stripe_emulator, twilio_emulator, resend_emulator) -> Iterator[str]:
-    upstreams = {"stripe": stripe_emulator[0], "twilio": twilio_emulator[0], "resend": resend_emulator[0]}
+def proxy_url(pg_url: str, stripe_emulator, twilio_emulator, twilio_products, resend_emulator) -> Iterator[str]:
+    upstreams = {"stripe": stripe_emulator[0], "twilio": twilio_emulator[0], "resend": resend_emulator[0],
+                 **{f"twilio_{product}": url for product, (url, _) in twilio_products.items()}}
     runtime = bootstrap.runtime(settings_for(pg_url, upstreams))
     with serve_asgi(create_app(runtime), lifespan="on") as base_url:
         yield base_url

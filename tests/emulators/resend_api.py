@@ -11,7 +11,11 @@ Endpoints: ``POST /emails`` -> ``{"id": <uuid>}``; ``POST /emails/batch`` (a JSO
 at most 100 emails) -> ``{"data": [{"id"}...]}``, or with ``x-batch-validation: permissive``
 ``{"data": [...valid...], "errors": [{"index", "message"}]}``; ``GET /emails/{id}`` -> the
 email, built from the ``Email`` schema's examples in Resend's OpenAPI description
-(``tests/fixtures/resend-openapi.json``, resend/resend-openapi ``resend.json``).
+(``tests/fixtures/resend-openapi.json``, resend/resend-openapi ``resend.json``);
+``GET /emails/receiving`` (inbound mail, ``ListReceivedEmailsResponse``'s examples);
+``GET /contacts/{id or percent-encoded email}`` (``app.state.contacts``, by id and address);
+``POST /api-keys`` -> ``{"id", "token"}`` (a new ``re_...`` key, which is why Tollgate
+classifies it as issuing credentials).
 
 Errors in Resend's shape ``{"statusCode", "name", "message"}``: 401 missing_api_key, 403
 invalid_api_key, 422 missing_required_field / validation_error (invalid or more than 50
@@ -35,6 +39,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -63,9 +68,18 @@ class ResendApiError(Exception):
 
 
 @functools.cache
-def _email_example() -> Obj:
-    schema = json.loads(SPEC_PATH.read_text(encoding="utf-8"))["components"]["schemas"]["Email"]
+def _schemas() -> Obj:
+    schemas: Obj = json.loads(SPEC_PATH.read_text(encoding="utf-8"))["components"]["schemas"]
+    return schemas
+
+
+def _from_examples(schema: Obj) -> Obj:
+    """An object built from the examples of a schema's properties."""
     return {name: prop.get("example") for name, prop in schema["properties"].items()}
+
+
+def _email_example() -> Obj:
+    return _from_examples(_schemas()["Email"])
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -143,13 +157,36 @@ def _batch(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
     return answer
 
 
+def _received_emails(app: Starlette, request: ReceivedRequest) -> Obj:
+    schema = _schemas()["ListReceivedEmailsResponse"]
+    return {**_from_examples(schema), "data": [_from_examples(schema["properties"]["data"]["items"])]}
+
+
+def _contact(app: Starlette, identifier: str) -> Obj:
+    wanted = unquote(identifier)  # resend-python quotes an address: ana%40acme.example
+    for contact in app.state.contacts:
+        if wanted in (contact["id"], contact["email"]):
+            return copy.deepcopy(contact)
+    raise ResendApiError(404, "not_found", "Contact not found")
+
+
+def _new_api_key(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
+    if not isinstance(payload, dict) or not payload.get("name"):
+        raise ResendApiError(422, "missing_required_field", "Missing `name` field.")
+    return {"id": str(uuid.uuid4()), "token": "re_" + secrets.token_hex(4) + "_" + secrets.token_urlsafe(18)}
+
+
 def _route(app: Starlette, request: ReceivedRequest) -> Obj:
+    if request.method == "GET" and request.path == "/emails/receiving":
+        return _received_emails(app, request)
+    if request.method == "GET" and (found := re.fullmatch(r"/contacts/([^/]+)", request.path)):
+        return _contact(app, found.group(1))
     if request.method == "GET" and (found := re.fullmatch(r"/emails/([^/]+)", request.path)):
         email = app.state.emails.get(found.group(1))
         if email is None:
             raise ResendApiError(404, "not_found", "Email not found")
         return copy.deepcopy(email)
-    handler = {"/emails": _send, "/emails/batch": _batch}.get(request.path)
+    handler = {"/emails": _send, "/emails/batch": _batch, "/api-keys": _new_api_key}.get(request.path)
     if request.method != "POST" or handler is None:
         raise ResendApiError(404, "not_found", "The requested endpoint does not exist.")
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
@@ -203,4 +240,6 @@ def create_app(api_key: str = "re_test_emulator") -> Starlette:
     app.state.fail_next = None
     app.state.emails = {}
     app.state.idempotency = {}
+    app.state.contacts = [{**_from_examples(_schemas()["GetContactResponseSuccess"]), "id": str(uuid.uuid4()),
+                           "email": "ana@acme.example"}]
     return app

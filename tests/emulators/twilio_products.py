@@ -1,0 +1,211 @@
+"""Emulators of Twilio's product hosts: lookups.twilio.com, verify.twilio.com, messaging.twilio.com.
+
+twilio-python sends Lookups, Verify and Messaging-service calls to these hosts, not to
+api.twilio.com; Tollgate forwards them there (``/twilio/<product>/...``), so the tests need one
+emulator per host, each an ASGI app of its own on its own port, like the real hosts::
+
+    app = create_app("lookups", "AC" + "0" * 32, "auth_token")
+
+Bodies are deep copies of the examples in Twilio's OpenAPI documents
+(``tests/fixtures/twilio_lookups_v2.json``, ``twilio_verify_v2.json``,
+``twilio_messaging_v1.json``), with what the request decides written over them:
+
+* lookups: ``GET /v2/PhoneNumbers/{PhoneNumber}`` (the ``fetch`` example; each data package
+  named in ``Fields`` filled from the example that has it; ``fetchInvalid`` for a number that
+  is not E.164);
+* verify: ``POST /v2/Services/{ServiceSid}/Verifications`` (201, ``createVerification`` or
+  ``createVerificationEmail``), ``GET .../Verifications/{Sid}``, ``POST .../VerificationCheck``
+  (``approved`` when Code is ``123456``, as a test code);
+* messaging: ``POST /v1/Services`` (201), ``GET /v1/Services``, ``GET /v1/Services/{Sid}``.
+
+Authentication, ``received`` and ``fail_next`` as in twilio_api: Basic auth with the account's
+SID and auth token (a vault key there would be refused with 401 20003, and is searched for by
+tests/test_e2e_twilio_hosts.py in everything every emulator received).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
+
+from ._received import record
+from ._twilio_store import Obj, TwilioApiError, new_sid
+from .twilio_api import _authenticated_account, _params
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SPECS = {"lookups": "twilio_lookups_v2.json", "verify": "twilio_verify_v2.json",
+         "messaging": "twilio_messaging_v1.json"}
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
+TEST_CODE = "123456"
+Handler = Callable[[Starlette, str, dict[str, Any], dict[str, str]], tuple[int, Obj]]
+
+
+@functools.cache
+def _spec(product: str) -> Obj:
+    spec: Obj = json.loads((FIXTURES / SPECS[product]).read_text(encoding="utf-8"))
+    return spec
+
+
+def example(product: str, path: str, method: str, status: str, name: str) -> Obj:
+    operation = _spec(product)["paths"][path][method]
+    value: Obj = operation["responses"][status]["content"]["application/json"]["examples"][name]["value"]
+    return copy.deepcopy(value)
+
+
+def _examples(product: str, path: str, method: str, status: str) -> list[Obj]:
+    operation = _spec(product)["paths"][path][method]
+    return [e["value"] for e in operation["responses"][status]["content"]["application/json"]["examples"].values()]
+
+
+# -- lookups ------------------------------------------------------------------------------
+
+
+def _lookup(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    number, path = ids["number"], "/v2/PhoneNumbers/{PhoneNumber}"
+    if not _E164.match(number):
+        answer = example("lookups", path, "get", "200", "fetchInvalid")
+        answer.update(phone_number=number, url=f"https://lookups.twilio.com/v2/PhoneNumbers/{number}")
+        return 200, answer
+    answer = example("lookups", path, "get", "200", "fetch")
+    country = "US" if number.startswith("+1") else "GB" if number.startswith("+44") else None
+    answer.update(phone_number=number, country_code=country, url=f"https://lookups.twilio.com/v2/PhoneNumbers/{number}")
+    for field in filter(None, str(params.get("Fields", "")).split(",")):
+        if field not in answer:
+            raise TwilioApiError(400, 60200, f"Invalid field: {field}")
+        answer[field] = copy.deepcopy(next((e[field] for e in _examples("lookups", path, "get", "200") if e.get(field)),
+                                           None))
+    return 200, answer
+
+
+# -- verify -------------------------------------------------------------------------------
+
+_VERIFY = "/v2/Services/{ServiceSid}/Verifications"
+
+
+def _verification(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    channel, to = params.get("Channel"), params.get("To")
+    if not to:
+        raise TwilioApiError(400, 60200, "Invalid parameter: To")
+    if channel not in ("sms", "call", "email", "whatsapp", "sna", "auto"):
+        raise TwilioApiError(400, 60200, "Invalid parameter: Channel")
+    answer = example("verify", _VERIFY, "post", "201",
+                     "createVerificationEmail" if channel == "email" else "createVerification")
+    sid = new_sid("VE")
+    answer.update(sid=sid, service_sid=ids["service"], account_sid=account, to=to, channel=channel,
+                  url=f"https://verify.twilio.com/v2/Services/{ids['service']}/Verifications/{sid}")
+    answer["send_code_attempts"][0].update(channel=channel.upper(), attempt_sid=new_sid("VL"))
+    app.state.verifications[sid] = answer
+    return 201, answer
+
+
+def _fetch_verification(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    found = app.state.verifications.get(ids["sid"])
+    if found is None or found["service_sid"] != ids["service"]:
+        raise TwilioApiError(404, 20404, "The requested resource was not found")
+    return 200, found
+
+
+def _check(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    pending = [v for v in app.state.verifications.values()
+               if v["service_sid"] == ids["service"] and v["to"] == params.get("To")]
+    if not pending:
+        raise TwilioApiError(404, 20404, "The requested resource was not found")
+    verification = pending[-1]
+    if params.get("Code") == TEST_CODE:
+        verification.update(status="approved", valid=True)
+    answer = example("verify", "/v2/Services/{ServiceSid}/VerificationCheck", "post", "200", "verificationChecks200")
+    answer.update({k: verification[k] for k in ("sid", "service_sid", "account_sid", "to", "channel", "status",
+                                                 "valid")})
+    return 200, answer
+
+
+# -- messaging ----------------------------------------------------------------------------
+
+
+def _create_service(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    if not params.get("FriendlyName"):
+        raise TwilioApiError(400, 21602, "FriendlyName is required")
+    service = example("messaging", "/v1/Services", "post", "201", "create")
+    sid = new_sid("MG")
+    service.update(sid=sid, account_sid=account, friendly_name=params["FriendlyName"],
+                   url=f"https://messaging.twilio.com/v1/Services/{sid}")
+    app.state.services[sid] = service
+    return 201, service
+
+
+def _list_services(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    answer = example("messaging", "/v1/Services", "get", "200", "readFull")
+    answer["services"] = list(app.state.services.values())
+    return 200, answer
+
+
+def _fetch_service(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    found = app.state.services.get(ids["sid"])
+    if found is None:
+        raise TwilioApiError(404, 20404, "The requested resource was not found")
+    return 200, found
+
+
+_SID = "[A-Z]{2}[0-9a-f]{32}"
+_SERVICE = r"/v2/Services/(?P<service>VA[0-9a-f]{32})"
+ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
+    product: tuple((method, re.compile(pattern + r"\Z"), handler) for method, pattern, handler in table)
+    for product, table in {
+        "lookups": (("GET", r"/v2/PhoneNumbers/(?P<number>[^/]+)", _lookup),),
+        "verify": (
+            ("POST", _SERVICE + "/Verifications", _verification),
+            ("GET", _SERVICE + rf"/Verifications/(?P<sid>{_SID})", _fetch_verification),
+            ("POST", _SERVICE + "/VerificationCheck", _check),
+        ),
+        "messaging": (
+            ("POST", r"/v1/Services", _create_service),
+            ("GET", r"/v1/Services", _list_services),
+            ("GET", r"/v1/Services/(?P<sid>MG[0-9a-f]{32})", _fetch_service),
+        ),
+    }.items()
+}
+
+
+async def _endpoint(request: Request) -> Response:
+    app, received = request.app, await record(request)
+    status, body = _answer(app, received)
+    headers = {"Twilio-Request-Id": "RQ" + secrets.token_hex(16)}
+    return Response(json.dumps(body), status, headers, media_type="application/json; charset=utf-8")
+
+
+def _answer(app: Starlette, received: Any) -> tuple[int, Obj]:
+    if app.state.fail_next is not None:
+        (status, body), app.state.fail_next = app.state.fail_next, None
+        return status, body
+    account = _authenticated_account(app, received.headers.get("authorization"))
+    if account is None:
+        return 401, TwilioApiError(401, 20003, "Authenticate").body()
+    try:
+        for method, pattern, handler in ROUTES[app.state.product]:
+            found = pattern.match(received.path)
+            if found and method == received.method:
+                return handler(app, account, _params(received), found.groupdict())
+        raise TwilioApiError(404, 20404, f"The requested resource {received.path} was not found")
+    except TwilioApiError as exc:
+        return exc.status, exc.body()
+
+
+def create_app(product: str, account_sid: str = "AC" + "0" * 32, auth_token: str = "emulator_auth_token") -> Starlette:
+    """A fresh emulator of one product host (``lookups``, ``verify`` or ``messaging``) for one account."""
+    app = Starlette(routes=[StarletteRoute("/{path:path}", _endpoint, methods=["GET", "POST", "DELETE", "PUT"])])
+    app.state.product = product
+    app.state.account_sid, app.state.auth_token, app.state.api_keys = account_sid, auth_token, {}
+    app.state.received, app.state.fail_next = [], None
+    app.state.verifications, app.state.services = {}, {}
+    return app
