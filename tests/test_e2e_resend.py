@@ -88,3 +88,30 @@ def test_a_revoked_key_raises_resends_invalid_key_error(use_key, admin):
     with pytest.raises(InvalidApiKeyError) as raised:
         resend.Emails.send(email())
     assert "[tollgate:key_revoked]" in raised.value.message
+
+
+def test_a_contact_fetched_by_its_address_and_inbound_mail_are_their_own_operations(use_key, sql, run_id,
+                                                                                   resend_emulator):
+    use_key(endpoints={"allow": ["GET /contacts/*", "GET /emails/*"]})
+    contact = resend.Contacts.get(email="ana@acme.example")  # resend-python: /contacts/ana%40acme.example
+    assert contact["email"] == "ana@acme.example"
+    assert resend_emulator[1].state.received[-1].path == "/contacts/ana@acme.example"  # one segment, as Resend reads it
+    inbound = resend.Emails.Receiving.list()
+    assert inbound["object"] == "list"
+    assert [(r["decision"], r["endpoint"], r["object_id"]) for r in rows(sql, run_id)] == [
+        ("allowed", "GET /contacts/{id}", contact["id"]), ("allowed", "GET /emails/receiving", None)]
+    assert "acme" not in str([r["endpoint"] for r in rows(sql, run_id)])
+
+
+def test_creating_an_api_key_is_refused_unless_named_and_blocked_rows_name_their_endpoint(use_key, sql, run_id):
+    use_key()
+    with pytest.raises(ResendError) as refused:
+        resend.ApiKeys.create({"name": "agent"})
+    assert "[tollgate:endpoint_not_allowed]" in refused.value.message
+    with pytest.raises(ValidationError):
+        resend.Batch.send([email()] * 101)
+    with pytest.raises(ResendError):
+        resend.Emails.send(email(**{"from": "not an address"}))
+    assert [(r["reason"], r["endpoint"]) for r in rows(sql, run_id)] == [
+        ("endpoint_not_allowed", "POST /api-keys"), ("batch_too_large", "POST /emails/batch"),
+        ("invalid_sender", "POST /emails")]
