@@ -71,6 +71,13 @@ class Match:
     operation: Operation
     params: Mapping[str, str] = field(default_factory=dict)  # placeholder -> the segment's value (suffix removed)
 
+    @property
+    def target(self) -> str | None:
+        """The value of the template's last segment when it is a placeholder: what a fetch, an update
+        or a delete acts on (``/Messages/{Sid}.json``); None for a list or a create."""
+        last = _Segment.parse(self.operation.template.rsplit("/", 1)[-1])
+        return self.params.get(last.name) if last.literal is None else None
+
 
 @dataclass(frozen=True)
 class _Segment:
@@ -141,6 +148,13 @@ class Catalogue:
                 raise RequestRejected("invalid_path", f"{path[:80]!r} is a look-alike of one of the vendor's paths; "
                                       "use the vendor's own spelling.", status=404)
         return None
+
+    def operation_of(self, method: str, path: str) -> Operation:
+        """The operation of a request an adapter has already parsed (so it matched)."""
+        found = self.match(method, path)
+        if found is None:
+            raise ValueError(f"{method} {path[:80]} is not an operation of this catalogue")
+        return found.operation
 
     def generic_template(self, method: str, path: str) -> str:
         """A name for a request that matched nothing: the catalogue's words kept, every other

@@ -249,10 +249,7 @@ def _name(entry: Entry) -> str:
 
 
 def _operation(request: ParsedRequest) -> Entry:
-    found = catalogue().match(request.method, request.path)
-    if found is None:  # parse_request refuses what the catalogue does not hold
-        raise ValueError(f"{request.endpoint} was not parsed by the Resend adapter")
-    return found.operation
+    return catalogue().operation_of(request.method, request.path)
 
 
 def _parsed(method: str, path: str, name: str, found: Match, query: bytes, headers: Mapping[str, str],
@@ -281,9 +278,7 @@ def _parsed(method: str, path: str, name: str, found: Match, query: bytes, heade
 
 def _object_id(found: Match) -> str | None:
     """The id the path ends in, when it is an id (a contact's email address is not one)."""
-    last = found.operation.template.rsplit("/", 1)[-1]
-    value = found.params.get(last[1:-1]) if last.startswith("{") else None
-    return value if value is not None and looks_like_id(value) else None
+    return found.target if found.target is not None and looks_like_id(found.target) else None
 
 
 def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:

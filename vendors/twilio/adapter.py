@@ -255,10 +255,7 @@ def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
 
 def _operation(request: ParsedRequest) -> Entry:
     """The catalogue's operation for a request this adapter parsed."""
-    found = routes.catalogues()[request.host].match(request.method, request.path)
-    if found is None:  # parse_request refuses what no catalogue holds
-        raise ValueError(f"{request.endpoint} was not parsed by the Twilio adapter")
-    return found.operation
+    return routes.catalogues()[request.host].operation_of(request.method, request.path)
 
 
 def _facts(found: routes.Route, params: Mapping[str, Any]) -> Facts:

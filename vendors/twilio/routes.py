@@ -52,14 +52,12 @@ class Route:
     account: str | None  # the Account SID the path names
     endpoint: str  # the template with its host prefix: "GET /lookups/v2/PhoneNumbers/{PhoneNumber}"
 
+    target: str | None  # the value of the template's last placeholder, if it ends in one
+
     @property
     def object_id(self) -> str | None:
-        """The Sid of the object the call acts on: the template's last segment, when a placeholder."""
-        last = self.operation.template.rsplit("/", 1)[-1]
-        if not last.startswith("{"):
-            return None
-        value = self.params.get(last[1:].split("}", 1)[0])
-        return value if value is not None and looks_like_id(value) else None
+        """The Sid of the object the call acts on (a number or a name is no object id)."""
+        return self.target if self.target is not None and looks_like_id(self.target) else None
 
 
 @lru_cache(maxsize=1)
@@ -107,7 +105,7 @@ def route(method: str, path: str) -> Route:
     except RequestRejected as exc:
         exc.endpoint = endpoint
         raise
-    return Route(host, on_host, found.operation, found.params, account, endpoint)
+    return Route(host, on_host, found.operation, found.params, account, endpoint, found.target)
 
 
 def _prefixed(template: str, prefix: str) -> str:
