@@ -96,10 +96,14 @@ def test_a_contact_fetched_by_its_address_and_inbound_mail_are_their_own_operati
     contact = resend.Contacts.get(email="ana@acme.example")  # resend-python: /contacts/ana%40acme.example
     assert contact["email"] == "ana@acme.example"
     assert resend_emulator[1].state.received[-1].path == "/contacts/ana@acme.example"  # one segment, as Resend reads it
-    inbound = resend.Emails.Receiving.list()
-    assert inbound["object"] == "list"
+    with pytest.raises(ResendError) as inbound_refused:  # GET /emails/* reads sent emails, not inbound mail
+        resend.Emails.Receiving.list()
+    assert "[tollgate:endpoint_not_allowed]" in inbound_refused.value.message
+    use_key(endpoints={"allow": ["GET /emails/receiving"]})
+    assert resend.Emails.Receiving.list()["object"] == "list"
     assert [(r["decision"], r["endpoint"], r["object_id"]) for r in rows(sql, run_id)] == [
-        ("allowed", "GET /contacts/{id}", contact["id"]), ("allowed", "GET /emails/receiving", None)]
+        ("allowed", "GET /contacts/{id}", contact["id"]), ("blocked", "GET /emails/receiving", None),
+        ("allowed", "GET /emails/receiving", None)]
     assert "acme" not in str([r["endpoint"] for r in rows(sql, run_id)])
 
 
