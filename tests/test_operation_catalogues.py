@@ -182,3 +182,18 @@ def test_an_operation_no_catalogue_holds_is_refused_naming_no_value(path: str) -
 def test_catalogues_load_as_the_adapter_reads_them() -> None:
     for _, catalogue, *_ in CATALOGUES:
         assert Catalogue.load(catalogue).operations
+
+
+def test_policy_review_warns_of_credentials_and_unpriced_operations_from_the_catalogues() -> None:
+    from proxy.policy import warnings
+
+    twilio = warnings.review({"endpoints": {"allow": [
+        "POST /2010-04-01/Accounts/*/Keys.json", "POST /2010-04-01/Accounts/*/IncomingPhoneNumbers.json",
+        "GET /lookups/v2/PhoneNumbers/*", "POST /verify/v2/Services/*/Verifications"]}}, TWILIO.operations())
+    assert twilio.matches["GET /lookups/v2/PhoneNumbers/*"] == ["GET /lookups/v2/PhoneNumbers/{PhoneNumber}"]
+    assert any("Keys.json, which issues credentials" in w for w in twilio.warnings)
+    assert any("IncomingPhoneNumbers.json, which buys but cannot be priced" in w for w in twilio.warnings)
+    assert any("Verifications, which reaches people but cannot be priced" in w for w in twilio.warnings)
+    resend = warnings.review({"endpoints": {"allow": ["POST /api-keys", "GET /emails/*"]}}, RESEND.operations())
+    assert resend.matches["GET /emails/*"] == ["GET /emails/{id}"]  # not /emails/receiving, not /emails/metrics
+    assert any("POST /api-keys, which issues credentials" in w for w in resend.warnings)
