@@ -43,7 +43,9 @@ _EXTENSION = re.compile(r"\.[A-Za-z]{2,5}\Z")
 
 
 @dataclass(frozen=True)
-class Operation:
+class Entry:
+    """One operation of the vendor's spec, as the catalogue classifies it."""
+
     method: str
     template: str  # as the spec spells it: /2010-04-01/Accounts/{AccountSid}/Messages.json
     kind: str
@@ -68,7 +70,7 @@ class Operation:
 
 @dataclass(frozen=True)
 class Match:
-    operation: Operation
+    operation: Entry
     params: Mapping[str, str] = field(default_factory=dict)  # placeholder -> the segment's value (suffix removed)
 
     @property
@@ -108,10 +110,10 @@ class Catalogue:
 
     def __init__(self, operations: Mapping[str, Mapping[str, Any]], *, source: str = ""):
         self.source = source
-        self.operations: dict[str, Operation] = {}
-        self._shapes: dict[tuple[str, int], list[tuple[tuple[_Segment, ...], Operation]]] = {}
+        self.operations: dict[str, Entry] = {}
+        self._shapes: dict[tuple[str, int], list[tuple[tuple[_Segment, ...], Entry]]] = {}
         for key, entry in operations.items():
-            operation = _operation(key, entry)
+            operation = _entry(key, entry)
             self.operations[key] = operation
             segments = tuple(_Segment.parse(s) for s in operation.template.strip("/").split("/"))
             self._shapes.setdefault((operation.method, len(segments)), []).append((segments, operation))
@@ -149,7 +151,7 @@ class Catalogue:
                                       "use the vendor's own spelling.", status=404)
         return None
 
-    def operation_of(self, method: str, path: str) -> Operation:
+    def operation_of(self, method: str, path: str) -> Entry:
         """The operation of a request an adapter has already parsed (so it matched)."""
         found = self.match(method, path)
         if found is None:
@@ -179,11 +181,11 @@ def _bind(segments: tuple[_Segment, ...], got: list[str]) -> dict[str, str] | No
     return params
 
 
-def _operation(key: str, entry: Mapping[str, Any]) -> Operation:
+def _entry(key: str, entry: Mapping[str, Any]) -> Entry:
     method, _, template = key.partition(" ")
     if entry["kind"] not in KINDS:
         raise ValueError(f"{key}: kind {entry['kind']!r} is not one of {KINDS}")
-    return Operation(
+    return Entry(
         method=method,
         template=template,
         kind=entry["kind"],

@@ -72,8 +72,7 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.catalogue import Catalogue, Match
-from vendors.catalogue import Operation as Entry
+from vendors.catalogue import Catalogue, Entry, Match
 from vendors.endpoints import looks_like_id
 from vendors.money import MICRO, PRICING_DIR
 from vendors.resend.emails import INVALID, address, read_send, refused_units

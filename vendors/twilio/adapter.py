@@ -81,7 +81,7 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.catalogue import Operation as Entry
+from vendors.catalogue import Entry
 from vendors.twilio import errors, routes
 from vendors.twilio.messages import Facts, call_facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices

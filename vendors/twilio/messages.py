@@ -27,7 +27,7 @@ from typing import Any
 
 from vendors import emailaddress, sms
 from vendors.base import RequestRejected
-from vendors.catalogue import Operation
+from vendors.catalogue import Entry
 from vendors.twilio.pricing import prices
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
@@ -81,7 +81,7 @@ def call_facts(params: Mapping[str, Any]) -> Facts:
     return Facts(True, (number,), (country,), (sender,) if sender else (), minutes, summary)
 
 
-def send_facts(operation: Operation, params: Mapping[str, Any], path_params: Mapping[str, str]) -> Facts:
+def send_facts(operation: Entry, params: Mapping[str, Any], path_params: Mapping[str, str]) -> Facts:
     """Who an operation other than a message or call create reaches, and from which sender."""
     recipients: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()

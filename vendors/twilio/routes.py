@@ -25,7 +25,7 @@ from types import MappingProxyType
 
 from vendors import base
 from vendors.base import RequestRejected
-from vendors.catalogue import Catalogue, Match, Operation
+from vendors.catalogue import Catalogue, Entry, Match
 from vendors.endpoints import looks_like_id
 
 API_VERSION = "2010-04-01"
@@ -47,7 +47,7 @@ _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}\Z")
 class Route:
     host: str | None  # a prefix of HOSTS, or None for api.twilio.com
     path: str  # the path on that host
-    operation: Operation
+    operation: Entry
     params: Mapping[str, str]  # the path's placeholders
     account: str | None  # the Account SID the path names
     endpoint: str  # the template with its host prefix: "GET /lookups/v2/PhoneNumbers/{PhoneNumber}"
