@@ -82,6 +82,7 @@ class Call:
     key_id: str | None = None
     endpoint: str | None = None
     predicted: Decimal = Decimal(0)
+    cost_known: bool = True  # False: forwarded unpriced because the policy said so (priced_after)
     upstream_seconds: float | None = None
 
     @property
@@ -203,7 +204,7 @@ class ProxyHandler:
         bound = key.credential.account
         if bound and parsed.account and parsed.account != bound:
             raise AuthRefused("account_mismatch", f"This vault key is bound to account {bound}, not {parsed.account}.",
-                              key_id=key.id)
+                              key_id=key.id, endpoint=parsed.endpoint)
         return parsed
 
     async def _admit(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
@@ -240,6 +241,7 @@ class ProxyHandler:
             )
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
         call.predicted = predicted if predicted is not None else Decimal(0)  # None gets here only priced_after
+        call.cost_known = predicted is not None
         return await self._gate.admit(key.id, ref, row.masked(), call.predicted, approval)  # 6
 
     async def _records(self, key_id: str, object_ids: tuple[str, ...]) -> dict[str, RecordedObject]:
@@ -268,7 +270,8 @@ class ProxyHandler:
         priced = adapter.parse_response(parsed, response.status, response.headers, response.body)
         withheld = await self._withheld(key, priced)  # 9: scope covers what the answer reveals too
         enforced = withheld is not None and not key.policy.shadow
-        cost, source = (priced.cost_usd, "parsed") if priced.cost_usd is not None else (call.predicted, "estimated")
+        cost, source = ((priced.cost_usd, "parsed") if priced.cost_usd is not None
+                        else (call.predicted, "estimated" if call.cost_known else "none"))
         await self._gate.settle(admission, cost, SettlePatch(
             source, call.elapsed_ms(), decision=("blocked" if enforced else "shadow_blocked") if withheld else None,
             reason=withheld.reason if withheld else "idempotent_replay" if priced.replayed else None,
