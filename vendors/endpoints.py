@@ -44,7 +44,10 @@ class EndpointTable(Generic[T]):
 
     def __init__(self, endpoints: Iterable[Endpoint[T]]):
         self._by_shape: dict[tuple[str, int], list[tuple[list[str], Endpoint[T]]]] = {}
+        self._exact: dict[tuple[str, str], Endpoint[T]] = {}  # templates without a placeholder: one probe
         for endpoint in endpoints:
+            if "{" not in endpoint.template:
+                self._exact.setdefault((endpoint.method, endpoint.template.strip("/")), endpoint)
             segments = endpoint.template.strip("/").split("/")
             self._by_shape.setdefault((endpoint.method, len(segments)), []).append((segments, endpoint))
         for candidates in self._by_shape.values():  # a literal segment beats a placeholder: "search" is no id
@@ -55,6 +58,9 @@ class EndpointTable(Generic[T]):
 
     def match(self, method: str, path: str) -> tuple[Endpoint[T] | None, dict[str, str], str]:
         """Return (endpoint or None, path params, template name)."""
+        exact = self._exact.get((method, path.strip("/")))
+        if exact is not None:  # a literal beats a placeholder anyway
+            return exact, {}, exact.name
         segments = path.strip("/").split("/")
         for template, endpoint in self._by_shape.get((method, len(segments)), ()):
             params = _bind(template, segments)

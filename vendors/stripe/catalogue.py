@@ -91,6 +91,8 @@ def load(host: str = "api") -> EndpointTable[Facts]:
 def param(params: dict[str, Any], name: str) -> Any:
     """A parameter by its form-notation name (``amount[monetary][value]``); None when absent.
     Path parameters (``{charge}``) are not request parameters."""
+    if "[" not in name:  # most are flat: one dict look-up, on every request
+        return params.get(name) if isinstance(params, dict) else None
     value: Any = params
     for part in name.replace("]", "").split("["):
         if not isinstance(value, dict):
