@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Label, Select, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy.errors import Conflict, NotFound
+from proxy.redact import mask_strings, redact_content
 from proxy.schema import approvals
 from vendors.base import ParsedRequest
 
 
-def fingerprint(key_id: str, request: ParsedRequest) -> str:
-    """Same key, method, path and parameters (in any order) -> same fingerprint.
+def acts_on(account: str | None, headers: Mapping[str, str], decision_headers: frozenset[str]) -> dict[str, Any]:
+    """What the call acts on beyond its path: the account (the agent's, or the one its key is
+    bound to and Tollgate sets itself) and the adapter's decision headers as sent."""
+    return {"account": account, "headers": {name: headers[name] for name in sorted(decision_headers & headers.keys())}}
+
+
+def described_request(request: ParsedRequest, acting_on: Mapping[str, Any]) -> dict[str, Any]:
+    """What the approver is shown, as the ``request`` column holds it: the parameters that
+    would be sent, the account and the headers that decide what they act on (no credentials)."""
+    described: dict[str, Any] = mask_strings({"params": redact_content(request.params), **acting_on})
+    return described
+
+
+def fingerprint(key_id: str, request: ParsedRequest, acting_on: Mapping[str, Any] | None = None) -> str:
+    """Same key, method, path, parameters (in any order), account and decision headers -> same
+    fingerprint: an approval covers exactly what will be sent, so a retry that names another
+    connected account (or API version) is another call and asks again.
 
     The Idempotency-Key header is left out on purpose: SDKs draw a new one per call, and
     the agent's retry after approval is a new call with the same content.
@@ -27,6 +44,8 @@ def fingerprint(key_id: str, request: ParsedRequest) -> str:
     parts: list[Any] = [key_id, request.method, request.path, request.params]
     if request.host is not None:  # another host of the vendor is another call (main-host prints unchanged)
         parts.append(request.host)
+    if acting_on and (acting_on.get("account") or acting_on.get("headers")):  # as above: prints without unchanged
+        parts.append({"acts_on": acting_on})
     canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -31,7 +31,7 @@ from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
-from proxy.redact import looks_secret, mask_strings, redact_content
+from proxy.redact import looks_secret, mask_strings
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
 from vendors.base import (
@@ -233,11 +233,13 @@ class ProxyHandler:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
         approval = None
         if verdict.approval or policy.has_approval_caps:
+            acting_on = approvals.acts_on(parsed.account or key.credential.account, call.headers,
+                                          call.adapter.decision_headers)
             approval = ApprovalRequest(
-                approvals.fingerprint(key.id, parsed), verdict.approval is not None,
+                approvals.fingerprint(key.id, parsed, acting_on), verdict.approval is not None,
                 verdict.approval.reason if verdict.approval else None,
                 verdict.approval.message if verdict.approval else None,
-                self._settings.approval_ttl_s, mask_strings(redact_content(parsed.params)),
+                self._settings.approval_ttl_s, approvals.described_request(parsed, acting_on),
             )
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
         call.predicted = predicted if predicted is not None else Decimal(0)  # None gets here only priced_after

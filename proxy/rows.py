@@ -89,4 +89,4 @@ class ApprovalRequest:
     reason: str | None
     message: str | None
     ttl_seconds: int
-    request: Mapping[str, Any] = field(default_factory=dict)  # redacted, shown to the approver
+    request: Mapping[str, Any] = field(default_factory=dict)  # params, account, headers: shown to the approver

@@ -135,7 +135,9 @@ approvals = Table(
     Column("endpoint", Text),
     Column("agent_run_id", Text),
     Column("predicted_usd", USD),
-    Column("request", JSONB),  # the parameters that would be sent (no credentials)
+    # What would be sent (no credentials): {"params": {...}, "account": ..., "headers": {...}},
+    # the account and the decision headers being what the call acts on (proxy/approvals.py).
+    Column("request", JSONB),
     Column("audit_id", BigInteger),  # the row that asked
     Column("used_audit_id", BigInteger),  # the row that passed with it
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),

@@ -140,8 +140,11 @@ def test_policy_and_approval_commands(pg_url, tmp_path, proxy_url, stripe_emulat
         client.v1.payouts.create(params={"amount": 700, "currency": "usd"})
     approval_id = held.value.json_body["error"]["approval_id"]
     assert approval_id in tollgate("approvals", "list", env=env).stdout
+    shown = json.loads(tollgate("approvals", "show", approval_id, env=env).stdout)
+    assert shown["request"]["params"] == {"amount": "700", "currency": "usd"} and shown["request"]["account"] is None
     approved = tollgate("approvals", "approve", approval_id, "--by", "ops", env=env).stdout
-    assert approved.startswith(f"{approval_id} approved.")
+    assert approved.startswith(f"{approval_id} approved: POST /v1/payouts on account the key's own (headers: "
+                               f"stripe-version: {stripe.api_version}; parameters: ")
     assert client.v1.payouts.create(params={"amount": 700, "currency": "usd"}).amount == 700
 
     spent = json.loads(tollgate("keys", "spend", key["id"], env=env).stdout)

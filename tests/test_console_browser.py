@@ -166,6 +166,8 @@ def test_approve_a_held_request_and_the_retry_passes(page, console_url, shots, r
     page.goto(f"{console_url}/console/approvals")
     card = page.locator(f"#approval-{approval_id}")
     assert '"amount": "1500"' in card.locator("pre").inner_text()  # what exactly would be sent
+    facts = card.locator("dl").inner_text()  # and what it acts on
+    assert "the key's own (no connected account named)" in facts and f"stripe-version: {stripe.api_version}" in facts
     assert "expires in" in card.locator("time").inner_text()  # the countdown script ran
     page.screenshot(path=str(shots / "approvals.png"), full_page=True)
     card.get_by_role("button", name=f"Approve {approval_id}").click()

@@ -55,7 +55,8 @@ def test_an_approved_request_passes_once_and_a_changed_one_does_not(proxy_url, m
     pending = admin.get("/admin/v1/approvals", params={"status": "pending", "key_id": key["id"]}).json()["data"]
     assert [(a["id"], a["endpoint"], a["predicted_usd"], a["request"]) for a in pending] == [
         (approval_id, "POST /v1/payouts", "250.000000",
-         {"amount": "25000", "currency": "usd", "description": "quarterly"})]
+         {"params": {"amount": "25000", "currency": "usd", "description": "quarterly"},
+          "account": None, "headers": {"stripe-version": stripe.api_version}})]
 
     with pytest.raises(stripe.PermissionError) as again:  # asking again does not pile up approvals
         client.v1.payouts.create(params=payout, options=run(run_id))
@@ -79,6 +80,49 @@ def test_an_approved_request_passes_once_and_a_changed_one_does_not(proxy_url, m
         ("allowed", None), ("approval_required", "endpoint_requires_approval")]
     used = admin.get(f"/admin/v1/approvals/{approval_id}").json()
     assert used["status"] == "used" and used["decided_by"] == "ops@acme"
+
+
+def test_an_approval_covers_the_account_the_call_acts_on(proxy_url, make_key, admin, sql, run_id, stripe_emulator):
+    document = policy()
+    document["endpoints"]["require_approval"] = ["POST /v1/payouts"]
+    key = make_key(document)
+    client = client_for(proxy_url, key["key"])
+    payout = {"amount": 25000, "currency": "usd"}
+    on = {"stripe_account": "acct_1032D82eZvKYlo2C"}
+
+    with pytest.raises(stripe.PermissionError) as held:
+        client.v1.payouts.create(params=payout, options={**run(run_id), **on})
+    approval_id = error_of(held)["approval_id"]
+    shown = admin.get(f"/admin/v1/approvals/{approval_id}").json()["request"]
+    assert shown["account"] == "acct_1032D82eZvKYlo2C"
+    assert shown["headers"]["stripe-account"] == "acct_1032D82eZvKYlo2C"
+    admin.post(f"/admin/v1/approvals/{approval_id}/approve")
+    received = len(stripe_emulator[1].state.received)
+
+    for elsewhere in ({"stripe_account": "acct_VICTIM00000000001"}, {"stripe_context": "acct_VICTIM00000000001"},
+                      {}):  # another account, or the platform's own: not what was approved
+        with pytest.raises(stripe.PermissionError) as again:
+            client.v1.payouts.create(params=payout, options={**run(run_id), **elsewhere})
+        assert error_of(again)["code"] == "endpoint_requires_approval"
+        assert error_of(again)["approval_id"] != approval_id
+    assert len(stripe_emulator[1].state.received) == received  # none of them reached Stripe
+    assert admin.get(f"/admin/v1/approvals/{approval_id}").json()["status"] == "approved"
+
+    done = client.v1.payouts.create(params=payout, options={**run(run_id), **on})  # what was approved passes
+    assert done.amount == 25000
+    assert stripe_emulator[1].state.received[-1].headers["stripe-account"] == "acct_1032D82eZvKYlo2C"
+    assert admin.get(f"/admin/v1/approvals/{approval_id}").json()["status"] == "used"
+
+
+def test_a_bound_keys_approval_names_the_account_tollgate_sets(proxy_url, make_key, admin, run_id):
+    document = policy()
+    document["endpoints"]["require_approval"] = ["POST /v1/payouts"]
+    key = make_key(document, upstream_account="acct_1032D82eZvKYlo2C")
+    with pytest.raises(stripe.PermissionError) as held:
+        client_for(proxy_url, key["key"]).v1.payouts.create(params={"amount": 100, "currency": "usd"},
+                                                            options=run(run_id))
+    shown = admin.get(f"/admin/v1/approvals/{error_of(held)['approval_id']}").json()["request"]
+    assert shown["account"] == "acct_1032D82eZvKYlo2C" and "stripe-account" not in shown["headers"]
 
 
 def test_an_expired_approval_asks_again_and_a_denied_one_blocks(proxy_url, make_key, admin, sql, run_id):

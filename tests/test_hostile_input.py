@@ -215,3 +215,16 @@ def test_path_tricks_end_to_end(proxy_url, stripe_key, stripe_seen, sql, run_id,
     assert got == status and b'"error"' in answer, answer
     assert stripe_seen() == before
     assert [r["reason"] for r in audit_rows(sql, run_id)] == ([reason] if reason else [])
+
+
+@pytest.mark.parametrize("name", ["Stripe-Account", "Stripe-Context", "Stripe-Version"])
+def test_a_header_that_decides_what_a_call_acts_on_is_refused_when_sent_twice(
+    proxy_url, stripe_key, stripe_seen, run_id, name
+):
+    before = stripe_seen()
+    request = (f"POST /stripe/v1/charges HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {stripe_key['key']}\r\n"
+               f"X-Agent-Run-Id: {run_id}\r\nContent-Type: {FORM}\r\nContent-Length: 23\r\n"
+               f"{name}: acct_1032D82eZvKYlo2C\r\n{name}: 2024-06-20\r\nConnection: close\r\n\r\n"
+               "amount=100&currency=usd").encode()
+    status, body = raw_http(proxy_url, request)
+    assert status == 400 and b'"duplicate_header"' in body and stripe_seen() == before

@@ -55,6 +55,22 @@ def test_downgrade_to_base_and_up_again(scratch_db):
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (migrate.head_revision(),)
 
 
+def test_0015_keeps_the_parameters_of_approvals_filed_before_it(scratch_db):
+    migrate.upgrade(scratch_db, "0014")
+    old = '{"amount": "700", "currency": "usd"}'
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute("INSERT INTO approvals (id, key_id, fingerprint, status, reason, method, path, request,"
+                     " expires_at) VALUES ('apr_old', 'key_x', 'f', 'pending', 'r', 'POST', '/v1/payouts', %s, now())",
+                     (old,))
+    migrate.upgrade(scratch_db, "0015")
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT request FROM approvals").fetchone() == (
+            {"params": {"amount": "700", "currency": "usd"}, "account": None, "headers": {}},)
+    migrate.downgrade(scratch_db, "0014")
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT request FROM approvals").fetchone() == ({"amount": "700", "currency": "usd"},)
+
+
 # Every function of the public schema (all of them are Tollgate's), as Postgres renders it.
 FUNCTIONS = """
 SELECT p.proname, p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition,

@@ -217,7 +217,8 @@ class VendorAdapter(Protocol):
     forward_request_headers: frozenset[str]
     # Response headers worth passing back to the agent.
     forward_response_headers: frozenset[str]
-    # Request headers the adapter reads for its decisions: two copies of one are refused.
+    # Request headers that decide what a call does or acts on (a connected account, an API
+    # version): two copies of one are refused, and an approval covers their values.
     decision_headers: frozenset[str]
     # Regular expressions of the vendor's credentials, masked wherever Tollgate writes text. Each
     # must match only text with an underscore in it (proxy/redact.py skips text without one).

@@ -145,7 +145,11 @@ _GOVERNANCE_SCHEMAS: dict[str, Any] = {
         "reason": {"type": "string"}, "message": {"type": ["string", "null"]}, "method": {"type": "string"},
         "path": {"type": "string"}, "endpoint": {"type": ["string", "null"]},
         "agent_run_id": {"type": ["string", "null"]}, "predicted_usd": {"type": ["string", "null"]},
-        "request": {"type": ["object", "null"]}, "audit_id": {"type": ["integer", "null"]},
+        "request": {"type": ["object", "null"], "description": "What would be sent, redacted: the parameters, "
+                    "the account the call acts on and the headers that decide what it acts on",
+                    "properties": {"params": {"type": "object"}, "account": {"type": ["string", "null"]},
+                                   "headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "audit_id": {"type": ["integer", "null"]},
         "used_audit_id": {"type": ["integer", "null"]}, "created_at": {"type": "string"},
         "expires_at": {"type": "string"}, "decided_at": {"type": ["string", "null"]},
         "decided_by": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]}}},

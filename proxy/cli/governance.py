@@ -50,6 +50,9 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     listing = approval_commands.add_parser("list", help="list approvals (pending by default)")
     listing.add_argument("--status", default="pending", help="pending, approved, denied, used, expired or all")
     listing.set_defaults(run=_approvals_list)
+    showing = approval_commands.add_parser("show", help="one approval: what would be sent, on which account")
+    showing.add_argument("approval_id", metavar="APPROVAL_ID")
+    showing.set_defaults(run=_approval_show)
     for name, approve in (("approve", True), ("deny", False)):
         decide = approval_commands.add_parser(name, help=f"{name} a pending approval")
         decide.add_argument("approval_id", metavar="APPROVAL_ID")
@@ -125,17 +128,32 @@ def _spend(args: argparse.Namespace) -> int:
 def _approvals_list(args: argparse.Namespace) -> int:
     status = None if args.status == "all" else args.status
     rows = with_connection(args, lambda conn, rt: approvals.list_approvals(conn, status), write=False)
-    print(f"{'ID':<26} {'STATUS':<9} {'KEY':<18} {'ENDPOINT':<36} {'USD':>10}  EXPIRES")
+    print(f"{'ID':<26} {'STATUS':<9} {'KEY':<18} {'ENDPOINT':<36} {'ACCOUNT':<24} {'USD':>10}  EXPIRES")
     for row in rows:
+        account = (row["request"] or {}).get("account") or "-"
         print(f"{row['id']:<26} {row['status']:<9} {row['key_id']:<18} {row['endpoint'] or row['path']:<36} "
-              f"{row['predicted_usd'] or '':>10}  {row['expires_at']}")
+              f"{account:<24} {row['predicted_usd'] or '':>10}  {row['expires_at']}")
     return 0
+
+
+def _approval_show(args: argparse.Namespace) -> int:
+    _print(with_connection(args, lambda conn, rt: approvals.show_approval(conn, args.approval_id), write=False))
+    return 0
+
+
+def _acting_on(approval: dict[str, Any]) -> str:
+    """One line an approver can check: the call, the account and headers it acts on."""
+    sent = approval["request"] or {}
+    headers = ", ".join(f"{name}: {value}" for name, value in (sent.get("headers") or {}).items()) or "none"
+    account = sent.get("account") or "the key's own"
+    return (f"{approval['method']} {approval['path']} on account {account}"
+            f" (headers: {headers}; parameters: {json.dumps(sent.get('params') or {}, sort_keys=True)})")
 
 
 def _decide(args: argparse.Namespace) -> int:
     decided = with_connection(
         args, lambda conn, rt: approvals.decide(conn, args.approval_id, args.approve, args.by, args.note), write=True)
-    print(f"{decided['id']} {decided['status']}."
+    print(f"{decided['id']} {decided['status']}: {_acting_on(decided)}."
           + (" The agent's identical retry will pass once." if args.approve else ""))
     return 0
 

@@ -58,8 +58,9 @@ class StripeAdapter:
     hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
-    # The connected account a call acts on (Stripe-Context supersedes Stripe-Account).
-    decision_headers = frozenset({"stripe-account", "stripe-context"})
+    # The connected account a call acts on (Stripe-Context supersedes Stripe-Account), and the
+    # API version, which changes what parameters mean and what the answer holds.
+    decision_headers = frozenset({"stripe-account", "stripe-context", "stripe-version"})
     secret_patterns: tuple[str, ...] = (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+",)  # secret and restricted keys
     quickstart: Quickstart | None = Quickstart(
         "STRIPE_SECRET_KEY", "sk_test_...", "policy-schemas/examples/stripe-quickstart.json")
