@@ -26,10 +26,11 @@ def acts_on(account: str | None, headers: Mapping[str, str], decision_headers: f
     return {"account": account, "headers": {name: headers[name] for name in sorted(decision_headers & headers.keys())}}
 
 
-def described_request(request: ParsedRequest, acting_on: Mapping[str, Any]) -> dict[str, Any]:
+def described_request(request: ParsedRequest, acting_on: Mapping[str, Any], known: tuple[str, ...] = ()
+                      ) -> dict[str, Any]:
     """What the approver is shown, as the ``request`` column holds it: the parameters that
     would be sent, the account and the headers that decide what they act on (no credentials)."""
-    described: dict[str, Any] = mask_strings({"params": redact_content(request.params), **acting_on})
+    described: dict[str, Any] = mask_strings({"params": redact_content(request.params), **acting_on}, known)
     return described
 
 

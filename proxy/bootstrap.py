@@ -59,6 +59,8 @@ def runtime(settings: Settings, vendors: Registry | None = None) -> Runtime:
     vendors = vendors if vendors is not None else load()
     redact.recognise(vendors.secret_patterns())
     settings = with_secrets(settings)
+    redact.remember(settings.master_key, settings.admin_token, settings.signing_key,
+                    *(settings.master_key_previous or "").split(","))
     if not settings.master_key:
         raise ConfigError("missing_master_key",
                           "TOLLGATE_MASTER_KEY is required with DATABASE_URL (generate one: tollgate master-key new).")

@@ -31,7 +31,7 @@ from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
-from proxy.redact import looks_secret, mask_strings
+from proxy.redact import looks_secret, mask_secrets, mask_strings
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
 from vendors.base import (
@@ -83,6 +83,7 @@ class Call:
     endpoint: str | None = None
     predicted: Decimal = Decimal(0)
     cost_known: bool = True  # False: forwarded unpriced because the policy said so (priced_after)
+    secrets: tuple[str, ...] = ()  # the key's upstream and vault secrets, masked by value wherever the call writes
     upstream_seconds: float | None = None
 
     @property
@@ -190,6 +191,8 @@ class ProxyHandler:
         if key.credential.account and presented.account and presented.account != key.credential.account:
             raise AuthRefused("account_mismatch", "The account in the request does not match this vault key's.",
                               key_id=key.id)
+        call.secrets = (key.credential.secret, vault_key.secret)
+        _refuse_secret_run_id(call, key.id)
         return key
 
     def _parse(self, call: Call, key: KeyRecord) -> ParsedRequest:
@@ -239,12 +242,12 @@ class ProxyHandler:
                 approvals.fingerprint(key.id, parsed, acting_on), verdict.approval is not None,
                 verdict.approval.reason if verdict.approval else None,
                 verdict.approval.message if verdict.approval else None,
-                self._settings.approval_ttl_s, approvals.described_request(parsed, acting_on),
+                self._settings.approval_ttl_s, approvals.described_request(parsed, acting_on, call.secrets),
             )
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
         call.predicted = predicted if predicted is not None else Decimal(0)  # None gets here only priced_after
         call.cost_known = predicted is not None
-        return await self._gate.admit(key.id, ref, row.masked(), call.predicted, approval)  # 6
+        return await self._gate.admit(key.id, ref, row.masked(call.secrets), call.predicted, approval)  # 6
 
     async def _records(self, key_id: str, object_ids: tuple[str, ...]) -> dict[str, RecordedObject]:
         if not object_ids:
@@ -322,7 +325,7 @@ class ProxyHandler:
         row = self._audit_row(call, refusal.key_id, None, None)
         row.refuse("blocked", refusal.reason, refusal.message)
         row.endpoint = refusal.endpoint
-        admission = await self._gate.admit(refusal.key_id, None, row.masked(), Decimal(0))
+        admission = await self._gate.admit(refusal.key_id, None, row.masked(call.secrets), Decimal(0))
         if admission.reason in (None, refusal.reason):
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         # The gate found more to say (the key was revoked meanwhile): its answer is the one given.
@@ -334,6 +337,7 @@ class ProxyHandler:
         approval_id: str | None = None,
     ) -> RenderedResponse:
         self._log(call, "blocked", reason, status)
+        message = mask_secrets(message, call.secrets)  # a refusal may quote what the agent pasted
         return call.adapter.render_error(VendorError(
             status, reason, message, reasons.kind_of(reason), param, request_id=call.request_id,
             approval_id=approval_id))
@@ -367,6 +371,18 @@ def _run_id(headers: dict[str, str]) -> str | None:
     if looks_secret(value):  # it would be stored in every audit row of the run
         raise RequestRejected("invalid_run_id", "X-Agent-Run-Id looks like an API secret; use an opaque run id.")
     return value
+
+
+def _refuse_secret_run_id(call: Call, key_id: str) -> None:
+    """A run id holding the key's own secret, which has no shape to be refused by earlier: it
+    would be on every row and log line of the run. Neither the refusal's row nor its log line
+    carries it."""
+    if call.run_id is None or (masked := mask_secrets(call.run_id, call.secrets)) == call.run_id:
+        return
+    call.run_id = masked
+    structlog.contextvars.bind_contextvars(agent_run_id=masked)
+    raise RequestRejected("invalid_run_id", "X-Agent-Run-Id holds this key's secret; use an opaque run id.",
+                          key_id=key_id)
 
 
 def _upstream_bases(settings: Settings, adapter: VendorAdapter) -> dict[str | None, str]:

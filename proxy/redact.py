@@ -2,6 +2,10 @@
 
 Credentials are recognised by shape (vault keys, admin tokens, the vendors' secrets) so
 that an agent pasting one into a header or a parameter does not put it in the audit table.
+A secret with no shape (a Twilio auth token is 32 hex digits; a master key is base64) is
+recognised by value instead: the process's own secrets (``remember``) and the ones a call
+knows (its key's upstream secret and vault secret, handed to ``mask_secrets`` as ``known``),
+whole or cut short, from their first ``KNOWN_PREFIX`` characters on.
 What an operator needs to approve a call is who, how much and where, not the text of an SMS
 or the body of an email: those fields are replaced by their size.
 """
@@ -23,6 +27,18 @@ SECRET_VALUES = re.compile("|".join(_OWN_PATTERNS))
 SECRET_MARK = "_"
 
 
+# 12 characters of a random secret (over 60 bits) are no coincidence, and an agent that
+# pastes part of one has pasted enough to matter.
+KNOWN_PREFIX = 12
+_process_secrets: frozenset[str] = frozenset()
+
+
+def remember(*values: str | None) -> None:
+    """Mask these values wherever they appear (the master keys, the admin token, the signing key)."""
+    global _process_secrets
+    _process_secrets = _process_secrets | {v for v in values if v and len(v) >= KNOWN_PREFIX}
+
+
 def recognise(vendor_patterns: Iterable[str]) -> None:
     """Mask the vendors' credential shapes too (each must contain an underscore, see SECRET_MARK)."""
     global SECRET_VALUES
@@ -30,10 +46,26 @@ def recognise(vendor_patterns: Iterable[str]) -> None:
     SECRET_VALUES = re.compile("|".join(_OWN_PATTERNS + extra))
 
 
-def mask_secrets(text: str) -> str:
-    if SECRET_MARK not in text:
-        return text
-    return SECRET_VALUES.sub(_mask, text)
+def mask_secrets(text: str, known: Iterable[str] = ()) -> str:
+    if SECRET_MARK in text:
+        text = SECRET_VALUES.sub(_mask, text)
+    for secret in (*known, *_process_secrets):
+        if len(secret) >= KNOWN_PREFIX and secret[:KNOWN_PREFIX] in text:
+            text = _mask_value(text, secret)
+    return text
+
+
+def _mask_value(text: str, secret: str) -> str:
+    """``text`` with every run that begins like ``secret`` (for KNOWN_PREFIX characters or more)
+    replaced by ``***``, as far as it goes on matching."""
+    head, pieces, start = secret[:KNOWN_PREFIX], [], 0
+    while (found := text.find(head, start)) >= 0:
+        end = found + KNOWN_PREFIX
+        while end < len(text) and end - found < len(secret) and text[end] == secret[end - found]:
+            end += 1
+        pieces += [text[start:found], "***"]
+        start = end
+    return "".join(pieces) + text[start:]
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -44,14 +76,14 @@ def looks_secret(text: str) -> bool:
     return SECRET_MARK in text and SECRET_VALUES.search(text) is not None
 
 
-def mask_strings(value: Any) -> Any:
+def mask_strings(value: Any, known: tuple[str, ...] = ()) -> Any:
     """Every string inside ``value`` with credentials masked (for audit summaries)."""
     if isinstance(value, str):
-        return mask_secrets(value)
+        return mask_secrets(value, known)
     if isinstance(value, dict):
-        return {k: mask_strings(v) for k, v in value.items()}
+        return {k: mask_strings(v, known) for k, v in value.items()}
     if isinstance(value, list):
-        return [mask_strings(v) for v in value]
+        return [mask_strings(v, known) for v in value]
     return value
 
 

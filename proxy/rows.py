@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.redact import mask_secrets
+from proxy.redact import mask_secrets, mask_strings
 from vendors.base import RecordedObject
 
 
@@ -47,13 +47,16 @@ class AuditRow:
     def refuse(self, decision: str, reason: str, message: str) -> None:
         self.decision, self.reason, self.message = decision, reason, message
 
-    def masked(self) -> AuditRow:
+    def masked(self, known: tuple[str, ...] = ()) -> AuditRow:
         """Every text an agent chose (a path, an id, a header, a message quoting them) with anything
-        shaped like a credential masked, before the row is written (guarantee 5)."""
+        shaped like a credential, or beginning like one of the ``known`` secrets, masked before the
+        row is written (guarantee 5)."""
         for name in _AGENT_TEXT:
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, mask_secrets(value))
+                setattr(self, name, mask_secrets(value, known))
+        if known and self.request_summary:  # shapes were masked when it was made
+            self.request_summary = mask_strings(self.request_summary, known)
         return self
 
 

@@ -70,3 +70,49 @@ def test_secrets_never_leave(pg_url, stripe_emulator, sql):
     assert requests and all(line["request_id"] for line in requests)
     allowed = [line for line in requests if line["decision"] == "allowed"]
     assert allowed[0]["agent_run_id"] == "secret-check" and allowed[0]["key_id"] == key["id"]
+
+
+def test_secrets_without_a_shape_are_masked_by_value(proxy_url, make_key, admin, sql):
+    """A Twilio auth token (32 hex digits) and the master key (base64) look like nothing in
+    particular: pasted whole or cut short, they are masked because Tollgate knows their value."""
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.rest import Client
+
+    from tests.support.runid import TwilioRunClient
+    from tests.support.tollgate import TWILIO_ACCOUNT, TWILIO_TOKEN
+
+    document = {"vendor": "twilio", "senders": ["+15005550006"], "recipients": {"countries": ["US"]},
+                "endpoints": {"allow": ["POST /2010-04-01/Accounts/*/Messages.json"]}}
+    key = make_key(document, vendor="twilio", secret=TWILIO_TOKEN, upstream_account=TWILIO_ACCOUNT)
+    vault_secret = key["key"].split("_")[2]
+    pastes = (TWILIO_TOKEN, TWILIO_TOKEN[:14], MASTER_KEY, MASTER_KEY[:16], vault_secret)
+    for run_id in ("run-" + TWILIO_TOKEN[:20], "run-plain"):
+        client = Client(TWILIO_ACCOUNT, key["key"], http_client=TwilioRunClient(run_id))
+        client.api.base_url = f"{proxy_url}/twilio"
+        for pasted in pastes:
+            with contextlib.suppress(TwilioRestException):  # a path and the object id, refused
+                client.messages(f"SM{pasted}").fetch()
+            with contextlib.suppress(TwilioRestException):  # a refusal quoting it
+                client.messages.create(to="+14155550100", from_=pasted, body="hi")
+            with contextlib.suppress(TwilioRestException):  # a parameter of a forwarded call
+                client.messages.create(to="+14155550100", from_="+15005550006", body="hi",
+                                       status_callback=f"https://hooks.example/{pasted}")
+    rows = sql.execute("SELECT * FROM audit_events WHERE key_id = %s", (key["id"],)).fetchall()
+    served = admin.get("/admin/v1/audit", params={"key_id": key["id"], "limit": 1000}).text
+    assert len(rows) == 2 * 3 * len(pastes)
+    assert {r["reason"] for r in rows} >= {None, "invalid_sender", "endpoint_not_allowed"}  # forwarded and refused
+    assert {r["reason"] for r in rows if r["agent_run_id"] != "run-plain"} == {"invalid_run_id"}
+    for text in (repr(rows), served):
+        for secret in (TWILIO_TOKEN, MASTER_KEY, vault_secret):
+            assert secret[:12] not in text
+    assert "***" in repr(rows)
+
+
+def test_a_known_secret_is_masked_as_far_as_it_matches():
+    from proxy.redact import mask_secrets
+
+    token = "5ec12e7a0b1c4d2e8f9a6b3c7d1e0f42"
+    assert mask_secrets(f"SM{token}.json", (token,)) == "SM***.json"
+    assert mask_secrets(f"a {token[:14]}zz {token[:11]} b", (token,)) == f"a ***zz {token[:11]} b"  # 11: too short
+    assert mask_secrets(f"{token}{token}", (token,)) == "******"
+    assert mask_secrets("nothing here", (token,)) == "nothing here"

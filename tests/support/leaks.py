@@ -30,6 +30,7 @@ from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY, RESEND_SECRET, STRIP
 
 OUTPUT = Path(tempfile.mkdtemp(prefix="tollgate-suite-output-"))
 SECRETS: set[str] = {STRIPE_SECRET, TWILIO_TOKEN, RESEND_SECRET, ADMIN_TOKEN, MASTER_KEY}
+PREFIX = 16  # a secret cut short is still a secret (proxy/redact.py masks from 12 characters on)
 VAULT_KEY = re.compile(r"tg_[0-9A-Za-z]{12}_[0-9A-Za-z]{16,}")  # a masked one ends in "_***"
 _log_files: list[Path] = []
 _lock = threading.Lock()
@@ -100,7 +101,10 @@ def _record(scope: dict[str, Any], start: dict[str, Any], body: bytes) -> None:
             page = page.replace(key, "<the new key, shown once>")
         body = page.encode()
     headers = " ".join(f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in start.get("headers", []))
-    _append("responses.log", f"{scope['method']} {scope['path']} {start.get('status')} {headers}\n"
+    path = scope["path"]  # what the agent asked for: a secret it pasted there is its own, not Tollgate's writing
+    for secret in SECRETS:
+        path = path.replace(secret[:PREFIX], "<pasted>")
+    _append("responses.log", f"{scope['method']} {path} {start.get('status')} {headers}\n"
                              f"{body.decode('utf-8', errors='backslashreplace')}")
 
 
@@ -127,6 +131,8 @@ def scan(sources: list[Path]) -> list[str]:
             continue
         text = path.read_text(encoding="utf-8", errors="backslashreplace")
         found += [f"{path}: a secret ending {secret[-4:]!r}" for secret in SECRETS if secret in text]
+        found += [f"{path}: the first {PREFIX} characters of a secret ending {secret[-4:]!r}" for secret in SECRETS
+                  if len(secret) > PREFIX and secret not in text and secret[:PREFIX] in text]
         found += [f"{path}: vault key {match[:16]}..." for match in set(VAULT_KEY.findall(text))]
     return found
 
