@@ -119,6 +119,8 @@ _UNAVAILABLE = [
     Reason("upstream_error", "unavailable", 502, "The vendor's connection failed mid-answer."),
     Reason("upstream_timeout", "unavailable", 504, "The vendor did not answer in time; the call may have happened."),
     Reason("internal_error", "unavailable", 500, "A bug in Tollgate; the process keeps serving."),
+    Reason("database_stop_failed", "unavailable", 500,
+           "tollgate db stop: pg_ctl did not stop the embedded Postgres; it is still running."),
 ]
 
 _ADMIN = _kind("admin", 400, {
@@ -145,6 +147,8 @@ _ADMIN += [
 ] + [
     Reason("approval_not_pending", "admin", 409, "The approval was already decided or has expired."),
     Reason("partition_in_use", "admin", 409, "The partition holds rows that are not final yet."),
+    Reason("database_in_use", "admin", 409,
+           "tollgate db stop: a running tollgate serve uses the embedded Postgres (--force stops it anyway)."),
 ]
 
 _CONFIG = _kind("config", 2, {

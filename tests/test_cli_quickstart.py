@@ -1,6 +1,7 @@
 """The README's quickstart, run as a new user would: ``tollgate serve`` on the embedded
 Postgres, a key made with the CLI, the stripe SDK through the proxy, the audit row
-read with SQL on ``tollgate db url``, the key revoked with the CLI."""
+read with SQL on ``tollgate db url``, the key revoked with the CLI, and the embedded Postgres
+stopped with ``tollgate db stop`` (checked by its postmaster's PID)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import stripe
 from proxy import migrate
 from proxy.bootstrap import ConfigError
 from proxy.cli.support import secret_from_env
+from tests.support.embedded import exited, postmaster_pid
 from tests.support.processes import tollgate_serve
 from tests.support.tollgate import MASTER_KEY, STRIPE_SECRET
 
@@ -39,17 +41,22 @@ def embedded_env(tmp_path, stripe_emulator):
     env.update(TOLLGATE_DATA_DIR=str(tmp_path / "data"), TOLLGATE_UPSTREAM_STRIPE=stripe_emulator[0],
                STRIPE_SECRET_KEY=STRIPE_SECRET)
     yield env
-    tollgate("db", "stop", env=env, check=False)
+    tollgate("db", "stop", "--force", env=env, check=False)  # when the test failed before its own stop
 
 
-@pytest.fixture()
-def served(embedded_env):
-    with tollgate_serve(embedded_env) as running:
-        yield running
+def test_quickstart_on_the_embedded_database(embedded_env):
+    data_dir = Path(embedded_env["TOLLGATE_DATA_DIR"])
+    with tollgate_serve(embedded_env) as (base, _):
+        postmaster = postmaster_pid(data_dir)
+        _quickstart(base, embedded_env)
+    # Stopped as an operator stops it (tollgate_serve sends SIGTERM), then db stop: every
+    # `make test` used to leave this Postgres running.
+    stopped = tollgate("db", "stop", env=embedded_env)
+    assert exited(postmaster), "Postgres still runs after db stop"
+    assert stopped.stdout == f"embedded Postgres in {data_dir / 'pg'} stopped (pid {postmaster})\n"
 
 
-def test_quickstart_on_the_embedded_database(served, embedded_env):
-    base, _ = served
+def _quickstart(base: str, embedded_env: dict[str, str]) -> None:
     assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
     data_dir = Path(embedded_env["TOLLGATE_DATA_DIR"])
     assert (data_dir / "admin-token").stat().st_mode & 0o777 == 0o600

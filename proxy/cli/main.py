@@ -4,6 +4,7 @@ says why), 2 bad usage or configuration."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -53,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     database = commands.add_parser("db", help="the database").add_subparsers(title="db commands")
     database.add_parser("upgrade", help="apply migrations").set_defaults(run=_db_upgrade)
     database.add_parser("url", help="print the database URL in use (for psql)").set_defaults(run=_db_url)
-    database.add_parser("stop", help="stop the embedded Postgres").set_defaults(run=_db_stop)
+    stop = database.add_parser("stop", help="stop the embedded Postgres (refused while a tollgate serve uses it)")
+    stop.add_argument("--force", action="store_true",
+                      help="stop it even though a tollgate serve uses it (that proxy then fails closed)")
+    stop.set_defaults(run=_db_stop)
 
     key_commands = commands.add_parser("keys", help="vault keys").add_subparsers(title="keys commands")
     create = key_commands.add_parser("create", help="create a vault key")
@@ -98,11 +102,15 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = dataclasses.replace(settings, **overrides)
     logs.configure(settings.log_format)
-    runtime = bootstrap.runtime(settings)
-    migrate.upgrade(runtime.database_url)
-    _print_banner(runtime)
-    uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    # Marked before the embedded Postgres starts, so `db stop` sees this process as its user from then on.
+    in_use = (embedded.serving(settings.data_dir, f"http://{settings.host}:{settings.port}") if settings.embedded
+              else contextlib.nullcontext())
+    with in_use:
+        runtime = bootstrap.runtime(settings)
+        migrate.upgrade(runtime.database_url)
+        _print_banner(runtime)
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                    lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=30)
     return 0
 
 
@@ -144,8 +152,19 @@ def _db_url(args: argparse.Namespace) -> int:
 
 
 def _db_stop(args: argparse.Namespace) -> int:
-    stopped = embedded.stop(settings_from(args).data_dir)
-    print("embedded Postgres stopped" if stopped else "embedded Postgres was not running")
+    data_dir = settings_from(args).data_dir
+    done = embedded.stop(data_dir, force=args.force)
+    where = embedded.pg_dir(data_dir)
+    if done.pid is not None:
+        print(f"embedded Postgres in {where} stopped (pid {done.pid})")
+    elif done.stale_pid is not None:
+        print(f"embedded Postgres in {where} was not running (postmaster.pid names pid {done.stale_pid}, "
+              "which is not its server: a crash or a reboot left it)")
+    else:
+        print(f"embedded Postgres in {where} was not running")
+    for serve in done.forced:
+        print(f"tollgate: warning: tollgate serve (pid {serve.pid} on {serve.address}) is still running; "
+              "it answers 503 until the database is back", file=sys.stderr)
     return 0
 
 
