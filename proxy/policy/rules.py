@@ -30,7 +30,11 @@ from proxy.policy.scope import (
 from vendors.base import ParsedRequest, RecordedObject
 from vendors.endpoints import PathPattern
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "policy-schemas" / "policy.schema.json"
+# Inside the package in an installed wheel (pyproject.toml force-includes it), at the top of
+# the repository in a checkout and an editable install.
+SCHEMA_PATH = next(path for path in (Path(__file__).resolve().parent / "schemas" / "policy.schema.json",
+                                     Path(__file__).resolve().parents[2] / "policy-schemas" / "policy.schema.json")
+                   if path.exists())
 
 
 class PolicyInvalid(InvalidInput):

@@ -37,13 +37,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def tollgate_serve(env: dict[str, str], timeout_s: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start ``python -m proxy serve`` on a free loopback port; yield (base URL, process); stop it with SIGTERM."""
+def tollgate_serve(env: dict[str, str], timeout_s: float = 60,
+                   command: tuple[str, ...] = (sys.executable, "-m", "proxy"),
+                   cwd: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start ``python -m proxy serve`` (or ``command serve``) on a free loopback port; yield (base URL,
+    process); stop it with SIGTERM."""
     port = free_port()
     # Output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a full
     # pipe would block the proxy on its next log line.
     with tempfile.NamedTemporaryFile(prefix=f"tollgate-serve-{port}-", suffix=".log", delete=False) as log:
-        process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
+        process = subprocess.Popen([*command, "serve", "--port", str(port)], env=env, cwd=cwd,
                                    stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     process.log_path = Path(log.name)  # type: ignore[attr-defined]
