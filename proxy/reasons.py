@@ -118,6 +118,9 @@ _UNAVAILABLE = [
     Reason("upstream_unreachable", "unavailable", 502, "The vendor could not be reached."),
     Reason("upstream_error", "unavailable", 502, "The vendor's connection failed mid-answer."),
     Reason("upstream_timeout", "unavailable", 504, "The vendor did not answer in time; the call may have happened."),
+    Reason("upstream_server_error", "unavailable", 500,
+           "The vendor answered a call that moves money or reaches people with a server error (5xx), which "
+           "does not say whether it happened: its estimate stays counted, as for a timeout."),
     Reason("internal_error", "unavailable", 500, "A bug in Tollgate; the process keeps serving."),
 ]
 

@@ -153,6 +153,10 @@ class ParsedResponse:
     vendor_request_id: str | None = None
     # The vendor answered from its idempotency cache: nothing happened again, nothing to count.
     replayed: bool = False
+    # The answer does not say whether the call happened (a vendor 5xx on a call that moves money or
+    # reaches people): the core keeps its estimate counted, as for a timeout. ``cost_usd`` is then
+    # not read.
+    uncertain: bool = False
     created: RecordedObject | None = None  # an object this call created, for record-level scope
     # Every customer the answer names (the object's, or each listed object's): an answer that
     # reveals one outside the key's scope is withheld (DESIGN.md guarantee 9).
@@ -224,6 +228,10 @@ class VendorAdapter(Protocol):
     secret_patterns: tuple[str, ...]
     # True when the answer does not carry the final price and ``reconcile`` reads it later.
     prices_later: bool
+    # The header by which the vendor de-duplicates a repeated POST (None: it has none that
+    # Tollgate uses). The core adds one to a POST that lacks it, so that the vendor's record of a
+    # call whose outcome is uncertain names it.
+    idempotency_header: str | None
     # True when the upstream credential needs an account id besides the secret (Twilio's Account SID).
     requires_account: bool
     quickstart: Quickstart | None

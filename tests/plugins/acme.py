@@ -46,6 +46,7 @@ class AcmeAdapter:
     decision_headers = frozenset({"acme-account"})
     secret_patterns = (SECRET_PATTERN,)
     prices_later = False
+    idempotency_header = None
     requires_account = False
     quickstart = None
 

@@ -1,7 +1,8 @@
 """Stripe: form-encoded requests, JSON responses, money in minor units.
 
 Cost is the money a call moves, in USD: a charge's or refund's amount, converted
-with the FX table. Calls that move no money cost 0.
+with the FX table. Calls that move no money cost 0. A 5xx on a call that moves money is
+uncertain: the core keeps its estimate counted, as for a timeout.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class StripeAdapter:
     hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
+    # stripe-python sends one on every POST; a hand-written client may not: the core then adds one,
+    # so that an uncertain call can be found among Stripe's events (request.idempotency_key).
+    idempotency_header: str | None = "idempotency-key"
     # The connected account a call acts on (Stripe-Context supersedes Stripe-Account).
     decision_headers = frozenset({"stripe-account", "stripe-context"})
     secret_patterns: tuple[str, ...] = (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+",)  # secret and restricted keys
@@ -165,12 +169,17 @@ class StripeAdapter:
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
     ) -> ParsedResponse:
         request_id = headers.get("request-id")
+        replayed = headers.get("idempotent-replayed") == "true"
+        if status >= 500 and request.moves_money and not replayed:
+            # Stripe: "treat the result of a 500 as indeterminate": the money may have moved.
+            return ParsedResponse(None, vendor_request_id=request_id, uncertain=True)
         if status >= 400:
-            # Stripe moves no money on an error.
-            return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id)
+            # Stripe moves no money on a 4xx (a declined card's charge is created failed, 402) or a
+            # 429, nor again on the replay of a saved answer (the first call's row holds any doubt).
+            return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id, replayed=replayed)
         obj = json_object(body)
         revealed = _revealed_customers(obj)
-        if headers.get("idempotent-replayed") == "true":
+        if replayed:
             return ParsedResponse(Decimal(0), object_id=_text_field(obj, "id"), customer_id=_customer_of(obj),
                                   vendor_request_id=request_id, replayed=True,
                                   revealed_customers=revealed)
@@ -227,6 +236,7 @@ class StripeAdapter:
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         return FinalPrice(None, None, None, final=False)
+
 
 
 def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
