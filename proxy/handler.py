@@ -323,7 +323,8 @@ class ProxyHandler:
     async def _settle_uncertain(self, call: Call, admission: Admission, reason: str, message: str,
                                 upstream_status: int | None = None, vendor_request_id: str | None = None) -> None:
         """Settle a call that may have happened at its estimate: it stays counted against every cap, as
-        its reservation was, on a row that says why (decision 'error', cost_source 'estimated')."""
+        its reservation was, on a row that says why (decision 'error', cost_source 'estimated'), until
+        proxy/outcomes.py asks the vendor what it did and reprices it to that, or to 0."""
         await self._gate.settle(admission, call.predicted, SettlePatch(
             "estimated", call.elapsed_ms(), decision="error", reason=reason, message=message,
             upstream_status=upstream_status, upstream_request_id=vendor_request_id,

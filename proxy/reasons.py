@@ -120,7 +120,7 @@ _UNAVAILABLE = [
     Reason("upstream_timeout", "unavailable", 504, "The vendor did not answer in time; the call may have happened."),
     Reason("upstream_server_error", "unavailable", 500,
            "The vendor answered a call that moves money or reaches people with a server error (5xx), which "
-           "does not say whether it happened: its estimate stays counted, as for a timeout."),
+           "does not say whether it happened: its estimate stays counted until the vendor can be asked."),
     Reason("internal_error", "unavailable", 500, "A bug in Tollgate; the process keeps serving."),
 ]
 

@@ -36,8 +36,11 @@ def mask_secrets(text: str) -> str:
     return SECRET_VALUES.sub(_mask, text)
 
 
+MASK = "***"  # what stands for a masked credential
+
+
 def _mask(match: re.Match[str]) -> str:
-    return (match.group(1) or "") + "***"
+    return (match.group(1) or "") + MASK
 
 
 def looks_secret(text: str) -> bool:

@@ -63,6 +63,7 @@ from vendors.base import (
     LookedUp,
     Lookup,
     Operation,
+    Outcome,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -70,6 +71,7 @@ from vendors.base import (
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    UncertainCall,
     UpstreamCredential,
     VendorError,
 )
@@ -218,6 +220,12 @@ class ResendAdapter:
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         return FinalPrice(None, None, None, final=False)
+
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        return None  # no read names an email by the call that sent it: its estimate stands
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        return Outcome(None)
 
 
 def _status_and_name(error: VendorError) -> tuple[int, str]:

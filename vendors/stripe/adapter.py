@@ -2,7 +2,7 @@
 
 Cost is the money a call moves, in USD: a charge's or refund's amount, converted
 with the FX table. Calls that move no money cost 0. A 5xx on a call that moves money is
-uncertain: the core keeps its estimate counted, as for a timeout.
+uncertain (the estimate stays counted): Stripe's events later tell what it did (outcomes.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from vendors.base import (
     LookedUp,
     Lookup,
     Operation,
+    Outcome,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -28,11 +29,12 @@ from vendors.base import (
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    UncertainCall,
     UpstreamCredential,
     VendorError,
 )
 from vendors.endpoints import Endpoint
-from vendors.stripe import catalogue
+from vendors.stripe import catalogue, outcomes
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
@@ -60,7 +62,7 @@ class StripeAdapter:
     requires_account = False
     prices_later = False
     # stripe-python sends one on every POST; a hand-written client may not: the core then adds one,
-    # so that an uncertain call can be found among Stripe's events (request.idempotency_key).
+    # so that an uncertain call can be found among Stripe's events (vendors/stripe/outcomes.py).
     idempotency_header: str | None = "idempotency-key"
     # The connected account a call acts on (Stripe-Context supersedes Stripe-Account).
     decision_headers = frozenset({"stripe-account", "stripe-context"})
@@ -237,6 +239,11 @@ class StripeAdapter:
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         return FinalPrice(None, None, None, final=False)
 
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        return outcomes.lookup(call, page)
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        return outcomes.read(call, answer)
 
 
 def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:

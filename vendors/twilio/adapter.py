@@ -49,7 +49,7 @@ What the core gets from this adapter
   priced the object, else None (Twilio prices messages after sending: the core records the
   estimate with ``cost_source='estimated'``); None too for calls whose cost was unknown before;
   HTTP 4xx errors cost 0; a 5xx on a send or a buy is ``uncertain`` (the core keeps the
-  estimate, as for a timeout); free operations cost 0. Creates also report
+  estimate, as for a timeout: nothing tells later what Twilio did); free operations cost 0. Creates also report
   ``created=RecordedObject(sid, "message" | "call")`` for record-level scope.
 * Reconciliation (for the core's reconcile command): ``reconcile_path(account, sid)`` gives the
   path to GET later (through the same upstream, with the same auth headers), and
@@ -72,6 +72,7 @@ from vendors.base import (
     LookedUp,
     Lookup,
     Operation,
+    Outcome,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -79,6 +80,7 @@ from vendors.base import (
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    UncertainCall,
     UpstreamCredential,
     VendorError,
 )
@@ -245,6 +247,12 @@ class TwilioAdapter:
         if state in UNBILLED_FINAL:
             return FinalPrice(_text(obj, "sid"), state, Decimal(0), final=True)
         return FinalPrice(_text(obj, "sid"), state, None, final=False)
+
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        return None  # without an idempotency key nothing names the call: its estimate stands
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        return Outcome(None)
 
 
 def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
