@@ -12,7 +12,8 @@ by the difference) to what the call moved, or to 0 when the vendor's own record 
 nothing. Where nothing can tell, the estimate stands.
 
 Only rows the audit chain has not sealed are looked at: it leaves estimated rows unsealed for
-``REPRICE_WINDOW`` (a day), so a reprice never edits a sealed row.
+``REPRICE_WINDOW`` (a day), and rows within ``SEAL_MARGIN`` of that are left too, so a reprice
+never edits a sealed row.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from vendors.base import Outcome, ParsedRequest, UncertainCall, VendorAdapter
 log = structlog.get_logger(__name__)
 
 MAX_PAGES = 20  # pages of the vendor's record read for one call before asking again next run
+# Rows this close to being sealed are left alone: a reprice must commit before the sealer reads the row.
+SEAL_MARGIN = "1 hour"
 
 # The key's other calls with the same idempotency key (an SDK's retries) did what their own rows
 # say: the vendor's request id of each tells the vendor's record of it from this call's.
@@ -51,7 +54,7 @@ SELECT a.id, a.key_id, a.method, a.path, a.endpoint, a.vendor_account, a.idempot
                 AND o.ts BETWEEN a.ts - interval '1 day' AND a.ts + interval '1 day') AS others
   FROM audit_events a
  WHERE a.vendor = :vendor AND a.cost_source = 'estimated' AND a.decision = 'error' AND a.state = 'final'
-   AND a.cost_reconciled_at IS NULL AND a.ts > now() - interval '{REPRICE_WINDOW}'
+   AND a.cost_reconciled_at IS NULL AND a.ts > now() - interval '{REPRICE_WINDOW}' + interval '{SEAL_MARGIN}'
    AND (CAST(:key_id AS text) IS NULL OR a.key_id = :key_id)
  ORDER BY a.ts LIMIT :limit
 """)
