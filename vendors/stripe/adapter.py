@@ -61,9 +61,6 @@ class StripeAdapter:
     hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
-    # stripe-python sends one on every POST; a hand-written client may not: the core then adds one,
-    # so that an uncertain call can be found among Stripe's events (vendors/stripe/outcomes.py).
-    idempotency_header: str | None = "idempotency-key"
     # The connected account a call acts on (Stripe-Context supersedes Stripe-Account).
     decision_headers = frozenset({"stripe-account", "stripe-context"})
     secret_patterns: tuple[str, ...] = (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+",)  # secret and restricted keys
@@ -87,6 +84,9 @@ class StripeAdapter:
         {"content-type", "request-id", "idempotency-key", "idempotent-replayed", "stripe-version",
          "stripe-should-retry", "stripe-account", "original-request", "retry-after"}
     )
+    # stripe-python sends one on every POST; a hand-written client may not: the core then adds one,
+    # so that an uncertain call can be found among Stripe's events (vendors/stripe/outcomes.py).
+    idempotency_header: str | None = "idempotency-key"
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         auth = headers.get("authorization", "")
