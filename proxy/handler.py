@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import structlog
 
-from proxy import approvals, lookups, metrics, paths, reasons, records, vaultkeys
+from proxy import approvals, lookups, metrics, outcomes, paths, reasons, records, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.config import Settings
 from proxy.errors import (
@@ -162,7 +162,8 @@ class ProxyHandler:
         structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
         call.body = await read_body(receive, self._settings.max_body_bytes)
         key = await self._authenticate(call)  # 2
-        parsed = self._parse(call, key)  # 3
+        parsed = outcomes.with_idempotency_key(call.adapter, call.incoming.method, call.headers,  # 3
+                                               self._parse(call, key), call.request_id)
         admission = await self._admit(call, key, parsed)  # 4-6
         if not admission.forward:
             reason = admission.reason or "blocked"
@@ -273,6 +274,13 @@ class ProxyHandler:
         except UpstreamFailure as failure:
             return await self._upstream_failed(call, admission, failure)
         priced = adapter.parse_response(parsed, response.status, response.headers, response.body)
+        call.upstream_seconds = response.elapsed_ms / 1000
+        passed = {k: v for k, v in response.headers.items() if k in adapter.forward_response_headers}
+        if priced.uncertain:  # the vendor's answer (a 5xx) does not say whether the call happened
+            await self._settle_uncertain(call, admission, "upstream_server_error", outcomes.uncertain_answer(
+                response.status), response.status, priced.vendor_request_id)
+            self._log(call, "error", "upstream_server_error", response.status)
+            return RenderedResponse(response.status, passed, response.body)
         withheld = await self._withheld(key, priced)  # 9: scope covers what the answer reveals too
         enforced = withheld is not None and not key.policy.shadow
         cost, source = ((priced.cost_usd, "parsed") if priced.cost_usd is not None
@@ -285,12 +293,10 @@ class ProxyHandler:
             customer_id=priced.customer_id, upstream_status=response.status,
             upstream_request_id=priced.vendor_request_id, created=priced.created,
         ))
-        call.upstream_seconds = response.elapsed_ms / 1000
         metrics.observe_spend(call.vendor, cost)
         if withheld is not None and enforced:
             return self._render_refusal(call, withheld.reason, withheld.message, withheld.status)
         self._log(call, admission.decision, admission.reason, response.status)
-        passed = {k: v for k, v in response.headers.items() if k in adapter.forward_response_headers}
         return RenderedResponse(response.status, passed, response.body)
 
     async def _withheld(self, key: KeyRecord, priced: ParsedResponse) -> Denial | None:
@@ -318,6 +324,16 @@ class ProxyHandler:
             VendorError(reasons.get(failure.reason).status, failure.reason, failure.message, "unavailable",
                         retryable=not failure.maybe_delivered, request_id=call.request_id)
         )
+
+    async def _settle_uncertain(self, call: Call, admission: Admission, reason: str, message: str,
+                                upstream_status: int | None = None, vendor_request_id: str | None = None) -> None:
+        """Settle a call that may have happened at its estimate: it stays counted against every cap, as
+        its reservation was, on a row that says why (decision 'error', cost_source 'estimated'), until
+        proxy/outcomes.py asks the vendor what it did and reprices it to that, or to 0."""
+        await self._gate.settle(admission, call.predicted, SettlePatch(
+            "estimated", call.elapsed_ms(), decision="error", reason=reason, message=message,
+            upstream_status=upstream_status, upstream_request_id=vendor_request_id,
+        ))
 
     async def _refuse(self, call: Call, refusal: Refused) -> RenderedResponse:
         if refusal.key_id is None:

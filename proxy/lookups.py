@@ -33,7 +33,7 @@ async def read(upstream: Upstream, base: str, adapter: VendorAdapter, credential
     try:
         path = paths.normalise(lookup.path.encode())
         headers = {**lookup.headers, **adapter.upstream_auth_headers(credential)}
-        answer = await upstream.send("GET", base + path, headers, b"")
+        answer = await upstream.send("GET", base + path + ("?" + lookup.query if lookup.query else ""), headers, b"")
     except (RequestRejected, UpstreamFailure) as exc:
         log.warning("price_lookup_failed", vendor=adapter.name, reason=exc.reason)
         return LookedUp(0, b"", _ms_since(started))

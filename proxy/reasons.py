@@ -118,6 +118,9 @@ _UNAVAILABLE = [
     Reason("upstream_unreachable", "unavailable", 502, "The vendor could not be reached."),
     Reason("upstream_error", "unavailable", 502, "The vendor's connection failed mid-answer."),
     Reason("upstream_timeout", "unavailable", 504, "The vendor did not answer in time; the call may have happened."),
+    Reason("upstream_server_error", "unavailable", 500,
+           "The vendor answered a call that moves money or reaches people with a server error (5xx), which "
+           "does not say whether it happened: its estimate stays counted until the vendor can be asked."),
     Reason("internal_error", "unavailable", 500, "A bug in Tollgate; the process keeps serving."),
     Reason("database_stop_failed", "unavailable", 500,
            "tollgate db stop: pg_ctl did not stop the embedded Postgres; it is still running."),

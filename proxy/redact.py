@@ -68,8 +68,11 @@ def _mask_value(text: str, secret: str) -> str:
     return "".join(pieces) + text[start:]
 
 
+MASK = "***"  # what stands for a masked credential
+
+
 def _mask(match: re.Match[str]) -> str:
-    return (match.group(1) or "") + "***"
+    return (match.group(1) or "") + MASK
 
 
 def looks_secret(text: str) -> bool:

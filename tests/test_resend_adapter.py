@@ -388,5 +388,8 @@ def test_presented_credentials_never_raise(headers: dict[str, str]) -> None:
                  .map(_dumps)))
 def test_parse_response_never_raises(request: ParsedRequest, status: int, body: bytes) -> None:
     result = ADAPTER.parse_response(request, status, {}, body)
+    if result.uncertain:  # a 5xx on a send: it may have gone out, the estimate stands
+        assert status >= 500 and request.moves_money and result.cost_usd is None
+        return
     assert isinstance(result.cost_usd, Decimal) and 0 <= result.cost_usd <= ADAPTER.estimate_usd(request)
     assert result.object_id is None or isinstance(result.object_id, str)

@@ -516,7 +516,7 @@ def test_a_full_refund_is_estimated_from_the_recorded_charge() -> None:
     assert ADAPTER.estimate_usd(refund) is None  # an unknown charge: nothing to predict from
 
 
-@pytest.mark.parametrize("status", [400, 401, 402, 404, 409, 429, 500, 503])
+@pytest.mark.parametrize("status", [400, 401, 402, 404, 409, 429])  # 5xx: tests/test_stripe_outcomes.py
 def test_error_status_costs_nothing(status: int) -> None:
     request = parse("POST", "/v1/charges", b"amount=2000&currency=usd")
     body = {"error": {"type": "card_error", "amount": 2000, "currency": "usd"}, "amount": 2000, "currency": "usd"}
@@ -742,8 +742,8 @@ def test_parse_response_never_raises(request: ParsedRequest, status: int, header
     assert result.amount_minor is None or type(result.amount_minor) is int
     for text in (result.currency, result.object_id, result.customer_id, result.vendor_request_id):
         assert text is None or isinstance(text, str)
-    if status >= 400:
-        assert result.cost_usd == Decimal(0)
+    if status >= 400:  # nothing moved, or (a 5xx on a money call) nobody knows yet
+        assert result.cost_usd == Decimal(0) or (result.uncertain and status >= 500 and request.moves_money)
 
 
 @PROPERTY

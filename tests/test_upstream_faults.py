@@ -1,8 +1,9 @@
 """The vendor misbehaves: too slow, hanging, resetting the connection, refusing it, or
-answering 5xx/429. Each call ends within the configured timeout, the official SDK raises
-its own exception, the reservation is released, the audit row says what happened, and the
-vendor sees the call exactly once: the proxy never retries a POST, with or without an
-Idempotency-Key."""
+answering 5xx/429/402. Each call ends within the configured timeout, the official SDK raises
+its own exception, the reservation is settled (at its estimate when the call may have happened:
+a timeout, a reset, a 5xx; at 0 when it surely did not), the audit row says what happened, and
+the vendor sees the call exactly once: the proxy never retries a POST, with or without an
+Idempotency-Key (it adds one where the client sent none)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ FAULTS = {
     "hang": (504, stripe.APIError, "error", "upstream_timeout", None, MAYBE_SENT, "estimated", "false"),
     "reset": (502, stripe.APIError, "error", "upstream_error", None, MAYBE_SENT, "estimated", "false"),
     "refused": (502, stripe.APIError, "error", "upstream_unreachable", None, Decimal(0), "none", "true"),
-    "500": (500, stripe.APIError, "allowed", None, 500, Decimal(0), "parsed", None),
+    "500": (500, stripe.APIError, "error", "upstream_server_error", 500, MAYBE_SENT, "estimated", None),
     "429": (429, stripe.RateLimitError, "allowed", None, 429, Decimal(0), "parsed", None),
+    "402": (402, stripe.CardError, "allowed", None, 402, Decimal(0), "parsed", None),  # declined: nothing moved
 }
 
 
@@ -60,6 +62,8 @@ def vendor_with(fault: str) -> Iterator[tuple[str, Callable[[], int], Callable[[
         "500": lambda: setattr(app.state, "fail_next", (500, {"type": "api_error", "message": "Stripe broke."})),
         "429": lambda: setattr(app.state, "fail_next", (429, {"type": "rate_limit_error", "code": "rate_limit",
                                                               "message": "Too many requests."}, {"Retry-After": "7"})),
+        "402": lambda: setattr(app.state, "fail_next", (402, {"type": "card_error", "code": "card_declined",
+                                                              "message": "Your card was declined."})),
     }[fault]
     with serve_asgi(app) as url:
         yield url, lambda: sum(r.method == "POST" for r in app.state.received), arm
@@ -104,7 +108,7 @@ def test_a_failing_vendor_is_reported_recorded_and_never_retried(fault, sql, run
     rows = audit_rows(sql, run_id)
     assert [(r["state"], r["decision"], r["reason"], r["upstream_status"], r["cost_usd"], r["cost_source"])
             for r in rows] == [("final", decision, reason, upstream_status, cost, source)] * 2
-    assert rows[1]["idempotency_key"] is None and rows[0]["idempotency_key"]
+    assert rows[0]["idempotency_key"] and rows[1]["idempotency_key"] == f"tollgate-{rows[1]['request_id']}"
     counter = sql.execute("SELECT spent_usd, reserved_usd FROM budget_counters WHERE key_id = %s",
                           (key["id"],)).fetchone()
     assert counter == {"spent_usd": 2 * cost, "reserved_usd": 0}

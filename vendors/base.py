@@ -125,11 +125,13 @@ class Operation:
 @dataclass(frozen=True)
 class Lookup:
     """A read whose answer prices a call: the object the call acts on, fetched by the core with
-    the key's credential before the gate (a GET the vendor does not bill). ``path`` is on the
-    vendor's main host; ``headers`` are the ones that choose the account it is read in."""
+    the key's credential before the gate (a GET the vendor does not bill); or, later, what tells
+    whether an uncertain call happened (``outcome_lookup``). ``path`` is on the vendor's main
+    host; ``headers`` are the ones that choose the account it is read in."""
 
     path: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""  # the query string, encoded (without the "?")
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,10 @@ class ParsedResponse:
     vendor_request_id: str | None = None
     # The vendor answered from its idempotency cache: nothing happened again, nothing to count.
     replayed: bool = False
+    # The answer does not say whether the call happened (a vendor 5xx on a call that moves money or
+    # reaches people): the core keeps its estimate counted, as for a timeout, until reconciliation
+    # asks the vendor (``outcome_lookup``). ``cost_usd`` is then not read.
+    uncertain: bool = False
     created: RecordedObject | None = None  # an object this call created, for record-level scope
     # Every customer the answer names (the object's, or each listed object's): an answer that
     # reveals one outside the key's scope is withheld (DESIGN.md guarantee 9).
@@ -167,6 +173,34 @@ class FinalPrice:
     status: str | None  # the vendor's status of the object (queued, sent, delivered, failed...)
     cost_usd: Decimal | None  # the vendor's price in USD; 0 for objects that will never be billed
     final: bool  # True: replace the estimate with cost_usd; False: ask again later
+
+
+@dataclass(frozen=True)
+class UncertainCall:
+    """A forwarded call whose outcome nobody knows (the vendor timed out or answered 5xx), as its
+    audit row recorded it, for an adapter to say how the vendor could tell what became of it."""
+
+    method: str
+    path: str  # on the vendor's main host, as forwarded
+    endpoint: str | None
+    account: str | None  # the connected account / sub-account it acted on
+    idempotency_key: str | None
+    vendor_request_id: str | None  # the vendor's id for this call, when it answered at all
+    # The vendor's request ids of the key's other calls with the same idempotency key (an SDK's
+    # retries): what they did is on their own rows, not this one's.
+    others: tuple[str, ...]
+    sent_at: int  # Unix seconds
+    age_s: float  # how long ago it was sent
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a read says about an ``UncertainCall``."""
+
+    happened: bool | None  # None: this answer does not tell (ask again later, or read ``next_page``)
+    cost_usd: Decimal | None = None  # when it happened: what it moved; None: the estimate stands
+    object_id: str | None = None  # the object it created or acted on, when the answer names it
+    next_page: str | None = None  # the cursor of the read's next page, to pass to ``outcome_lookup``
 
 
 @dataclass(frozen=True)
@@ -225,6 +259,10 @@ class VendorAdapter(Protocol):
     secret_patterns: tuple[str, ...]
     # True when the answer does not carry the final price and ``reconcile`` reads it later.
     prices_later: bool
+    # The header by which the vendor de-duplicates a repeated POST (None: it has none that
+    # Tollgate uses). The core adds one to a POST that lacks it, so that the call can be named
+    # later when its outcome is uncertain (``outcome_lookup``).
+    idempotency_header: str | None
     # True when the upstream credential needs an account id besides the secret (Twilio's Account SID).
     requires_account: bool
     quickstart: Quickstart | None
@@ -268,3 +306,11 @@ class VendorAdapter(Protocol):
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         """Read the final price from the answer to a ``reconcile_path`` fetch."""
+
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        """The read (a GET the vendor does not bill) that would tell whether ``call`` happened, from
+        ``page`` (a previous ``Outcome.next_page``) on; None when nothing can tell: the estimate stands."""
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        """Read the answer to an ``outcome_lookup``. ``happened=False`` only when the vendor's own
+        record says the call did nothing (never from a missing or failed read)."""

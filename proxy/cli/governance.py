@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from proxy import approvals, bootstrap, db, migrate, prices, rotation, runs, spend
+from proxy import approvals, bootstrap, db, migrate, outcomes, prices, rotation, runs, spend
 from proxy.cli import audit
 from proxy.cli.support import read_policy, secret_from_env, settings_from, with_connection
 from proxy.keycache import KeyCache
@@ -74,8 +74,9 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
 
     price_commands = commands.add_parser("prices", help="vendor prices").add_subparsers(title="prices commands")
     reprice = price_commands.add_parser(
-        "reconcile", help="replace estimates with the vendor's price once it has one")
-    reprice.add_argument("--vendor", help="one vendor (default: every vendor that prices after the call)")
+        "reconcile", help="replace estimates with the vendor's price once it has one, and ask the vendor what "
+                          "became of calls whose answer did not say (a timeout, a 5xx)")
+    reprice.add_argument("--vendor", help="one vendor (default: every vendor)")
     reprice.add_argument("--days", type=int, default=7, help="look this far back")
     reprice.add_argument("--limit", type=int, default=500)
     reprice.set_defaults(run=_prices_reconcile)
@@ -169,29 +170,34 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
     migrate.upgrade(runtime.database_url)
     settings = runtime.settings
 
-    adapters = [a for a in runtime.vendors if a.prices_later and args.vendor in (None, a.name)]
-    if args.vendor and not adapters:
-        known = ", ".join(a.name for a in runtime.vendors if a.prices_later)
-        print(f"tollgate: {args.vendor} is not a vendor that prices after the call (those are: {known})",
+    adapters = [a for a in runtime.vendors if args.vendor in (None, a.name)]
+    if not adapters:
+        print(f"tollgate: no vendor {args.vendor} (those served are: {', '.join(runtime.vendors.names())})",
               file=sys.stderr)
         return 2
 
-    async def run() -> prices.RepriceReport:
+    async def run() -> tuple[prices.RepriceReport, prices.RepriceReport]:
         engine = db.create_engine(runtime.database_url, settings)
         upstream = create_upstream(settings)
         keycache = KeyCache(engine, runtime.box, 60)
+        repriced, resolved = prices.RepriceReport(), prices.RepriceReport()
         try:
-            reports = [await prices.reprice(engine, keycache, upstream, adapter,
-                                            settings.upstream_for(adapter.name, adapter.default_upstream),
-                                            args.days, args.limit) for adapter in adapters]
-            return sum(reports, prices.RepriceReport())
+            for adapter in adapters:
+                base = settings.upstream_for(adapter.name, adapter.default_upstream)
+                if adapter.prices_later:
+                    repriced += await prices.reprice(engine, keycache, upstream, adapter, base, args.days, args.limit)
+                resolved += await outcomes.resolve(engine, keycache, upstream, adapter, base, args.limit)
+            return repriced, resolved
         finally:
             await upstream.aclose()
             await engine.dispose()
 
-    report = asyncio.run(run())
+    report, uncertain = asyncio.run(run())
     print(f"{report.checked} estimated call(s) checked: {report.repriced} repriced, "
           f"{report.waiting} not priced by the vendor yet, {report.failed} could not be fetched.")
+    print(f"{uncertain.checked} call(s) of uncertain outcome checked: {uncertain.repriced} settled from the "
+          f"vendor's record, {uncertain.waiting} not told yet (the estimate stands), {uncertain.failed} could "
+          "not be asked.")
     return 0
 
 

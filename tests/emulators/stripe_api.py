@@ -17,6 +17,13 @@ Test hooks on ``app.state``:
   ``status`` / ``{"error": error_dict}`` (with ``headers``); the hook is then cleared.
 * ``store``: the in-memory objects (:class:`Store`), for white-box assertions.
 * ``delay_s``: seconds every request waits after it is recorded (a slow or hanging vendor).
+* ``outage``: an :class:`Outage`: every request is answered its ``status`` / ``{"error": error}``
+  until it is set back to None. Stripe's 500 is indeterminate, and so is this one: each request
+  pops ``carried_out``, and when it pops True the request is carried out first (its objects
+  stored, its events recorded, the error saved as its idempotent answer, as Stripe saves a 500
+  once the endpoint began executing); otherwise (or once the list is empty) nothing happens.
+* ``GET /v1/events`` lists the events successful POSTs recorded (``_stripe_events``), each
+  naming its request's ``Request-Id`` and ``Idempotency-Key``.
 
 Modelled on Stripe's behaviour: Bearer or Basic auth with a masked key in the
 401 message; ``Request-Id`` on every answer; ``Idempotency-Key`` echoed on
@@ -24,7 +31,8 @@ POSTs; a repeated POST with the same key and parameters replays the saved
 answer (``Idempotent-Replayed: true``, ``Original-Request``), while the same
 key with other parameters or on another endpoint is a 400 ``idempotency_error``.
 Like Stripe, only requests that got past validation are saved; this emulator
-saves successful answers only, and never answers produced by ``fail_next``.
+saves successful answers, and the error of an ``outage`` for a request it carried out,
+never answers produced by ``fail_next``.
 Top-level params an endpoint does not accept are refused (400
 ``parameter_unknown``), as Stripe does; ``expand[]`` replaces ids of stored
 objects with the objects (``customer``, ``data.customer``, ``latest_charge``...).
@@ -39,7 +47,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -47,6 +55,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from . import _stripe_events as events
 from . import _stripe_handlers as handlers
 from ._received import ReceivedRequest, record
 from ._stripe_params import (
@@ -58,7 +67,7 @@ from ._stripe_params import (
 )
 from ._stripe_store import Obj, Store, random_token
 
-__all__ = ["ROUTES", "ReceivedRequest", "Store", "create_app", "mask_key"]
+__all__ = ["ROUTES", "Outage", "ReceivedRequest", "Store", "create_app", "mask_key"]
 
 _SUPPORT = "Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
 _NO_KEY = (
@@ -139,6 +148,7 @@ ROUTES: tuple[_Route, ...] = (
     _route("POST", "/v1/payouts", handlers.create_payout, "PayoutCreateParams"),
     _route("POST", "/v1/transfers", handlers.create_transfer, "TransferCreateParams"),
     _route("GET", "/v1/balance", handlers.retrieve_balance, "BalanceRetrieveParams"),
+    _route("GET", "/v1/events", events.list_events, "EventListParams"),
 )
 
 
@@ -271,12 +281,39 @@ def _replay(saved: _Saved, key: str, request: ReceivedRequest, params: dict[str,
 # -- request pipeline -------------------------------------------------------
 
 
+@dataclass
+class Outage:
+    """Stripe answering every request ``status``; ``carried_out``: which of the next requests
+    were carried out all the same (popped one per request)."""
+
+    status: int
+    error: dict[str, Any]
+    carried_out: list[bool] = field(default_factory=list)
+
+
 def _answer(app: Starlette, request: ReceivedRequest, request_id: str):
     """(status, body, extra headers) for one request."""
     state = app.state
     if state.fail_next is not None:
         (status, error, *headers), state.fail_next = state.fail_next, None
         return status, {"error": error}, (headers[0] if headers else {})
+    outage: Outage | None = state.outage
+    carried_out = outage is not None and bool(outage.carried_out) and outage.carried_out.pop(0)
+    if outage is not None and not carried_out:
+        return outage.status, {"error": outage.error}, {}
+    status, body, extra = _carry_out(state, request, request_id)
+    if outage is None or status != 200:
+        return status, body, extra
+    body = {"error": outage.error}
+    key = request.headers.get("idempotency-key")
+    if request.method == "POST" and key:  # carried out, then failed: the error is what a retry replays
+        saved = state.idempotency[key]
+        state.idempotency[key] = _Saved(saved.method, saved.path, saved.params, outage.status, body, request_id)
+    return outage.status, body, {}
+
+
+def _carry_out(state: Any, request: ReceivedRequest, request_id: str):
+    """(status, body, extra headers) of the request as the API carries it out."""
     if (auth_error := _authentication_error(request, state.secret_key)) is not None:
         return 401, {"error": auth_error}, {"WWW-Authenticate": 'Basic realm="Stripe"'}
     try:
@@ -290,6 +327,7 @@ def _answer(app: Starlette, request: ReceivedRequest, request_id: str):
         log_url = f"https://dashboard.stripe.com/test/logs/{request_id}?t={int(time.time())}"
         error = {**exc.error, "request_log_url": log_url}
         return exc.status, {"error": dict(sorted(error.items()))}, {}
+    events.record(state.store, request.method, request.path, body, request_id, key)
     if key:
         state.idempotency[key] = _Saved(
             request.method, request.path, params, 200, copy.deepcopy(body), request_id
@@ -316,6 +354,7 @@ def create_app(secret_key: str = "sk_test_emulator") -> Starlette:
     app.state.secret_key = secret_key
     app.state.received = []
     app.state.fail_next = None
+    app.state.outage = None
     app.state.store = Store()
     app.state.idempotency = {}
     return app

@@ -21,12 +21,14 @@ from vendors.base import (
     LookedUp,
     Lookup,
     Operation,
+    Outcome,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    UncertainCall,
     UpstreamCredential,
     VendorAdapter,
     VendorError,
@@ -46,6 +48,7 @@ class AcmeAdapter:
     decision_headers = frozenset({"acme-account"})
     secret_patterns = (SECRET_PATTERN,)
     prices_later = False
+    idempotency_header = None
     requires_account = False
     quickstart = None
 
@@ -111,6 +114,12 @@ class AcmeAdapter:
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         raise NotImplementedError("Acme prices at once; nothing to reconcile")
+
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        return None  # Acme lists no payment by the call that made it: an uncertain one keeps its estimate
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        raise NotImplementedError("outcome_lookup asks for nothing")
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -37,7 +37,8 @@ What the core gets from this adapter
   policy lists the endpoint in ``endpoints.priced_after``) for a broadcast sent or an event sent,
   whose number of emails the request does not say.
 * ``parse_response``: same as the estimate for a 2xx send (Resend's answers carry no price),
-  minus the emails a permissive batch reports in ``errors``; 0 for errors and free operations.
+  minus the emails a permissive batch reports in ``errors``; 0 for 4xx errors and free operations;
+  ``uncertain`` for a 5xx on a send (the core keeps the estimate, as for a timeout).
   ``object_id`` and ``created`` (kind "email"): the email's id; for a batch, the first id only
   (``ParsedResponse.created`` holds one object).
 * ``render_error``: see ``render_error`` below for how statuses and names map onto
@@ -62,6 +63,7 @@ from vendors.base import (
     LookedUp,
     Lookup,
     Operation,
+    Outcome,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -69,6 +71,7 @@ from vendors.base import (
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    UncertainCall,
     UpstreamCredential,
     VendorError,
 )
@@ -110,6 +113,8 @@ class ResendAdapter:
     hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
+    # Resend takes an optional Idempotency-Key on sends but lists no email by it: Tollgate adds none.
+    idempotency_header: str | None = None
     decision_headers: frozenset[str] = frozenset()
     secret_patterns: tuple[str, ...] = (r"\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+",)  # API keys
     quickstart: Quickstart | None = None
@@ -159,6 +164,9 @@ class ResendAdapter:
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
     ) -> ParsedResponse:
         request_id = headers.get("x-request-id")
+        if status >= 500 and request.moves_money:
+            # A 5xx may come after Resend accepted the email: the estimate stands.
+            return ParsedResponse(None, vendor_request_id=request_id, uncertain=True)
         if status >= 400:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # nothing sent, nothing billed
         obj = json_object(body)
@@ -212,6 +220,12 @@ class ResendAdapter:
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         return FinalPrice(None, None, None, final=False)
+
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        return None  # no read names an email by the call that sent it: its estimate stands
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        return Outcome(None)
 
 
 def _status_and_name(error: VendorError) -> tuple[int, str]:

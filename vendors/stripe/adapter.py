@@ -1,7 +1,8 @@
 """Stripe: form-encoded requests, JSON responses, money in minor units.
 
 Cost is the money a call moves, in USD: a charge's or refund's amount, converted
-with the FX table. Calls that move no money cost 0.
+with the FX table. Calls that move no money cost 0. A 5xx on a call that moves money is
+uncertain (the estimate stays counted): Stripe's events later tell what it did (outcomes.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vendors.base import (
     LookedUp,
     Lookup,
     Operation,
+    Outcome,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -27,11 +29,12 @@ from vendors.base import (
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    UncertainCall,
     UpstreamCredential,
     VendorError,
 )
 from vendors.endpoints import Endpoint
-from vendors.stripe import catalogue
+from vendors.stripe import catalogue, outcomes
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
@@ -82,6 +85,9 @@ class StripeAdapter:
         {"content-type", "request-id", "idempotency-key", "idempotent-replayed", "stripe-version",
          "stripe-should-retry", "stripe-account", "original-request", "retry-after"}
     )
+    # stripe-python sends one on every POST; a hand-written client may not: the core then adds one,
+    # so that an uncertain call can be found among Stripe's events (vendors/stripe/outcomes.py).
+    idempotency_header: str | None = "idempotency-key"
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         auth = headers.get("authorization", "")
@@ -166,12 +172,17 @@ class StripeAdapter:
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
     ) -> ParsedResponse:
         request_id = headers.get("request-id")
+        replayed = headers.get("idempotent-replayed") == "true"
+        if status >= 500 and request.moves_money and not replayed:
+            # Stripe: "treat the result of a 500 as indeterminate": the money may have moved.
+            return ParsedResponse(None, vendor_request_id=request_id, uncertain=True)
         if status >= 400:
-            # Stripe moves no money on an error.
-            return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id)
+            # Stripe moves no money on a 4xx (a declined card's charge is created failed, 402) or a
+            # 429, nor again on the replay of a saved answer (the first call's row holds any doubt).
+            return ParsedResponse(cost_usd=Decimal(0), vendor_request_id=request_id, replayed=replayed)
         obj = json_object(body)
         revealed = _revealed_customers(obj)
-        if headers.get("idempotent-replayed") == "true":
+        if replayed:
             return ParsedResponse(Decimal(0), object_id=_text_field(obj, "id"), customer_id=_customer_of(obj),
                                   vendor_request_id=request_id, replayed=True,
                                   revealed_customers=revealed)
@@ -228,6 +239,12 @@ class StripeAdapter:
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         return FinalPrice(None, None, None, final=False)
+
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        return outcomes.lookup(call, page)
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        return outcomes.read(call, answer)
 
 
 def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:

@@ -48,7 +48,8 @@ What the core gets from this adapter
 * ``parse_response``: ``cost_usd`` = abs(price) for message and call creates when Twilio already
   priced the object, else None (Twilio prices messages after sending: the core records the
   estimate with ``cost_source='estimated'``); None too for calls whose cost was unknown before;
-  HTTP errors cost 0; free operations cost 0. Creates also report
+  HTTP 4xx errors cost 0; a 5xx on a send or a buy is ``uncertain`` (the core keeps the
+  estimate, as for a timeout: nothing tells later what Twilio did); free operations cost 0. Creates also report
   ``created=RecordedObject(sid, "message" | "call")`` for record-level scope.
 * Reconciliation (for the core's reconcile command): ``reconcile_path(account, sid)`` gives the
   path to GET later (through the same upstream, with the same auth headers), and
@@ -71,6 +72,7 @@ from vendors.base import (
     LookedUp,
     Lookup,
     Operation,
+    Outcome,
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
@@ -78,6 +80,7 @@ from vendors.base import (
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    UncertainCall,
     UpstreamCredential,
     VendorError,
 )
@@ -104,6 +107,7 @@ class TwilioAdapter:
     hosts: Mapping[str, str] = HOSTS  # lookups, verify, messaging (vendors.twilio.routes)
     requires_account = True  # the Account SID: in every path, and the Basic username upstream
     prices_later = True  # price is null at creation, filled after sending (tollgate prices reconcile)
+    idempotency_header: str | None = None  # Twilio's REST API de-duplicates no POST
     decision_headers: frozenset[str] = frozenset()  # the account is in the path
     # Auth tokens and API-key secrets are 32 hex digits, no underscore: not recognisable by shape.
     secret_patterns: tuple[str, ...] = ()
@@ -191,6 +195,9 @@ class TwilioAdapter:
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
     ) -> ParsedResponse:
         request_id = _header(headers, "twilio-request-id")
+        if status >= 500 and request.moves_money:
+            # A 5xx may come after Twilio queued the message or bought the number: the estimate stands.
+            return ParsedResponse(None, vendor_request_id=request_id, uncertain=True)
         if status >= 400:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # Twilio bills no HTTP error
         obj = json_object(body)
@@ -240,6 +247,12 @@ class TwilioAdapter:
         if state in UNBILLED_FINAL:
             return FinalPrice(_text(obj, "sid"), state, Decimal(0), final=True)
         return FinalPrice(_text(obj, "sid"), state, None, final=False)
+
+    def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
+        return None  # without an idempotency key nothing names the call: its estimate stands
+
+    def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
+        return Outcome(None)
 
 
 def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
