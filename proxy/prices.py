@@ -1,6 +1,7 @@
 """Replace estimates with the vendor's own price once it has one (adapters whose
 ``prices_later`` is true: a message is priced minutes to hours after sending). Fetches are
-reads, which vendors do not bill."""
+reads, which vendors do not bill. A price is taken only from an answer about the row's own
+object: a proxy, a cache or a vendor bug answering for another sid must not reprice it."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ async def reprice(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream, a
             failed += 1
             continue
         price = adapter.reconcile(answer.status, answer.body)
+        if price.object_id != row.object_id:  # an answer about another object prices nothing of this row
+            log.warning("reprice_answer_names_another_object", audit_id=row.id, answered=price.object_id)
+            failed += 1
+            continue
         if not price.final or price.cost_usd is None:
             waiting += 1
             continue

@@ -71,6 +71,20 @@ def test_a_message_is_estimated_then_repriced_from_twilio(proxy_url, twilio_key,
     assert counter["spent_usd"] == Decimal("0.0079")
 
 
+def test_a_reprice_takes_a_price_only_from_an_answer_about_the_rows_own_message(
+    proxy_url, twilio_key, sql, run_id, twilio_emulator, pg_url
+):
+    key = twilio_key()
+    client = client_for(proxy_url, key["key"], run_id)
+    mine, other = (client.messages.create(to="+14155550100", from_=SENDER, body=text) for text in ("one", "two"))
+    store = twilio_emulator[1].state.store
+    store.set_price(other.sid, "-0.50000")
+    store.messages[mine.sid] = store.messages[other.sid]  # a fetch of mine answers about the other message
+    reprice(pg_url, twilio_emulator[0])
+    costs = {r["object_id"]: (r["cost_usd"], r["cost_source"]) for r in rows(sql, run_id)}
+    assert costs == {mine.sid: (US_SEGMENT, "estimated"), other.sid: (Decimal("0.5"), "parsed")}
+
+
 def reprice(pg_url: str, twilio_url: str) -> prices.RepriceReport:
     import asyncio
 
