@@ -576,3 +576,15 @@ def test_parse_response_and_reconcile_never_raise(request: ParsedRequest, status
         assert result.cost_usd == 0
     final = ADAPTER.reconcile(status, body)
     assert final.cost_usd is None or final.cost_usd >= 0
+
+
+def test_max_price_is_obsolete_in_twilios_own_description():
+    """Why Tollgate does not set MaxPrice (README, Twilio): Twilio says it has no effect. Should
+    Twilio revive it, this fails and the decision is due again."""
+    import json
+    from pathlib import Path
+
+    spec = json.loads((Path(__file__).parent / "fixtures" / "twilio_api_v2010.json").read_text())
+    create = spec["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages.json"]["post"]
+    schema = create["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert schema["properties"]["MaxPrice"]["description"].startswith("[OBSOLETE]")
