@@ -73,6 +73,18 @@ vault_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("revoked_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
+    # How its token is marked (proxy/vaultkeys.py): 'tagged' since migration 0017; 'crc32' for keys
+    # issued before, and for any writer that does not know the column (the default).
+    Column("checksum", Text, nullable=False, server_default=text("'crc32'")),
+)
+
+# The installation's own secrets, sealed under the master key (proxy/serversecrets.py).
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )
 
 # One row per key and window bucket ("day:2026-11-24", "run:<run id>", "total"), shared by
