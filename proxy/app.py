@@ -21,6 +21,7 @@ from proxy import db, metrics, migrate
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
+from proxy.auth import Authenticator
 from proxy.bootstrap import Runtime
 from proxy.console.app import create_console
 from proxy.console.base import VendorLook
@@ -66,7 +67,8 @@ class TollgateApp:
         upstream = create_upstream(settings)
         gate = Gate(hot, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
-        proxy = ProxyHandler(settings, hot, gate, keycache, upstream, self.runtime.vendors)
+        auth = Authenticator(engine, self.runtime.box, keycache, settings.key_cache_ttl_s)
+        proxy = ProxyHandler(settings, hot, gate, auth, upstream, self.runtime.vendors)
         self.services = Services(engine, hot, upstream, proxy)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors)
         app.router.routes.extend(admin.routes())

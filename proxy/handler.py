@@ -18,6 +18,7 @@ import structlog
 
 from proxy import approvals, lookups, metrics, paths, reasons, records, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
+from proxy.auth import Authenticator
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
@@ -29,7 +30,6 @@ from proxy.errors import (
 )
 from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
-from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
 from proxy.redact import looks_secret, mask_strings, redact_content
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
@@ -102,7 +102,7 @@ class Call:
 
 
 class ProxyHandler:
-    def __init__(self, settings: Settings, db: HotDB, gate: Gate, keycache: KeyCache, upstream: Upstream,
+    def __init__(self, settings: Settings, db: HotDB, gate: Gate, auth: Authenticator, upstream: Upstream,
                  vendors: Registry):
         self._settings = settings
         self._vendors = vendors
@@ -110,7 +110,7 @@ class ProxyHandler:
         self._upstream_bases = {a.name: _upstream_bases(settings, a) for a in vendors}
         self._db = db
         self._gate = gate
-        self._keys = keycache
+        self._auth = auth
         self._upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -177,14 +177,7 @@ class ProxyHandler:
         vault_key = vaultkeys.parse(presented.vault_key)  # MalformedKey: no key id to record it under
         call.key_id = vault_key.key_id
         structlog.contextvars.bind_contextvars(key_id=call.key_id)
-        try:
-            key = await self._keys.get(vault_key.key_id)
-        except Exception as exc:
-            raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
-        if key is None:
-            raise AuthRefused("unknown_key", "Invalid API key: this vault key does not exist.", key_id=vault_key.key_id)
-        if not vaultkeys.secret_matches(vault_key.secret, key.secret_hash):
-            raise AuthRefused("invalid_secret", "Invalid API key: the vault key's secret is wrong.", key_id=key.id)
+        key = await self._auth.record(vault_key)  # forged keys refused here, without a look-up (proxy/auth.py)
         if key.vendor != call.vendor:
             raise AuthRefused("wrong_vendor", f"This vault key is for {key.vendor}, not {call.vendor}.", key_id=key.id)
         if key.credential.account and presented.account and presented.account != key.credential.account:
@@ -213,7 +206,7 @@ class ProxyHandler:
             if admission.decision != "stale":
                 return admission
             # The key's policy changed since this process cached it: judge again with the new one.
-            self._keys.forget(key.id)
+            self._auth.forget(key.id)
             key = await self._authenticate(call)
         raise Unavailable("policy_churn", "The key's policy is changing too fast to decide; try again.")
 
