@@ -29,6 +29,7 @@ from proxy.gate import Gate
 from proxy.handler import ProxyHandler
 from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
+from proxy.refusals import AuthRefusals
 from proxy.upstream import Upstream, create_upstream
 
 _STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console")
@@ -68,7 +69,8 @@ class TollgateApp:
         gate = Gate(hot, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
         auth = Authenticator(engine, self.runtime.box, keycache, settings.key_cache_ttl_s)
-        proxy = ProxyHandler(settings, hot, gate, auth, upstream, self.runtime.vendors)
+        refused = AuthRefusals(hot)
+        proxy = ProxyHandler(settings, hot, gate, auth, refused, upstream, self.runtime.vendors)
         self.services = Services(engine, hot, upstream, proxy)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors)
         app.router.routes.extend(admin.routes())
@@ -91,6 +93,7 @@ class TollgateApp:
                 task.cancel()
             await console.aclose()
             await upstream.aclose()
+            await refused.aclose()  # the last counts of unauthenticated refusals
             await hot.close()
             await engine.dispose()
 

@@ -3,7 +3,9 @@
 The core knows nothing vendor-specific: it asks the adapter to read credentials, parse
 the request, estimate, parse the response and render errors. What it owns is the order
 of things and the guarantees: nothing is forwarded without a committed gate decision,
-and every request on which a key was identified leaves an audit row.
+and every request on which a key was identified leaves an audit row, except that of a
+caller who never authenticated (unknown key, wrong secret) only the first per source and
+minute does: the rest are counted in auth_refusals (proxy/refusals.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from decimal import Decimal
 
 import structlog
 
-from proxy import approvals, lookups, metrics, paths, reasons, records, vaultkeys
+from proxy import approvals, lookups, metrics, paths, reasons, records, refusals, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.auth import Authenticator
 from proxy.config import Settings
@@ -32,6 +34,7 @@ from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.keys import KeyRecord
 from proxy.redact import looks_secret, mask_strings, redact_content
+from proxy.refusals import AuthRefusals
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
 from vendors.base import (
@@ -66,6 +69,7 @@ class Incoming:
     method: str
     raw_path: bytes
     query: bytes
+    client: str | None  # the peer's address as the server saw it
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
 
@@ -102,8 +106,8 @@ class Call:
 
 
 class ProxyHandler:
-    def __init__(self, settings: Settings, db: HotDB, gate: Gate, auth: Authenticator, upstream: Upstream,
-                 vendors: Registry):
+    def __init__(self, settings: Settings, db: HotDB, gate: Gate, auth: Authenticator, refused: AuthRefusals,
+                 upstream: Upstream, vendors: Registry):
         self._settings = settings
         self._vendors = vendors
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
@@ -111,6 +115,7 @@ class ProxyHandler:
         self._db = db
         self._gate = gate
         self._auth = auth
+        self._unauthenticated = refused
         self._upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +124,9 @@ class ProxyHandler:
         if adapter is None:
             await self._no_such_vendor(send, vendor)
             return
-        call = Call(Incoming(vendor, adapter, scope["method"], rest, scope.get("query_string", b"")))
+        client = scope.get("client")
+        call = Call(Incoming(vendor, adapter, scope["method"], rest, scope.get("query_string", b""),
+                             client[0] if client else None))
         structlog.contextvars.bind_contextvars(request_id=call.request_id)  # on every log line of this request
         try:
             response = await self._handle(call, scope, receive)
@@ -310,10 +317,24 @@ class ProxyHandler:
     async def _refuse(self, call: Call, refusal: Refused) -> RenderedResponse:
         if refusal.key_id is None:
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
+        claim = None
+        if refusal.reason in refusals.UNAUTHENTICATED:  # one row per source and minute, the rest counted
+            claim = self._unauthenticated.claim(call.incoming.client, call.vendor, refusal.reason, refusal.key_id)
+            if claim is None:
+                return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         row = self._audit_row(call, refusal.key_id, None, None)
         row.refuse("blocked", refusal.reason, refusal.message)
         row.endpoint = refusal.endpoint
-        admission = await self._gate.admit(refusal.key_id, None, row.masked(), Decimal(0))
+        if claim is not None:
+            row.request_summary = {"source": claim.source}  # the auth_refusals rows that count the rest
+        try:
+            admission = await self._gate.admit(refusal.key_id, None, row.masked(), Decimal(0))
+        except BaseException:
+            if claim is not None:
+                self._unauthenticated.release(claim)
+            raise
+        if claim is not None:
+            self._unauthenticated.recorded(claim)
         if admission.reason in (None, refusal.reason):
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         # The gate found more to say (the key was revoked meanwhile): its answer is the one given.

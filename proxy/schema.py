@@ -87,6 +87,20 @@ server_secrets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )
 
+# Refusals of callers who never authenticated (an unknown or forged key, a wrong secret), counted
+# per minute and source (proxy/refusals.py): the first of each also writes an audit row, the
+# rest only add to ``refusals`` here, so a flood of made-up keys costs one row a minute.
+auth_refusals = Table(
+    "auth_refusals",
+    metadata,
+    Column("minute", DateTime(timezone=True), nullable=False),
+    Column("source", Text, nullable=False),  # client address (IPv6 by /64), or 'other' past the per-minute cap
+    Column("vendor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("refusals", BigInteger, nullable=False),
+    PrimaryKeyConstraint("minute", "source", "vendor", "reason"),
+)
+
 # One row per key and window bucket ("day:2026-11-24", "run:<run id>", "total"), shared by
 # every cap on that window: spend and request counts both live here.
 budget_counters = Table(

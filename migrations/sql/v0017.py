@@ -6,6 +6,9 @@ exists when this runs was issued with a CRC32 checksum alone, so the column's de
 them 'crc32', and so it marks a key made by a process that does not know the column yet (a
 rolling upgrade); the proxy names 'tagged' explicitly. A token without a tag is then judged
 by whether its id is one of the 'crc32' keys (proxy/auth.py), not by a look-up of its own.
+
+``auth_refusals`` counts refusals of callers who never authenticated, per minute and source
+(proxy/refusals.py); auditors may read it, as they read audit_events.
 """
 
 UPGRADE = [
@@ -17,9 +20,22 @@ CREATE TABLE server_secrets (
   created_at timestamptz NOT NULL DEFAULT now()
 )
 """,
+    r"""
+CREATE TABLE auth_refusals (
+  minute timestamptz NOT NULL,
+  source text NOT NULL,
+  vendor text NOT NULL,
+  reason text NOT NULL,
+  refusals bigint NOT NULL,
+  PRIMARY KEY (minute, source, vendor, reason)
+)
+""",
+    "GRANT SELECT ON auth_refusals TO tollgate_auditor",
 ]
 
 DOWNGRADE = [
+    "REVOKE ALL ON auth_refusals FROM tollgate_auditor",
+    "DROP TABLE auth_refusals",
     "DROP TABLE server_secrets",
     "ALTER TABLE vault_keys DROP COLUMN checksum",
 ]

@@ -1,4 +1,4 @@
-"""Forged vault keys: a tag only the installation can make.
+"""Forged vault keys: a tag only the installation can make, and unauthenticated refusals counted.
 
 Revision ID: 0017
 Revises: 0014
