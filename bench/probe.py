@@ -29,7 +29,7 @@ STEPS: list[tuple[str, re.Pattern[str]]] = [  # py-spy names methods "Class.meth
     ("log line (structlog JSON)", re.compile(r"\((structlog/|proxy/logs\.py)|(^|\.)_log \(proxy/handler")),
     ("settle call (Python side)", re.compile(r"(^|\.)settle \(proxy/gate\.py")),
     ("gate call (Python side)", re.compile(r"(^|\.)(admit|_drain|_decide) \(proxy/gate\.py")),
-    ("key lookup / auth", re.compile(r"\(proxy/(keycache|vaultkeys)\.py|(^|\.)_authenticate \(")),
+    ("key lookup / auth", re.compile(r"\(proxy/(keycache|vaultkeys|auth)\.py|(^|\.)_authenticate \(")),
     ("upstream client (httpx + transport)", re.compile(r"(^|\.)send \(proxy/upstream\.py")),
 ]
 LAYERS: list[tuple[str, re.Pattern[str]]] = [

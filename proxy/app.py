@@ -21,6 +21,7 @@ from proxy import db, metrics, migrate
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
+from proxy.auth import Authenticator
 from proxy.bootstrap import Runtime
 from proxy.console.app import create_console
 from proxy.console.base import VendorLook
@@ -28,6 +29,7 @@ from proxy.gate import Gate
 from proxy.handler import ProxyHandler
 from proxy.hotdb import HotDB
 from proxy.keycache import KeyCache
+from proxy.refusals import AuthRefusals
 from proxy.upstream import Upstream, create_upstream
 
 _STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console")
@@ -66,7 +68,9 @@ class TollgateApp:
         upstream = create_upstream(settings)
         gate = Gate(hot, settings.reservation_ttl_s)
         keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
-        proxy = ProxyHandler(settings, hot, gate, keycache, upstream, self.runtime.vendors)
+        auth = Authenticator(engine, self.runtime.box, keycache, settings.key_cache_ttl_s)
+        refused = AuthRefusals(hot)
+        proxy = ProxyHandler(settings, hot, gate, auth, refused, upstream, self.runtime.vendors)
         self.services = Services(engine, hot, upstream, proxy)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors)
         app.router.routes.extend(admin.routes())
@@ -89,6 +93,7 @@ class TollgateApp:
                 task.cancel()
             await console.aclose()
             await upstream.aclose()
+            await refused.aclose()  # the last counts of unauthenticated refusals
             await hot.close()
             await engine.dispose()
 

@@ -3,21 +3,22 @@
 The core knows nothing vendor-specific: it asks the adapter to read credentials, parse
 the request, estimate, parse the response and render errors. What it owns is the order
 of things and the guarantees: nothing is forwarded without a committed gate decision,
-and every request on which a key was identified leaves an audit row.
+and every request on which a key was identified leaves an audit row, except that of a
+caller who never authenticated (unknown key, wrong secret) only the first per source and
+minute does: the rest are counted in auth_refusals (proxy/refusals.py).
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 import structlog
 
-from proxy import approvals, lookups, metrics, outcomes, paths, reasons, records, vaultkeys
+from proxy import approvals, lookups, metrics, outcomes, paths, reasons, records, refusals, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
+from proxy.auth import Authenticator
+from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, refuse_secret_run_id, run_id_of
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
@@ -29,9 +30,9 @@ from proxy.errors import (
 )
 from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
-from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
-from proxy.redact import looks_secret, mask_secrets, mask_strings
+from proxy.redact import mask_secrets, mask_strings
+from proxy.refusals import AuthRefusals
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
 from vendors.base import (
@@ -46,72 +47,18 @@ from vendors.registry import Registry
 
 log = structlog.get_logger("tollgate.request")
 
-RUN_ID_HEADER = "x-agent-run-id"
-MAX_RUN_ID = 200
-# Headers read for decisions: two copies of one would be two different answers. Each adapter
-# adds its own (``decision_headers``).
-SINGLE_HEADERS = frozenset(
-    {"authorization", RUN_ID_HEADER, "idempotency-key", "content-type", "content-length", "host"}
-)
-# W3C trace context crosses Tollgate untouched, whatever the vendor, so a trace spans the hop.
-TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """The request as it arrived: what the pipeline never changes."""
-
-    vendor: str
-    adapter: VendorAdapter
-    method: str
-    raw_path: bytes
-    query: bytes
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(slots=True)
-class Call:
-    """One request in flight: what it arrived as, and what the pipeline learns about it."""
-
-    incoming: Incoming
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    run_id: str | None = None
-    path: str | None = None  # normalised
-    key_id: str | None = None
-    endpoint: str | None = None
-    predicted: Decimal = Decimal(0)
-    cost_known: bool = True  # False: forwarded unpriced because the policy said so (priced_after)
-    secrets: tuple[str, ...] = ()  # the key's upstream and vault secrets, masked by value wherever the call writes
-    upstream_seconds: float | None = None
-
-    @property
-    def vendor(self) -> str:
-        return self.incoming.vendor
-
-    @property
-    def adapter(self) -> VendorAdapter:
-        return self.incoming.adapter
-
-    @property
-    def request_id(self) -> str:
-        return self.incoming.request_id
-
-    def elapsed_ms(self) -> float:
-        return round((time.perf_counter() - self.incoming.started) * 1000, 3)
-
 
 class ProxyHandler:
-    def __init__(self, settings: Settings, db: HotDB, gate: Gate, keycache: KeyCache, upstream: Upstream,
-                 vendors: Registry):
+    def __init__(self, settings: Settings, db: HotDB, gate: Gate, auth: Authenticator, refused: AuthRefusals,
+                 upstream: Upstream, vendors: Registry):
         self._settings = settings
         self._vendors = vendors
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
         self._upstream_bases = {a.name: _upstream_bases(settings, a) for a in vendors}
         self._db = db
         self._gate = gate
-        self._keys = keycache
+        self._auth = auth
+        self._unauthenticated = refused
         self._upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,7 +67,9 @@ class ProxyHandler:
         if adapter is None:
             await self._no_such_vendor(send, vendor)
             return
-        call = Call(Incoming(vendor, adapter, scope["method"], rest, scope.get("query_string", b"")))
+        client = scope.get("client")
+        call = Call(Incoming(vendor, adapter, scope["method"], rest, scope.get("query_string", b""),
+                             client[0] if client else None))
         structlog.contextvars.bind_contextvars(request_id=call.request_id)  # on every log line of this request
         try:
             response = await self._handle(call, scope, receive)
@@ -158,7 +107,7 @@ class ProxyHandler:
 
     async def _govern(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
         call.headers = header_map(scope["headers"], self._single_headers[call.vendor], self._settings.max_header_bytes)
-        call.run_id = _run_id(call.headers)
+        call.run_id = run_id_of(call.headers)
         structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
         call.body = await read_body(receive, self._settings.max_body_bytes)
         key = await self._authenticate(call)  # 2
@@ -179,21 +128,14 @@ class ProxyHandler:
         vault_key = vaultkeys.parse(presented.vault_key)  # MalformedKey: no key id to record it under
         call.key_id = vault_key.key_id
         structlog.contextvars.bind_contextvars(key_id=call.key_id)
-        try:
-            key = await self._keys.get(vault_key.key_id)
-        except Exception as exc:
-            raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
-        if key is None:
-            raise AuthRefused("unknown_key", "Invalid API key: this vault key does not exist.", key_id=vault_key.key_id)
-        if not vaultkeys.secret_matches(vault_key.secret, key.secret_hash):
-            raise AuthRefused("invalid_secret", "Invalid API key: the vault key's secret is wrong.", key_id=key.id)
+        key = await self._auth.record(vault_key)  # forged keys refused here, without a look-up (proxy/auth.py)
         if key.vendor != call.vendor:
             raise AuthRefused("wrong_vendor", f"This vault key is for {key.vendor}, not {call.vendor}.", key_id=key.id)
         if key.credential.account and presented.account and presented.account != key.credential.account:
             raise AuthRefused("account_mismatch", "The account in the request does not match this vault key's.",
                               key_id=key.id)
         call.secrets = (key.credential.secret, vault_key.secret)
-        _refuse_secret_run_id(call, key.id)
+        refuse_secret_run_id(call, key.id)
         return key
 
     def _parse(self, call: Call, key: KeyRecord) -> ParsedRequest:
@@ -217,7 +159,7 @@ class ProxyHandler:
             if admission.decision != "stale":
                 return admission
             # The key's policy changed since this process cached it: judge again with the new one.
-            self._keys.forget(key.id)
+            self._auth.forget(key.id)
             key = await self._authenticate(call)
         raise Unavailable("policy_churn", "The key's policy is changing too fast to decide; try again.")
 
@@ -338,10 +280,24 @@ class ProxyHandler:
     async def _refuse(self, call: Call, refusal: Refused) -> RenderedResponse:
         if refusal.key_id is None:
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
+        claim = None
+        if refusal.reason in refusals.UNAUTHENTICATED:  # one row per source and minute, the rest counted
+            claim = self._unauthenticated.claim(call.incoming.client, call.vendor, refusal.reason, refusal.key_id)
+            if claim is None:
+                return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         row = self._audit_row(call, refusal.key_id, None, None)
         row.refuse("blocked", refusal.reason, refusal.message)
         row.endpoint = refusal.endpoint
-        admission = await self._gate.admit(refusal.key_id, None, row.masked(call.secrets), Decimal(0))
+        if claim is not None:
+            row.request_summary = {"source": claim.source}  # the auth_refusals rows that count the rest
+        try:
+            admission = await self._gate.admit(refusal.key_id, None, row.masked(call.secrets), Decimal(0))
+        except BaseException:
+            if claim is not None:
+                self._unauthenticated.release(claim)
+            raise
+        if claim is not None:
+            self._unauthenticated.recorded(claim)
         if admission.reason in (None, refusal.reason):
             return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         # The gate found more to say (the key was revoked meanwhile): its answer is the one given.
@@ -376,29 +332,6 @@ class ProxyHandler:
         log.info("request", vendor=call.vendor, method=call.incoming.method, endpoint=call.endpoint,
                  decision=decision, reason=reason, status=status, latency_ms=elapsed)
         metrics.observe_request(call.vendor, call.endpoint, decision, reason, elapsed / 1000, call.upstream_seconds)
-
-
-def _run_id(headers: dict[str, str]) -> str | None:
-    value = headers.get(RUN_ID_HEADER)
-    if value is None:
-        return None
-    if not value or len(value) > MAX_RUN_ID or not value.isprintable() or not value.isascii():
-        raise RequestRejected("invalid_run_id", f"X-Agent-Run-Id must be 1-{MAX_RUN_ID} printable ASCII characters.")
-    if looks_secret(value):  # it would be stored in every audit row of the run
-        raise RequestRejected("invalid_run_id", "X-Agent-Run-Id looks like an API secret; use an opaque run id.")
-    return value
-
-
-def _refuse_secret_run_id(call: Call, key_id: str) -> None:
-    """A run id holding the key's own secret, which has no shape to be refused by earlier: it
-    would be on every row and log line of the run. Neither the refusal's row nor its log line
-    carries it."""
-    if call.run_id is None or (masked := mask_secrets(call.run_id, call.secrets)) == call.run_id:
-        return
-    call.run_id = masked
-    structlog.contextvars.bind_contextvars(agent_run_id=masked)
-    raise RequestRejected("invalid_run_id", "X-Agent-Run-Id holds this key's secret; use an opaque run id.",
-                          key_id=key_id)
 
 
 def _upstream_bases(settings: Settings, adapter: VendorAdapter) -> dict[str | None, str]:

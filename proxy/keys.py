@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import vaultkeys
+from proxy import serversecrets, vaultkeys
 from proxy.errors import InvalidInput, NotFound
 from proxy.policy import rules, store
 from proxy.schema import (
@@ -77,7 +77,7 @@ async def create_key(
         raise NotFound("unknown_policy", f"No such policy: {policy_id}.")
     if policy_vendor != vendor:
         raise InvalidInput("vendor_mismatch", f"Policy {policy_id} is for {policy_vendor}, not {vendor}.")
-    key, token = vaultkeys.generate()
+    key, token = vaultkeys.generate(await serversecrets.load_or_create(conn, box))
     credential_id = _new_id("cred")
     await conn.execute(
         insert(upstream_credentials).values(
@@ -88,7 +88,7 @@ async def create_key(
     await conn.execute(
         insert(vault_keys).values(
             id=key.key_id, vendor=vendor, label=label, secret_hash=key.secret_hash,
-            credential_id=credential_id, policy_id=policy_id, expires_at=expires_at,
+            credential_id=credential_id, policy_id=policy_id, expires_at=expires_at, checksum="tagged",
         )
     )
     return await show_key(conn, key.key_id), token

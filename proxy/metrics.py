@@ -1,7 +1,8 @@
 """Prometheus metrics at /metrics, one registry per process (scrape every replica).
 
 Label values are bounded: the endpoint label is the adapter's template for forwarded calls
-(allowlists bound them) and empty for refusals, whose reason code is the useful label.
+(allowlists bound them) and empty for refusals, whose reason code is the useful label. No
+label ever carries a key id, an address or anything else a caller can vary without bound.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ GATE_ERRORS = Counter("tollgate_gate_errors_total", "Requests failed closed beca
                       ("reason",), registry=REGISTRY)
 OPEN_RESERVATIONS = Gauge("tollgate_open_reservations", "Reservations not yet settled (all processes)",
                           registry=REGISTRY)
+AUTH_REFUSALS = Counter("tollgate_auth_refusals_total",
+                        "Refusals of callers who never authenticated (unknown or forged key, wrong secret): "
+                        "recorded='row' wrote an audit row, 'count' only added to auth_refusals, "
+                        "'dropped' could not be kept for the database", ("vendor", "reason", "recorded"),
+                        registry=REGISTRY)
 POOL_CONNECTIONS = Gauge("tollgate_db_pool_connections", "Request-path database connections",
                          ("pool", "state"), registry=REGISTRY)
 
@@ -63,6 +69,10 @@ def observe_request(vendor: str, endpoint: str | None, decision: str, reason: st
     if upstream_seconds is not None:
         _child(UPSTREAM_SECONDS, vendor).observe(upstream_seconds)
         _child(ADDED_SECONDS, vendor).observe(max(seconds - upstream_seconds, 0.0))
+
+
+def count_auth_refusal(vendor: str, reason: str, recorded: str) -> None:
+    _child(AUTH_REFUSALS, vendor, reason, recorded).inc()
 
 
 def observe_spend(vendor: str, usd: Decimal) -> None:

@@ -40,8 +40,10 @@ _AUTH = _kind("auth", 401, {
     "missing_key": "No vault key in the request's auth header.",
     "malformed_key": "The presented key is not shaped like a vault key (tg_<id>_<secret>).",
     "bad_checksum": "The vault key's checksum does not match: a typo or a truncated key.",
-    "unknown_key": "No vault key has this id.",
-    "invalid_secret": "The vault key's id exists but its secret is wrong.",
+    "unknown_key": "No vault key has this id, or the key is not one this installation issued (its tag does "
+                   "not verify). Repeats from one source are counted in auth_refusals, not each recorded.",
+    "invalid_secret": "The vault key's id exists but its secret is wrong. Repeats from one source are counted "
+                      "in auth_refusals, not each recorded.",
     "key_revoked": "The vault key was revoked; every later request is refused.",
     "key_expired": "The vault key is past its expiry.",
     "wrong_vendor": "The vault key belongs to another vendor's route.",

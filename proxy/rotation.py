@@ -1,11 +1,13 @@
 """Rotations an operator runs: an upstream secret behind a key (agents keep their vault keys),
-and the master key (every upstream secret re-encrypted under the current key)."""
+and the master key (every upstream secret, and the installation's own secrets such as the
+vault-key tag key, re-encrypted under the current key)."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from proxy import serversecrets
 from proxy.errors import NotFound
 from proxy.schema import upstream_credentials, vault_keys
 from proxy.secretbox import SecretBox
@@ -24,11 +26,14 @@ async def rotate_upstream_secret(conn: AsyncConnection, box: SecretBox, key_id: 
 
 async def reencrypt_all(conn: AsyncConnection, box: SecretBox) -> int:
     """Open every upstream secret (with the current or a previous master key) and seal it
-    again under the current one, in one transaction."""
+    again under the current one, in one transaction; the server's own secrets too (not
+    counted: the count is the upstream secrets'), or dropping the previous master key would
+    leave the tag key sealed under it, and every tagged vault key refused."""
     rows = (await conn.execute(select(upstream_credentials.c.id, upstream_credentials.c.secret_ciphertext)
                                .with_for_update())).all()
     for row in rows:
         plain = box.open(row.secret_ciphertext, row.id)
         await conn.execute(update(upstream_credentials).where(upstream_credentials.c.id == row.id)
                            .values(secret_ciphertext=box.seal(plain, row.id)))
+    await serversecrets.reseal_all(conn, box)
     return len(rows)

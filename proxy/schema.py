@@ -73,6 +73,32 @@ vault_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("revoked_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
+    # How its token is marked (proxy/vaultkeys.py): 'tagged' since migration 0016; 'crc32' for keys
+    # issued before, and for any writer that does not know the column (the default).
+    Column("checksum", Text, nullable=False, server_default=text("'crc32'")),
+)
+
+# The installation's own secrets, sealed under the master key (proxy/serversecrets.py).
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# Refusals of callers who never authenticated (an unknown or forged key, a wrong secret), counted
+# per minute and source (proxy/refusals.py): the first of each also writes an audit row, the
+# rest only add to ``refusals`` here, so a flood of made-up keys costs one row a minute.
+auth_refusals = Table(
+    "auth_refusals",
+    metadata,
+    Column("minute", DateTime(timezone=True), nullable=False),
+    Column("source", Text, nullable=False),  # client address (IPv6 by /64), or 'other' past the per-minute cap
+    Column("vendor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("refusals", BigInteger, nullable=False),
+    PrimaryKeyConstraint("minute", "source", "vendor", "reason"),
 )
 
 # One row per key and window bucket ("day:2026-11-24", "run:<run id>", "total"), shared by

@@ -230,7 +230,11 @@ class TestBadInputGetsAClearErrorAndLosesNothing:
         assert code_of(raised.value) == "malformed_key"
         assert "start with 'tg_'" in raised.value.user_message
 
-    def test_wrong_secret_for_a_real_key_id_is_recorded(self, proxy_url, make_key, sql, run_id):
+    def test_a_made_up_secret_under_a_real_key_id_is_not_a_key(self, proxy_url, make_key, run_id):
+        """A real key's id (logs show it) with a made-up secret, checksummed honestly in the format
+        keys had before they carried a tag: no key this installation issued looks like that, so it
+        is refused unknown_key, without a look-up. (A wrong secret under a key from before tags is
+        still invalid_secret, recorded on the key: tests/test_forged_keys.py.)"""
         from proxy import vaultkeys
 
         key = make_key(policy())
@@ -239,9 +243,7 @@ class TestBadInputGetsAClearErrorAndLosesNothing:
         forged = body + vaultkeys._checksum(body)
         with pytest.raises(stripe.AuthenticationError) as raised:
             client_for(proxy_url, forged).v1.charges.retrieve("ch_123", options=opts(run_id))
-        assert code_of(raised.value) == "invalid_secret"
-        [row] = audit_rows(sql, run_id)
-        assert (row["key_id"], row["reason"]) == (key["id"], "invalid_secret")
+        assert code_of(raised.value) == "unknown_key"
 
     def test_the_process_keeps_serving_after_bad_input(self, proxy_url, make_key, run_id):
         key = make_key(policy())

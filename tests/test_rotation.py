@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from proxy import db, keys, migrate, secretbox
+from proxy import db, keys, migrate, secretbox, serversecrets, vaultkeys
 from tests.support.tollgate import settings_for
 
 POLICY = Path(__file__).resolve().parent.parent / "policy-schemas" / "examples" / "stripe-quickstart.json"
@@ -40,6 +40,21 @@ def forwarded_secret(url: str, key_id: str, master: str, previous: tuple[str, ..
     return asyncio.run(load())
 
 
+def tag_key(url: str, master: str) -> bytes:
+    """The installation's vault-key tag key, opened with ``master`` alone."""
+    box = secretbox.SecretBox(secretbox.decode_master_key(master))
+
+    async def load() -> bytes:
+        engine = db.create_engine(url, settings_for(url, {}))
+        try:
+            async with engine.connect() as conn:
+                return await serversecrets.load_or_create(conn, box)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
 def test_rotate_an_upstream_secret_and_then_the_master_key(scratch_db):
     migrate.upgrade(scratch_db)
     created = json.loads(tollgate("keys", "create", "--vendor", "stripe", "--policy", str(POLICY),
@@ -54,6 +69,8 @@ def test_rotate_an_upstream_secret_and_then_the_master_key(scratch_db):
     done = tollgate("master-key", "rotate", url=scratch_db, TOLLGATE_MASTER_KEY=NEW, TOLLGATE_MASTER_KEY_PREVIOUS=OLD)
     assert done.stdout.startswith("re-encrypted 1 upstream secret(s)")
     assert forwarded_secret(scratch_db, created["id"], NEW) == "sk_test_second"
+    # The tag key was re-sealed too: under the new master key alone, the vault key is still one we issued.
+    assert vaultkeys.parse(created["key"]).tagged_by(tag_key(scratch_db, NEW))
     try:
         forwarded_secret(scratch_db, created["id"], OLD)
     except secretbox.MasterKeyError:

@@ -45,7 +45,8 @@ def run(sql: psycopg.Connection, name: str, run_id: str) -> list[dict]:
 
 def test_the_cookbook_has_the_questions_people_ask():
     assert set(QUERIES) >= {"run_story", "key_day_against_caps", "blocked_by_reason", "expensive_runs",
-                            "twilio_estimate_vs_price", "failed_at_vendor", "unsettled"}
+                            "twilio_estimate_vs_price", "failed_at_vendor", "unsettled",
+                            "unauthenticated_callers"}
 
 
 def test_every_query_runs(sql, populated):
@@ -77,7 +78,7 @@ def test_the_auditor_role_reads_the_trail_and_nothing_else(pg_url, populated):
     try:
         with psycopg.connect(auditor_url, autocommit=True) as conn:
             assert conn.execute("SELECT count(*) FROM audit_events").fetchone()[0] > 0
-            for view in ("spend_by_run", "spend_by_key_day", "blocked_calls"):
+            for view in ("spend_by_run", "spend_by_key_day", "blocked_calls", "auth_refusals"):
                 conn.execute(f"SELECT * FROM {view} LIMIT 1")
             for table in ("vault_keys", "upstream_credentials", "policies", "budget_counters", "approvals"):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -1,9 +1,11 @@
-"""proxy/vaultkeys.py: vault key format, checksum, hashing and redaction (pure)."""
+"""proxy/vaultkeys.py: vault key format, checksum, tag, hashing and redaction (pure)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import secrets
 import zlib
 
 import pytest
@@ -18,6 +20,8 @@ from proxy.vaultkeys import (
     ID_LENGTH,
     KEY_LENGTH,
     SECRET_LENGTH,
+    TAG_LENGTH,
+    UNTAGGED_LENGTH,
     MalformedKey,
     VaultKey,
     generate,
@@ -28,7 +32,8 @@ from proxy.vaultkeys import (
 )
 
 PROPERTY = settings(max_examples=250, deadline=None)
-TOKEN_RE = re.compile(r"^tg_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$")
+TOKEN_RE = re.compile(r"^tg_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{8})?([0-9A-Za-z]{6})$")
+TAG_KEY = secrets.token_bytes(32)
 
 
 def malformed(token: str) -> MalformedKey:
@@ -47,35 +52,60 @@ def base62(value: int, width: int) -> str:
 
 @pytest.fixture(scope="module")
 def issued() -> tuple[VaultKey, str]:
-    return generate()
+    return generate(TAG_KEY)
 
 
 def test_constants_describe_the_format() -> None:
     assert len(ALPHABET) == len(set(ALPHABET)) == 62
-    assert KEY_LENGTH == 3 + 12 + 1 + 32 + 6 == 54
+    assert KEY_LENGTH == 3 + 12 + 1 + 32 + 8 + 6 == 62
+    assert UNTAGGED_LENGTH == 3 + 12 + 1 + 32 + 6 == 54  # every key issued before migration 0016
 
 
 def test_generate_produces_the_documented_format(issued: tuple[VaultKey, str]) -> None:
     key, token = issued
     match = TOKEN_RE.match(token)
     assert match, token
-    random_id, secret, checksum = match.groups()
+    random_id, secret, tag, checksum = match.groups()
     assert len(token) == KEY_LENGTH
     assert key.key_id == f"key_{random_id}"
     assert re.fullmatch(r"key_[0-9A-Za-z]{12}", key.key_id)
     assert key.secret == secret and len(secret) == SECRET_LENGTH
-    # The checksum is CRC32 of everything before it, in 6 base62 digits.
+    # The tag is HMAC-SHA256 of tg_<id>_<secret> under the tag key: 12 bytes of it mod 62^8, in base62.
+    digest = hmac.new(TAG_KEY, f"tg_{random_id}_{secret}".encode(), hashlib.sha256).digest()
+    assert tag == key.tag == base62(int.from_bytes(digest[:12], "big") % 62**TAG_LENGTH, TAG_LENGTH)
+    # The checksum is CRC32 of everything before it (the tag too), in 6 base62 digits, as it always was.
     assert checksum == base62(zlib.crc32(token[:-CHECKSUM_LENGTH].encode()), CHECKSUM_LENGTH)
 
 
 def test_generate_round_trips_through_parse() -> None:
     for _ in range(50):
-        key, token = generate()
+        key, token = generate(TAG_KEY)
         assert parse(token) == key
+        assert key.tagged_by(TAG_KEY)
+
+
+def test_only_the_tag_key_that_made_a_key_recognises_it(issued: tuple[VaultKey, str]) -> None:
+    key, token = issued
+    assert parse(token).tagged_by(TAG_KEY)
+    assert not parse(token).tagged_by(secrets.token_bytes(32))
+    # A forger computes the public checksum honestly and guesses the tag: the shape passes, the tag does not.
+    body = token[: -TAG_LENGTH - CHECKSUM_LENGTH] + "A" * TAG_LENGTH
+    forged = body + base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH)
+    assert parse(forged).key_id == key.key_id and not parse(forged).tagged_by(TAG_KEY)
+    # Another secret under the same id and tag: the tag covers the secret too.
+    other = f"tg_{key.key_id[4:]}_{'B' * SECRET_LENGTH}{key.tag}"
+    assert not parse(other + base62(zlib.crc32(other.encode()), CHECKSUM_LENGTH)).tagged_by(TAG_KEY)
+
+
+def test_untagged_keys_parse_as_before_and_carry_no_tag() -> None:
+    body = "tg_" + "a1B2c3D4e5F6" + "_" + "Z" * 32
+    key = parse(body + base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH))
+    assert key == VaultKey("key_a1B2c3D4e5F6", "Z" * 32) and key.tag is None
+    assert not key.tagged_by(TAG_KEY)
 
 
 def test_generated_keys_are_distinct() -> None:
-    tokens = [generate()[1] for _ in range(200)]
+    tokens = [generate(TAG_KEY)[1] for _ in range(200)]
     assert len(set(tokens)) == 200
     assert len({t[3 : 3 + ID_LENGTH] for t in tokens}) == 200
 
@@ -143,6 +173,9 @@ def test_truncation_and_extension_are_malformed(issued: tuple[VaultKey, str]) ->
     _, token = issued
     for cut in range(3, len(token)):
         exc = malformed(token[:cut])
+        if cut == UNTAGGED_LENGTH:  # the length of a key from before tags: its last 6 are no checksum of it
+            assert exc.reason == "bad_checksum"
+            continue
         assert exc.reason == "malformed_key"
         assert "length" in str(exc)
     assert malformed(token + "A").reason == "malformed_key"
@@ -167,8 +200,12 @@ def test_wrong_shape_with_valid_checksum_is_malformed() -> None:
     # Right length, right prefix, checksum computed honestly, but the id is 11 long and the secret 33.
     body = "tg_" + "A" * 11 + "_" + "B" * 33
     token = body + base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH)
-    assert len(token) == KEY_LENGTH
+    assert len(token) == UNTAGGED_LENGTH
     assert malformed(token).reason == "malformed_key"
+    tagged = body + "T" * TAG_LENGTH
+    tagged += base62(zlib.crc32(tagged.encode()), CHECKSUM_LENGTH)
+    assert len(tagged) == KEY_LENGTH
+    assert malformed(tagged).reason == "malformed_key"
 
 
 def test_hand_built_key_with_correct_checksum_parses() -> None:
@@ -199,7 +236,7 @@ def test_redact_hides_everything_that_is_not_a_vault_key(token: str) -> None:
 @PROPERTY
 @given(st.text(alphabet=ALPHABET + "_", max_size=80))
 def test_redact_shows_at_most_the_id(tail: str) -> None:
-    key, token = generate()
+    key, token = generate(TAG_KEY)
     assert redact(token) == token[: 3 + ID_LENGTH] + "_..."
     assert key.secret not in redact(token)
     # Anything that starts like a vault key (malformed or not) shows at most its first 15 characters.
@@ -213,7 +250,7 @@ def test_redact_shows_at_most_the_id(tail: str) -> None:
 def _mutations() -> st.SearchStrategy[str]:
     def mutate(args: tuple[int, str, int]) -> str:
         position, char, mode = args
-        _, token = generate()
+        _, token = generate(TAG_KEY)
         position %= len(token)
         if mode == 0:
             return token[:position] + char + token[position + 1 :]
@@ -228,6 +265,7 @@ KEYISH = st.one_of(
     st.text(),
     st.text().map(lambda t: "tg_" + t),
     st.text(alphabet=ALPHABET + "_\u00e9", min_size=51, max_size=51).map(lambda t: "tg_" + t),
+    st.text(alphabet=ALPHABET + "_\u00e9", min_size=59, max_size=59).map(lambda t: "tg_" + t),
     st.text(min_size=51, max_size=51).map(lambda t: "tg_" + t),
     _mutations(),
 )
@@ -243,4 +281,4 @@ def test_arbitrary_text_parses_or_is_malformed(token: str) -> None:
         return
     match = TOKEN_RE.match(token)
     assert match
-    assert key == VaultKey(f"key_{match.group(1)}", match.group(2))
+    assert key == VaultKey(f"key_{match.group(1)}", match.group(2), match.group(3))

@@ -1,0 +1,95 @@
+"""One request in flight: the request as it arrived (``Incoming``), what the pipeline learns
+about it (``Call``), and the checks of the headers every vendor's calls share (the run id).
+Kept apart from proxy/handler.py, which is the order of things, so that reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import structlog
+
+from proxy.redact import looks_secret, mask_secrets
+from vendors.base import RequestRejected, VendorAdapter
+
+RUN_ID_HEADER = "x-agent-run-id"
+MAX_RUN_ID = 200
+# Headers read for decisions: two copies of one would be two different answers. Each adapter
+# adds its own (``decision_headers``).
+SINGLE_HEADERS = frozenset(
+    {"authorization", RUN_ID_HEADER, "idempotency-key", "content-type", "content-length", "host"}
+)
+# W3C trace context crosses Tollgate untouched, whatever the vendor, so a trace spans the hop.
+TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """The request as it arrived: what the pipeline never changes."""
+
+    vendor: str
+    adapter: VendorAdapter
+    method: str
+    raw_path: bytes
+    query: bytes
+    client: str | None  # the peer's address as the server saw it
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class Call:
+    """One request in flight: what it arrived as, and what the pipeline learns about it."""
+
+    incoming: Incoming
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    run_id: str | None = None
+    path: str | None = None  # normalised
+    key_id: str | None = None
+    endpoint: str | None = None
+    predicted: Decimal = Decimal(0)
+    cost_known: bool = True  # False: forwarded unpriced because the policy said so (priced_after)
+    secrets: tuple[str, ...] = ()  # the key's upstream and vault secrets, masked by value wherever the call writes
+    upstream_seconds: float | None = None
+
+    @property
+    def vendor(self) -> str:
+        return self.incoming.vendor
+
+    @property
+    def adapter(self) -> VendorAdapter:
+        return self.incoming.adapter
+
+    @property
+    def request_id(self) -> str:
+        return self.incoming.request_id
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.incoming.started) * 1000, 3)
+
+
+def run_id_of(headers: dict[str, str]) -> str | None:
+    value = headers.get(RUN_ID_HEADER)
+    if value is None:
+        return None
+    if not value or len(value) > MAX_RUN_ID or not value.isprintable() or not value.isascii():
+        raise RequestRejected("invalid_run_id", f"X-Agent-Run-Id must be 1-{MAX_RUN_ID} printable ASCII characters.")
+    if looks_secret(value):  # it would be stored in every audit row of the run
+        raise RequestRejected("invalid_run_id", "X-Agent-Run-Id looks like an API secret; use an opaque run id.")
+    return value
+
+
+def refuse_secret_run_id(call: Call, key_id: str) -> None:
+    """A run id holding the key's own secret, which has no shape to be refused by earlier: it
+    would be on every row and log line of the run. Neither the refusal's row nor its log line
+    carries it."""
+    if call.run_id is None or (masked := mask_secrets(call.run_id, call.secrets)) == call.run_id:
+        return
+    call.run_id = masked
+    structlog.contextvars.bind_contextvars(agent_run_id=masked)
+    raise RequestRejected("invalid_run_id", "X-Agent-Run-Id holds this key's secret; use an opaque run id.",
+                          key_id=key_id)
