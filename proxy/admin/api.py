@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import keys
+from proxy import keys, pages, spend
 from proxy.admin import openapi
 from proxy.admin.governance import GovernanceRoutes
 from proxy.admin.http import field, guard_with, json_body, json_response, pointer_errors
@@ -68,8 +68,15 @@ class AdminAPI:
         return json_response({**described, "key": token}, 201)
 
     async def list_keys(self, request: Request) -> Response:
+        params = request.query_params
+        spending = params.get("include") == "spend"
         async with self._engine.connect() as conn:
-            return json_response({"data": await keys.list_keys(conn, request.query_params.get("vendor"))})
+            page = await keys.list_keys(conn, params.get("vendor"), policy_id=params.get("policy_id"),
+                                        limit=pages.limit_of(params.get("limit")), cursor=params.get("cursor"),
+                                        with_documents=spending)
+            if spending:
+                page = await spend.with_spend(conn, page)
+        return json_response(page.body())
 
     async def show_key(self, request: Request) -> Response:
         async with self._engine.connect() as conn:

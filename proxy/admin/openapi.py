@@ -35,6 +35,30 @@ def _listing(item: str) -> dict[str, Any]:
     return {"type": "object", "properties": {"data": {"type": "array", "items": _ref(item)}}}
 
 
+# Every list that grows with use comes in pages (proxy/pages.py): newest first unless it says
+# otherwise, ``limit`` rows at a time, and ``next`` to pass back as ``cursor`` for the following page.
+PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "limit", "in": "query", "description": "Rows per page",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+     "description": "The `next` of the previous page, unchanged; leave it out for the first page"},
+]
+
+
+def _page(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data", "next"], "properties": {
+        "data": {"type": "array", "items": item},
+        "next": {"type": ["string", "null"],
+                 "description": "The cursor of the following page (opaque); null on the last page"}}}
+
+
+_CAP_USAGE = {"type": "object", "properties": {
+    "window": {"type": "string"}, "action": {"type": "string"}, "bucket": {"type": "string"},
+    "limit_usd": {"type": ["string", "null"]}, "limit_requests": {"type": ["integer", "null"]},
+    "spent_usd": {"type": "string"}, "reserved_usd": {"type": "string"}, "requests": {"type": "integer"},
+    "remaining": {"type": "string"}}}
+
+
 _GOVERNANCE_PATHS: dict[str, Any] = {
     "/admin/v1/policies": {
         "post": {"summary": "Store a policy; it starts at version 1",
@@ -134,11 +158,7 @@ _GOVERNANCE_SCHEMAS: dict[str, Any] = {
     "Spend": {"type": "object", "properties": {
         "key_id": {"type": "string"}, "policy_id": {"type": "string"}, "policy_version": {"type": "integer"},
         "agent_run_id": {"type": ["string", "null"]},
-        "caps": {"type": "array", "items": {"type": "object", "properties": {
-            "window": {"type": "string"}, "action": {"type": "string"}, "bucket": {"type": "string"},
-            "limit_usd": {"type": ["string", "null"]}, "limit_requests": {"type": ["integer", "null"]},
-            "spent_usd": {"type": "string"}, "reserved_usd": {"type": "string"}, "requests": {"type": "integer"},
-            "remaining": {"type": "string"}}}}}},
+        "caps": {"type": "array", "items": _CAP_USAGE}}},
     "Approval": {"type": "object", "properties": {
         "id": {"type": "string"}, "key_id": {"type": "string"},
         "status": {"type": "string", "enum": ["pending", "approved", "denied", "used", "expired"]},
@@ -166,10 +186,17 @@ OPENAPI: dict[str, Any] = {
                               **_ERRORS, **_NOT_FOUND},
             },
             "get": {
-                "summary": "List keys",
-                "parameters": [{"name": "vendor", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": _json_response("Keys", {"type": "object", "properties": {
-                    "data": {"type": "array", "items": _ref("Key")}}}), **_ERRORS},
+                "summary": "A page of keys, newest first",
+                "parameters": [
+                    {"name": "vendor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "policy_id", "in": "query", "schema": {"type": "string"},
+                     "description": "Only the keys on this policy"},
+                    {"name": "include", "in": "query", "schema": {"type": "string", "enum": ["spend"]},
+                     "description": "spend: each key's spend against every cap of its current policy "
+                                    "('run' caps for its latest run), read for the whole page at once"},
+                    *PAGE_PARAMETERS,
+                ],
+                "responses": {"200": _json_response("Keys", _page(_ref("Key"))), **_ERRORS},
             },
         },
         "/admin/v1/keys/{key_id}": {
@@ -239,6 +266,9 @@ OPENAPI: dict[str, Any] = {
                     "expires_at": {"type": ["string", "null"]}, "policy": {"type": "object"},
                     "last_call_at": {"type": ["string", "null"], "description": "in listings: the latest call"},
                     "last_run_id": {"type": ["string", "null"], "description": "in listings: its X-Agent-Run-Id"},
+                    "spend": {"type": "object", "description": "in listings with include=spend",
+                              "properties": {"agent_run_id": {"type": ["string", "null"]},
+                                             "caps": {"type": "array", "items": _CAP_USAGE}}},
                 },
             },
             "CreatedKey": {"allOf": [_ref("Key"), {"type": "object", "required": ["id", "key"],
