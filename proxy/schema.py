@@ -37,6 +37,7 @@ policies = Table(
     Column("name", Text),
     Column("current_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Index("policies_created", "created_at", "id"),  # the policies list, newest first (proxy/pages.py)
 )
 
 policy_versions = Table(
@@ -73,6 +74,8 @@ vault_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("revoked_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
+    Index("vault_keys_created", "created_at", "id"),  # the keys list, newest first (proxy/pages.py)
+    Index("vault_keys_policy", "policy_id"),  # keys per policy
 )
 
 # One row per key and window bucket ("day:2026-11-24", "run:<run id>", "total"), shared by
@@ -145,6 +148,7 @@ approvals = Table(
     Column("note", Text),
     Index("approvals_lookup", "key_id", "fingerprint", "created_at"),
     Index("approvals_status", "status", "created_at"),
+    Index("approvals_created", "created_at", "id"),  # the approvals list, newest first
 )
 
 audit_events = Table(

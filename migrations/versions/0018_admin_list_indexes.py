@@ -1,0 +1,25 @@
+"""Indexes for the admin lists' keyset pages: keys, policies and approvals newest first.
+
+Revision ID: 0018
+Revises: 0014
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+
+from migrations.sql import v0018
+
+revision = "0018"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for statement in v0018.INDEXES:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for statement in v0018.DROP:
+        op.execute(statement)
