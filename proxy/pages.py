@@ -66,7 +66,7 @@ class Order:
         shown = list(rows[:limit])
         if len(rows) <= limit:
             return shown, None
-        return shown, self.encode([shown[-1]._mapping[c.key] for c in self.columns])
+        return shown, self.encode([shown[-1]._mapping[str(c.key)] for c in self.columns])
 
     def encode(self, values: Sequence[Any]) -> str:
         raw = json.dumps([self.name, *map(_tagged, values)], separators=(",", ":")).encode()

@@ -37,7 +37,8 @@ async def caps_usage(conn: AsyncConnection, wanted: Sequence[Wanted]) -> list[li
     flat = [(key_id, cap, run_id) for key_id, caps, run_id in wanted for cap in caps]
     if not flat:
         return [[] for _ in wanted]
-    rows = list(await conn.execute(_COUNTERS, {"keys": [k for k, _, _ in flat], "windows": [c.window for _, c, _ in flat],
+    rows = list(await conn.execute(_COUNTERS, {"keys": [k for k, _, _ in flat],
+                                               "windows": [c.window for _, c, _ in flat],
                                                "runs": [r for _, _, r in flat]}))
     usage = [_usage(cap, row) for (_, cap, _), row in zip(flat, rows, strict=True)]
     grouped, start = [], 0
@@ -78,7 +79,8 @@ async def with_spend(conn: AsyncConnection, page: pages.Page) -> pages.Page:
     wanted = [(k["id"], parsed[(k["policy_id"], k["policy_version"])].caps, k["last_run_id"]) for k in page.data]
     usage = await caps_usage(conn, wanted)
     data = [{**{f: v for f, v in key.items() if f != "policy"},
-             "spend": {"agent_run_id": key["last_run_id"], "caps": caps}} for key, caps in zip(page.data, usage, strict=True)]
+             "spend": {"agent_run_id": key["last_run_id"], "caps": caps}}
+            for key, caps in zip(page.data, usage, strict=True)]
     return pages.Page(data, page.next)
 
 

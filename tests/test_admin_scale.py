@@ -111,7 +111,8 @@ def test_page_parameters_are_checked(crowded):
         second = admin.get("/admin/v1/keys", params={"cursor": first["next"]}).json()
         assert not {k["id"] for k in first["data"]} & {k["id"] for k in second["data"]}
         for params, code in (({"limit": 1001}, "invalid_parameter"), ({"limit": 0}, "invalid_parameter"),
-                             ({"cursor": "nope"}, "invalid_cursor"), ({"cursor": first["next"][:-4]}, "invalid_cursor")):
+                             ({"cursor": "nope"}, "invalid_cursor"),
+                             ({"cursor": first["next"][:-4]}, "invalid_cursor")):
             response = admin.get("/admin/v1/keys", params=params)
             assert (response.status_code, response.json()["error"]["code"]) == (400, code), params
         spend = admin.get("/admin/v1/keys", params={"limit": 20, "include": "spend"}).json()["data"]
@@ -240,7 +241,7 @@ def test_a_revoke_goes_through_while_list_queries_hold_every_admin_connection(cr
 
 
 def test_a_new_keys_first_call_does_not_wait_behind_the_admin_pool(crowded):
-    key, client = _key(crowded)  # never used: not in the key cache
+    _, client = _key(crowded)  # never used: not in the key cache
     pool = crowded.engine.pool
     with admin_pool_held(crowded) as waiting:
         assert client.v1.charges.create(params=CHARGE).amount == 1200

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy import approvals, runs, spend
+from proxy import approvals, pages, runs, spend
 from proxy.admin.http import field, json_body, json_response
 from proxy.admin.routes import Operation
 from proxy.errors import InvalidInput
@@ -46,8 +46,10 @@ class GovernanceRoutes:
         return json_response(created, 201)
 
     async def list_policies(self, request: Request) -> Response:
+        params = request.query_params
         async with self._engine.connect() as conn:
-            return json_response({"data": await store.list_policies(conn)})
+            page = await store.list_policies(conn, pages.limit_of(params.get("limit")), params.get("cursor"))
+        return json_response(page.body())
 
     async def show_policy(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
@@ -75,8 +77,9 @@ class GovernanceRoutes:
     async def list_approvals(self, request: Request) -> Response:
         params = request.query_params
         async with self._engine.connect() as conn:
-            found = await approvals.list_approvals(conn, params.get("status"), params.get("key_id"))
-        return json_response({"data": found})
+            page = await approvals.list_approvals(conn, params.get("status"), params.get("key_id"),
+                                                  pages.limit_of(params.get("limit")), params.get("cursor"))
+        return json_response(page.body())
 
     async def show_approval(self, request: Request) -> Response:
         async with self._engine.connect() as conn:

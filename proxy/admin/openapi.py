@@ -31,10 +31,6 @@ def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
-def _listing(item: str) -> dict[str, Any]:
-    return {"type": "object", "properties": {"data": {"type": "array", "items": _ref(item)}}}
-
-
 # Every list that grows with use comes in pages (proxy/pages.py): newest first unless it says
 # otherwise, ``limit`` rows at a time, and ``next`` to pass back as ``cursor`` for the following page.
 PAGE_PARAMETERS: list[dict[str, Any]] = [
@@ -64,8 +60,9 @@ _GOVERNANCE_PATHS: dict[str, Any] = {
         "post": {"summary": "Store a policy; it starts at version 1",
                  "requestBody": _body(_ref("PolicyCreate")),
                  "responses": {"201": _json_response("The policy", _ref("Policy")), **_ERRORS}},
-        "get": {"summary": "List policies",
-                "responses": {"200": _json_response("Policies", _listing("Policy")), **_ERRORS}},
+        "get": {"summary": "A page of policies, newest first, each with its number of keys",
+                "parameters": PAGE_PARAMETERS,
+                "responses": {"200": _json_response("Policies", _page(_ref("Policy"))), **_ERRORS}},
     },
     "/admin/v1/policies/{policy_id}": {
         "get": {"summary": "A policy with every version", "parameters": _POLICY_ID,
@@ -88,13 +85,14 @@ _GOVERNANCE_PATHS: dict[str, Any] = {
                 "responses": {"200": _json_response("Spend", _ref("Spend")), **_ERRORS, **_NOT_FOUND}},
     },
     "/admin/v1/approvals": {
-        "get": {"summary": "Approvals, newest first",
+        "get": {"summary": "A page of approvals, newest first",
                 "parameters": [
                     {"name": "status", "in": "query",
                      "schema": {"type": "string", "enum": ["pending", "approved", "denied", "used", "expired"]}},
                     {"name": "key_id", "in": "query", "schema": {"type": "string"}},
+                    *PAGE_PARAMETERS,
                 ],
-                "responses": {"200": _json_response("Approvals", _listing("Approval")), **_ERRORS}},
+                "responses": {"200": _json_response("Approvals", _page(_ref("Approval"))), **_ERRORS}},
     },
     "/admin/v1/approvals/{approval_id}": {
         "get": {"summary": "One approval", "parameters": _APPROVAL_ID,
@@ -153,6 +151,7 @@ _GOVERNANCE_SCHEMAS: dict[str, Any] = {
     "Policy": {"type": "object", "properties": {
         "id": {"type": "string"}, "vendor": {"type": "string"}, "name": {"type": ["string", "null"]},
         "current_version": {"type": "integer"}, "created_at": {"type": "string"},
+        "keys": {"type": "integer", "description": "in listings: how many keys follow it"},
         "versions": {"type": "array", "items": {"type": "object", "properties": {
             "version": {"type": "integer"}, "created_at": {"type": "string"}, "document": {"type": "object"}}}}}},
     "Spend": {"type": "object", "properties": {
@@ -227,10 +226,9 @@ OPENAPI: dict[str, Any] = {
                      "description": "only rows with a larger id (for polling)"},
                     {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"],
                                                                   "default": "asc"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    *PAGE_PARAMETERS,
                 ],
-                "responses": {"200": _json_response("Rows", {"type": "object", "properties": {
-                    "data": {"type": "array", "items": {"type": "object"}}}}), **_ERRORS},
+                "responses": {"200": _json_response("A page of rows", _page({"type": "object"})), **_ERRORS},
             },
         },
     },
