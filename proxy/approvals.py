@@ -68,6 +68,13 @@ async def list_approvals(conn: AsyncConnection, status: str | None = None, key_i
     return pages.Page([_described(r) for r in rows], after)
 
 
+async def count_pending(conn: AsyncConnection) -> int:
+    """Approvals still waiting for a decision (pending and not expired)."""
+    found = await conn.scalar(select(func.count()).select_from(approvals).where(
+        approvals.c.status == "pending", approvals.c.expires_at > func.now()))
+    return int(found or 0)
+
+
 async def show_approval(conn: AsyncConnection, approval_id: str) -> dict[str, Any]:
     row = (await conn.execute(_query().where(approvals.c.id == approval_id))).first()
     if row is None:

@@ -159,6 +159,14 @@ async def list_keys(conn: AsyncConnection, vendor: str | None = None, *, policy_
     return pages.Page([_described(row) for row in rows], after)
 
 
+async def count_keys(conn: AsyncConnection) -> dict[str, int]:
+    """How many keys there are, and how many are active: for the console's overview, which
+    used to list every key to count them."""
+    row = (await conn.execute(select(func.count().label("total"),
+                                     func.count().filter(vault_keys.c.status == "active").label("active")))).one()
+    return {"active": row.active, "total": row.total}
+
+
 async def show_key(conn: AsyncConnection, key_id: str) -> dict[str, Any]:
     row = (await conn.execute(_keys_query().where(vault_keys.c.id == key_id))).first()
     if row is None:

@@ -127,7 +127,15 @@ _GOVERNANCE_PATHS["/admin/v1/spend/daily"] = {
                                                 _ref("DailySpend")), **_ERRORS}},
 }
 
+_GOVERNANCE_PATHS["/admin/v1/counts"] = {
+    "get": {"summary": "How many keys there are (and how many are active) and how many approvals wait",
+            "responses": {"200": _json_response("Counts", _ref("Counts")), **_ERRORS}},
+}
+
 _GOVERNANCE_SCHEMAS: dict[str, Any] = {
+    "Counts": {"type": "object", "properties": {
+        "keys": {"type": "object", "properties": {"active": {"type": "integer"}, "total": {"type": "integer"}}},
+        "approvals": {"type": "object", "properties": {"pending": {"type": "integer"}}}}},
     "DailySpend": {"type": "object", "properties": {
         "days": {"type": "integer"},
         "data": {"type": "array", "items": {"type": "object", "properties": {
