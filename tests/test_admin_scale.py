@@ -22,11 +22,12 @@ import httpx
 import psycopg
 import pytest
 import stripe
+from sqlalchemy import Engine, event
 
 from proxy import bootstrap, migrate
 from proxy.app import TollgateApp, create_app
-from proxy.cli.main import main as tollgate
-from tests.support.crowd import SPENT_TODAY, insert_crowd, statements_of
+from proxy.cli import main as cli
+from tests.support.crowd import SPENT_TODAY, insert_crowd, insert_history, statements_of
 from tests.support.databases import database_of_its_own
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY, STRIPE_SECRET, policy, settings_for
@@ -121,6 +122,44 @@ def test_page_parameters_are_checked(crowded):
         assert (day["spent_usd"], day["limit_usd"], day["requests"]) == (SPENT_TODAY, "100.00", 1)
 
 
+def page_through(admin: httpx.Client, path: str, **params: object) -> tuple[list[dict], int]:
+    """Every row of a list, a page at a time; and how many pages it took."""
+    rows: list[dict] = []
+    cursor, count = None, 0
+    while True:
+        response = admin.get(path, params={**params, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200, (path, response.text)
+        body = response.json()
+        rows += body["data"]
+        count += 1
+        if (cursor := body["next"]) is None:
+            return rows, count
+
+
+def test_policies_approvals_and_audit_rows_come_in_pages_the_same_way(crowded):
+    history = 250
+    insert_history(crowded.url, history, crowded.ids[0])
+    numbers = [f"{g:07}" for g in range(1, history + 1)]  # item 1 is the newest
+    with crowded.admin() as admin:
+        found, count = page_through(admin, "/admin/v1/policies", limit=100)
+        assert [p["id"] for p in found if p["id"].startswith("pol_hist")] == [f"pol_hist{g}" for g in numbers]
+        assert count == -(-len(found) // 100)
+        found, _ = page_through(admin, "/admin/v1/approvals", limit=100, key_id=crowded.ids[0])
+        assert [a["id"] for a in found] == [f"apr_hist{g}" for g in numbers]
+        found, _ = page_through(admin, "/admin/v1/approvals", limit=30, key_id=crowded.ids[0], status="pending")
+        assert [a["id"] for a in found] == [f"apr_hist{g}" for g in numbers if int(g) % 2 == 0]
+        for order, expected in (("desc", numbers), ("asc", numbers[::-1])):
+            found, count = page_through(admin, "/admin/v1/audit", limit=100, key_id=crowded.ids[0], order=order)
+            assert [r["request_id"] for r in found] == [f"req_hist{g}" for g in expected] and count == 3
+
+        keys_cursor = admin.get("/admin/v1/keys", params={"limit": 1}).json()["next"]
+        newest_first_cursor = admin.get("/admin/v1/audit", params={"limit": 1, "order": "desc"}).json()["next"]
+        for path, params in (("/admin/v1/policies", {"cursor": keys_cursor}),
+                             ("/admin/v1/audit", {"order": "asc", "cursor": newest_first_cursor})):
+            response = admin.get(path, params=params)
+            assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_cursor"), path
+
+
 def sign_in(client: httpx.Client) -> None:
     page = client.get("/console/signin")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
@@ -151,10 +190,16 @@ def test_the_console_keys_page_shows_one_page_with_spend_and_a_next_link(crowded
             assert len(statements) <= 8 and len(response.content) < 512 * 1024, path
 
 
+def tollgate(argv: list[str]) -> int:
+    """The command in this process (so its statements can be counted), without main()'s
+    logging set-up, which would point this process's logs at the captured stdout."""
+    args = cli._parser().parse_args(argv)
+    return args.run(args)
+
+
 def test_tollgate_keys_list_follows_pages_or_stops_at_its_limit(crowded, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", crowded.url)
     monkeypatch.setenv("TOLLGATE_MASTER_KEY", MASTER_KEY)
-    from sqlalchemy import Engine, event
 
     listed: list[str] = []
 

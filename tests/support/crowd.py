@@ -13,10 +13,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, create_engine, event, func, insert, literal, select
+from sqlalchemy import Engine, Text, case, cast, create_engine, event, func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.schema import budget_counters, policies, policy_versions, upstream_credentials, vault_keys
+from proxy.schema import (
+    approvals,
+    audit_events,
+    budget_counters,
+    policies,
+    policy_versions,
+    upstream_credentials,
+    vault_keys,
+)
 
 CROWD_POLICY = {
     "vendor": "stripe",
@@ -57,6 +65,36 @@ def insert_crowd(url: str, count: int, policy_id: str = "pol_crowd") -> list[str
     finally:
         engine.dispose()
     return ids
+
+
+def insert_history(url: str, count: int, key_id: str) -> None:
+    """``count`` policies, approvals on ``key_id`` (even ones pending, odd ones denied) and audit
+    rows of ``key_id``, item ``g`` made ``g`` seconds (audit: milliseconds) ago: ``pol_hist<g>``,
+    ``apr_hist<g>`` and request id ``req_hist<g>``, 7 digits."""
+    engine = _sync(url)
+    n = func.generate_series(1, count).table_valued("value").render_derived(name="n")
+    number = func.lpad(cast(n.c.value, Text), 7, "0")
+    ago = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, n.c.value)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(policies).from_select(
+                ["id", "vendor", "name", "current_version", "created_at"],
+                select(literal("pol_hist") + number, literal("stripe"), literal("history"), literal(1), ago)
+                .select_from(n)))
+            conn.execute(insert(approvals).from_select(
+                ["id", "key_id", "fingerprint", "status", "reason", "method", "path", "created_at", "expires_at"],
+                select(literal("apr_hist") + number, literal(key_id), number,
+                       case((n.c.value % 2 == 0, "pending"), else_="denied"), literal("endpoint_requires_approval"),
+                       literal("POST"), literal("/v1/payouts"), ago, func.now() + text("interval '1 hour'"))
+                .select_from(n)))
+            conn.execute(insert(audit_events).from_select(
+                ["ts", "request_id", "key_id", "vendor", "method", "path", "decision", "reason", "state"],
+                select(func.now() - func.make_interval(0, 0, 0, 0, 0, 0, n.c.value / 1000.0),
+                       literal("req_hist") + number, literal(key_id), literal("stripe"), literal("POST"),
+                       literal("/v1/charges"), literal("blocked"), literal("cap_exceeded"), literal("final"))
+                .select_from(n)))
+    finally:
+        engine.dispose()
 
 
 @contextmanager
