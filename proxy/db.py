@@ -51,10 +51,13 @@ class Purpose:
     application_name: str
     pool_size: int
     max_overflow: int
+    pre_ping: bool = False  # check a pooled connection before use: one round trip more
 
 
 ADMIN = Purpose("tollgate", 4, 4)
-REVOKE = Purpose("tollgate-revoke", 1, 1)
+# Revocations are rare and must work the first time, even on a connection that sat idle
+# through a database restart: worth the extra round trip.
+REVOKE = Purpose("tollgate-revoke", 1, 1, pre_ping=True)
 KEYS = Purpose("tollgate-keys", 2, 2)
 
 
@@ -66,7 +69,7 @@ def create_engine(url: str, settings: Settings, purpose: Purpose = ADMIN) -> Asy
         pool_size=min(purpose.pool_size, settings.db_pool_size),
         max_overflow=purpose.max_overflow,
         pool_timeout=settings.db_timeout_s,
-        pool_pre_ping=False,
+        pool_pre_ping=purpose.pre_ping,
         connect_args={"timeout": settings.db_timeout_s, "command_timeout": settings.db_timeout_s,
                       "server_settings": {"application_name": purpose.application_name}},
     )

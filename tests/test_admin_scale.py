@@ -291,3 +291,23 @@ def test_a_new_keys_first_call_does_not_wait_behind_the_admin_pool(crowded):
     with admin_pool_held(crowded) as waiting:
         assert client.v1.charges.create(params=CHARGE).amount == 1200
         assert waiting() == pool.size() + pool._max_overflow
+
+
+def test_the_first_revoke_after_a_database_restart_goes_through(own_postgres, stripe_emulator):
+    """The revocation engine's idle connection dies with a restart: it is checked before use,
+    so the revoke succeeds the first time instead of failing on a stale connection."""
+    url, stop_postgres, start_postgres = own_postgres
+    settings = settings_for(url, {"stripe": stripe_emulator[0]}, db_timeout_s=5.0)
+    with serve_asgi(create_app(bootstrap.runtime(settings)), lifespan="on") as base, \
+            httpx.Client(base_url=base, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30) as admin:
+        first, second = (admin.post("/admin/v1/keys", json={"vendor": "stripe", "policy": policy(),
+                                                            "upstream_secret": STRIPE_SECRET}).json()
+                         for _ in range(2))
+        assert admin.post(f"/admin/v1/keys/{first['id']}/revoke").status_code == 200  # its connection, now idle
+        stop_postgres()
+        start_postgres()
+        revoked = admin.post(f"/admin/v1/keys/{second['id']}/revoke")
+        assert revoked.status_code == 200, revoked.text
+    with psycopg.connect(url) as conn:
+        status = conn.execute("SELECT status FROM vault_keys WHERE id = %s", (second["id"],)).fetchone()
+    assert status == ("revoked",)
