@@ -38,10 +38,12 @@ log = structlog.get_logger("tollgate.app")
 
 @dataclass
 class Services:
-    engine: AsyncEngine
+    engine: AsyncEngine  # the admin API's and the console's
     hot: HotDB
     upstream: Upstream
     proxy: ProxyHandler
+    revocations: AsyncEngine  # revocations only: never behind the console (proxy/db.py)
+    key_loads: AsyncEngine  # the request path's key-cache misses
 
 
 class TollgateApp:
@@ -63,16 +65,18 @@ class TollgateApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         settings = self.runtime.settings
-        engine = db.create_engine(self.runtime.database_url, settings)
-        hot = await HotDB.open(self.runtime.database_url, settings)
+        url = self.runtime.database_url
+        engine = db.create_engine(url, settings)
+        revocations, key_loads = db.create_engine(url, settings, db.REVOKE), db.create_engine(url, settings, db.KEYS)
+        hot = await HotDB.open(url, settings)
         upstream = create_upstream(settings)
         gate = Gate(hot, settings.reservation_ttl_s)
-        keycache = KeyCache(engine, self.runtime.box, settings.key_cache_ttl_s)
-        auth = Authenticator(engine, self.runtime.box, keycache, settings.key_cache_ttl_s)
+        keycache = KeyCache(key_loads, self.runtime.box, settings.key_cache_ttl_s)
+        auth = Authenticator(key_loads, self.runtime.box, keycache, settings.key_cache_ttl_s)
         refused = AuthRefusals(hot)
         proxy = ProxyHandler(settings, hot, gate, auth, refused, upstream, self.runtime.vendors)
-        self.services = Services(engine, hot, upstream, proxy)
-        admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors)
+        self.services = Services(engine, hot, upstream, proxy, revocations, key_loads)
+        admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors, revocations)
         app.router.routes.extend(admin.routes())
         # The console is a client of the admin API: it calls these same routes in-process.
         looks = {adapter.name: VendorLook(adapter.label, adapter.colour) for adapter in self.runtime.vendors}
@@ -95,7 +99,8 @@ class TollgateApp:
             await upstream.aclose()
             await refused.aclose()  # the last counts of unauthenticated refusals
             await hot.close()
-            await engine.dispose()
+            for each in (engine, revocations, key_loads):
+                await each.dispose()
 
     async def _metrics(self, request: Request) -> Response:
         assert self.services is not None

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Label, Select, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from proxy import pages
 from proxy.errors import Conflict, NotFound
 from proxy.redact import mask_strings, redact_content
 from proxy.schema import approvals
@@ -72,14 +73,26 @@ def _query() -> Select[Any]:
     return select(*columns, _visible_status())
 
 
+# Newest first (index approvals_created); the id breaks ties.
+APPROVAL_ORDER = pages.Order("approvals", (approvals.c.created_at, approvals.c.id))
+
+
 async def list_approvals(conn: AsyncConnection, status: str | None = None, key_id: str | None = None,
-                         limit: int = 100) -> list[dict[str, Any]]:
-    query = _query().order_by(approvals.c.created_at.desc()).limit(limit)
+                         limit: int = pages.DEFAULT_LIMIT, cursor: str | None = None) -> pages.Page:
+    query = _query()
     if key_id:
         query = query.where(approvals.c.key_id == key_id)
     if status:
         query = query.where(_visible_status() == status)
-    return [_described(r) for r in await conn.execute(query)]
+    rows, after = APPROVAL_ORDER.cut(list(await conn.execute(APPROVAL_ORDER.window(query, limit, cursor))), limit)
+    return pages.Page([_described(r) for r in rows], after)
+
+
+async def count_pending(conn: AsyncConnection) -> int:
+    """Approvals still waiting for a decision (pending and not expired)."""
+    found = await conn.scalar(select(func.count()).select_from(approvals).where(
+        approvals.c.status == "pending", approvals.c.expires_at > func.now()))
+    return int(found or 0)
 
 
 async def show_approval(conn: AsyncConnection, approval_id: str) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, true, update
+from sqlalchemy import Select, and_, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import serversecrets, vaultkeys
+from proxy import pages, serversecrets, vaultkeys
 from proxy.errors import InvalidInput, NotFound
 from proxy.policy import rules, store
 from proxy.schema import (
@@ -117,11 +117,29 @@ def _keys_query() -> Select[Any]:
     )
 
 
-async def list_keys(conn: AsyncConnection, vendor: str | None = None) -> list[dict[str, Any]]:
-    """Every key, with its latest call (time and run id): one index probe per key on (key_id, ts)."""
+# Newest first; the id breaks ties between keys made in one transaction. Index: vault_keys_created.
+KEY_ORDER = pages.Order("keys", (vault_keys.c.created_at, vault_keys.c.id))
+
+
+async def list_keys(conn: AsyncConnection, vendor: str | None = None, *, policy_id: str | None = None,
+                    limit: int = pages.DEFAULT_LIMIT, cursor: str | None = None,
+                    with_documents: bool = False) -> pages.Page:
+    """A page of keys, newest first, each with its latest call (time and run id).
+
+    The page's keys are chosen first (a range scan of the (created_at, id) index from the
+    cursor), and only they are joined and probed for their latest call: a page costs one
+    statement of the same size at any number of keys. ``with_documents`` adds each key's
+    current policy document as ``policy`` (for spend.with_spend).
+    """
+    chosen = select(vault_keys.c.id, vault_keys.c.created_at)
+    if vendor:
+        chosen = chosen.where(vault_keys.c.vendor == vendor)
+    if policy_id:
+        chosen = chosen.where(vault_keys.c.policy_id == policy_id)
+    page = KEY_ORDER.window(chosen, limit, cursor).subquery("page")
     last = (
         select(audit_events.c.ts, audit_events.c.agent_run_id)
-        .where(audit_events.c.key_id == vault_keys.c.id)
+        .where(audit_events.c.key_id == page.c.id)
         .order_by(audit_events.c.ts.desc())
         .limit(1)
         .lateral("last_call")
@@ -129,12 +147,24 @@ async def list_keys(conn: AsyncConnection, vendor: str | None = None) -> list[di
     query = (
         _keys_query()
         .add_columns(last.c.ts.label("last_call_at"), last.c.agent_run_id.label("last_run_id"))
+        .join(page, page.c.id == vault_keys.c.id)
         .outerjoin(last, true())
-        .order_by(vault_keys.c.created_at)
+        .order_by(vault_keys.c.created_at.desc(), vault_keys.c.id.desc())
     )
-    if vendor:
-        query = query.where(vault_keys.c.vendor == vendor)
-    return [_described(row) for row in await conn.execute(query)]
+    if with_documents:
+        query = query.add_columns(policy_versions.c.document.label("policy")).join(policy_versions, and_(
+            policy_versions.c.policy_id == vault_keys.c.policy_id,
+            policy_versions.c.version == policies.c.current_version))
+    rows, after = KEY_ORDER.cut(list(await conn.execute(query)), limit)
+    return pages.Page([_described(row) for row in rows], after)
+
+
+async def count_keys(conn: AsyncConnection) -> dict[str, int]:
+    """How many keys there are, and how many are active: for the console's overview, which
+    used to list every key to count them."""
+    row = (await conn.execute(select(func.count().label("total"),
+                                     func.count().filter(vault_keys.c.status == "active").label("active")))).one()
+    return {"active": row.active, "total": row.total}
 
 
 async def show_key(conn: AsyncConnection, key_id: str) -> dict[str, Any]:

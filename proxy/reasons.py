@@ -135,6 +135,7 @@ _ADMIN = _kind("admin", 400, {
     "invalid_policy": "The policy document does not validate against policy.schema.json.",
     "invalid_days": "days is not a whole number in range.",
     "invalid_order": "order is neither asc nor desc.",
+    "invalid_cursor": "cursor is not the next of a page of this list (pass it back unchanged).",
     "unknown_vendor": "No vendor of that name is served (404 on the proxy's routes).",
     "vendor_mismatch": "The policy is for another vendor than the key.",
     "policy_required": "A key needs exactly one of a policy document or a policy_id.",

@@ -37,6 +37,7 @@ policies = Table(
     Column("name", Text),
     Column("current_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Index("policies_created", "created_at", "id"),  # the policies list, newest first (proxy/pages.py)
 )
 
 policy_versions = Table(
@@ -76,6 +77,8 @@ vault_keys = Table(
     # How its token is marked (proxy/vaultkeys.py): 'tagged' since migration 0016; 'crc32' for keys
     # issued before, and for any writer that does not know the column (the default).
     Column("checksum", Text, nullable=False, server_default=text("'crc32'")),
+    Index("vault_keys_created", "created_at", "id"),  # the keys list, newest first (proxy/pages.py)
+    Index("vault_keys_policy", "policy_id"),  # keys per policy
 )
 
 # The installation's own secrets, sealed under the master key (proxy/serversecrets.py).
@@ -173,6 +176,7 @@ approvals = Table(
     Column("note", Text),
     Index("approvals_lookup", "key_id", "fingerprint", "created_at"),
     Index("approvals_status", "status", "created_at"),
+    Index("approvals_created", "created_at", "id"),  # the approvals list, newest first
 )
 
 audit_events = Table(

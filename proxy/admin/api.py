@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import keys
+from proxy import keys, pages, spend
 from proxy.admin import openapi
 from proxy.admin.governance import GovernanceRoutes
 from proxy.admin.http import field, guard_with, json_body, json_response, pointer_errors
@@ -26,13 +26,20 @@ from proxy.schema import audit_events
 from proxy.secretbox import SecretBox
 from vendors.registry import Registry
 
-MAX_AUDIT_ROWS = 1000
 AUDIT_FILTERS = ("agent_run_id", "key_id", "vendor", "decision")
+# A cursor of one order is refused by the other (proxy/pages.py binds the name into it).
+AUDIT_OLDEST_FIRST = pages.Order("audit", (audit_events.c.ts, audit_events.c.id), descending=False)
+AUDIT_NEWEST_FIRST = pages.Order("audit.desc", (audit_events.c.ts, audit_events.c.id))
 
 
 class AdminAPI:
-    def __init__(self, engine: AsyncEngine, box: SecretBox, admin_token: str | None, vendors: Registry):
+    """``revocations``: the engine revokes go through, apart from the lists' (proxy/db.py);
+    the admin engine itself when not given."""
+
+    def __init__(self, engine: AsyncEngine, box: SecretBox, admin_token: str | None, vendors: Registry,
+                 revocations: AsyncEngine | None = None):
         self._engine = engine
+        self._revocations = revocations or engine
         self._box = box
         self._vendors = vendors
         self._guard = guard_with(admin_token)
@@ -68,15 +75,22 @@ class AdminAPI:
         return json_response({**described, "key": token}, 201)
 
     async def list_keys(self, request: Request) -> Response:
+        params = request.query_params
+        spending = params.get("include") == "spend"
         async with self._engine.connect() as conn:
-            return json_response({"data": await keys.list_keys(conn, request.query_params.get("vendor"))})
+            page = await keys.list_keys(conn, params.get("vendor"), policy_id=params.get("policy_id"),
+                                        limit=pages.limit_of(params.get("limit")), cursor=params.get("cursor"),
+                                        with_documents=spending)
+            if spending:
+                page = await spend.with_spend(conn, page)
+        return json_response(page.body())
 
     async def show_key(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
             return json_response(await keys.show_key(conn, request.path_params["key_id"]))
 
     async def revoke_key(self, request: Request) -> Response:
-        async with self._engine.begin() as conn:
+        async with self._revocations.begin() as conn:
             return json_response(await keys.revoke_key(conn, request.path_params["key_id"]))
 
     async def validate_policy(self, request: Request) -> Response:
@@ -96,19 +110,18 @@ class AdminAPI:
         order = params.get("order", "asc")
         if order not in ("asc", "desc"):
             raise InvalidInput("invalid_order", "order must be 'asc' (oldest first) or 'desc' (newest first).")
-        newest_first = order == "desc"
-        query = select(audit_events).order_by(
-            *((audit_events.c.ts.desc(), audit_events.c.id.desc()) if newest_first
-              else (audit_events.c.ts, audit_events.c.id)))
+        ordering = AUDIT_NEWEST_FIRST if order == "desc" else AUDIT_OLDEST_FIRST
+        query = select(audit_events)
         for name in AUDIT_FILTERS:
             if params.get(name):
                 query = query.where(audit_events.c[name] == params[name])
         if params.get("after_id"):
             query = query.where(audit_events.c.id > _integer(params["after_id"], "after_id"))
-        limit = min(_integer(params.get("limit", "100"), "limit"), MAX_AUDIT_ROWS)
+        limit = pages.limit_of(params.get("limit"))
         async with self._engine.connect() as conn:
-            rows = await conn.execute(query.limit(limit))
-            return json_response({"data": [dict(row._mapping) for row in rows]})
+            rows = await conn.execute(ordering.window(query, limit, params.get("cursor")))
+            shown, after = ordering.cut(list(rows), limit)
+        return json_response(pages.Page([dict(row._mapping) for row in shown], after).body())
 
 
 def _integer(value: str, name: str) -> int:

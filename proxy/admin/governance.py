@@ -9,11 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy import approvals, runs, spend
+from proxy import approvals, keys, pages, runs, spend
 from proxy.admin.http import field, json_body, json_response
 from proxy.admin.routes import Operation
 from proxy.errors import InvalidInput
-from proxy.keys import show_key
 from proxy.policy import store
 
 
@@ -36,6 +35,7 @@ class GovernanceRoutes:
             ("/admin/v1/approvals/{approval_id}/deny", "POST", self.deny),
             ("/admin/v1/runs/{run_id}", "GET", self.run_story),
             ("/admin/v1/spend/daily", "GET", self.daily_spend),
+            ("/admin/v1/counts", "GET", self.counts),
         ]
 
     async def create_policy(self, request: Request) -> Response:
@@ -46,8 +46,10 @@ class GovernanceRoutes:
         return json_response(created, 201)
 
     async def list_policies(self, request: Request) -> Response:
+        params = request.query_params
         async with self._engine.connect() as conn:
-            return json_response({"data": await store.list_policies(conn)})
+            page = await store.list_policies(conn, pages.limit_of(params.get("limit")), params.get("cursor"))
+        return json_response(page.body())
 
     async def show_policy(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
@@ -65,7 +67,7 @@ class GovernanceRoutes:
         key_id = request.path_params["key_id"]
         async with self._engine.begin() as conn:
             await store.attach(conn, key_id, field(body, "policy_id", str, required=True))
-            return json_response(await show_key(conn, key_id))
+            return json_response(await keys.show_key(conn, key_id))
 
     async def key_spend(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
@@ -75,8 +77,9 @@ class GovernanceRoutes:
     async def list_approvals(self, request: Request) -> Response:
         params = request.query_params
         async with self._engine.connect() as conn:
-            found = await approvals.list_approvals(conn, params.get("status"), params.get("key_id"))
-        return json_response({"data": found})
+            page = await approvals.list_approvals(conn, params.get("status"), params.get("key_id"),
+                                                  pages.limit_of(params.get("limit")), params.get("cursor"))
+        return json_response(page.body())
 
     async def show_approval(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
@@ -92,6 +95,11 @@ class GovernanceRoutes:
             raise InvalidInput("invalid_days", "days must be a whole number.")
         async with self._engine.connect() as conn:
             return json_response(await spend.daily_by_vendor(conn, int(raw)))
+
+    async def counts(self, request: Request) -> Response:
+        async with self._engine.connect() as conn:
+            return json_response({"keys": await keys.count_keys(conn),
+                                  "approvals": {"pending": await approvals.count_pending(conn)}})
 
     async def approve(self, request: Request) -> Response:
         return await self._decide(request, approve=True)

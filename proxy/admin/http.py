@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -57,7 +58,7 @@ def guard_with(admin_token: str | None) -> Guard:
                     return error_response(400, "invalid_input",
                                           "A value in the request cannot be stored or matched (a NUL character?).")
                 return _unavailable()
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError, PoolTimeout):  # PoolTimeout: every connection busy for db_timeout_s
                 return _unavailable()
 
         return guarded

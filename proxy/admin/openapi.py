@@ -31,8 +31,28 @@ def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
-def _listing(item: str) -> dict[str, Any]:
-    return {"type": "object", "properties": {"data": {"type": "array", "items": _ref(item)}}}
+# Every list that grows with use comes in pages (proxy/pages.py): newest first unless it says
+# otherwise, ``limit`` rows at a time, and ``next`` to pass back as ``cursor`` for the following page.
+PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "limit", "in": "query", "description": "Rows per page",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+     "description": "The `next` of the previous page, unchanged; leave it out for the first page"},
+]
+
+
+def _page(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data", "next"], "properties": {
+        "data": {"type": "array", "items": item},
+        "next": {"type": ["string", "null"],
+                 "description": "The cursor of the following page (opaque); null on the last page"}}}
+
+
+_CAP_USAGE = {"type": "object", "properties": {
+    "window": {"type": "string"}, "action": {"type": "string"}, "bucket": {"type": "string"},
+    "limit_usd": {"type": ["string", "null"]}, "limit_requests": {"type": ["integer", "null"]},
+    "spent_usd": {"type": "string"}, "reserved_usd": {"type": "string"}, "requests": {"type": "integer"},
+    "remaining": {"type": "string"}}}
 
 
 _GOVERNANCE_PATHS: dict[str, Any] = {
@@ -40,8 +60,9 @@ _GOVERNANCE_PATHS: dict[str, Any] = {
         "post": {"summary": "Store a policy; it starts at version 1",
                  "requestBody": _body(_ref("PolicyCreate")),
                  "responses": {"201": _json_response("The policy", _ref("Policy")), **_ERRORS}},
-        "get": {"summary": "List policies",
-                "responses": {"200": _json_response("Policies", _listing("Policy")), **_ERRORS}},
+        "get": {"summary": "A page of policies, newest first, each with its number of keys",
+                "parameters": PAGE_PARAMETERS,
+                "responses": {"200": _json_response("Policies", _page(_ref("Policy"))), **_ERRORS}},
     },
     "/admin/v1/policies/{policy_id}": {
         "get": {"summary": "A policy with every version", "parameters": _POLICY_ID,
@@ -64,13 +85,14 @@ _GOVERNANCE_PATHS: dict[str, Any] = {
                 "responses": {"200": _json_response("Spend", _ref("Spend")), **_ERRORS, **_NOT_FOUND}},
     },
     "/admin/v1/approvals": {
-        "get": {"summary": "Approvals, newest first",
+        "get": {"summary": "A page of approvals, newest first",
                 "parameters": [
                     {"name": "status", "in": "query",
                      "schema": {"type": "string", "enum": ["pending", "approved", "denied", "used", "expired"]}},
                     {"name": "key_id", "in": "query", "schema": {"type": "string"}},
+                    *PAGE_PARAMETERS,
                 ],
-                "responses": {"200": _json_response("Approvals", _listing("Approval")), **_ERRORS}},
+                "responses": {"200": _json_response("Approvals", _page(_ref("Approval"))), **_ERRORS}},
     },
     "/admin/v1/approvals/{approval_id}": {
         "get": {"summary": "One approval", "parameters": _APPROVAL_ID,
@@ -105,7 +127,15 @@ _GOVERNANCE_PATHS["/admin/v1/spend/daily"] = {
                                                 _ref("DailySpend")), **_ERRORS}},
 }
 
+_GOVERNANCE_PATHS["/admin/v1/counts"] = {
+    "get": {"summary": "How many keys there are (and how many are active) and how many approvals wait",
+            "responses": {"200": _json_response("Counts", _ref("Counts")), **_ERRORS}},
+}
+
 _GOVERNANCE_SCHEMAS: dict[str, Any] = {
+    "Counts": {"type": "object", "properties": {
+        "keys": {"type": "object", "properties": {"active": {"type": "integer"}, "total": {"type": "integer"}}},
+        "approvals": {"type": "object", "properties": {"pending": {"type": "integer"}}}}},
     "DailySpend": {"type": "object", "properties": {
         "days": {"type": "integer"},
         "data": {"type": "array", "items": {"type": "object", "properties": {
@@ -129,16 +159,13 @@ _GOVERNANCE_SCHEMAS: dict[str, Any] = {
     "Policy": {"type": "object", "properties": {
         "id": {"type": "string"}, "vendor": {"type": "string"}, "name": {"type": ["string", "null"]},
         "current_version": {"type": "integer"}, "created_at": {"type": "string"},
+        "keys": {"type": "integer", "description": "in listings: how many keys follow it"},
         "versions": {"type": "array", "items": {"type": "object", "properties": {
             "version": {"type": "integer"}, "created_at": {"type": "string"}, "document": {"type": "object"}}}}}},
     "Spend": {"type": "object", "properties": {
         "key_id": {"type": "string"}, "policy_id": {"type": "string"}, "policy_version": {"type": "integer"},
         "agent_run_id": {"type": ["string", "null"]},
-        "caps": {"type": "array", "items": {"type": "object", "properties": {
-            "window": {"type": "string"}, "action": {"type": "string"}, "bucket": {"type": "string"},
-            "limit_usd": {"type": ["string", "null"]}, "limit_requests": {"type": ["integer", "null"]},
-            "spent_usd": {"type": "string"}, "reserved_usd": {"type": "string"}, "requests": {"type": "integer"},
-            "remaining": {"type": "string"}}}}}},
+        "caps": {"type": "array", "items": _CAP_USAGE}}},
     "Approval": {"type": "object", "properties": {
         "id": {"type": "string"}, "key_id": {"type": "string"},
         "status": {"type": "string", "enum": ["pending", "approved", "denied", "used", "expired"]},
@@ -170,10 +197,17 @@ OPENAPI: dict[str, Any] = {
                               **_ERRORS, **_NOT_FOUND},
             },
             "get": {
-                "summary": "List keys",
-                "parameters": [{"name": "vendor", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": _json_response("Keys", {"type": "object", "properties": {
-                    "data": {"type": "array", "items": _ref("Key")}}}), **_ERRORS},
+                "summary": "A page of keys, newest first",
+                "parameters": [
+                    {"name": "vendor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "policy_id", "in": "query", "schema": {"type": "string"},
+                     "description": "Only the keys on this policy"},
+                    {"name": "include", "in": "query", "schema": {"type": "string", "enum": ["spend"]},
+                     "description": "spend: each key's spend against every cap of its current policy "
+                                    "('run' caps for its latest run), read for the whole page at once"},
+                    *PAGE_PARAMETERS,
+                ],
+                "responses": {"200": _json_response("Keys", _page(_ref("Key"))), **_ERRORS},
             },
         },
         "/admin/v1/keys/{key_id}": {
@@ -204,10 +238,9 @@ OPENAPI: dict[str, Any] = {
                      "description": "only rows with a larger id (for polling)"},
                     {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"],
                                                                   "default": "asc"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    *PAGE_PARAMETERS,
                 ],
-                "responses": {"200": _json_response("Rows", {"type": "object", "properties": {
-                    "data": {"type": "array", "items": {"type": "object"}}}}), **_ERRORS},
+                "responses": {"200": _json_response("A page of rows", _page({"type": "object"})), **_ERRORS},
             },
         },
     },
@@ -243,6 +276,9 @@ OPENAPI: dict[str, Any] = {
                     "expires_at": {"type": ["string", "null"]}, "policy": {"type": "object"},
                     "last_call_at": {"type": ["string", "null"], "description": "in listings: the latest call"},
                     "last_run_id": {"type": ["string", "null"], "description": "in listings: its X-Agent-Run-Id"},
+                    "spend": {"type": "object", "description": "in listings with include=spend",
+                              "properties": {"agent_run_id": {"type": ["string", "null"]},
+                                             "caps": {"type": "array", "items": _CAP_USAGE}}},
                 },
             },
             "CreatedKey": {"allOf": [_ref("Key"), {"type": "object", "required": ["id", "key"],

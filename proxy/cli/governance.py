@@ -9,10 +9,11 @@ import sys
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import approvals, bootstrap, db, migrate, outcomes, prices, rotation, runs, spend
+from proxy import approvals, bootstrap, db, migrate, outcomes, pages, prices, rotation, runs, spend
 from proxy.cli import audit
-from proxy.cli.support import read_policy, secret_from_env, settings_from, with_connection
+from proxy.cli.support import add_limit, read_policy, secret_from_env, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.policy import store
 from proxy.upstream import create_upstream
@@ -27,7 +28,9 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     update.add_argument("policy_id", metavar="POLICY_ID")
     update.add_argument("file", metavar="FILE")
     update.set_defaults(run=_policy_update)
-    policy_commands.add_parser("list", help="list policies").set_defaults(run=_policy_list)
+    policy_list = policy_commands.add_parser("list", help="list policies, newest first")
+    add_limit(policy_list, "policies")
+    policy_list.set_defaults(run=_policy_list)
     show = policy_commands.add_parser("show", help="a policy with all its versions")
     show.add_argument("policy_id", metavar="POLICY_ID")
     show.set_defaults(run=_policy_show)
@@ -49,6 +52,7 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
         title="approvals commands")
     listing = approval_commands.add_parser("list", help="list approvals (pending by default)")
     listing.add_argument("--status", default="pending", help="pending, approved, denied, used, expired or all")
+    add_limit(listing, "approvals")
     listing.set_defaults(run=_approvals_list)
     showing = approval_commands.add_parser("show", help="one approval: what would be sent, on which account")
     showing.add_argument("approval_id", metavar="APPROVAL_ID")
@@ -103,10 +107,13 @@ def _policy_update(args: argparse.Namespace) -> int:
 
 
 def _policy_list(args: argparse.Namespace) -> int:
-    rows = with_connection(args, lambda conn, rt: store.list_policies(conn), write=False)
-    print(f"{'ID':<22} {'VENDOR':<8} {'VERSION':<8} {'KEYS':<5} NAME")
-    for row in rows:
-        print(f"{row['id']:<22} {row['vendor']:<8} {row['current_version']:<8} {row['keys']:<5} {row['name'] or ''}")
+    async def work(conn: AsyncConnection, runtime: bootstrap.Runtime) -> None:
+        print(f"{'ID':<22} {'VENDOR':<8} {'VERSION':<8} {'KEYS':<5} NAME")
+        async for row in pages.follow(lambda limit, cursor: store.list_policies(conn, limit, cursor), args.limit):
+            print(f"{row['id']:<22} {row['vendor']:<8} {row['current_version']:<8} {row['keys']:<5} "
+                  f"{row['name'] or ''}")
+
+    with_connection(args, work, write=False)
     return 0
 
 
@@ -128,12 +135,17 @@ def _spend(args: argparse.Namespace) -> int:
 
 def _approvals_list(args: argparse.Namespace) -> int:
     status = None if args.status == "all" else args.status
-    rows = with_connection(args, lambda conn, rt: approvals.list_approvals(conn, status), write=False)
-    print(f"{'ID':<26} {'STATUS':<9} {'KEY':<18} {'ENDPOINT':<36} {'ACCOUNT':<24} {'USD':>10}  EXPIRES")
-    for row in rows:
-        account = (row["request"] or {}).get("account") or "-"
-        print(f"{row['id']:<26} {row['status']:<9} {row['key_id']:<18} {row['endpoint'] or row['path']:<36} "
-              f"{account:<24} {row['predicted_usd'] or '':>10}  {row['expires_at']}")
+
+    async def work(conn: AsyncConnection, runtime: bootstrap.Runtime) -> None:
+        print(f"{'ID':<26} {'STATUS':<9} {'KEY':<18} {'ENDPOINT':<36} {'ACCOUNT':<24} {'USD':>10}  EXPIRES")
+        rows = pages.follow(lambda limit, cursor: approvals.list_approvals(conn, status, None, limit, cursor),
+                            args.limit)
+        async for row in rows:
+            account = (row["request"] or {}).get("account") or "-"
+            print(f"{row['id']:<26} {row['status']:<9} {row['key_id']:<18} {row['endpoint'] or row['path']:<36} "
+                  f"{account:<24} {row['predicted_usd'] or '':>10}  {row['expires_at']}")
+
+    with_connection(args, work, write=False)
     return 0
 
 

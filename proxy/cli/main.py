@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import bootstrap, db, embedded, keys, logs, migrate, secretbox
+from proxy import bootstrap, db, embedded, keys, logs, migrate, pages, secretbox
 from proxy.cli import governance
-from proxy.cli.support import read_policy, secret_from_env, settings_from, with_connection
+from proxy.cli.support import add_limit, print_json_array, read_policy, secret_from_env, settings_from, with_connection
 from proxy.errors import ConfigError, TollgateError
 from proxy.policy import rules, warnings
 from vendors import registry
@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--label")
     create.add_argument("--json", action="store_true")
     create.set_defaults(run=_keys_create)
-    listing = key_commands.add_parser("list", help="list keys")
+    listing = key_commands.add_parser("list", help="list keys, newest first")
+    listing.add_argument("--vendor")
+    add_limit(listing, "keys")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=_keys_list)
     for name, run, what in (("show", _keys_show, "show a key"), ("revoke", _keys_revoke, "revoke a key")):
@@ -189,14 +191,20 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
-    rows = with_connection(args, lambda conn, runtime: keys.list_keys(conn), write=False)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'ID':<18} {'VENDOR':<8} {'STATUS':<8} {'POLICY':<22} {'LABEL'}")
-    for row in rows:
-        print(f"{row['id']:<18} {row['vendor']:<8} {row['status']:<8} "
-              f"{row['policy_id'] + ' v' + str(row['policy_version']):<22} {row['label'] or ''}")
+    def fetch(conn: AsyncConnection) -> pages.Fetch:
+        return lambda limit, cursor: keys.list_keys(conn, args.vendor, limit=limit, cursor=cursor)
+
+    async def work(conn: AsyncConnection, runtime: bootstrap.Runtime) -> None:
+        rows = pages.follow(fetch(conn), args.limit)
+        if args.json:
+            await print_json_array(rows)
+            return
+        print(f"{'ID':<18} {'VENDOR':<8} {'STATUS':<8} {'POLICY':<22} {'LABEL'}")
+        async for row in rows:
+            print(f"{row['id']:<18} {row['vendor']:<8} {row['status']:<8} "
+                  f"{row['policy_id'] + ' v' + str(row['policy_version']):<22} {row['label'] or ''}")
+
+    with_connection(args, work, write=False)
     return 0
 
 

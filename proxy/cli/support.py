@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import json
 import os
-from collections.abc import Callable, Coroutine
+import textwrap
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,28 @@ def with_connection(args: argparse.Namespace, work: Callable[..., Coroutine[Any,
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def add_limit(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--limit N``: print the newest N; without it, every one, read from the database a page at a time."""
+    parser.add_argument("--limit", type=_positive, metavar="N",
+                        help=f"only the newest N {what} (default: all of them, fetched a page at a time)")
+
+
+def _positive(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 up, not {raw!r}")
+    return int(raw)
+
+
+async def print_json_array(rows: AsyncIterator[Any]) -> None:
+    """The rows as one JSON array, printed as they arrive (the same text as json.dumps(list, indent=2))."""
+    first = True
+    async for row in rows:
+        print("[" if first else ",")
+        print(textwrap.indent(json.dumps(row, indent=2, default=str), "  "), end="")
+        first = False
+    print("[]" if first else "\n]")
 
 
 def secret_from_env(name: str) -> str:

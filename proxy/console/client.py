@@ -14,6 +14,7 @@ import httpx
 from starlette.types import ASGIApp
 
 from proxy.errors import TollgateError
+from proxy.pages import Page
 
 
 class AdminError(TollgateError):
@@ -52,28 +53,34 @@ class AdminClient:
         found: list[dict[str, Any]] = (await self.get(path, **params))["data"]
         return found
 
-    # The calls the pages make, named after what they mean.
+    async def _page(self, path: str, **params: Any) -> Page:
+        found = await self.get(path, **params)
+        return Page(found["data"], found["next"])
 
-    async def keys(self) -> list[dict[str, Any]]:
-        return await self._list("/keys")
+    # The calls the pages make, named after what they mean. Lists come a page at a time
+    # (``cursor``: the previous page's ``next``); none is ever read whole.
+
+    async def keys(self, cursor: str | None = None, limit: int | None = None, **filters: Any) -> Page:
+        """A page of keys, newest first; filters: vendor, policy_id, include='spend'."""
+        return await self._page("/keys", cursor=cursor, limit=limit, **filters)
 
     async def key(self, key_id: str) -> dict[str, Any]:
         return await self._object(f"/keys/{segment(key_id)}")
 
-    async def key_spend(self, key_id: str, run_id: str | None = None) -> dict[str, Any]:
-        return await self._object(f"/keys/{segment(key_id)}/spend", agent_run_id=run_id)
+    async def counts(self) -> dict[str, Any]:
+        return await self._object("/counts")
 
-    async def audit(self, **filters: Any) -> list[dict[str, Any]]:
-        return await self._list("/audit", order="desc", **filters)
+    async def audit(self, cursor: str | None = None, **filters: Any) -> Page:
+        return await self._page("/audit", order="desc", cursor=cursor, **filters)
 
     async def run(self, run_id: str) -> dict[str, Any]:
         return await self._object(f"/runs/{segment(run_id)}")
 
-    async def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
-        return await self._list("/approvals", status=status)
+    async def approvals(self, status: str | None = None, cursor: str | None = None, limit: int | None = None) -> Page:
+        return await self._page("/approvals", status=status, cursor=cursor, limit=limit)
 
-    async def policies(self) -> list[dict[str, Any]]:
-        return await self._list("/policies")
+    async def policies(self, cursor: str | None = None, limit: int | None = None) -> Page:
+        return await self._page("/policies", cursor=cursor, limit=limit)
 
     async def policy(self, policy_id: str) -> dict[str, Any]:
         return await self._object(f"/policies/{segment(policy_id)}")

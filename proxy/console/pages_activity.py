@@ -16,6 +16,8 @@ from proxy.console.client import segment
 
 DECISIONS = ("allowed", "blocked", "shadow_blocked", "approval_required", "error")
 LIVE_ROWS = 50
+APPROVALS_PER_PAGE = 50
+CHOICES = 100  # the newest keys offered by name in a filter
 
 
 def routes(console: Console) -> list[Route]:
@@ -31,11 +33,10 @@ def routes(console: Console) -> list[Route]:
 
 
 async def overview(console: Console, request: Request) -> Response:
-    daily, keys, pending = await asyncio.gather(
-        console.client.daily_spend(30), console.client.keys(), console.client.approvals("pending"))
+    daily, counts = await asyncio.gather(console.client.daily_spend(30), console.client.counts())
     return console.render(request, "overview.html", chart=render.spend_chart(daily, console.colours, 30),
-                          vendors=console.vendors, active_keys=sum(1 for k in keys if k["status"] == "active"),
-                          total_keys=len(keys), pending=len(pending))
+                          vendors=console.vendors, active_keys=counts["keys"]["active"],
+                          total_keys=counts["keys"]["total"], pending=counts["approvals"]["pending"])
 
 
 def _call_filters(console: Console, request: Request) -> dict[str, str]:
@@ -48,14 +49,17 @@ def _call_filters(console: Console, request: Request) -> dict[str, str]:
 
 
 async def calls(console: Console, request: Request) -> Response:
-    """The newest audit rows; ?partial=1 returns only the rows, for the page's refresh script."""
+    """The newest audit rows, or with ?cursor= the older ones after a page (not refreshed);
+    ?partial=1 returns only the rows, for the page's refresh script."""
     filters = _call_filters(console, request)
-    rows = await console.client.audit(limit=LIVE_ROWS, **filters)
+    cursor = request.query_params.get("cursor") or None
+    page = await console.client.audit(cursor, limit=LIVE_ROWS, **filters)
     if request.query_params.get("partial") == "1":
-        return console.render(request, "_calls_rows.html", rows=rows)
-    keys = await console.client.keys()
-    return console.render(request, "calls.html", rows=rows, filters=filters, vendors=console.vendors,
-                          decisions=DECISIONS, keys=keys)
+        return console.render(request, "_calls_rows.html", rows=page.data)
+    keys = await console.client.keys(limit=CHOICES)  # offered by name in the key filter; any id can be typed
+    return console.render(request, "calls.html", rows=page.data, filters=filters, vendors=console.vendors,
+                          decisions=DECISIONS, keys=keys.data, next=page.next, paged=cursor is not None,
+                          params={k: v for k, v in filters.items() if v})
 
 
 async def runs(console: Console, request: Request) -> Response:
@@ -63,7 +67,7 @@ async def runs(console: Console, request: Request) -> Response:
     if wanted:
         return console.redirect(request, "run", run_id=wanted)
     recent: dict[str, dict[str, Any]] = {}
-    for row in await console.client.audit(limit=500):
+    for row in (await console.client.audit(limit=500)).data:
         run_id = row["agent_run_id"]
         if run_id and run_id not in recent and len(recent) < 20:
             recent[run_id] = {"run_id": run_id, "last_ts": row["ts"], "vendor": row["vendor"]}
@@ -85,10 +89,13 @@ def _shown(approval: dict[str, Any]) -> dict[str, Any]:
 
 
 async def approvals(console: Console, request: Request) -> Response:
-    pending, everything = await asyncio.gather(console.client.approvals("pending"), console.client.approvals())
-    decided = [a for a in everything if a["status"] != "pending"][:20]
-    return console.render(request, "approvals.html", pending=[_shown(a) for a in pending],
-                          decided=[_shown(a) for a in decided])
+    """A page of pending approvals (?cursor= for the next), and the latest decided ones."""
+    cursor = request.query_params.get("cursor") or None
+    pending, everything = await asyncio.gather(console.client.approvals("pending", cursor, APPROVALS_PER_PAGE),
+                                               console.client.approvals(limit=100))
+    decided = [a for a in everything.data if a["status"] != "pending"][:20]
+    return console.render(request, "approvals.html", pending=[_shown(a) for a in pending.data],
+                          decided=[_shown(a) for a in decided], next=pending.next, paged=cursor is not None)
 
 
 async def decide(console: Console, request: Request) -> Response:

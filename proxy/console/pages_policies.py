@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 from typing import Any
@@ -27,6 +28,10 @@ def routes(console: Console) -> list[Route]:
     ]
 
 
+POLICIES_PER_PAGE = 50
+CHOICES = 100
+
+
 def _parse(text: str) -> Any:
     try:
         return json.loads(text)
@@ -36,9 +41,10 @@ def _parse(text: str) -> Any:
 
 async def policies_page(console: Console, request: Request, status: int = 200, error: AdminError | None = None,
                         draft: str = "", name: str = "") -> Response:
-    found = await console.client.policies()
-    return console.render(request, "policies.html", status=status, policies=list(reversed(found)), error=error,
-                          draft=draft, name=name)
+    cursor = request.query_params.get("cursor") or None
+    found = await console.client.policies(cursor, POLICIES_PER_PAGE)
+    return console.render(request, "policies.html", status=status, policies=found.data, error=error,
+                          draft=draft, name=name, next=found.next, paged=cursor is not None)
 
 
 async def create_policy(console: Console, request: Request) -> Response:
@@ -84,12 +90,15 @@ async def policy_page(console: Console, request: Request, status: int = 200, err
     current = policy["current_version"]
     left = _version(policy, request.query_params.get("left"), max(1, current - 1))
     right = _version(policy, request.query_params.get("right"), current)
-    keys = [k for k in await console.client.keys() if k["vendor"] == policy["vendor"]]
+    # The newest keys on it, and the newest of its vendor's offered for attaching (any id can be typed).
+    attached, vendor_keys = await asyncio.gather(console.client.keys(limit=CHOICES, policy_id=policy["id"]),
+                                                 console.client.keys(limit=CHOICES, vendor=policy["vendor"]))
     if draft is None:
         draft = render.pretty_json(policy["versions"][-1]["document"])
     return console.render(request, "policy.html", status=status, policy=policy, left=left, right=right,
-                          diff=side_by_side(left["document"], right["document"]), keys=keys, error=error,
-                          draft=draft, attached=[k for k in keys if k["policy_id"] == policy["id"]])
+                          diff=side_by_side(left["document"], right["document"]), error=error, draft=draft,
+                          attached=attached.data, more_attached=attached.next is not None,
+                          others=[k for k in vendor_keys.data if k["policy_id"] != policy["id"]])
 
 
 async def add_version(console: Console, request: Request) -> Response:

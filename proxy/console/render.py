@@ -80,7 +80,8 @@ WINDOW_NAMES = {"minute": "this minute", "hour": "this hour", "day": "today", "m
 
 
 def spend_bars(spend: dict[str, Any], run_id: str | None = None) -> list[Bar]:
-    """Bars from GET /keys/{id}/spend: used = spent + reserved (USD caps) or requests."""
+    """Bars from GET /keys/{id}/spend (or a key's ``spend`` in GET /keys?include=spend): used = spent +
+    reserved (USD caps) or requests."""
     bars = []
     for cap in spend.get("caps", []):
         label = WINDOW_NAMES.get(cap["window"], cap["window"])

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from proxy import pages
 from proxy.errors import InvalidInput, NotFound
 from proxy.policy import rules
 from proxy.schema import policies, policy_versions, vault_keys
@@ -49,14 +50,19 @@ async def add_version(conn: AsyncConnection, policy_id: str, document: Mapping[s
     return await show_policy(conn, policy_id)
 
 
-async def list_policies(conn: AsyncConnection) -> list[dict[str, Any]]:
+# Newest first (index policies_created); each policy's key count is an index count on vault_keys_policy.
+POLICY_ORDER = pages.Order("policies", (policies.c.created_at, policies.c.id))
+
+
+async def list_policies(conn: AsyncConnection, limit: int = pages.DEFAULT_LIMIT,
+                        cursor: str | None = None) -> pages.Page:
+    """A page of policies, newest first, each with how many keys follow it."""
     keys_using = (
         select(func.count()).select_from(vault_keys).where(vault_keys.c.policy_id == policies.c.id).scalar_subquery()
     )
-    rows = await conn.execute(
-        select(policies, keys_using.label("keys")).order_by(policies.c.created_at)
-    )
-    return [{**dict(r._mapping), "created_at": _iso(r.created_at)} for r in rows]
+    rows, after = POLICY_ORDER.cut(list(await conn.execute(
+        POLICY_ORDER.window(select(policies, keys_using.label("keys")), limit, cursor))), limit)
+    return pages.Page([{**dict(r._mapping), "created_at": _iso(r.created_at)} for r in rows], after)
 
 
 async def show_policy(conn: AsyncConnection, policy_id: str) -> dict[str, Any]:
