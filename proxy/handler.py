@@ -31,6 +31,7 @@ from proxy.errors import (
 from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.keys import KeyRecord
+from proxy.operations import OperationNames
 from proxy.redact import mask_secrets, mask_strings
 from proxy.refusals import AuthRefusals
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
@@ -55,6 +56,7 @@ class ProxyHandler:
         self._vendors = vendors
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
         self._upstream_bases = {a.name: _upstream_bases(settings, a) for a in vendors}
+        self._operations = OperationNames(list(vendors))
         self._db = db
         self._gate = gate
         self._auth = auth
@@ -133,7 +135,7 @@ class ProxyHandler:
             raise AuthRefused("wrong_vendor", f"This vault key is for {key.vendor}, not {call.vendor}.", key_id=key.id)
         if key.credential.account and presented.account and presented.account != key.credential.account:
             raise AuthRefused("account_mismatch", "The account in the request does not match this vault key's.",
-                              key_id=key.id)
+                              key_id=key.id, account=presented.account)
         call.secrets = (key.credential.secret, vault_key.secret)
         refuse_secret_run_id(call, key.id)
         return key
@@ -150,7 +152,7 @@ class ProxyHandler:
         bound = key.credential.account
         if bound and parsed.account and parsed.account != bound:
             raise AuthRefused("account_mismatch", f"This vault key is bound to account {bound}, not {parsed.account}.",
-                              key_id=key.id, endpoint=parsed.endpoint)
+                              key_id=key.id, endpoint=parsed.endpoint, account=parsed.account)
         return parsed
 
     async def _admit(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
@@ -287,7 +289,8 @@ class ProxyHandler:
                 return self._render_refusal(call, refusal.reason, refusal.message, refusal.status, refusal.param)
         row = self._audit_row(call, refusal.key_id, None, None)
         row.refuse("blocked", refusal.reason, refusal.message)
-        row.endpoint = refusal.endpoint
+        row.endpoint = refusal.endpoint or self._named_endpoint(call)
+        row.vendor_account = refusal.account
         if claim is not None:
             row.request_summary = {"source": claim.source}  # the auth_refusals rows that count the rest
         try:
@@ -303,6 +306,14 @@ class ProxyHandler:
         # The gate found more to say (the key was revoked meanwhile): its answer is the one given.
         reason = admission.reason
         return self._render_refusal(call, reason, admission.message or "", reasons.get(reason).status)
+
+    def _named_endpoint(self, call: Call) -> str | None:
+        """The operation a request refused before the adapter named it, from its method and path."""
+        try:
+            path = call.path or paths.normalise(call.incoming.raw_path)
+        except Refused:
+            return None
+        return self._operations.of(call.vendor, call.incoming.method, path)
 
     def _render_refusal(
         self, call: Call, reason: str, message: str, status: int, param: str | None = None,

@@ -39,11 +39,12 @@ class Refused(TollgateError):
     status = 403
 
     def __init__(self, reason: str, message: str, *, status: int | None = None, param: str | None = None,
-                 key_id: str | None = None, endpoint: str | None = None):
+                 key_id: str | None = None, endpoint: str | None = None, account: str | None = None):
         super().__init__(reason, message, status=status)
         self.param = param
         self.key_id = key_id
         self.endpoint = endpoint  # the operation refused, when the request said which
+        self.account = account  # the account the request named, when that is why it was refused
 
 
 class RequestRejected(Refused):
