@@ -35,6 +35,10 @@ class Settings:
     upstream_timeout_s: float = 30.0
     upstream_connect_timeout_s: float = 5.0
     upstream_transport: str = "aiohttp"  # aiohttp | httpx-aiohttp | httpx (proxy/upstream.py says why)
+    # The vendor's answer, decoded, is held in memory and relayed whole, so it is bounded like a
+    # request body. 16 MiB is several times the largest JSON page the vendors send (100 Stripe
+    # objects with expansions, 1,000 Twilio records) and still a bound per call in flight.
+    upstream_max_body_bytes: int = 16 * 1024 * 1024
     max_body_bytes: int = 1_048_576
     max_header_bytes: int = 32_768  # all request headers together; nginx's default allows 4 x 8 KiB lines
     # An SDK writes its request headers at once: 10 s is an age even on a bad link, and it is how
@@ -63,7 +67,7 @@ class Settings:
 
 
 _INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s",
-               "max_connections"}
+               "max_connections", "upstream_max_body_bytes"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
                  "reconcile_interval_s", "seal_interval_s", "header_timeout_s"}
 

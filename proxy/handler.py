@@ -306,7 +306,7 @@ class ProxyHandler:
         cost = call.predicted if failure.maybe_delivered else Decimal(0)
         await self._gate.settle(admission, cost, SettlePatch(
             "estimated" if failure.maybe_delivered else "none", call.elapsed_ms(), decision="error",
-            reason=failure.reason, message=failure.message,
+            reason=failure.reason, message=failure.message, upstream_status=failure.upstream_status,
         ))
         self._log(call, "error", failure.reason, None)
         return call.adapter.render_error(

@@ -118,6 +118,9 @@ _UNAVAILABLE = [
     Reason("upstream_unreachable", "unavailable", 502, "The vendor could not be reached."),
     Reason("upstream_error", "unavailable", 502, "The vendor's connection failed mid-answer."),
     Reason("upstream_timeout", "unavailable", 504, "The vendor did not answer in time; the call may have happened."),
+    Reason("upstream_too_large", "unavailable", 502,
+           "The vendor's answer is larger than TOLLGATE_UPSTREAM_MAX_BODY_BYTES: not relayed; the call happened, "
+           "so its estimate stands."),
     Reason("internal_error", "unavailable", 500, "A bug in Tollgate; the process keeps serving."),
 ]
 
