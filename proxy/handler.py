@@ -108,6 +108,8 @@ class ProxyHandler:
         self._vendors = vendors
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
         self._upstream_bases = {a.name: _upstream_bases(settings, a) for a in vendors}
+        for adapter in vendors:
+            metrics.know(adapter.name, adapter.operations())
         self._db = db
         self._gate = gate
         self._keys = keycache
