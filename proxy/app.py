@@ -80,7 +80,7 @@ class TollgateApp:
         app.router.routes.extend(admin.routes())
         # The console is a client of the admin API: it calls these same routes in-process.
         looks = {adapter.name: VendorLook(adapter.label, adapter.colour) for adapter in self.runtime.vendors}
-        console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token,
+        console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token, engine,
                                               settings.console_secure_cookie, looks)
         app.router.routes.extend([Route("/console", _to_console), Mount("/console", console_app)])
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),

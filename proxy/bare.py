@@ -1,9 +1,9 @@
 """The bare pass-through: the ceiling the governed path is measured against (bench/).
 
 ``/<vendor>/*`` is forwarded to the upstream with the same ``proxy.upstream.Upstream``
-(httpx interface, transport from ``TOLLGATE_UPSTREAM_TRANSPORT``) and the same server
-settings as ``tollgate serve`` (uvicorn, uvloop, httptools, lifespan on), and nothing
-else: no key check, no policy, no database, no log line. Not for production: it
+(httpx interface, transport from ``TOLLGATE_UPSTREAM_TRANSPORT``) and the same server as
+``tollgate serve`` (proxy/httpserver.py), and nothing else: no key check, no policy, no
+database, no log line. Not for production: it
 forwards without governance. The headers passed each way are the vendor adapter's, as on
 the governed path.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from proxy import config
+from proxy import config, httpserver
 from proxy.asgi import Receive, Scope, Send, read_body, send_response
 from proxy.errors import UpstreamFailure
 from proxy.upstream import Upstream, create_upstream
@@ -72,8 +72,6 @@ class BareApp:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvicorn
-
     parser = argparse.ArgumentParser(prog="python -m proxy.bare", description="bare pass-through for benchmarks")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
@@ -88,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                                    upstreams={**settings.upstreams, args.vendor: args.upstream})
     print(f"bare pass-through on http://{args.host}:{args.port}/{args.vendor} -> {args.upstream} "
           f"(transport {settings.upstream_transport})", flush=True)
-    # The same server settings as `tollgate serve` (proxy/cli/main.py).
-    uvicorn.run(BareApp(settings, adapter), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    httpserver.run(BareApp(settings, adapter), settings)  # the same server as `tollgate serve`
     return 0
 
 

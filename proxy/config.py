@@ -35,8 +35,19 @@ class Settings:
     upstream_timeout_s: float = 30.0
     upstream_connect_timeout_s: float = 5.0
     upstream_transport: str = "aiohttp"  # aiohttp | httpx-aiohttp | httpx (proxy/upstream.py says why)
+    # The vendor's answer, decoded, is held in memory and relayed whole, so it is bounded like a
+    # request body. 16 MiB is several times the largest JSON page the vendors send (100 Stripe
+    # objects with expansions, 1,000 Twilio records) and still a bound per call in flight.
+    upstream_max_body_bytes: int = 16 * 1024 * 1024
     max_body_bytes: int = 1_048_576
     max_header_bytes: int = 32_768  # all request headers together; nginx's default allows 4 x 8 KiB lines
+    # An SDK writes its request headers at once: 10 s is an age even on a bad link, and it is how
+    # long a stalled (slowloris) connection can hold one of the process's connections.
+    header_timeout_s: float = 10.0
+    # Open client connections per process (proxy/httpserver.py). 512, plus the upstream pool's 256
+    # and the database pools, stays under the 1,024 open files many systems allow a process by
+    # default; the bench's heaviest load is 64 clients. More traffic: more replicas.
+    max_connections: int = 512
     reservation_ttl_s: int = 300  # must outlast the upstream timeout: only abandoned calls expire
     reconcile_interval_s: float = 15.0
     approval_ttl_s: int = 3600
@@ -55,9 +66,10 @@ class Settings:
         return self.upstreams.get(vendor, default).rstrip("/")
 
 
-_INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s"}
+_INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s",
+               "max_connections", "upstream_max_body_bytes"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
-                 "reconcile_interval_s", "seal_interval_s"}
+                 "reconcile_interval_s", "seal_interval_s", "header_timeout_s"}
 
 
 def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -7,7 +7,7 @@
     │   │   └── MalformedKey      the string is not a vault key at all (vaultkeys.parse)
     │   └── Denial                the policy refuses the call; a verdict the gate records, not raised
     ├── Unavailable               the database cannot decide: fail closed, nothing forwarded (503)
-    ├── UpstreamFailure           the vendor did not answer (502, 504); ``maybe_delivered`` says if it may have acted
+    ├── UpstreamFailure           no answer, or one too large (502, 504); ``maybe_delivered``: it may have acted
     ├── InvalidInput              the admin API or the CLI was given bad input (400)
     │   └── PolicyInvalid         a policy document fails the schema, every error by JSON pointer (policy/rules.py)
     ├── NotFound                  the admin API or the CLI names something that does not exist (404)
@@ -63,13 +63,15 @@ class Unavailable(TollgateError):
 
 
 class UpstreamFailure(TollgateError):
-    """The vendor could not be reached or did not answer in time."""
+    """The vendor could not be reached, did not answer in time, or answered more than Tollgate relays."""
 
     status = 502
 
-    def __init__(self, reason: str, message: str, *, maybe_delivered: bool, status: int | None = None):
+    def __init__(self, reason: str, message: str, *, maybe_delivered: bool, status: int | None = None,
+                 upstream_status: int | None = None):
         super().__init__(reason, message, status=status)
         self.maybe_delivered = maybe_delivered  # False only when the request surely never left
+        self.upstream_status = upstream_status  # the vendor's status, when it did answer
 
 
 class InvalidInput(TollgateError):

@@ -57,6 +57,8 @@ class ProxyHandler:
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
         self._upstream_bases = {a.name: _upstream_bases(settings, a) for a in vendors}
         self._operations = OperationNames(list(vendors))
+        for adapter in vendors:
+            metrics.know(adapter.name, adapter.operations())
         self._db = db
         self._gate = gate
         self._auth = auth
@@ -261,7 +263,7 @@ class ProxyHandler:
         cost = call.predicted if failure.maybe_delivered else Decimal(0)
         await self._gate.settle(admission, cost, SettlePatch(
             "estimated" if failure.maybe_delivered else "none", call.elapsed_ms(), decision="error",
-            reason=failure.reason, message=failure.message,
+            reason=failure.reason, message=failure.message, upstream_status=failure.upstream_status,
         ))
         self._log(call, "error", failure.reason, None)
         return call.adapter.render_error(

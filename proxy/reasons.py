@@ -123,6 +123,9 @@ _UNAVAILABLE = [
     Reason("upstream_server_error", "unavailable", 500,
            "The vendor answered a call that moves money or reaches people with a server error (5xx), which "
            "does not say whether it happened: its estimate stays counted until the vendor can be asked."),
+    Reason("upstream_too_large", "unavailable", 502,
+           "The vendor's answer is larger than TOLLGATE_UPSTREAM_MAX_BODY_BYTES: not relayed; the call happened, "
+           "so its estimate stands."),
     Reason("internal_error", "unavailable", 500, "A bug in Tollgate; the process keeps serving."),
     Reason("database_stop_failed", "unavailable", 500,
            "tollgate db stop: pg_ctl did not stop the embedded Postgres; it is still running."),

@@ -273,3 +273,13 @@ audit_chain_cursor = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("scanned_to", BigInteger, nullable=False),
 )
+
+# A signed-in console browser (proxy/console/session.py): the SHA-256 of the random id its
+# cookie carries, never the id. Signing out deletes the row, which ends every copy of the cookie.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", LargeBinary, primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

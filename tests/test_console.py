@@ -1,9 +1,10 @@
-"""The web console over HTTP (no browser): sign-in, session cookie, CSRF, and that its
+"""The web console over HTTP (no browser): sign-in and sign-out, session cookie, CSRF, and that its
 actions reach the proxy through the admin API (a revoke from the console stops the next
 SDK call; a new key's secret is shown once)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -11,7 +12,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import stripe
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import Response
 
+from proxy import db
+from proxy.config import Settings
+from proxy.console.session import Sessions
 from tests.support.tollgate import ADMIN_TOKEN, policy
 
 CHARGE = {"amount": 1200, "currency": "usd", "source": "tok_visa"}
@@ -105,6 +112,54 @@ def test_posts_need_the_sessions_csrf_token(signed_in, make_key):
     shown = httpx.get(f"{signed_in.base_url!s}/admin/v1/keys/{key['id']}",
                       headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert shown["status"] == "active"
+
+
+def test_a_copied_cookie_is_dead_after_sign_out(signed_in, proxy_url, make_key, run_id):
+    """Issue 17 item 8: sign-out used to clear only the browser's cookie, and a copy of it
+    (with its CSRF token) still revoked keys for 12 hours."""
+    key = make_key(policy(), label="after-sign-out")
+    csrf = csrf_of(signed_in.get(f"/console/keys/{key['id']}/revoke").text)
+    copied = signed_in.cookies["tollgate_console"]
+    assert signed_in.post("/console/signout", data={"csrf": csrf}).headers["location"] == "/console/signin"
+
+    with httpx.Client(base_url=proxy_url, cookies={"tollgate_console": copied}, timeout=10) as thief:
+        refused = thief.post(f"/console/keys/{key['id']}/revoke", data={"csrf": csrf})
+        assert refused.status_code == 303 and refused.headers["location"].startswith("/console/signin?next=")
+        assert thief.get("/console/keys").status_code == 303  # nothing to read either
+    shown = httpx.get(f"{proxy_url}/admin/v1/keys/{key['id']}", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert shown.json()["status"] == "active"
+    charge = stripe_client(proxy_url, key["key"]).v1.charges.create(params=CHARGE,
+                                                                     options={"headers": {"X-Agent-Run-Id": run_id}})
+    assert charge.amount == 1200  # the key still works
+
+    assert sign_in(signed_in).status_code == 303  # signing in again makes a new session
+    assert signed_in.cookies["tollgate_console"] != copied and signed_in.get("/console/keys").status_code == 200
+
+
+async def test_a_session_is_a_row_holding_only_the_ids_digest(pg_url):
+    """The cookie's signature still says which admin token made it (a new token signs everyone
+    out), and the database keeps only the SHA-256 of the session id, with its expiry."""
+    engine = db.create_engine(pg_url, Settings())
+    ours, theirs = Sessions("tga_one", engine), Sessions("tga_two", engine)
+    scope = {"type": "http", "method": "GET", "path": "/console/", "headers": [], "scheme": "http",
+             "server": ("x", 80), "query_string": b""}
+    try:
+        session, response = await ours.start(), Response()
+        ours.save(Request(scope), response, session)
+        cookie = response.headers["set-cookie"].split(";")[0]
+        with_cookie = Request({**scope, "headers": [(b"cookie", cookie.encode())]})
+        assert (await ours.load(with_cookie)).signed_in is True
+        assert (await theirs.load(with_cookie)).signed_in is False
+        async with engine.connect() as conn:
+            row = (await conn.execute(text("SELECT expires_at - created_at AS lasts, t::text AS everything "
+                                           "FROM console_sessions t WHERE id_hash = :h"),
+                                      {"h": hashlib.sha256(session.sid.encode()).digest()})).one()
+        assert row.lasts.total_seconds() == 12 * 3600 and session.sid not in row.everything
+        await ours.end(session)
+        assert (await ours.load(with_cookie)).signed_in is False
+        assert ours.token_matches("tga_one") and not ours.token_matches("tga_on")
+    finally:
+        await engine.dispose()
 
 
 def test_revoke_from_the_console_blocks_the_next_sdk_call(signed_in, proxy_url, make_key, run_id):

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from proxy.console import render
 from proxy.console.pages_policies import side_by_side
-from proxy.console.session import Sessions
 
 
 def test_usd_keeps_at_least_two_decimals_and_drops_only_trailing_zeros():
@@ -53,21 +52,3 @@ def test_policy_versions_line_up_side_by_side():
     kinds = {kind for _, _, kind in rows}
     assert {"same", "changed"} <= kinds or {"same", "added", "removed"} <= kinds
     assert any('"20"' in new for _, new, kind in rows if kind != "same")
-
-
-def test_session_cookies_are_signed_with_the_admin_token():
-    from starlette.requests import Request
-    from starlette.responses import Response
-
-    ours, theirs = Sessions("tga_one"), Sessions("tga_two")
-    scope = {"type": "http", "method": "GET", "path": "/console/", "headers": [], "scheme": "http",
-             "server": ("x", 80), "query_string": b""}
-    response = Response()
-    session = ours.load(Request(scope))
-    session.signed_in = True
-    ours.save(Request(scope), response, session)
-    cookie = response.headers["set-cookie"].split(";")[0]
-    with_cookie = {**scope, "headers": [(b"cookie", cookie.encode())]}
-    assert ours.load(Request(with_cookie)).signed_in is True
-    assert theirs.load(Request(with_cookie)).signed_in is False  # a new admin token signs everyone out
-    assert ours.token_matches("tga_one") and not ours.token_matches("tga_on")

@@ -1,20 +1,27 @@
-"""The vendor misbehaves: too slow, hanging, resetting the connection, refusing it, or
-answering 5xx/429/402. Each call ends within the configured timeout, the official SDK raises
-its own exception, the reservation is settled (at its estimate when the call may have happened:
-a timeout, a reset, a 5xx; at 0 when it surely did not), the audit row says what happened, and
-the vendor sees the call exactly once: the proxy never retries a POST, with or without an
-Idempotency-Key (it adds one where the client sent none)."""
+"""The vendor misbehaves: too slow, hanging, resetting the connection, refusing it,
+answering 5xx/429/402, or answering more than Tollgate relays. Each call ends within the
+configured timeout, the official SDK raises its own exception, the reservation is settled (at
+its estimate when the call may have happened: a timeout, a reset, a 5xx, an answer too large
+to relay; at 0 when it surely did not), the audit row says what happened, and the vendor sees
+the call exactly once: the proxy never retries a POST, with or without an Idempotency-Key (it
+adds one where the client sent none)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
 import httpx
 import pytest
 import stripe
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from proxy import bootstrap
 from proxy.app import create_app
@@ -112,3 +119,57 @@ def test_a_failing_vendor_is_reported_recorded_and_never_retried(fault, sql, run
     counter = sql.execute("SELECT spent_usd, reserved_usd FROM budget_counters WHERE key_id = %s",
                           (key["id"],)).fetchone()
     assert counter == {"spent_usd": 2 * cost, "reserved_usd": 0}
+
+
+MAX_BODY = 64 * 1024
+HUGE = json.dumps({"id": "ch_huge", "object": "charge", "amount": 100, "currency": "usd",
+                   "metadata": {f"k{i}": "x" * 500 for i in range(2048)}}).encode()  # ~1 MiB
+
+
+def huge_vendor(shape: str, posts: list[str]) -> Starlette:
+    """Answers every charge with ~1 MiB: with its length, chunked without one, or gzipped to
+    well under the limit (a small answer on the wire that decodes to too much)."""
+
+    async def charge(request: Request) -> Response:
+        posts.append(request.method)
+        if shape == "declared":
+            return Response(HUGE, media_type="application/json")
+        if shape == "gzip":
+            return Response(gzip.compress(HUGE), media_type="application/json", headers={"content-encoding": "gzip"})
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(HUGE), 16384):
+                yield HUGE[start:start + 16384]
+
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/charges", charge, methods=["POST"])])
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp", "httpx"])
+@pytest.mark.parametrize("shape", ["declared", "chunked", "gzip"])
+def test_an_answer_larger_than_the_limit_is_not_relayed_and_its_estimate_stands(pg_url, sql, run_id, transport,
+                                                                                 shape):
+    """Issue 17 item 8: a 40 MB answer was read into memory and relayed whole."""
+    assert len(gzip.compress(HUGE)) < MAX_BODY < len(HUGE)
+    posts: list[str] = []
+    with serve_asgi(huge_vendor(shape, posts)) as upstream:
+        settings = settings_for(pg_url, {"stripe": upstream}, upstream_transport=transport,
+                                upstream_max_body_bytes=MAX_BODY)
+        with serve_asgi(create_app(bootstrap.runtime(settings)), lifespan="on") as proxy_url:
+            key = httpx.post(f"{proxy_url}/admin/v1/keys", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, json={
+                "vendor": "stripe", "upstream_secret": STRIPE_SECRET,
+                "policy": policy(caps=[{"usd": "100.00", "window": "day"}])}).json()
+            client = stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"},
+                                         max_network_retries=0)
+            with pytest.raises(stripe.APIError) as raised:
+                client.v1.charges.create(params=CHARGE, options={"headers": {"X-Agent-Run-Id": run_id}})
+    assert raised.value.http_status == 502 and raised.value.json_body["error"]["code"] == "upstream_too_large"
+    assert raised.value.headers.get("stripe-should-retry") == "false"  # it reached the vendor: never again
+    assert len(raised.value.http_body) < 2048 and posts == ["POST"]
+    [row] = audit_rows(sql, run_id)
+    assert (row["state"], row["decision"], row["reason"], row["upstream_status"], row["cost_usd"],
+            row["cost_source"]) == ("final", "error", "upstream_too_large", 200, MAYBE_SENT, "estimated")
+    counter = sql.execute("SELECT spent_usd, reserved_usd FROM budget_counters WHERE key_id = %s AND bucket LIKE "
+                          "'day:%%'", (key["id"],)).fetchone()
+    assert counter == {"spent_usd": MAYBE_SENT, "reserved_usd": 0}  # like a timeout: not released as $0

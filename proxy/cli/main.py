@@ -96,8 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from proxy import httpserver
     from proxy.app import create_app
 
     settings = settings_from(args)
@@ -111,8 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         runtime = bootstrap.runtime(settings)
         migrate.upgrade(runtime.database_url)
         _print_banner(runtime)
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                    lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+        httpserver.run(create_app(runtime), settings)
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -16,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from proxy.console import pages_activity, pages_keys, pages_policies
 from proxy.console.base import HERE, Console, VendorLook, read_form
 from proxy.console.client import AdminClient
-from proxy.console.session import CSRF_FIELD, Session, Sessions
+from proxy.console.session import CSRF_FIELD, Sessions
+from proxy.errors import Unavailable
 
 SECURITY_HEADERS = [
     (b"content-security-policy",
@@ -61,7 +63,10 @@ def safe_next(target: str | None) -> str:
 async def signin(console: Console, request: Request) -> Response:
     if console.sessions is None:
         return console.render(request, "disabled.html", status=503)
-    session = console.sessions.load(request)
+    try:
+        session = await console.sessions.load(request)
+    except Unavailable as exc:
+        return console.unavailable(request, exc)
     request.state.session = session
     target = safe_next(request.query_params.get("next"))
     if request.method == "GET":
@@ -78,7 +83,10 @@ async def signin(console: Console, request: Request) -> Response:
             response = console.render(request, "signin.html", status=401, next=target,
                                       error="That is not the admin token.")
         else:
-            session = Session(signed_in=True, changed=True)  # a fresh CSRF token for the signed-in session
+            try:
+                session = await console.sessions.start()  # a fresh id and CSRF token for the signed-in session
+            except Unavailable as exc:
+                return console.unavailable(request, exc)
             request.state.session = session
             response = RedirectResponse(target, status_code=303)
     console.sessions.save(request, response, session)
@@ -86,18 +94,22 @@ async def signin(console: Console, request: Request) -> Response:
 
 
 async def signout(console: Console, request: Request) -> Response:
+    """Runs behind ``page``: signed in, with the session's CSRF token. Deleting the row ends
+    every copy of the cookie, not just this browser's."""
+    assert console.sessions is not None
+    await console.sessions.end(request.state.session)
     response = console.redirect(request, "signin")
-    if console.sessions is not None:
-        console.sessions.clear(request, response)
+    console.sessions.clear(request, response)
     return response
 
 
-def create_console(admin_app: ASGIApp | None, admin_token: str | None, secure_cookie: str = "auto",
+def create_console(admin_app: ASGIApp | None, admin_token: str | None, engine: AsyncEngine | None,
+                   secure_cookie: str = "auto",
                    vendors: Mapping[str, VendorLook] | None = None) -> tuple[Starlette, Console]:
     """The console app (mount it at /console) and its state; ``admin_app`` serves /admin/v1;
-    ``vendors``: how to show each vendor served, by name."""
+    ``engine`` keeps the sessions; ``vendors``: how to show each vendor served, by name."""
     client = AdminClient(admin_app, admin_token) if admin_app is not None and admin_token else None
-    sessions = Sessions(admin_token, secure_cookie) if admin_token else None
+    sessions = Sessions(admin_token, engine, secure_cookie) if admin_token and engine is not None else None
     console = Console(client, sessions, vendors or {})
     routes = [
         Route("/signin", functools.partial(signin, console), methods=["GET", "POST"], name="signin"),

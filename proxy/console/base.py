@@ -18,6 +18,7 @@ from starlette.templating import Jinja2Templates
 from proxy.console import render
 from proxy.console.client import AdminClient, AdminError
 from proxy.console.session import CSRF_FIELD, CSRF_HEADER, Session, Sessions
+from proxy.errors import Unavailable
 
 HERE = Path(__file__).parent
 MAX_FORM_BYTES = 256 * 1024
@@ -75,13 +76,20 @@ class Console:
         url = str(request.url_for(name, **params).path)
         return RedirectResponse(url + (f"?{urlencode(query)}" if query else ""), status_code=303)
 
+    def unavailable(self, request: Request, exc: Unavailable) -> Response:
+        """The session cannot be checked: nothing is shown or changed."""
+        return self.render(request, "error.html", status=503, title="Database unreachable", message=exc.message)
+
     def page(self, handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
         """Signed in or sent to the sign-in page; POSTs need the session's CSRF token."""
 
         async def guarded(request: Request) -> Response:
             if self.sessions is None or self._client is None:
                 return self.render(request, "disabled.html", status=503)
-            session = self.sessions.load(request)
+            try:
+                session = await self.sessions.load(request)
+            except Unavailable as exc:
+                return self.unavailable(request, exc)
             request.state.session = session
             response: Response
             if not session.signed_in:
@@ -96,6 +104,8 @@ class Console:
                 except AdminError as exc:
                     response = self.render(request, "error.html", status=exc.status if exc.status < 500 else 502,
                                            title=f"The admin API said {exc.code}", message=exc.message)
+                except Unavailable as exc:
+                    response = self.unavailable(request, exc)
             self.sessions.save(request, response, session)
             return response
 

@@ -1,6 +1,7 @@
 """The console's only way to the data: the admin API, called in-process over ASGI.
 
-The console holds no database handle. Each page asks the admin app (the same Starlette
+The console's pages hold no database handle (its sessions are the one thing the console
+keeps itself: proxy/console/session.py). Each page asks the admin app (the same Starlette
 routes that serve /admin/v1) with the admin token, so what the console shows and changes
 is exactly what the API would.
 """

@@ -48,10 +48,15 @@ class FaultyVendor:
         else:
             self._held.append(conn)  # never answered; closed when the vendor stops
 
+    def release(self) -> None:
+        """Close the connections held so far (the calls on them fail); keep serving."""
+        held, self._held = self._held, []
+        for conn in held:
+            conn.close()
+
     def stop(self) -> None:
         self._stop.set()
-        for conn in self._held:
-            conn.close()
+        self.release()
 
 
 @contextmanager
