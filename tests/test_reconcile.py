@@ -14,10 +14,11 @@ from proxy import db, keys, secretbox
 from proxy.gate import Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.rows import AuditRow, SettlePatch
-from tests.support.tollgate import settings_for
+from tests.support.tollgate import MASTER_KEY, settings_for
 from vendors import registry
 
-BOX = secretbox.SecretBox(b"r" * 32)
+# The suite database has one master key, as every installation does: its tag key is sealed under it.
+BOX = secretbox.SecretBox(secretbox.decode_master_key(MASTER_KEY))
 CAPS = [{"usd": "100", "window": "day", "action": "block"}]
 
 
