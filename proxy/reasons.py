@@ -76,6 +76,8 @@ _POLICY = _kind("policy", 403, {
 
 _INVALID = _kind("invalid_request", 400, {
     "malformed_form": "The form-encoded body cannot be parsed.",
+    "malformed_multipart": "The multipart/form-data body cannot be read one way only (its boundary, a part's "
+                           "headers or Content-Disposition, a preamble or epilogue, the boundary inside a part).",
     "invalid_utf8": "The body or a parameter is not valid UTF-8.",
     "invalid_json": "The JSON body cannot be parsed, or holds duplicate keys or out-of-range numbers.",
     "duplicate_parameter": "A parameter appears twice: two values would be two different answers.",
