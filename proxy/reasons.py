@@ -63,6 +63,9 @@ _POLICY = _kind("policy", 403, {
                        "(the call itself happened: its cost stands).",
     "cost_unknown": "The call may move money or reach people and its cost cannot be known before it is sent "
                     "(no amount, no object to read it from), and the policy does not list it in priced_after.",
+    "operation_not_served": "An operation Tollgate knows and never forwards, whatever the policy says (one whose "
+                            "answer is a credential the agent would use without Tollgate, or that cannot be checked "
+                            "against the key's scope); the message says why.",
     "cap_exceeded": "The call would take a cap (USD or requests, over its window) past its limit.",
     "cap_requires_approval": "The call would pass a cap whose action is require_approval: held for an operator.",
     "approval_required": "The call is held until an operator approves it.",
