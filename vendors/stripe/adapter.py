@@ -123,7 +123,7 @@ class StripeAdapter:
             moves_money=moves,
             idempotency_key=headers.get("idempotency-key"),
             account=_account(headers),
-            summary=bodies.summary(params),
+            summary=bodies.summary(params, host),
             objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
             host=host,
         )

@@ -64,12 +64,11 @@ def params(host: str | None, path: str, query: bytes, headers: Mapping[str, str]
     return {**from_query, **from_body} if from_query else from_body
 
 
-def summary(params: Mapping[str, Any]) -> dict[str, Any]:
+def summary(params: Mapping[str, Any], host: str | None) -> dict[str, Any]:
     """What the audit row keeps of the parameters: a few plain ones, and an upload's file as described."""
     kept: dict[str, Any] = {k: params[k] for k in SUMMARY_PARAMS if isinstance(params.get(k), str)}
-    for name in FILE_PARTS:
-        if isinstance(params.get(name), dict):
-            kept[name] = params[name]
+    if host == FILES_HOST:  # only there is a parameter a file (the api path pays for no loop)
+        kept.update((name, params[name]) for name in FILE_PARTS if isinstance(params.get(name), dict))
     return kept
 
 
