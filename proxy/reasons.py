@@ -65,6 +65,9 @@ _POLICY = _kind("policy", 403, {
                        "(the call itself happened: its cost stands).",
     "cost_unknown": "The call may move money or reach people and its cost cannot be known before it is sent "
                     "(no amount, no object to read it from), and the policy does not list it in priced_after.",
+    "operation_not_served": "An operation Tollgate knows and never forwards, whatever the policy says (one whose "
+                            "answer is a credential the agent would use without Tollgate, or that cannot be checked "
+                            "against the key's scope); the message says why.",
     "cap_exceeded": "The call would take a cap (USD or requests, over its window) past its limit.",
     "cap_requires_approval": "The call would pass a cap whose action is require_approval: held for an operator.",
     "approval_required": "The call is held until an operator approves it.",
@@ -78,6 +81,8 @@ _POLICY = _kind("policy", 403, {
 
 _INVALID = _kind("invalid_request", 400, {
     "malformed_form": "The form-encoded body cannot be parsed.",
+    "malformed_multipart": "The multipart/form-data body cannot be read one way only (its boundary, a part's "
+                           "headers or Content-Disposition, a preamble or epilogue, the boundary inside a part).",
     "invalid_utf8": "The body or a parameter is not valid UTF-8.",
     "invalid_json": "The JSON body cannot be parsed, or holds duplicate keys or out-of-range numbers.",
     "duplicate_parameter": "A parameter appears twice: two values would be two different answers.",

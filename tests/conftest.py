@@ -84,6 +84,18 @@ def stripe_emulator() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def stripe_hosts() -> Iterator[dict[str, tuple[str, Any]]]:
+    """Emulators of files.stripe.com and meter-events.stripe.com, by route prefix (one app each, so a
+    test sees which host got what); nothing a test sends through Tollgate reaches the real Stripe."""
+    with contextlib.ExitStack() as stack:
+        served = {}
+        for prefix in ("files", "meter_events"):
+            app = create_stripe_emulator(STRIPE_SECRET)
+            served[prefix] = (stack.enter_context(serve_asgi(app)), app)
+        yield served
+
+
+@pytest.fixture(scope="session")
 def twilio_emulator() -> Iterator[tuple[str, Any]]:
     app = create_twilio_emulator(TWILIO_ACCOUNT, TWILIO_TOKEN)
     with serve_asgi(app) as base_url:
@@ -109,8 +121,10 @@ def resend_emulator() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def proxy_url(pg_url: str, stripe_emulator, twilio_emulator, twilio_products, resend_emulator) -> Iterator[str]:
+def proxy_url(pg_url: str, stripe_emulator, stripe_hosts, twilio_emulator, twilio_products,
+              resend_emulator) -> Iterator[str]:
     upstreams = {"stripe": stripe_emulator[0], "twilio": twilio_emulator[0], "resend": resend_emulator[0],
+                 **{f"stripe_{prefix}": url for prefix, (url, _) in stripe_hosts.items()},
                  **{f"twilio_{product}": url for product, (url, _) in twilio_products.items()}}
     runtime = bootstrap.runtime(settings_for(pg_url, upstreams))
     with serve_asgi(create_app(runtime), lifespan="on") as base_url:

@@ -358,3 +358,21 @@ def test_arbitrary_bytes_decode_or_are_rejected(data: bytes) -> None:
         }
         return
     _check_tree(tree)
+
+
+def test_decoded_pairs_build_the_same_tree_by_the_same_rules() -> None:
+    """vendors/multipart.py hands its text parts to ``build``: a multipart body is read as its form twin."""
+    from vendors.formencoding import build
+
+    pairs = [("amount", "2000"), ("metadata[k]", "v"), ("expand[0]", "a"), ("expand[1]", "b")]
+    assert build(pairs) == decode(b"amount=2000&metadata[k]=v&expand[0]=a&expand[1]=b")
+    for ambiguous, reason in (([("a", "1"), ("a", "2")], "duplicate_parameter"),
+                              ([("e[]", "1"), ("e[0]", "2")], "ambiguous_parameter"),
+                              ([("a[b]", "1"), ("a", "2")], "ambiguous_parameter"),
+                              ([("a b", "1")], "malformed_form")):
+        with pytest.raises(RequestRejected) as info:
+            build(ambiguous)
+        assert info.value.reason == reason
+    with pytest.raises(RequestRejected) as info:
+        build([(f"m{i}", "") for i in range(MAX_PAIRS + 1)])
+    assert info.value.reason == "too_many_parameters"

@@ -1,6 +1,7 @@
-"""Guarantee 8 over the whole catalogue: every money-moving operation stripe-python 16 can send,
-called through the SDK with an amount over the per-call limit or with none Tollgate can learn,
-is refused before it reaches Stripe (the emulator sees at most the GET that tried to price it).
+"""Guarantee 8 over the whole catalogue: every money-moving operation stripe-python 16 can send
+(/v1 forms, /v2 JSON, on whichever host the SDK sends it to), called through the SDK with an amount
+over the per-call limit or with none Tollgate can learn, is refused before it reaches Stripe (the
+emulator sees at most the GET that tried to price it).
 
 The operations come from vendors/stripe/operations.json, itself held to stripe-python's service
 modules by tests/test_stripe_catalogue.py, so a money operation a new SDK adds is covered here
@@ -19,15 +20,15 @@ from tests.support.tollgate import audit_rows
 from vendors.stripe import catalogue
 
 OPERATIONS = [op for op in json.loads(catalogue.CATALOGUE.read_text())["operations"]
-              if op["kind"] in catalogue.PRICED_KINDS and op["host"] == "api"
-              and op["path"].startswith("/v1/")]  # /v2 sends JSON bodies, not read yet: refused as such
+              if op["kind"] in catalogue.PRICED_KINDS]  # /v1 forms, /v2 JSON, on every host they are sent to
 
 
 def _pattern(op: dict[str, Any]) -> str:
-    return f"{op['method']} {re.sub(r'{[^}]+}', '*', op['path'])}"
+    prefix = "" if op["host"] == "api" else f"/{op['host']}"  # policies name another host by its route
+    return f"{op['method']} {prefix}{re.sub(r'{[^}]+}', '*', op['path'])}"
 
 
-def _nested(name: str, value: str) -> dict[str, Any]:
+def _nested(name: str, value: Any) -> dict[str, Any]:
     """``amount[monetary][value]`` = v as the nested params the SDK encodes."""
     parts = name.replace("]", "").split("[")
     out: dict[str, Any] = {parts[-1]: value}
@@ -49,7 +50,8 @@ def _call(op: dict[str, Any], with_amount: bool) -> tuple[str, dict[str, Any]]:
     if money.get("moves_when"):
         params[money["moves_when"]["param"]] = money["moves_when"]["equals"]
     if with_amount and money.get("amount"):
-        _merge(params, _nested(money["amount"], "600000"))  # 6,000.00 USD
+        # 6,000.00 USD: digits in a /v1 form, a JSON integer in a /v2 body (stripe.v2.Amount's value: int)
+        _merge(params, _nested(money["amount"], 600000 if op["path"].startswith("/v2/") else "600000"))
         _merge(params, _nested(money.get("currency", "currency"), "usd"))
     return path, params
 
@@ -59,19 +61,23 @@ def client(proxy_url, make_key):
     policy = {"vendor": "stripe", "per_call_usd": "50.00",
               "endpoints": {"allow": sorted({_pattern(op) for op in OPERATIONS})}}
     key = make_key(policy)
-    return stripe.StripeClient(key["key"], base_addresses={"api": f"{proxy_url}/stripe"}, max_network_retries=0)
+    return stripe.StripeClient(key["key"], max_network_retries=0, base_addresses={
+        "api": f"{proxy_url}/stripe", "meter_events": f"{proxy_url}/stripe/meter_events"})
 
 
 def test_every_money_operation_is_covered() -> None:
-    assert len(OPERATIONS) >= 60
+    assert len(OPERATIONS) >= 75
     assert {"POST /v1/refunds", "POST /v1/invoices/*/pay", "POST /v1/transfers/*/reversals", "POST /v1/credit_notes",
-            "POST /v1/payment_intents/*/confirm", "POST /v1/charges/*/capture",
-            "POST /v1/payouts"} <= {_pattern(op) for op in OPERATIONS}
+            "POST /v1/payment_intents/*/confirm", "POST /v1/charges/*/capture", "POST /v1/payouts",
+            "POST /v2/money_management/outbound_payments", "POST /v2/money_management/payout_intents/*/confirm",
+            "POST /meter_events/v2/billing/meter_event_stream"} <= {_pattern(op) for op in OPERATIONS}
 
 
 @pytest.mark.parametrize("with_amount", [True, False], ids=["over the limit", "no amount"])
-def test_no_money_operation_moves_unpriced(client, sql, run_id, stripe_emulator, with_amount) -> None:
+def test_no_money_operation_moves_unpriced(client, sql, run_id, stripe_emulator, stripe_hosts, with_amount) -> None:
     received = stripe_emulator[1].state.received
+    elsewhere = [app.state.received for _, app in stripe_hosts.values()]
+    elsewhere_before = [len(r) for r in elsewhere]
     outcomes = {}
     for op in OPERATIONS:
         if with_amount and not (op.get("money") or {}).get("amount"):
@@ -79,10 +85,11 @@ def test_no_money_operation_moves_unpriced(client, sql, run_id, stripe_emulator,
         path, params = _call(op, with_amount)
         before = len(received)
         with pytest.raises(stripe.PermissionError) as refused:
-            client.raw_request(op["method"].lower(), path, **params, stripe_version=None,
+            client.raw_request(op["method"].lower(), path, **params, stripe_version=None, base=op["host"],
                                headers={"X-Agent-Run-Id": run_id})
         outcomes[_pattern(op)] = refused.value.error.code if refused.value.error else None
         assert all(r.method == "GET" for r in received[before:]), op  # at most the read that tried to price it
+    assert [len(r) for r in elsewhere] == elsewhere_before  # the other hosts: nothing at all
     expected = "per_call_limit" if with_amount else "cost_unknown"
     assert {p: code for p, code in outcomes.items() if code != expected} == {}
     rows = audit_rows(sql, run_id)

@@ -11,6 +11,7 @@ explicit indices, bad percent-escapes, invalid UTF-8.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from vendors.base import RequestRejected
@@ -46,6 +47,19 @@ def decode(data: bytes, *, where: str = "body") -> FormTree:
         key, value = unquote(raw_key, where), unquote(raw_value, where)
         path = _key_path(key, where)
         _insert(tree, path, value, key, appended, indexed, where)
+    return tree
+
+
+def build(pairs: Iterable[tuple[str, str]], *, where: str = "body") -> FormTree:
+    """The tree of already decoded (name, value) pairs, by the same rules as ``decode``: a multipart
+    body's fields (vendors/multipart.py) are named in the same bracket notation, and read as strictly."""
+    tree: FormTree = {}
+    appended: set[tuple[str, ...]] = set()
+    indexed: set[tuple[str, ...]] = set()
+    for count, (key, value) in enumerate(pairs, 1):
+        if count > MAX_PAIRS:
+            raise RequestRejected("too_many_parameters", f"The request {where} has more than {MAX_PAIRS} parameters.")
+        _insert(tree, _key_path(key, where), value, key, appended, indexed, where)
     return tree
 
 

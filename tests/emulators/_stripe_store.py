@@ -69,7 +69,7 @@ class Store:
         self._objects: dict[str, dict[str, Obj]] = {kind: {} for kind in self.KINDS}
 
     def add(self, obj: Obj) -> Obj:
-        self._objects[obj["object"]][obj["id"]] = obj
+        self._objects.setdefault(obj["object"], {})[obj["id"]] = obj  # v2 and file objects: kinds of their own
         return obj
 
     def get(self, kind: str, object_id: str, *, param: str = "id") -> Obj:

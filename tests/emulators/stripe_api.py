@@ -1,4 +1,6 @@
-"""A Stripe API emulator: an ASGI app that answers like api.stripe.com (v1).
+"""A Stripe API emulator: an ASGI app that answers like api.stripe.com (v1 and a few v2 routes), and
+like files.stripe.com and meter-events.stripe.com for the routes stripe-python sends there
+(``_stripe_bodies``: /v2 JSON bodies, multipart file uploads).
 
 Point a Stripe client (or the Tollgate proxy's upstream) at it::
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import importlib
 import json
 import re
 import time
@@ -55,6 +58,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from . import _stripe_bodies as bodies
 from . import _stripe_events as events
 from . import _stripe_handlers as handlers
 from ._received import ReceivedRequest, record
@@ -98,12 +102,13 @@ def _accepted_params(sdk_params_class: str) -> frozenset[str] | None:
     accepts at the SDK's pinned version (minus the SDK's own request options).
     Without the SDK installed, unknown params are simply not checked.
     """
+    module, _, class_name = f"stripe.params.{sdk_params_class}".rpartition(".")  # v2's: stripe.params.v2.<area>
     try:
-        import stripe.params as sdk_params
+        sdk_params = importlib.import_module(module)
         from stripe import RequestOptions
     except ImportError:
         return None
-    params_class = getattr(sdk_params, sdk_params_class, None)
+    params_class = getattr(sdk_params, class_name, None)
     if params_class is None:
         return None
     declared = params_class.__required_keys__ | params_class.__optional_keys__
@@ -124,6 +129,11 @@ ROUTES: tuple[_Route, ...] = (
     _route("GET", "/v1/charges", handlers.list_charges, "ChargeListParams"),
     _route("GET", "/v1/charges/{object_id}", handlers.retrieve_charge, "ChargeRetrieveParams"),
     _route("POST", "/v1/refunds", handlers.create_refund, "RefundCreateParams"),
+    _route("POST", "/v1/files", bodies.create_file, "FileCreateParams"),
+    _route("POST", "/v2/money_management/outbound_payments", bodies.create_outbound_payment,
+           "v2.money_management.OutboundPaymentCreateParams"),
+    _route("POST", "/v2/billing/meter_event_stream", bodies.create_meter_event_stream,
+           "v2.billing.MeterEventStreamCreateParams"),
     _route(
         "POST", "/v1/payment_intents", handlers.create_payment_intent, "PaymentIntentCreateParams"
     ),
@@ -206,7 +216,11 @@ def _authentication_error(request: ReceivedRequest, secret_key: str) -> dict[str
 
 def _params(request: ReceivedRequest) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if request.body and content_type != "application/x-www-form-urlencoded":
+    # stripe-python: /v2 bodies are JSON; a file upload is multipart; every other body a form.
+    wanted = ("application/json" if request.path.startswith("/v2/")
+              else "multipart/form-data" if content_type == "multipart/form-data" and request.path == "/v1/files"
+              else "application/x-www-form-urlencoded")
+    if request.body and content_type != wanted:
         raise StripeApiError(
             400,
             f"Invalid request: unsupported Content-Type {content_type or '(none)'}. If error "
@@ -214,7 +228,11 @@ def _params(request: ReceivedRequest) -> dict[str, Any]:
         )
     try:
         params = decode_query(request.query)
-        if request.method == "POST":
+        if request.method == "POST" and wanted == "application/json" and request.body:
+            params.update(bodies.json_params(request.body))
+        elif request.method == "POST" and wanted == "multipart/form-data":
+            params.update(bodies.multipart_params(request.headers["content-type"], request.body))
+        elif request.method == "POST":
             params.update(decode_query(request.body))
     except (FormDecodeError, UnicodeDecodeError) as exc:
         raise StripeApiError(400, f"Invalid request: could not parse parameter {exc}") from exc

@@ -1,8 +1,10 @@
-"""Stripe: form-encoded requests, JSON responses, money in minor units.
+"""Stripe: form-encoded /v1 requests, JSON /v2 ones, file uploads; JSON responses, money in minor units.
 
 Cost is the money a call moves, in USD: a charge's or refund's amount, converted
 with the FX table. Calls that move no money cost 0. A 5xx on a call that moves money is
 uncertain (the estimate stays counted): Stripe's events later tell what it did (outcomes.py).
+The hosts stripe-python sends to besides api.stripe.com (files, meter events; Connect OAuth
+is refused) are in routes.py, and how each body is read in bodies.py.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Any
 
-from vendors import formencoding, money
+from vendors import money
 from vendors.base import (
     FinalPrice,
     LookedUp,
@@ -34,7 +35,7 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import Endpoint
-from vendors.stripe import catalogue, outcomes
+from vendors.stripe import bodies, catalogue, outcomes, routes
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
@@ -46,11 +47,9 @@ from vendors.stripe.facts import (
     named_objects,
     primary_object,
 )
-from vendors.wire import json_object, require_content_type
+from vendors.wire import json_object
 
 OPERATIONS = catalogue.load()
-
-_SUMMARY_PARAMS = ("amount", "currency", "customer", "charge", "payment_intent", "destination", "reason", "confirm")
 
 
 class StripeAdapter:
@@ -58,7 +57,7 @@ class StripeAdapter:
     label = "Stripe"
     colour = "#4f46e5"
     default_upstream = "https://api.stripe.com"
-    hosts: Mapping[str, str] = MappingProxyType({})  # one API host
+    hosts: Mapping[str, str] = routes.HOSTS  # files and meter_events (vendors/stripe/routes.py)
     requires_account = False
     prices_later = False
     # The connected account a call acts on (Stripe-Context supersedes Stripe-Account), and the
@@ -105,15 +104,14 @@ class StripeAdapter:
     def parse_request(
         self, method: str, path: str, query: bytes, headers: Mapping[str, str], body: bytes
     ) -> ParsedRequest:
-        endpoint, path_params, name = OPERATIONS.match(method, path)
-        if endpoint is None:
-            raise RequestRejected(
-                "unknown_operation", f"{name} is not an operation stripe-python sends, so Tollgate cannot tell what "
-                "it does or costs, and refuses it (vendors/stripe/operations.json lists the ones it knows).",
-                status=404, endpoint=name)
+        host, on_host = routes.split(path)
+        endpoint, path_params, name = OPERATIONS.match(method, on_host)
+        if endpoint is None or endpoint.facts.host != "api" or host is not None:
+            routes.check(method, host, on_host, endpoint, name)  # raises unless another host serves it
+        assert endpoint is not None
         facts = endpoint.facts
         try:
-            params = _merged_params(method, query, headers, body)
+            params = bodies.params(host, on_host, query, headers, body)
             amount_minor, currency, moves = money_of(facts, params)
             named = named_objects(facts, path_params, params)
             customer = named_customer(facts, path_params, params)
@@ -122,7 +120,7 @@ class StripeAdapter:
             raise
         return ParsedRequest(
             method=method,
-            path=path,
+            path=on_host,
             endpoint=name,
             params=params,
             customer_id=customer,
@@ -132,12 +130,13 @@ class StripeAdapter:
             moves_money=moves,
             idempotency_key=headers.get("idempotency-key"),
             account=_account(headers),
-            summary={k: params[k] for k in _SUMMARY_PARAMS if isinstance(params.get(k), str)},
+            summary=bodies.summary(params, host),
             objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
+            host=host,
         )
 
     def operations(self) -> Iterable[Operation]:
-        return catalogue.operations()
+        return tuple(op for op in catalogue.operations() if f"{op.method} {op.path}" not in routes.NOT_SERVED)
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         amount, currency = known_price(request, referenced)
@@ -195,7 +194,9 @@ class StripeAdapter:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id,
                                   created=created, revealed_customers=revealed)
         amount = catalogue.param(obj, money_facts.response_amount) if money_facts.response_amount else None
-        currency = obj.get("currency")
+        # The answer spells the currency where the request does (/v2: amount[currency]), else at the top.
+        currency = catalogue.param(obj, money_facts.currency)
+        currency = currency if isinstance(currency, str) else obj.get("currency")
         if (
             not (type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR and isinstance(currency, str))
             or currency.lower() not in money.fx_table().usd_per_unit
@@ -245,19 +246,6 @@ class StripeAdapter:
 
     def outcome(self, call: UncertainCall, answer: LookedUp) -> Outcome:
         return outcomes.read(call, answer)
-
-
-def _merged_params(method: str, query: bytes, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    from_query = formencoding.decode(query, where="query string")
-    if not body:
-        return from_query
-    require_content_type(headers, "application/x-www-form-urlencoded", "Stripe")
-    from_body = formencoding.decode(body, where="body")
-    for key in from_body.keys() & from_query.keys():
-        raise RequestRejected(
-            "duplicate_parameter", f"Parameter {key!r} appears in both the query string and the body.", param=key
-        )
-    return {**from_query, **from_body}
 
 
 def _account(headers: Mapping[str, str]) -> str | None:

@@ -6,7 +6,10 @@ The catalogue is data (one entry per operation, classified from the SDK's own so
 adapter holds no per-endpoint ``if``. An operation the table does not hold is refused
 (``unknown_operation``), never forwarded at $0. Templates keep the SDK's parameter names
 (``/v1/charges/{charge}/capture``) for binding; the audit table's ``endpoint`` names every path
-parameter ``{id}`` (``POST /v1/charges/{id}/capture``), as it always has.
+parameter ``{id}`` (``POST /v1/charges/{id}/capture``), as it always has. One table holds every
+host's operations (no method and path is on two hosts): an operation of another host than
+api.stripe.com is named with its route prefix (``POST /files/v1/files``), and ``Facts.host`` says
+which host the SDK sends it to (vendors/stripe/routes.py routes by it).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from vendors.endpoints import Endpoint, EndpointTable
 
 CATALOGUE = Path(__file__).with_name("operations.json")
 PRICED_KINDS = frozenset({"moves_money", "buys"})  # what the caps count; reaching people costs nothing on Stripe
-_PLACEHOLDER = re.compile(r"\{[^}]+\}")
+PLACEHOLDER = re.compile(r"\{[^}]+\}")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class PriceLookup:
     minus: str | None = None  # a field already moved (amount_refunded): the call moves the rest
 
     def path_for(self, object_id: str) -> str:
-        return _PLACEHOLDER.sub(object_id, self.get, count=1)
+        return PLACEHOLDER.sub(object_id, self.get, count=1)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Facts:
     money: Money | None = None
     objects: tuple[str, ...] = ()  # parameters naming objects the call acts on or links to
     customer: str | None = None  # "path", or the parameter naming the customer
+    host: str = "api"  # the host stripe-python sends it to: api, files, meter_events or connect
 
 
 def _money(entry: dict[str, Any]) -> Money | None:
@@ -75,17 +79,22 @@ def _money(entry: dict[str, Any]) -> Money | None:
 
 
 def _endpoint(entry: dict[str, Any]) -> Endpoint[Facts]:
-    facts = Facts(entry["kind"], _money(entry), tuple(entry.get("objects", ())), entry.get("customer"))
-    label = f"{entry['method']} {_PLACEHOLDER.sub('{id}', entry['path'])}"
+    facts = Facts(entry["kind"], _money(entry), tuple(entry.get("objects", ())), entry.get("customer"),
+                  entry["host"])
+    label = f"{entry['method']} {prefix_of(entry['host'])}{PLACEHOLDER.sub('{id}', entry['path'])}"
     return Endpoint(entry["method"], entry["path"], facts, label)
 
 
+def prefix_of(host: str) -> str:
+    """The route prefix of a host's operations: "" for api.stripe.com, ``/files`` for files.stripe.com."""
+    return "" if host == "api" else f"/{host}"
+
+
 @lru_cache(maxsize=1)
-def load(host: str = "api") -> EndpointTable[Facts]:
-    """The operations served on ``host`` (the others are stripe-python's files, connect and
-    meter-events hosts, which this adapter does not route yet: their operations are unknown here)."""
+def load() -> EndpointTable[Facts]:
+    """Every operation of every host, matched by its path on its host."""
     operations = json.loads(CATALOGUE.read_text())["operations"]
-    return EndpointTable(_endpoint(entry) for entry in operations if entry["host"] == host)
+    return EndpointTable(_endpoint(entry) for entry in operations)
 
 
 def param(params: dict[str, Any], name: str) -> Any:
@@ -102,7 +111,7 @@ def param(params: dict[str, Any], name: str) -> Any:
 
 
 def operations() -> tuple[Operation, ...]:
-    """The api host's operations as policies see them, with how each is priced before it leaves."""
+    """Every host's operations as policies see them, with how each is priced before it leaves."""
     return tuple(Operation(e.method, e.name.partition(" ")[2], e.facts.kind, _priced(e.facts))
                  for e in load().endpoints())
 
@@ -135,4 +144,4 @@ def money_table() -> str:
 
 def _read(lookup: PriceLookup) -> str:
     less = f" less `{lookup.minus}`" if lookup.minus else ""
-    return f"a read of `{_PLACEHOLDER.sub('{id}', lookup.get)}` (`{lookup.amount}`{less})"
+    return f"a read of `{PLACEHOLDER.sub('{id}', lookup.get)}` (`{lookup.amount}`{less})"

@@ -125,7 +125,8 @@ def money_of(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str |
     if spec is None:  # it moves money, and nothing says how much: priced after, or refused
         return None, None, True
     moves = spec.moves_when is None or _flag_is(catalogue.param(dict(params), spec.moves_when[0]), spec.moves_when[1])
-    amount = _amount(catalogue.param(dict(params), spec.request_amount)) if spec.request_amount else None
+    amount = (_amount(catalogue.param(dict(params), spec.request_amount), spec.request_amount)
+              if spec.request_amount else None)
     currency = catalogue.param(dict(params), spec.currency)
     if currency is not None:
         if not isinstance(currency, str):
@@ -142,17 +143,22 @@ def _flag_is(value: Any, wanted: str) -> bool:
     return bool(value == wanted)
 
 
-def _amount(value: Any) -> int | None:
+def _amount(value: Any, name: str = "amount") -> int | None:
+    """An amount in minor units: digits in a form (or a /v2 int64 string), or a JSON integer in a /v2
+    body. Not a bool (``True`` is an int to Python), not ``12.0``, not '²' or '١٢٣', nothing negative."""
     if value is None:
         return None
-    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 15:  # not '²' or '١٢٣'
+    if type(value) is int and value >= 0:
+        amount = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:
+        amount = int(value)
+    else:
         raise RequestRejected(
-            "invalid_amount", "Parameter 'amount' must be a non-negative integer in the currency's minor unit.",
-            param="amount",
+            "invalid_amount", f"Parameter {name!r} must be a non-negative integer in the currency's minor unit.",
+            param=name,
         )
-    amount = int(value)
     if amount > MAX_AMOUNT_MINOR:
-        raise RequestRejected("invalid_amount", f"Parameter 'amount' exceeds {MAX_AMOUNT_MINOR}.", param="amount")
+        raise RequestRejected("invalid_amount", f"Parameter {name!r} exceeds {MAX_AMOUNT_MINOR}.", param=name)
     return amount
 
 
