@@ -52,16 +52,16 @@ def test_metadata_brackets() -> None:
 
 
 def test_curl_style_appended_array() -> None:
-    assert decode(b"expand[]=customer&expand[]=invoice") == {"expand": {"0": "customer", "1": "invoice"}}
+    assert decode(b"expand[]=customer&expand[]=invoice") == {"expand": ["customer", "invoice"]}
 
 
 def test_sdk_style_indexed_array() -> None:
-    assert decode(b"expand[0]=customer&expand[1]=invoice") == {"expand": {"0": "customer", "1": "invoice"}}
+    assert decode(b"expand[0]=customer&expand[1]=invoice") == {"expand": ["customer", "invoice"]}
 
 
 def test_nested_indexed_objects() -> None:
     body = b"items[0][price]=price_1&items[0][quantity]=2&items[1][price]=price_2"
-    assert decode(body) == {"items": {"0": {"price": "price_1", "quantity": "2"}, "1": {"price": "price_2"}}}
+    assert decode(body) == {"items": [{"price": "price_1", "quantity": "2"}, {"price": "price_2"}]}
 
 
 def test_plus_is_space_and_percent_escapes_decode() -> None:
@@ -81,8 +81,8 @@ def test_percent_encoded_and_literal_brackets_decode_to_the_same_tree() -> None:
     lower = decode(b"metadata%5ba%5d=1&items%5b0%5d%5bprice%5d=p&expand%5b%5d=x")
     assert literal == encoded == lower == {
         "metadata": {"a": "1"},
-        "items": {"0": {"price": "p"}},
-        "expand": {"0": "x"},
+        "items": [{"price": "p"}],
+        "expand": ["x"],
     }
 
 
@@ -266,7 +266,7 @@ TREES = st.dictionaries(ROOT_KEY, _nodes(3), min_size=0, max_size=6)
 
 
 def expected_tree(value: Any, *, list_item: bool = False) -> Any:
-    """What the decoder should give for what stripe-python sent: lists become dicts keyed "0", "1", ...
+    """What the decoder should give for what stripe-python sent: lists stay lists (indexed ``a[0]``).
 
     stripe-python lower-cases booleans ("true"), except a boolean that is directly an element of a
     list, which it passes to urlencode as is ("True"); a list inside a list it turns into a dict
@@ -275,7 +275,7 @@ def expected_tree(value: Any, *, list_item: bool = False) -> Any:
     if isinstance(value, dict):
         return {str(k): expected_tree(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return {str(i): expected_tree(v, list_item=not list_item) for i, v in enumerate(value)}
+        return [expected_tree(v, list_item=not list_item) for v in value]
     if isinstance(value, bool) and not list_item:
         return "true" if value else "false"
     return str(value)
@@ -306,8 +306,8 @@ def test_stripe_python_charge_body() -> None:
         "customer": "cus_123",
         "capture": "false",
         "metadata": {"order_id": "A&B=C [x]", "note": "caf\u00e9 100% +1"},
-        "expand": {"0": "customer", "1": "balance_transaction"},
-        "items": {"0": {"price": "price_1", "quantity": "2"}},
+        "expand": ["customer", "balance_transaction"],
+        "items": [{"price": "price_1", "quantity": "2"}],
     }
 
 
@@ -337,10 +337,18 @@ def _check_tree(tree: Any) -> None:
     assert isinstance(tree, dict)
     for key, value in tree.items():
         assert isinstance(key, str) and key
-        if isinstance(value, dict):
-            _check_tree(value)
-        else:
-            assert isinstance(value, str)
+        _check_node(value)
+
+
+def _check_node(value: Any) -> None:
+    if isinstance(value, dict):
+        _check_tree(value)
+    elif isinstance(value, list):  # an array: a branch keyed exactly 0 .. n-1, never empty
+        assert value
+        for item in value:
+            _check_node(item)
+    else:
+        assert isinstance(value, str)
 
 
 @PROPERTY

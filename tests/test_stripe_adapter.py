@@ -234,7 +234,7 @@ def test_charge_built_by_the_stripe_sdk() -> None:
     assert parsed.idempotency_key == "stripe-python-retry-1234"
     assert parsed.account == "acct_1Context"  # both name it (two different ones are refused)
     assert parsed.params["metadata"] == {"order_id": "6735"}
-    assert parsed.params["expand"] == {"0": "balance_transaction"}
+    assert parsed.params["expand"] == ["balance_transaction"]
     assert parsed.summary == {"amount": "2000", "currency": "USD", "customer": "cus_NffrFeUfNV2Hib"}
     flat = json.dumps(parsed.summary)
     assert VAULT_KEY not in flat and "tok_visa" not in flat and "6735" not in flat
@@ -249,7 +249,7 @@ def test_stripe_account_is_recorded_without_context() -> None:
 
 def test_query_parameters_are_parsed() -> None:
     parsed = parse("GET", "/v1/charges", query=b"customer=cus_1&limit=3&expand[]=data.customer")
-    assert parsed.params == {"customer": "cus_1", "limit": "3", "expand": {"0": "data.customer"}}
+    assert parsed.params == {"customer": "cus_1", "limit": "3", "expand": ["data.customer"]}
     assert parsed.customer_id == "cus_1"
     assert parsed.moves_money is False and parsed.amount_minor is None
 

@@ -258,3 +258,32 @@ def test_the_readme_lists_every_money_operation_as_the_catalogue_prices_it() -> 
     start = "<!-- stripe money operations: generated from vendors/stripe/operations.json -->\n"
     end = "\n<!-- end of stripe money operations -->"
     assert readme.split(start, 1)[1].split(end, 1)[0] == catalogue.money_table()
+
+
+def _first_binding(method: str, path: str) -> tuple[str | None, dict[str, str]]:
+    """The table's rule, read naively: every template of the method and length, literals first."""
+    from vendors.stripe import catalogue
+
+    segments = path.strip("/").split("/")
+    shaped = [e for e in catalogue.load().endpoints()
+              if e.method == method and len(e.template.strip("/").split("/")) == len(segments)]
+    shaped.sort(key=lambda e: [s.startswith("{") for s in e.template.strip("/").split("/")])
+    for endpoint in shaped:
+        wanted = endpoint.template.strip("/").split("/")
+        if all(w.startswith("{") or w == g for w, g in zip(wanted, segments, strict=True)):
+            return endpoint.template, {w[1:-1]: g for w, g in zip(wanted, segments, strict=True) if w.startswith("{")}
+    return None, {}
+
+
+def test_matching_skips_no_template_that_could_bind() -> None:
+    """EndpointTable.match tries only templates with a placeholder after its exact probe: every
+    operation's path, with ids, reserved words and one segment more, binds as the naive rule says."""
+    from vendors.stripe import catalogue
+
+    table = catalogue.load()
+    for endpoint in table.endpoints():
+        for fill in ("ch_123", "search"):
+            filled = re.sub(r"\{[^}]+\}", fill, endpoint.template)
+            for path in (filled, f"{filled}/", f"{filled}/ch_456"):
+                found, params, _ = table.match(endpoint.method, path)
+                assert ((found.template if found else None), params) == _first_binding(endpoint.method, path), path

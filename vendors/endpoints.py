@@ -52,6 +52,11 @@ class EndpointTable(Generic[T]):
             self._by_shape.setdefault((endpoint.method, len(segments)), []).append((segments, endpoint))
         for candidates in self._by_shape.values():  # a literal segment beats a placeholder: "search" is no id
             candidates.sort(key=lambda item: [s.startswith("{") for s in item[0]])
+        # What ``match`` walks once the exact probe missed: a literal-only template binds only the
+        # path it spells, which that probe has already looked up, so trying it again (hundreds of
+        # them share a length with /v1/charges/{charge}) costs time and can never match.
+        self._templated = {shape: [item for item in candidates if "{" in item[1].template]
+                           for shape, candidates in self._by_shape.items()}
 
     def endpoints(self) -> list[Endpoint[T]]:
         return [endpoint for candidates in self._by_shape.values() for _, endpoint in candidates]
@@ -62,7 +67,7 @@ class EndpointTable(Generic[T]):
         if exact is not None:  # a literal beats a placeholder anyway
             return exact, {}, exact.name
         segments = path.strip("/").split("/")
-        for template, endpoint in self._by_shape.get((method, len(segments)), ()):
+        for template, endpoint in self._templated.get((method, len(segments)), ()):
             params = _bind(template, segments)
             if params is not None:
                 return endpoint, params, endpoint.name

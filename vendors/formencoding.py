@@ -5,7 +5,16 @@ literal brackets; curl users write ``expand[]=x`` or percent-encode the brackets
 All of those decode to the same tree here. Anything that could be read two ways is
 refused instead of guessed at: a key given twice (also once literal and once
 percent-encoded), a value that is both a leaf and a branch, ``[]`` mixed with
-explicit indices, bad percent-escapes, invalid UTF-8.
+explicit indices, ``[]`` before another segment (``items[][price]=a&items[][quantity]=1``
+is one item to Stripe's Rack-style reader, which starts a new element only when the last
+one holds the key, and would be two to a reader that counts), bad percent-escapes, invalid UTF-8.
+
+Arrays are lists, as in a /v2 JSON body (vendors/stripe/bodies.py reads both into one tree, and
+the catalogue's ``items[][price]`` names must find the same thing in either): a branch whose
+keys are exactly "0" .. "n-1" becomes a list in index order. Any other branch stays a dict, also
+one keyed ``0`` and ``2`` (a gap) or ``0`` and ``00``: a hash with free-form keys
+(``metadata[7]=x``) is a dict to Stripe too, and a reader that expects an array there refuses
+the dict (vendors/stripe/facts.py) rather than guess which elements Stripe would see.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ FormTree = dict[str, Any]
 
 
 def decode(data: bytes, *, where: str = "body") -> FormTree:
-    """Decode ``a=1&b[c]=2`` into ``{"a": "1", "b": {"c": "2"}}``; arrays stay dicts keyed "0", "1"..."""
+    """Decode ``a=1&b[c]=2&d[0]=x`` into ``{"a": "1", "b": {"c": "2"}, "d": ["x"]}``."""
     tree: FormTree = {}
     if not data:
         return tree
@@ -47,7 +56,7 @@ def decode(data: bytes, *, where: str = "body") -> FormTree:
         key, value = unquote(raw_key, where), unquote(raw_value, where)
         path = _key_path(key, where)
         _insert(tree, path, value, key, appended, indexed, where)
-    return tree
+    return _with_lists(tree)
 
 
 def build(pairs: Iterable[tuple[str, str]], *, where: str = "body") -> FormTree:
@@ -60,7 +69,25 @@ def build(pairs: Iterable[tuple[str, str]], *, where: str = "body") -> FormTree:
         if count > MAX_PAIRS:
             raise RequestRejected("too_many_parameters", f"The request {where} has more than {MAX_PAIRS} parameters.")
         _insert(tree, _key_path(key, where), value, key, appended, indexed, where)
+    return _with_lists(tree)
+
+
+def _with_lists(tree: FormTree) -> FormTree:
+    """The tree with every branch keyed exactly "0" .. "n-1" (below the top) a list in index order."""
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            tree[name] = _arrayed(value)
     return tree
+
+
+def _arrayed(node: FormTree) -> FormTree | list[Any]:
+    for name, value in node.items():  # depth is bounded by MAX_DEPTH: the recursion is too
+        if isinstance(value, dict):
+            node[name] = _arrayed(value)
+    indices = [str(i) for i in range(len(node))]
+    if node.keys() != set(indices):
+        return node
+    return [node[index] for index in indices]
 
 
 def unquote(raw: bytes, where: str) -> str:
@@ -122,7 +149,7 @@ def _insert(
     for depth, segment in enumerate(path):
         parent = tuple(str(s) for s in path[:depth])
         if segment is None:
-            if parent in indexed:
+            if parent in indexed or depth < len(path) - 1:
                 raise _ambiguous(key, where)
             appended.add(parent)
             segment = str(len(node))

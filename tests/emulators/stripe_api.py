@@ -157,6 +157,7 @@ ROUTES: tuple[_Route, ...] = (
     ),
     _route("POST", "/v1/payouts", handlers.create_payout, "PayoutCreateParams"),
     _route("POST", "/v1/transfers", handlers.create_transfer, "TransferCreateParams"),
+    _route("POST", "/v1/subscriptions", handlers.create_subscription, "SubscriptionCreateParams"),
     _route("GET", "/v1/balance", handlers.retrieve_balance, "BalanceRetrieveParams"),
     _route("GET", "/v1/events", events.list_events, "EventListParams"),
 )

@@ -63,11 +63,19 @@ def named_objects(facts: Facts, path_params: Mapping[str, str], params: Mapping[
 
 
 def values_of(name: str, path_params: Mapping[str, str], params: Mapping[str, Any]) -> list[Any]:
+    """Every value a catalogue name reads: ``default_tax_rates`` (an array of ids) each of its
+    elements, ``items[][price]`` each element's price. A form's array is a list
+    (vendors/formencoding.py), as a JSON one is; a dict where the name says array is one keyed with
+    a gap, a repeated index (``0``, ``00``) or a name: which elements Stripe reads is not certain,
+    and an object named in one of them must not escape the scope check, so it is refused."""
     if "[]" not in name:
         value = value_of(name, path_params, params)
         return [] if value is None else value if isinstance(value, list) else [value]
     head, _, rest = name.partition("[]")  # "phases[][items][][price]": each phase's "items[][price]"
     items = catalogue.param(dict(params), head)
+    if isinstance(items, dict):
+        raise RequestRejected("ambiguous_parameter", f"Parameter {head!r} must be an array indexed 0, 1, 2... "
+                              "without a gap.", param=head.split("[")[0])
     if not isinstance(items, list):
         return []
     if not rest:
