@@ -94,6 +94,7 @@ from vendors.twilio.routes import ACCOUNT_SID, API_VERSION, HOSTS
 from vendors.wire import json_object, require_content_type
 
 OBJECT_SID = re.compile(r"(?:SM|MM|CA)[0-9a-fA-F]{32}\Z")
+NUMBER_SID = re.compile(r"PN[0-9a-fA-F]{32}\Z")
 PRICE = re.compile(r"-?[0-9]{1,9}(?:\.[0-9]{1,12})?\Z")
 PRICED_CREATES = frozenset({"sms", "voice"})  # price rules of the creates priced from their own body
 
@@ -234,9 +235,10 @@ class TwilioAdapter:
 
     def reconcile_path(self, account: str | None, object_id: str) -> str | None:
         """Where to GET a message (SM/MM) or call (CA) later to learn its final price; None when the
-        call recorded no account, since Twilio's path needs one (the estimate then stands)."""
-        if account is None:
-            return None
+        call recorded no account, since Twilio's path needs one, or for a bought number (PN), whose
+        answer never says what it cost (the estimate then stands)."""
+        if account is None or NUMBER_SID.match(object_id):
+            return None  # a bought number (PN) carries no price: its pre-gate estimate stands
         if not ACCOUNT_SID.match(account) or not OBJECT_SID.match(object_id):
             raise ValueError(f"not a Twilio account and message/call sid: {account!r}, {object_id!r}")
         resource = "Calls" if object_id.startswith("CA") else "Messages"

@@ -14,7 +14,7 @@ before the gate from that read, which the core makes on the adapter's ``pricing`
   endpoint lets Twilio pick; the type is unknown until the number is bought, so it is priced at
   the country's highest price of any type: an estimate errs high, never under a cap;
 * the price: that type's ``current_price`` (what the account pays, after any discount), in the
-  answer's ``price_unit``, converted to USD with the FX table (vendors/pricing/fx.json). An
+  answer's ``price_unit``, converted to USD with the FX table (vendors/pricing/fx_usd.json). An
   answer about another country, without the type, or in a currency the table lacks prices
   nothing: the core then refuses the purchase as ``cost_unknown`` unless its policy opted in.
 """
