@@ -37,7 +37,7 @@ async def read(upstream: Upstream, bases: Mapping[str | None, str], adapter: Ven
     started = time.perf_counter()
     base = bases.get(lookup.host)
     if base is None:
-        log.warning("price_lookup_failed", vendor=adapter.name, reason="unknown_host")
+        log.warning("price_lookup_host_unknown", vendor=adapter.name, host=lookup.host)
         return LookedUp(0, b"", _ms_since(started))
     try:
         path = paths.normalise(lookup.path.encode())
