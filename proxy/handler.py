@@ -172,7 +172,7 @@ class ProxyHandler:
         known = await self._records(key.id, policy.objects_to_look_up(parsed))
         referenced = known.get(parsed.object_id or "")
         lookup = call.adapter.price_lookup(parsed, referenced) if policy.admits_endpoint(parsed) else None
-        looked_up = await lookups.read(self._upstream, self._upstream_bases[call.vendor][None], call.adapter,
+        looked_up = await lookups.read(self._upstream, self._upstream_bases[call.vendor], call.adapter,
                                        key.credential, lookup) if lookup else None
         predicted = call.adapter.estimate_usd(parsed, referenced, looked_up)  # 5
         verdict = policy.evaluate(parsed, predicted, call.run_id, known)  # 4

@@ -2,8 +2,10 @@
 
 A refund that names no amount, a capture or a confirm move what the object they act on says;
 when the key did not create that object, Tollgate has no record of it. The adapter then names
-the read that would tell (``VendorAdapter.price_lookup``: a GET on the vendor's main host) and
-the core makes it here, with the key's own upstream credential, before anything is reserved.
+the read that would tell (``VendorAdapter.price_lookup``: a GET on the vendor's main host, or on
+another of its ``hosts`` when ``Lookup.host`` names one: a price list may live on a host of its
+own) and the core makes it here, with the key's own upstream credential, before anything is
+reserved. The base URL is always the configured one for that host, never one from the request.
 Vendors do not bill reads. What was read, its status and how long it took go on the audit row
 (``request_summary.price``), so a slow or failed read is visible in SQL.
 """
@@ -11,6 +13,7 @@ Vendors do not bill reads. What was read, its status and how long it took go on 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -24,12 +27,18 @@ from vendors.base import LookedUp, Lookup, UpstreamCredential, VendorAdapter
 log = structlog.get_logger("tollgate.lookup")
 
 
-async def read(upstream: Upstream, base: str, adapter: VendorAdapter, credential: UpstreamCredential,
-               lookup: Lookup) -> LookedUp:
-    """The answer to ``lookup``; status 0 when it could not be asked. The path came from the
-    request (an id the agent sent), so it is checked as an agent's path is; a read that fails
-    prices nothing, and the call is then refused unless its policy opts in."""
+async def read(upstream: Upstream, bases: Mapping[str | None, str], adapter: VendorAdapter,
+               credential: UpstreamCredential, lookup: Lookup) -> LookedUp:
+    """The answer to ``lookup``, read on the base ``bases`` gives its host (None: the main host);
+    status 0 when it could not be asked. The path came from the request (an id the agent sent), so
+    it is checked as an agent's path is; a read that fails prices nothing, and the call is then
+    refused unless its policy opts in. A host ``bases`` does not hold is such a failure too: the
+    read is never sent somewhere else instead."""
     started = time.perf_counter()
+    base = bases.get(lookup.host)
+    if base is None:
+        log.warning("price_lookup_host_unknown", vendor=adapter.name, host=lookup.host)
+        return LookedUp(0, b"", _ms_since(started))
     try:
         path = paths.normalise(lookup.path.encode())
         headers = {**lookup.headers, **adapter.upstream_auth_headers(credential)}
@@ -45,6 +54,8 @@ def note(lookup: Lookup | None, looked_up: LookedUp | None, predicted: Decimal |
     summary: dict[str, Any] = {"predicted": "unknown" if predicted is None else "known"}
     if lookup is not None:
         summary["lookup"] = lookup.path
+        if lookup.host is not None:
+            summary["lookup_host"] = lookup.host
         if looked_up is not None:
             summary.update(lookup_status=looked_up.status, lookup_ms=looked_up.elapsed_ms)
     return summary

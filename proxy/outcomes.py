@@ -126,7 +126,8 @@ async def _ask(upstream: Upstream, base: str, adapter: VendorAdapter, key: KeyRe
         lookup = adapter.outcome_lookup(call, page)
         if lookup is None:
             return Outcome(None)  # nothing can tell: the estimate stands
-        answer = await lookups.read(upstream, base, adapter, key.credential, lookup)
+        # Outcomes are read on the main host only: a read naming another host fails closed (status 0).
+        answer = await lookups.read(upstream, {None: base}, adapter, key.credential, lookup)
         if answer.status == 0:
             return None
         outcome = adapter.outcome(call, answer)

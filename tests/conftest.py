@@ -104,7 +104,7 @@ def twilio_emulator() -> Iterator[tuple[str, Any]]:
 
 @pytest.fixture(scope="session")
 def twilio_products() -> Iterator[dict[str, tuple[str, Any]]]:
-    """Emulators of lookups.twilio.com, verify.twilio.com and messaging.twilio.com, by route prefix."""
+    """Emulators of Twilio's product hosts (lookups, verify, messaging, pricing), by route prefix."""
     with contextlib.ExitStack() as stack:
         served = {}
         for product in TWILIO_PRODUCTS:

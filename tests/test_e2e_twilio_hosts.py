@@ -145,18 +145,7 @@ def test_messaging_services_are_configured_through_the_messaging_host(proxy_url,
         ("GET /messaging/v1/Services/{Sid}", Decimal(0), service.sid)]
 
 
-def test_buying_a_number_is_refused_as_unpriced_not_recorded_at_zero(proxy_url, key_for, sql, run_id,
-                                                                   twilio_emulator):
-    buy = "POST /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json"
-    key = key_for(["POST /2010-04-01/Accounts/*/IncomingPhoneNumbers.json"])
-    received_before = len(twilio_emulator[1].state.received)
-    with pytest.raises(TwilioRestException) as refused:
-        client_for(proxy_url, key["key"], run_id).incoming_phone_numbers.create(phone_number="+14155550199")
-    assert refused.value.status == 403 and "[tollgate:cost_unknown]" in refused.value.msg
-    assert len(twilio_emulator[1].state.received) == received_before  # nothing was bought
-    [row] = rows(sql, run_id)
-    assert (row["decision"], row["reason"], row["endpoint"]) == ("blocked", "cost_unknown", buy)
-    assert row["request_summary"]["price"]["predicted"] == "unknown" and row["upstream_status"] is None
+# Buying a number: priced from the Pricing host before the gate, tests/test_e2e_twilio_numbers.py.
 
 
 def test_refusals_before_the_policy_check_name_their_endpoint(proxy_url, key_for, sql, run_id):

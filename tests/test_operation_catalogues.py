@@ -29,13 +29,15 @@ TWILIO = TwilioAdapter()
 RESEND = ResendAdapter()
 ACCOUNT = "AC" + "a1" * 16
 # (spec, catalogue file, route prefix, the host the spec names, price rules the adapter knows)
-TWILIO_RULES = {"free", "unknown", "sms", "voice", "lookup"}
+TWILIO_RULES = {"free", "unknown", "sms", "voice", "lookup", "number"}
 CATALOGUES = [
     ("twilio_api_v2010.json", routes.OPERATIONS_DIR / "api.json", None, TWILIO.default_upstream, TWILIO_RULES),
     ("twilio_lookups_v2.json", routes.OPERATIONS_DIR / "lookups.json", "lookups", routes.HOSTS["lookups"],
      TWILIO_RULES),
     ("twilio_verify_v2.json", routes.OPERATIONS_DIR / "verify.json", "verify", routes.HOSTS["verify"], TWILIO_RULES),
     ("twilio_messaging_v1.json", routes.OPERATIONS_DIR / "messaging.json", "messaging", routes.HOSTS["messaging"],
+     TWILIO_RULES),
+    ("twilio_pricing_v1.json", routes.OPERATIONS_DIR / "pricing.json", "pricing", routes.HOSTS["pricing"],
      TWILIO_RULES),
     ("resend-openapi.json", RESEND_OPERATIONS, None, RESEND.default_upstream,
      {"free", "unknown", "email", "broadcast"}),
@@ -122,6 +124,7 @@ def test_every_entry_is_classified_and_priced_by_a_known_rule(spec_file, catalog
             assert entry["price"] != "free", f"{key} {entry['kind']} but is priced at 0"
         if entry["price"] == "unknown":
             assert "unknown" in entry["note"], f"{key}: the note should say its cost is unknown, and why"
+        assert entry.get("priced") in (None, "free", "request", "lookup", "after"), key
 
 
 def concrete(template: str, other: str = "x1") -> str:
@@ -188,11 +191,12 @@ def test_policy_review_warns_of_credentials_and_unpriced_operations_from_the_cat
     from proxy.policy import warnings
 
     twilio = warnings.review({"endpoints": {"allow": [
-        "POST /2010-04-01/Accounts/*/Keys.json", "POST /2010-04-01/Accounts/*/IncomingPhoneNumbers.json",
+        "POST /2010-04-01/Accounts/*/Keys.json",
+        "POST /2010-04-01/Accounts/*/IncomingPhoneNumbers/*/AssignedAddOns.json",
         "GET /lookups/v2/PhoneNumbers/*", "POST /verify/v2/Services/*/Verifications"]}}, TWILIO.operations())
     assert twilio.matches["GET /lookups/v2/PhoneNumbers/*"] == ["GET /lookups/v2/PhoneNumbers/{PhoneNumber}"]
     assert any("Keys.json, which issues credentials" in w for w in twilio.warnings)
-    assert any("IncomingPhoneNumbers.json, which buys but cannot be priced" in w for w in twilio.warnings)
+    assert any("AssignedAddOns.json, which buys but cannot be priced" in w for w in twilio.warnings)
     assert any("Verifications, which reaches people but cannot be priced" in w for w in twilio.warnings)
     resend = warnings.review({"endpoints": {"allow": ["POST /api-keys", "GET /emails/*"]}}, RESEND.operations())
     assert resend.matches["GET /emails/*"] == ["GET /emails/{id}"]  # not /emails/receiving, not /emails/metrics

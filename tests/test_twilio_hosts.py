@@ -44,7 +44,8 @@ def sdk(body: object = None) -> tuple[Client, Wire]:
 
 def test_the_adapter_names_twilios_product_hosts_and_their_overrides() -> None:
     assert dict(ADAPTER.hosts) == {"lookups": "https://lookups.twilio.com", "verify": "https://verify.twilio.com",
-                                   "messaging": "https://messaging.twilio.com"} == dict(HOSTS)
+                                   "messaging": "https://messaging.twilio.com",
+                                   "pricing": "https://pricing.twilio.com"} == dict(HOSTS)
     assert split_host("/lookups/v2/PhoneNumbers/+1") == ("lookups", "/v2/PhoneNumbers/+1")
     assert split_host("/2010-04-01/Accounts.json") == (None, "/2010-04-01/Accounts.json")
     assert split_host("/lookups") == (None, "/lookups")

@@ -127,12 +127,16 @@ class Operation:
 class Lookup:
     """A read whose answer prices a call: the object the call acts on, fetched by the core with
     the key's credential before the gate (a GET the vendor does not bill); or, later, what tells
-    whether an uncertain call happened (``outcome_lookup``). ``path`` is on the vendor's main
-    host; ``headers`` are the ones that choose the account it is read in."""
+    whether an uncertain call happened (``outcome_lookup``). ``path`` is on the host ``host`` names
+    (one of the adapter's ``hosts`` by its route prefix; None: the vendor's main host), where the core
+    reads it on that host's configured upstream base; ``headers`` are the ones that choose the account
+    it is read in."""
 
     path: str
     headers: Mapping[str, str] = field(default_factory=dict)
     query: str = ""  # the query string, encoded (without the "?")
+    # A price list may live on a host of its own (Twilio's Pricing API): the read goes there.
+    host: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ Each entry is keyed ``"METHOD /path/{Placeholder}"`` exactly as the vendor's spe
 * ``price``: the rule the adapter prices it by (``free``, ``unknown`` and the adapter's own);
 * ``note``: for people: who a send reaches and how its price is known, what a read reveals;
 * ``to`` / ``sender``: the parameter naming the recipient / sender (``{Name}``: a path one);
-* ``lists``: parameters the vendor takes as repeated keys; ``body``: when not the default.
+* ``lists``: parameters the vendor takes as repeated keys; ``body``: when not the default;
+* ``priced``: how policy warnings describe the rule's pricing (vendors.base.Operation.priced), when
+  the default guess (``free``/``unknown`` as they are, any other rule "request") is wrong, e.g.
+  ``lookup`` for a rule priced from a read the core makes before the gate.
 
 Matching: a path segment in the template is a literal or a placeholder with an optional
 suffix (``{Sid}.json``). A literal beats a placeholder (``/emails/receiving`` is not the email
@@ -55,6 +58,7 @@ class Entry:
     sender: str | None = None
     lists: frozenset[str] = frozenset()
     body: str | None = None
+    priced: str | None = None
 
     @property
     def key(self) -> str:
@@ -64,7 +68,7 @@ class Entry:
         """As ``tollgate policy validate`` lists it, under ``path`` (the template as policies name it):
         a price rule that may be unknown before the call (``unknown``) is priced "after"; one that
         prices from the request (Twilio's segments, Resend's recipients, a lookup's Fields) "request"."""
-        priced = {"free": "free", "unknown": "after"}.get(self.price, "request")
+        priced = self.priced or {"free": "free", "unknown": "after"}.get(self.price, "request")
         return base.Operation(self.method, path, _POLICY_KINDS.get(self.kind, self.kind), priced)
 
 
@@ -195,4 +199,5 @@ def _entry(key: str, entry: Mapping[str, Any]) -> Entry:
         sender=entry.get("sender"),
         lists=frozenset(entry.get("lists", ())),
         body=entry.get("body"),
+        priced=entry.get("priced"),
     )

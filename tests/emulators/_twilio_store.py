@@ -61,11 +61,12 @@ class TwilioApiError(Exception):
 
 
 class Store:
-    """Messages and calls of one emulator instance, by sid (insertion ordered)."""
+    """Messages, calls and bought numbers of one emulator instance, by sid (insertion ordered)."""
 
     def __init__(self) -> None:
         self.messages: dict[str, Obj] = {}
         self.calls: dict[str, Obj] = {}
+        self.numbers: dict[str, Obj] = {}  # incoming phone numbers bought, by PN sid
 
     def get(self, kind: str, sid: str, path: str) -> Obj:
         found = getattr(self, kind).get(sid)
@@ -150,6 +151,22 @@ def new_call(account_sid: str, params: dict[str, Any]) -> Obj:
                           for k, v in call["subresource_uris"].items()},
     )
     return call
+
+
+def new_number(account_sid: str, params: dict[str, Any], variant: str) -> Obj:
+    """A bought number, from the create example of its endpoint (``variant``: "", "/Local"...)."""
+    number = example(f"/Accounts/{{AccountSid}}/IncomingPhoneNumbers{variant}.json", "post", "201", "create")
+    sid = new_sid("PN")
+    created = now()
+    phone = params.get("PhoneNumber") or f"+1{params['AreaCode']}5550123"  # Twilio picks one in the area
+    number.update(
+        sid=sid, account_sid=account_sid, phone_number=phone, friendly_name=params.get("FriendlyName") or phone,
+        date_created=created, date_updated=created, status="in-use",
+        uri=f"{API}/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}.json",
+    )
+    if variant:  # the variants' examples carry no type; the endpoint says it
+        number["type"] = {"/Local": "local", "/Mobile": "mobile", "/TollFree": "tollfree"}[variant]
+    return number
 
 
 def page(kind: str, items: list[Obj], path: str, page_size: int) -> Obj:

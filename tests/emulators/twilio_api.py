@@ -7,7 +7,8 @@ Point twilio-python (or the Tollgate proxy's upstream) at it::
         client = twilio.rest.Client("AC" + "0" * 32, "auth_token")
         client.api.base_url = base_url   # twilio 9: the Api domain keeps its base URL here
 
-Endpoints: Messages create (201), fetch, list; Calls create (201), fetch, list.
+Endpoints: Messages create (201), fetch, list; Calls create (201), fetch, list; buying a phone
+number (``IncomingPhoneNumbers.json`` and its Local, Mobile and TollFree variants, 201).
 Bodies come from Twilio's published examples (see ``_twilio_store``): a new message
 is ``status: "queued"`` with ``price: null``, as at Twilio.
 
@@ -46,7 +47,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from ._received import ReceivedRequest, record
-from ._twilio_store import Obj, Store, TwilioApiError, new_call, new_message, page
+from ._twilio_store import Obj, Store, TwilioApiError, new_call, new_message, new_number, page
 
 __all__ = ["ReceivedRequest", "Store", "create_app"]
 
@@ -97,6 +98,22 @@ def _create_call(store: Store, account: str, params: dict[str, Any], path: str) 
     return 201, call
 
 
+def _buy_number(variant: str) -> Callable[..., tuple[int, Obj]]:
+    def buy(store: Store, account: str, params: dict[str, Any], path: str) -> tuple[int, Obj]:
+        number, area = params.get("PhoneNumber"), params.get("AreaCode")
+        if variant and not number:
+            raise TwilioApiError(400, 21421, "PhoneNumber is required.")
+        if not (number or area):
+            raise TwilioApiError(400, 21421, "You must provide an AreaCode or a PhoneNumber.")
+        if number and not _E164.match(number):
+            raise TwilioApiError(400, 21421, f"PhoneNumber {number} is invalid.")
+        bought = new_number(account, params, variant)
+        store.numbers[bought["sid"]] = bought
+        return 201, bought
+
+    return buy
+
+
 def _fetcher(kind: str) -> Callable[..., tuple[int, Obj]]:
     def fetch(store: Store, account: str, params: dict[str, Any], path: str, sid: str) -> tuple[int, Obj]:
         return 200, store.get(kind, sid, path)
@@ -125,6 +142,8 @@ ROUTES: tuple[tuple[str, re.Pattern[str], Callable[..., tuple[int, Obj]]], ...] 
         ("POST", "/Calls.json", _create_call),
         ("GET", "/Calls.json", _lister("calls")),
         ("GET", r"/Calls/(?P<sid>CA[0-9a-f]{32})\.json", _fetcher("calls")),
+        *(("POST", rf"/IncomingPhoneNumbers{variant}\.json", _buy_number(variant))
+          for variant in ("", "/Local", "/Mobile", "/TollFree")),
     )
 )
 

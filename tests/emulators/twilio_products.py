@@ -1,4 +1,4 @@
-"""Emulators of Twilio's product hosts: lookups.twilio.com, verify.twilio.com, messaging.twilio.com.
+"""Emulators of Twilio's product hosts: lookups, verify, messaging and pricing (<product>.twilio.com).
 
 twilio-python sends Lookups, Verify and Messaging-service calls to these hosts, not to
 api.twilio.com; Tollgate forwards them there (``/twilio/<product>/...``), so the tests need one
@@ -8,7 +8,7 @@ emulator per host, each an ASGI app of its own on its own port, like the real ho
 
 Bodies are deep copies of the examples in Twilio's OpenAPI documents
 (``tests/fixtures/twilio_lookups_v2.json``, ``twilio_verify_v2.json``,
-``twilio_messaging_v1.json``), with what the request decides written over them:
+``twilio_messaging_v1.json``, ``twilio_pricing_v1.json``), with what the request decides written over them:
 
 * lookups: ``GET /v2/PhoneNumbers/{PhoneNumber}`` (the ``fetch`` example; each data package
   named in ``Fields`` filled from the example that has it; ``fetchInvalid`` for a number that
@@ -16,7 +16,10 @@ Bodies are deep copies of the examples in Twilio's OpenAPI documents
 * verify: ``POST /v2/Services/{ServiceSid}/Verifications`` (201, ``createVerification`` or
   ``createVerificationEmail``), ``GET .../Verifications/{Sid}``, ``POST .../VerificationCheck``
   (``approved`` when Code is ``123456``, as a test code);
-* messaging: ``POST /v1/Services`` (201), ``GET /v1/Services``, ``GET /v1/Services/{Sid}``.
+* messaging: ``POST /v1/Services`` (201), ``GET /v1/Services``, ``GET /v1/Services/{Sid}``;
+* pricing: ``GET /v1/PhoneNumbers/Countries/{IsoCountry}`` (the ``fetch`` example, prices written
+  over it from ``NUMBER_PRICES``: US as the spec's example has it, Canada, and Great Britain in
+  GBP with every type; 404 20404 for any other country).
 
 Authentication, ``received`` and ``fail_next`` as in twilio_api: Basic auth with the account's
 SID and auth token (a vault key there would be refused with 401 20003, and is searched for by
@@ -45,7 +48,7 @@ from .twilio_api import _authenticated_account, _params
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPECS = {"lookups": "twilio_lookups_v2.json", "verify": "twilio_verify_v2.json",
-         "messaging": "twilio_messaging_v1.json"}
+         "messaging": "twilio_messaging_v1.json", "pricing": "twilio_pricing_v1.json"}
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
 TEST_CODE = "123456"
 Handler = Callable[[Starlette, str, dict[str, Any], dict[str, str]], tuple[int, Obj]]
@@ -157,6 +160,30 @@ def _fetch_service(app: Starlette, account: str, params: dict[str, Any], ids: di
     return 200, found
 
 
+# -- pricing ------------------------------------------------------------------------------
+
+# Monthly prices by country: (price unit, {number_type: (base_price, current_price)}).
+NUMBER_PRICES: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
+    "US": ("United States", "USD", {"local": ("1.00", "1.00"), "toll free": ("2.00", "2.00")}),
+    "CA": ("Canada", "USD", {"local": ("1.00", "1.00"), "toll free": ("2.00", "2.00")}),
+    "GB": ("United Kingdom", "GBP", {"local": ("1.00", "1.00"), "mobile": ("1.00", "0.80"),
+                                     "national": ("1.00", "1.00"), "toll free": ("2.00", "2.00")}),
+}
+
+
+def _number_prices(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    found = app.state.number_prices.get(ids["iso"].upper())
+    if found is None:
+        raise TwilioApiError(404, 20404, "The requested resource was not found")
+    name, unit, by_type = found
+    answer = example("pricing", "/v1/PhoneNumbers/Countries/{IsoCountry}", "get", "200", "fetch")
+    answer.update(country=name, iso_country=ids["iso"].upper(), price_unit=unit,
+                  url=f"https://pricing.twilio.com/v1/PhoneNumbers/Countries/{ids['iso'].upper()}",
+                  phone_number_prices=[{"number_type": kind, "base_price": base, "current_price": current}
+                                       for kind, (base, current) in by_type.items()])
+    return 200, answer
+
+
 _SID = "[A-Z]{2}[0-9a-f]{32}"
 _SERVICE = r"/v2/Services/(?P<service>VA[0-9a-f]{32})"
 ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
@@ -173,6 +200,7 @@ ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
             ("GET", r"/v1/Services", _list_services),
             ("GET", r"/v1/Services/(?P<sid>MG[0-9a-f]{32})", _fetch_service),
         ),
+        "pricing": (("GET", r"/v1/PhoneNumbers/Countries/(?P<iso>[A-Za-z]{2})", _number_prices),),
     }.items()
 }
 
@@ -202,10 +230,11 @@ def _answer(app: Starlette, received: Any) -> tuple[int, Obj]:
 
 
 def create_app(product: str, account_sid: str = "AC" + "0" * 32, auth_token: str = "emulator_auth_token") -> Starlette:
-    """A fresh emulator of one product host (``lookups``, ``verify`` or ``messaging``) for one account."""
+    """A fresh emulator of one product host (``lookups``, ``verify``, ``messaging`` or ``pricing``) for one account."""
     app = Starlette(routes=[StarletteRoute("/{path:path}", _endpoint, methods=["GET", "POST", "DELETE", "PUT"])])
     app.state.product = product
     app.state.account_sid, app.state.auth_token, app.state.api_keys = account_sid, auth_token, {}
     app.state.received, app.state.fail_next = [], None
     app.state.verifications, app.state.services = {}, {}
+    app.state.number_prices = copy.deepcopy(NUMBER_PRICES)  # a test may change a price
     return app

@@ -2,7 +2,7 @@
 
 What the core gets from this adapter
 ------------------------------------
-* ``hosts``: Lookups, Verify and Messaging by route prefix (``/twilio/lookups/...`` ->
+* ``hosts``: Lookups, Verify, Messaging and Pricing by route prefix (``/twilio/lookups/...`` ->
   https://lookups.twilio.com/...); the REST API stays at ``/twilio/2010-04-01/...``. See
   vendors.twilio.routes, which knows every operation of every host from its catalogue
   (``operations/*.json``, Twilio's own OpenAPI documents classified): anything else is refused
@@ -42,9 +42,11 @@ What the core gets from this adapter
   which Twilio would also act on but which Tollgate would not otherwise recognise).
 * ``estimate_usd`` by the operation's price rule: ``sms`` and ``voice``: units x the country's rate
   from vendors/pricing/twilio_sms.json; ``free``: 0; ``lookup``: 0 without ``Fields`` (no data
-  package); ``unknown`` (Verify, number purchases, add-ons, data packages...: Tollgate ships no
+  package); ``unknown`` (Verify, add-ons, data packages...: Tollgate ships no
   price): None, which the core refuses as ``cost_unknown`` unless the policy names the endpoint
-  in ``endpoints.priced_after``.
+  in ``endpoints.priced_after``; ``number`` (number purchases): the monthly price of the number's
+  country and type, read before the gate from the Pricing host (``price_lookup``, see
+  vendors.twilio.numbers).
 * ``parse_response``: ``cost_usd`` = abs(price) for message and call creates when Twilio already
   priced the object, else None (Twilio prices messages after sending: the core records the
   estimate with ``cost_source='estimated'``); None too for calls whose cost was unknown before;
@@ -85,13 +87,14 @@ from vendors.base import (
     VendorError,
 )
 from vendors.catalogue import Entry
-from vendors.twilio import errors, routes
+from vendors.twilio import errors, numbers, routes
 from vendors.twilio.messages import Facts, call_facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
 from vendors.twilio.routes import ACCOUNT_SID, API_VERSION, HOSTS
 from vendors.wire import json_object, require_content_type
 
 OBJECT_SID = re.compile(r"(?:SM|MM|CA)[0-9a-fA-F]{32}\Z")
+NUMBER_SID = re.compile(r"PN[0-9a-fA-F]{32}\Z")
 PRICE = re.compile(r"-?[0-9]{1,9}(?:\.[0-9]{1,12})?\Z")
 PRICED_CREATES = frozenset({"sms", "voice"})  # price rules of the creates priced from their own body
 
@@ -104,7 +107,7 @@ class TwilioAdapter:
     label = "Twilio"
     colour = "#c2410c"
     default_upstream = "https://api.twilio.com"
-    hosts: Mapping[str, str] = HOSTS  # lookups, verify, messaging (vendors.twilio.routes)
+    hosts: Mapping[str, str] = HOSTS  # lookups, verify, messaging, pricing (vendors.twilio.routes)
     requires_account = True  # the Account SID: in every path, and the Basic username upstream
     prices_later = True  # price is null at creation, filled after sending (tollgate prices reconcile)
     idempotency_header: str | None = None  # Twilio's REST API de-duplicates no POST
@@ -168,6 +171,8 @@ class TwilioAdapter:
         )
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        if _operation(request).price == numbers.RULE:  # the number's monthly price, from the Pricing host
+            return numbers.price_lookup(request)
         return None  # a message or a call is priced from its own body; nothing else has a price to read
 
     def estimate_usd(
@@ -176,6 +181,8 @@ class TwilioAdapter:
         rule = _operation(request).price
         if rule == "free" or (rule == "lookup" and not request.params.get("Fields")):
             return Decimal(0)
+        if rule == numbers.RULE:
+            return numbers.monthly_usd(request, looked_up)
         if rule not in PRICED_CREATES:
             return None  # no price Tollgate ships: cost_unknown unless the policy opted in (priced_after)
         table = prices()
@@ -228,9 +235,10 @@ class TwilioAdapter:
 
     def reconcile_path(self, account: str | None, object_id: str) -> str | None:
         """Where to GET a message (SM/MM) or call (CA) later to learn its final price; None when the
-        call recorded no account, since Twilio's path needs one (the estimate then stands)."""
-        if account is None:
-            return None
+        call recorded no account, since Twilio's path needs one, or for a bought number (PN), whose
+        answer never says what it cost (the estimate then stands)."""
+        if account is None or NUMBER_SID.match(object_id):
+            return None  # a bought number (PN) carries no price: its pre-gate estimate stands
         if not ACCOUNT_SID.match(account) or not OBJECT_SID.match(object_id):
             raise ValueError(f"not a Twilio account and message/call sid: {account!r}, {object_id!r}")
         resource = "Calls" if object_id.startswith("CA") else "Messages"
@@ -279,6 +287,8 @@ def _facts(found: routes.Route, params: Mapping[str, Any]) -> Facts:
         return call_facts(params)
     if operation.price == "lookup":
         return lookup_facts(found.params["PhoneNumber"], params)
+    if operation.price == numbers.RULE:
+        return numbers.purchase_facts(operation, params)
     if operation.kind == "sends" or operation.sender:
         return send_facts(operation, params, found.params)
     return Facts(moves_money=operation.kind == "buys")

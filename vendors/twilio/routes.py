@@ -2,7 +2,7 @@
 
 twilio-python sends each product to a host of its own: the REST API (messages, calls, numbers)
 to api.twilio.com, Lookups to lookups.twilio.com, Verify to verify.twilio.com, Messaging
-services to messaging.twilio.com. Tollgate reaches each through a route prefix
+services to messaging.twilio.com, prices to pricing.twilio.com. Tollgate reaches each through a route prefix
 (``/twilio/lookups/v2/...`` -> https://lookups.twilio.com/v2/...) that the adapter's ``hosts``
 name; the api host keeps the bare ``/twilio/2010-04-01/...``. Every operation of every host is
 in the host's catalogue (``operations/<host>.json``, checked against Twilio's own OpenAPI
@@ -35,6 +35,9 @@ HOSTS: Mapping[str, str] = MappingProxyType({
     "lookups": "https://lookups.twilio.com",
     "verify": "https://verify.twilio.com",
     "messaging": "https://messaging.twilio.com",
+    # Prices (free reads). Tollgate reads phone-number prices here itself before the gate to price
+    # a number purchase; agents may read it too, as any free read their policy allows.
+    "pricing": "https://pricing.twilio.com",
 })
 OPERATIONS_DIR = Path(__file__).resolve().parent / "operations"
 API_HOST = "api"  # the catalogue file of the main host (no route prefix)
