@@ -240,6 +240,8 @@ class ProxyHandler:
             upstream_request_id=priced.vendor_request_id, created=priced.created,
         ))
         metrics.observe_spend(call.vendor, cost)
+        if priced.releases and not enforced:  # the answer says an earlier call will never be billed
+            await outcomes.release(self._db, key.id, call.vendor, priced.releases)
         if withheld is not None and enforced:
             return self._render_refusal(call, withheld.reason, withheld.message, withheld.status)
         self._log(call, admission.decision, admission.reason, response.status)

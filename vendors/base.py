@@ -164,6 +164,10 @@ class ParsedResponse:
     # Every customer the answer names (the object's, or each listed object's): an answer that
     # reveals one outside the key's scope is withheld (DESIGN.md guarantee 9).
     revealed_customers: tuple[str, ...] = ()
+    # An object an earlier call of the same key created whose cost this answer says will never be
+    # billed (a scheduled email cancelled): the core reprices that call's row to 0, so every cap
+    # it was counted in gets its cost back. Only a row still priced as an estimate can be.
+    releases: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ email, built from the ``Email`` schema's examples in Resend's OpenAPI descriptio
 (``tests/fixtures/resend-openapi.json``, resend/resend-openapi ``resend.json``);
 ``GET /emails/receiving`` (inbound mail, ``ListReceivedEmailsResponse``'s examples);
 ``GET /contacts/{id or percent-encoded email}`` (``app.state.contacts``, by id and address);
+``POST /emails/{id}/cancel`` (a scheduled email only: ``{"object": "email", "id"}``);
 ``POST /api-keys`` -> ``{"id", "token"}`` (a new ``re_...`` key, which is why Tollgate
 classifies it as issuing credentials).
 
@@ -126,6 +127,8 @@ def _store(app: Starlette, email: Obj) -> str:
         created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00"),
         message_id=f"<{email_id}@emulator.resend.dev>", **{"from": email["from"]},
     )
+    if email.get("scheduled_at"):
+        stored.update(last_event="scheduled", scheduled_at=email["scheduled_at"])
     app.state.emails[email_id] = stored
     return email_id
 
@@ -170,6 +173,17 @@ def _contact(app: Starlette, identifier: str) -> Obj:
     raise ResendApiError(404, "not_found", "Contact not found")
 
 
+def _cancel(app: Starlette, email_id: str) -> Obj:
+    """``POST /emails/{id}/cancel``: only a scheduled email can be; the answer is its ``Email`` object."""
+    email = app.state.emails.get(email_id)
+    if email is None:
+        raise ResendApiError(404, "not_found", "Email not found")
+    if email["last_event"] != "scheduled":
+        raise ResendApiError(422, "validation_error", "Only a scheduled email can be canceled.")
+    email["last_event"] = "canceled"
+    return {"object": "email", "id": email_id}
+
+
 def _new_api_key(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
     if not isinstance(payload, dict) or not payload.get("name"):
         raise ResendApiError(422, "missing_required_field", "Missing `name` field.")
@@ -186,6 +200,8 @@ def _route(app: Starlette, request: ReceivedRequest) -> Obj:
         if email is None:
             raise ResendApiError(404, "not_found", "Email not found")
         return copy.deepcopy(email)
+    if request.method == "POST" and (found := re.fullmatch(r"/emails/([^/]+)/cancel", request.path)):
+        return _cancel(app, found.group(1))
     handler = {"/emails": _send, "/emails/batch": _batch, "/api-keys": _new_api_key}.get(request.path)
     if request.method != "POST" or handler is None:
         raise ResendApiError(404, "not_found", "The requested endpoint does not exist.")

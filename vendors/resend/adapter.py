@@ -40,7 +40,10 @@ What the core gets from this adapter
   minus the emails a permissive batch reports in ``errors``; 0 for 4xx errors and free operations;
   ``uncertain`` for a 5xx on a send (the core keeps the estimate, as for a timeout).
   ``object_id`` and ``created`` (kind "email"): the email's id; for a batch, the first id only
-  (``ParsedResponse.created`` holds one object).
+  (``ParsedResponse.created`` holds one object). A scheduled email (``scheduled_at``) is
+  settled at its estimate (``cost_usd`` None, ``cost_source = 'estimated'``): Resend bills it
+  when it goes, and until then ``POST /emails/{id}/cancel`` may stop it, whose 2xx answer names
+  the email in ``releases`` so that the core reprices the email's row to 0.
 * ``render_error``: see ``render_error`` below for how statuses and names map onto
   resend-python's exception classes.
 """
@@ -82,6 +85,7 @@ from vendors.resend.emails import INVALID, address, read_send, refused_units
 from vendors.wire import json_object, require_content_type
 
 BATCH = "POST /emails/batch"
+CANCEL = "POST /emails/{id}/cancel"
 OPERATIONS = Path(__file__).resolve().parent / "operations.json"
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
 
@@ -170,6 +174,9 @@ class ResendAdapter:
         if status >= 400:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # nothing sent, nothing billed
         obj = json_object(body)
+        if request.endpoint == CANCEL:  # the scheduled email will never go: its own row settles at 0
+            return ParsedResponse(Decimal(0), object_id=request.object_id, vendor_request_id=request_id,
+                                  releases=request.object_id)
         if _operation(request).price != "email":
             cost = Decimal(0) if self.estimate_usd(request) == 0 else None  # unknown before, unknown still
             return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id)
@@ -182,6 +189,8 @@ class ResendAdapter:
             units -= refused_units(obj.get("errors"), request.params.get("units_per_email", ()))
         cost = (prices().usd_per_email * max(units, 0)).quantize(MICRO)
         created = RecordedObject(object_id, "email") if object_id else None
+        if _scheduled(request):  # billed when it goes, and a cancel may stop it: its estimate stays open
+            cost = None
         return ParsedResponse(cost, object_id=object_id, vendor_request_id=request_id, created=created)
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
@@ -290,8 +299,12 @@ def _parsed(method: str, path: str, name: str, found: Match, query: bytes, heade
 
 
 def _object_id(found: Match) -> str | None:
-    """The id the path ends in, when it is an id (a contact's email address is not one)."""
-    return found.target if found.target is not None and looks_like_id(found.target) else None
+    """The id the path ends in, or the one object an action on it names (``/emails/{id}/cancel``),
+    when it is an id (a contact's email address is not one)."""
+    target = found.target
+    if target is None and len(found.params) == 1:
+        target = next(iter(found.params.values()))
+    return target if target is not None and looks_like_id(target) else None
 
 
 def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:
@@ -302,6 +315,12 @@ def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:
         return None
     require_content_type(headers, "application/json", "Resend")
     return strictjson.loads(body)
+
+
+def _scheduled(request: ParsedRequest) -> bool:
+    """An email sent later (``scheduled_at``), which ``POST /emails/{id}/cancel`` can still stop."""
+    emails = request.params.get("emails", ())
+    return any(isinstance(e, dict) and e.get("scheduled_at") for e in emails)
 
 
 def _id(obj: Any) -> str | None:
