@@ -16,8 +16,13 @@ What the core gets from this adapter
     ``senders`` = the distinct From addresses; ``units`` = ``len(recipients)`` (Resend bills each
     recipient as one email); ``params`` = ``{"emails": (email objects...), "units_per_email": (n, ...)}``;
     ``idempotency_key`` from the ``Idempotency-Key`` header;
-  - other sends (a broadcast, an event that runs automations): ``moves_money=True``, the From of a
-    broadcast as sender, the contact of an event as recipient; their cost is unknown;
+  - broadcasts that send (``POST /broadcasts`` with ``send: true``, ``POST /broadcasts/{id}/send``):
+    ``moves_money=True``, the From as sender and the segment in ``segments``, or, for a send that
+    names only the broadcast, both read before the gate with the segment's size (broadcasts.py;
+    ``price_lookup`` / ``after_lookup``);
+  - an event that runs automations (``POST /events/send``): ``moves_money=True``, its contact as
+    recipient; its cost is unknown (which automation steps run, and how many emails they send,
+    is not in the request, and no read tells);
   - ``object_id`` = the id the path ends in, when it is one (a contact's email address is not);
   - ``summary``: emails, recipients (counts), from and recipient_domains (comma-separated).
     Never subjects, bodies or recipient addresses.
@@ -33,9 +38,10 @@ What the core gets from this adapter
   ``invalid_path`` (404) for a look-alike of one of Resend's paths (``/Emails``,
   ``/emails/Batch``, ``/emails/Receiving``); ``unknown_operation`` (404).
 * ``estimate_usd`` = units x ``usd_per_email`` from vendors/pricing/resend.json for sends;
-  0 for free operations and draft broadcasts; None (the core refuses ``cost_unknown`` unless the
-  policy lists the endpoint in ``endpoints.priced_after``) for a broadcast sent or an event sent,
-  whose number of emails the request does not say.
+  the segment's contacts x ``usd_per_email`` for a broadcast that sends, once its reads counted
+  them; 0 for free operations and draft broadcasts; None (the core refuses ``cost_unknown`` unless
+  the policy lists the endpoint in ``endpoints.priced_after``) for an event sent, and for a
+  broadcast whose segment could not be read or counted.
 * ``parse_response``: same as the estimate for a 2xx send (Resend's answers carry no price),
   minus the emails a permissive batch reports in ``errors``; 0 for 4xx errors and free operations;
   ``uncertain`` for a 5xx on a send (the core keeps the estimate, as for a timeout).
@@ -81,6 +87,7 @@ from vendors.base import (
 from vendors.catalogue import Catalogue, Entry, Match
 from vendors.endpoints import looks_like_id
 from vendors.money import MICRO, PRICING_DIR
+from vendors.resend import broadcasts
 from vendors.resend.emails import INVALID, address, read_send, refused_units
 from vendors.wire import json_object, require_content_type
 
@@ -152,7 +159,14 @@ class ResendAdapter:
             raise
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
-        return None  # an email is priced from its recipients; nothing else has a price to read
+        if _operation(request).price == "broadcast":  # mails a segment: its size is read (broadcasts.py)
+            return broadcasts.first_read(request)
+        return None  # an email is priced from its recipients
+
+    def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
+        if _operation(request).price == "broadcast":
+            return broadcasts.after(request, looked_up)
+        return request, None
 
     def estimate_usd(
         self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
@@ -162,6 +176,8 @@ class ResendAdapter:
             return (prices().usd_per_email * request.units).quantize(MICRO)
         if rule == "free" or (rule == "broadcast" and request.params.get("send") is not True):
             return Decimal(0)  # a draft broadcast sends nothing
+        if rule == "broadcast" and "contacts" in request.params:  # its segment's contacts, counted before the gate
+            return (prices().usd_per_email * int(request.params["contacts"])).quantize(MICRO)
         return None  # how many emails it sends is not in the request: cost_unknown unless priced_after
 
     def parse_response(
@@ -292,10 +308,11 @@ def _parsed(method: str, path: str, name: str, found: Match, query: bytes, heade
     fields = document if isinstance(document, dict) else {}
     sender = address(fields.get("from"), "from") if operation.kind == "sends" else None
     recipient = address(fields.get(operation.to), operation.to) if operation.to else None
-    params = {"send": fields.get("send")} if operation.price == "broadcast" else {}
+    params = broadcasts.params(name, fields) if operation.price == "broadcast" else {}
     return ParsedRequest(method, path, name, params=params, object_id=_object_id(found),
                          moves_money=operation.kind == "sends", idempotency_key=headers.get("idempotency-key"),
-                         recipients=(recipient,) if recipient else (), senders=(sender,) if sender else ())
+                         recipients=(recipient,) if recipient else (), senders=(sender,) if sender else (),
+                         segments=broadcasts.segments(params))
 
 
 def _object_id(found: Match) -> str | None:

@@ -167,6 +167,9 @@ class TwilioAdapter:
             host=found.host,
         )
 
+    def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
+        return request, None  # one read prices the call; estimate_usd reads its answer
+
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         return None  # a message or a call is priced from its own body; nothing else has a price to read
 
