@@ -17,6 +17,7 @@ then refused as ``cost_unknown`` unless its policy opts in: a guess is never the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from decimal import Decimal
 from typing import Any
@@ -38,15 +39,16 @@ async def follow(upstream: Upstream, base: str, adapter: VendorAdapter, credenti
     """Read ``lookup`` and every read its answers lead to (at most ``MAX_READS``): the request as the
     answers describe it, the last answer, and how many reads were made."""
     answer = await read(upstream, base, adapter, credential, lookup)
-    reads = 1
+    reads, elapsed = 1, answer.elapsed_ms
     refined, following = adapter.after_lookup(request, answer)
     while following is not None and answer.status == 200 and reads < MAX_READS:
         answer = await read(upstream, base, adapter, credential, following)
-        reads += 1
+        reads, elapsed = reads + 1, elapsed + answer.elapsed_ms
         refined, following = adapter.after_lookup(refined, answer)
     if following is not None:  # cut short: what the answers told so far does not price the call
         log.warning("price_lookup_chain_cut", vendor=adapter.name, reads=reads)
-    return refined, answer, reads
+    # The row's lookup_ms is what the agent waited for all of them; status and body are the last answer's.
+    return refined, dataclasses.replace(answer, elapsed_ms=round(elapsed, 3)), reads
 
 
 async def read(upstream: Upstream, base: str, adapter: VendorAdapter, credential: UpstreamCredential,

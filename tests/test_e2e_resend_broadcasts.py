@@ -98,6 +98,18 @@ def test_a_broadcast_over_the_per_call_limit_never_reaches_resend(use_key, sql, 
     assert (row["decision"], row["predicted_usd"]) == ("blocked", 150 * RATE)
 
 
+def test_a_segment_too_large_to_count_is_cost_unknown(use_key, sql, run_id, resend_emulator):
+    app = resend_emulator[1]
+    segment = add_segment(app, 1101)  # one contact more than 11 pages after the broadcast's read
+    use_key(endpoints=BROADCASTS, recipients={"segments": [segment]})
+    created = resend.Broadcasts.create(draft(segment))
+    with pytest.raises(ResendError) as raised:
+        resend.Broadcasts.send({"broadcast_id": created["id"]})
+    assert "[tollgate:cost_unknown]" in raised.value.message
+    assert app.state.broadcasts[created["id"]]["status"] == "draft"
+    assert rows(sql, run_id)[-1]["request_summary"]["price"]["lookup_reads"] == 12
+
+
 @pytest.mark.parametrize("policy, sender, reason", [
     ({"recipients": {"domains": ["acme.example"]}}, "news@acme.example", "recipient_not_allowed"),
     ({"max_recipients": 4}, "news@acme.example", "too_many_recipients"),
