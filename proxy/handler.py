@@ -172,13 +172,16 @@ class ProxyHandler:
         known = await self._records(key.id, policy.objects_to_look_up(parsed))
         referenced = known.get(parsed.object_id or "")
         lookup = call.adapter.price_lookup(parsed, referenced) if policy.admits_endpoint(parsed) else None
-        looked_up = await lookups.read(self._upstream, self._upstream_bases[call.vendor], call.adapter,
-                                       key.credential, lookup) if lookup else None
+        looked_up, reads = None, 0
+        if lookup is not None:  # the answers may say more about the call (a broadcast's segment): judged too
+            parsed, looked_up, reads = await lookups.follow(
+                self._upstream, self._upstream_bases[call.vendor], call.adapter, key.credential, parsed, lookup)
         predicted = call.adapter.estimate_usd(parsed, referenced, looked_up)  # 5
         verdict = policy.evaluate(parsed, predicted, call.run_id, known)  # 4
         row = self._audit_row(call, key.id, parsed, key)
         if lookup is not None or predicted is None:  # how the prediction was made, on the row
-            row.request_summary = {**(row.request_summary or {}), "price": lookups.note(lookup, looked_up, predicted)}
+            row.request_summary = {**(row.request_summary or {}),
+                                   "price": lookups.note(lookup, looked_up, predicted, reads)}
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
         approval = None
@@ -240,6 +243,8 @@ class ProxyHandler:
             upstream_request_id=priced.vendor_request_id, created=priced.created,
         ))
         metrics.observe_spend(call.vendor, cost)
+        if priced.releases and not enforced:  # the answer says an earlier call will never be billed
+            await outcomes.release(self._db, key.id, call.vendor, priced.releases)
         if withheld is not None and enforced:
             return self._render_refusal(call, withheld.reason, withheld.message, withheld.status)
         self._log(call, admission.decision, admission.reason, response.status)

@@ -8,10 +8,18 @@ own) and the core makes it here, with the key's own upstream credential, before 
 reserved. The base URL is always the configured one for that host, never one from the request.
 Vendors do not bill reads. What was read, its status and how long it took go on the audit row
 (``request_summary.price``), so a slow or failed read is visible in SQL.
+
+One answer may lead to another (``VendorAdapter.after_lookup``): a broadcast's send names the
+broadcast, whose answer names its segment, whose contacts come a page at a time. The chain is
+followed here rather than by widening one Lookup, because each read's path comes from the last
+answer; it is bounded (``MAX_READS``), since the agent is waiting and every read is one more
+request on the key's own vendor rate limit. A chain cut short leaves the call unpriced, and it is
+then refused as ``cost_unknown`` unless its policy opts in: a guess is never the price.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -22,9 +30,29 @@ import structlog
 from proxy import paths
 from proxy.errors import RequestRejected, UpstreamFailure
 from proxy.upstream import Upstream
-from vendors.base import LookedUp, Lookup, UpstreamCredential, VendorAdapter
+from vendors.base import LookedUp, Lookup, ParsedRequest, UpstreamCredential, VendorAdapter
 
 log = structlog.get_logger("tollgate.lookup")
+
+MAX_READS = 12  # price reads for one call: a broadcast, then up to 11 pages of its segment's contacts
+
+
+async def follow(upstream: Upstream, bases: Mapping[str | None, str], adapter: VendorAdapter,
+                 credential: UpstreamCredential, request: ParsedRequest, lookup: Lookup
+                 ) -> tuple[ParsedRequest, LookedUp, int]:
+    """Read ``lookup`` and every read its answers lead to (at most ``MAX_READS``): the request as the
+    answers describe it, the last answer, and how many reads were made."""
+    answer = await read(upstream, bases, adapter, credential, lookup)
+    reads, elapsed = 1, answer.elapsed_ms
+    refined, following = adapter.after_lookup(request, answer)
+    while following is not None and answer.status == 200 and reads < MAX_READS:
+        answer = await read(upstream, bases, adapter, credential, following)
+        reads, elapsed = reads + 1, elapsed + answer.elapsed_ms
+        refined, following = adapter.after_lookup(refined, answer)
+    if following is not None:  # cut short: what the answers told so far does not price the call
+        log.warning("price_lookup_chain_cut", vendor=adapter.name, reads=reads)
+    # The row's lookup_ms is what the agent waited for all of them; status and body are the last answer's.
+    return refined, dataclasses.replace(answer, elapsed_ms=round(elapsed, 3)), reads
 
 
 async def read(upstream: Upstream, bases: Mapping[str | None, str], adapter: VendorAdapter,
@@ -49,13 +77,16 @@ async def read(upstream: Upstream, bases: Mapping[str | None, str], adapter: Ven
     return LookedUp(answer.status, answer.body, _ms_since(started))
 
 
-def note(lookup: Lookup | None, looked_up: LookedUp | None, predicted: Decimal | None) -> dict[str, Any]:
+def note(lookup: Lookup | None, looked_up: LookedUp | None, predicted: Decimal | None,
+         reads: int = 1) -> dict[str, Any]:
     """How the prediction was made, for the audit row's request summary."""
     summary: dict[str, Any] = {"predicted": "unknown" if predicted is None else "known"}
     if lookup is not None:
         summary["lookup"] = lookup.path
         if lookup.host is not None:
             summary["lookup_host"] = lookup.host
+        if reads > 1:
+            summary["lookup_reads"] = reads
         if looked_up is not None:
             summary.update(lookup_status=looked_up.status, lookup_ms=looked_up.elapsed_ms)
     return summary

@@ -11,6 +11,10 @@ its answer reprices the row (``tollgate_reprice``: every counter the call was co
 by the difference) to what the call moved, or to 0 when the vendor's own record says it did
 nothing. Where nothing can tell, the estimate stands.
 
+The same reprice gives a call's cost back when a later answer of the same key says it will never
+be billed (``ParsedResponse.releases``: a scheduled email cancelled): ``release`` settles the
+earlier row at 0 right after the answer that says so.
+
 Only rows the audit chain has not sealed are looked at: it leaves estimated rows unsealed for
 ``REPRICE_WINDOW`` (a day), and rows within ``SEAL_MARGIN`` of that are left too, so a reprice
 never edits a sealed row.
@@ -33,6 +37,7 @@ from proxy.audit.chain import REPRICE_WINDOW
 from proxy.keycache import KeyCache
 from proxy.keys import KeyRecord
 from proxy.prices import RepriceReport
+from proxy.records import Fetches
 from proxy.redact import MASK
 from proxy.upstream import Upstream
 from vendors.base import Outcome, ParsedRequest, UncertainCall, VendorAdapter
@@ -62,6 +67,30 @@ _REPRICE = text("SELECT tollgate_reprice(:id, :cost)")
 # The vendor confirmed the call: what it names, and when it was asked (the estimate may stand).
 _CONFIRMED = text("UPDATE audit_events SET object_id = coalesce(object_id, :object_id), "
                   "cost_reconciled_at = coalesce(cost_reconciled_at, now()) WHERE id = :id")
+
+
+# The key's latest row for the object, while it is still an estimate the sealer has left open; the
+# key/time index finds it (a key's rows of the last day), the object id picks it among them.
+_RELEASE = f"""
+SELECT tollgate_reprice(a.id, 0) FROM (
+  SELECT id FROM audit_events
+   WHERE key_id = $1 AND vendor = $2 AND object_id = $3 AND decision = 'allowed' AND state = 'final'
+     AND cost_source = 'estimated' AND ts > now() - interval '{REPRICE_WINDOW}' + interval '{SEAL_MARGIN}'
+   ORDER BY id DESC LIMIT 1) a
+"""
+
+
+async def release(db: Fetches, key_id: str, vendor: str, object_id: str) -> Decimal | None:
+    """Reprice the key's row that created ``object_id`` to 0; what it gave back (None: no row could
+    be, because none is an open estimate). A failure keeps the charge: counting too much is safe."""
+    try:
+        rows = await db.fetch(_RELEASE, key_id, vendor, object_id)
+    except Exception as exc:  # the answer is already the agent's; the charge stays until an operator looks
+        log.warning("release_failed", key_id=key_id, error=type(exc).__name__)
+        return None
+    delta = rows[0][0] if rows else None
+    log.info("cost_released", key_id=key_id, released_usd=str(-delta) if delta is not None else None)
+    return -delta if delta is not None else None
 
 
 def with_idempotency_key(adapter: VendorAdapter, method: str, headers: dict[str, str], parsed: ParsedRequest,

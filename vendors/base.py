@@ -96,6 +96,11 @@ class ParsedRequest:
     host: str | None = None
     # Every object id the call names (``object_id`` first): scope is checked on each (guarantee 9).
     objects: tuple[str, ...] = ()
+    # Lists of people the call mails as a whole (a Resend broadcast's segment), by id: the policy's
+    # ``recipients.segments`` must name each; ``audience_size`` is how many people they hold, once a
+    # price read told (``after_lookup``), for ``max_recipients``; None: not known.
+    segments: tuple[str, ...] = ()
+    audience_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,10 @@ class ParsedResponse:
     # Every customer the answer names (the object's, or each listed object's): an answer that
     # reveals one outside the key's scope is withheld (DESIGN.md guarantee 9).
     revealed_customers: tuple[str, ...] = ()
+    # An object an earlier call of the same key created whose cost this answer says will never be
+    # billed (a scheduled email cancelled): the core reprices that call's row to 0, so every cap
+    # it was counted in gets its cost back. Only a row still priced as an estimate can be.
+    releases: str | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,12 @@ class VendorAdapter(Protocol):
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         """The read that would price the call when neither the request nor ``referenced`` does (a
         full refund of a charge the key did not create); None when no read is needed or none tells."""
+
+    def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
+        """What the answer to a price read says about the call (the sender, segment and size of the
+        broadcast it sends, which the policy then checks), and the next read when one answer leads
+        to another (a broadcast names its segment; a segment's contacts come a page at a time). The
+        core follows at most ``proxy.lookups.MAX_READS`` of them; most adapters return ``(request, None)``."""
 
     def estimate_usd(
         self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None

@@ -67,8 +67,9 @@ class Entry:
     def described(self, path: str) -> base.Operation:
         """As ``tollgate policy validate`` lists it, under ``path`` (the template as policies name it):
         a price rule that may be unknown before the call (``unknown``) is priced "after"; one that
-        prices from the request (Twilio's segments, Resend's recipients, a lookup's Fields) "request"."""
-        priced = self.priced or {"free": "free", "unknown": "after"}.get(self.price, "request")
+        prices from the request (Twilio's segments, Resend's recipients, a lookup's Fields) "request";
+        one priced by reads before it leaves (a Resend broadcast's segment) "lookup"."""
+        priced = self.priced or {"free": "free", "unknown": "after", "broadcast": "lookup"}.get(self.price, "request")
         return base.Operation(self.method, path, _POLICY_KINDS.get(self.kind, self.kind), priced)
 
 

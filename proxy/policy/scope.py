@@ -21,6 +21,7 @@ class Recipients:
     numbers: tuple[str, ...] = ()  # E.164, a trailing * matches any rest
     domains: tuple[str, ...] = ()  # a leading *. matches any subdomain
     addresses: frozenset[str] = frozenset()
+    segments: frozenset[str] = frozenset()  # lists a broadcast may mail, by id
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Recipients:
@@ -29,11 +30,12 @@ class Recipients:
             numbers=tuple(doc.get("numbers", ())),
             domains=tuple(d.lower() for d in doc.get("domains", ())),
             addresses=frozenset(a.lower() for a in doc.get("addresses", ())),
+            segments=frozenset(doc.get("segments", ())),
         )
 
     @property
     def configured(self) -> bool:
-        return bool(self.countries or self.numbers or self.domains or self.addresses)
+        return bool(self.countries or self.numbers or self.domains or self.addresses or self.segments)
 
     def admits(self, recipient: str, country: str | None) -> bool:
         if country is not None and country in self.countries:
@@ -112,9 +114,10 @@ def check_answer_scope(unlisted: tuple[str, ...], created_through_key: bool,
 def check_messaging_scope(
     request: ParsedRequest, recipients: Recipients, senders: frozenset[str] | None, max_recipients: int | None
 ) -> Denial | None:
-    if max_recipients is not None and len(request.recipients) > max_recipients:
-        return Denial("too_many_recipients",
-                      f"This call has {len(request.recipients)} recipients; this key allows at most {max_recipients}.")
+    if max_recipients is not None and (too_many := _too_many(request, max_recipients)):
+        return too_many
+    if recipients.configured and (outside := _segment_outside(request, recipients)):
+        return outside
     if recipients.configured:
         countries = request.recipient_countries or (None,) * len(request.recipients)
         for recipient, country in zip(request.recipients, countries, strict=True):
@@ -128,6 +131,26 @@ def check_messaging_scope(
         for sender in request.senders:
             if _sender_key(sender) not in allowed:
                 return Denial("sender_not_allowed", f"Sender {sender} is not one of this key's allowed senders.")
+    return None
+
+
+def _too_many(request: ParsedRequest, most: int) -> Denial | None:
+    """Every address the call names, plus every contact of the lists it mails; a list of unknown size
+    cannot be shown to be within the limit."""
+    if request.segments and request.audience_size is None:
+        return Denial("too_many_recipients", f"This call mails segment {request.segments[0]}, whose size Tollgate "
+                                             f"could not read; this key allows at most {most} recipients.")
+    count = len(request.recipients) + (request.audience_size or 0)
+    if count > most:
+        return Denial("too_many_recipients", f"This call has {count} recipients; this key allows at most {most}.")
+    return None
+
+
+def _segment_outside(request: ParsedRequest, recipients: Recipients) -> Denial | None:
+    """A list is admitted by its id only: its contacts change after the policy is written."""
+    for segment in request.segments:
+        if segment not in recipients.segments:
+            return Denial("recipient_not_allowed", f"Segment {segment} is not one of this key's recipients.segments.")
     return None
 
 

@@ -14,6 +14,10 @@ email, built from the ``Email`` schema's examples in Resend's OpenAPI descriptio
 (``tests/fixtures/resend-openapi.json``, resend/resend-openapi ``resend.json``);
 ``GET /emails/receiving`` (inbound mail, ``ListReceivedEmailsResponse``'s examples);
 ``GET /contacts/{id or percent-encoded email}`` (``app.state.contacts``, by id and address);
+``POST /emails/{id}/cancel`` (a scheduled email only: ``{"object": "email", "id"}``);
+broadcasts (``POST /broadcasts``, ``GET /broadcasts/{id}``, ``POST /broadcasts/{id}/send``,
+shaped from ``CreateBroadcastResponseSuccess`` / ``GetBroadcastResponseSuccess``) to segments made
+with ``add_segment``, whose contacts ``GET /contacts?segment_id=`` lists 100 a page;
 ``POST /api-keys`` -> ``{"id", "token"}`` (a new ``re_...`` key, which is why Tollgate
 classifies it as issuing credentials).
 
@@ -25,7 +29,7 @@ first answer and sends nothing).
 
 Test hooks on ``app.state``: ``received`` (:class:`ReceivedRequest` per request),
 ``fail_next`` (``(status, body_dict)`` answers the next request, then clears), ``emails``
-(sent emails by id).
+(sent emails by id), ``segments``, ``broadcasts``, ``broadcast_emails``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -126,6 +130,8 @@ def _store(app: Starlette, email: Obj) -> str:
         created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00"),
         message_id=f"<{email_id}@emulator.resend.dev>", **{"from": email["from"]},
     )
+    if email.get("scheduled_at"):
+        stored.update(last_event="scheduled", scheduled_at=email["scheduled_at"])
     app.state.emails[email_id] = stored
     return email_id
 
@@ -170,6 +176,77 @@ def _contact(app: Starlette, identifier: str) -> Obj:
     raise ResendApiError(404, "not_found", "Contact not found")
 
 
+def _cancel(app: Starlette, email_id: str) -> Obj:
+    """``POST /emails/{id}/cancel``: only a scheduled email can be; the answer is its ``Email`` object."""
+    email = app.state.emails.get(email_id)
+    if email is None:
+        raise ResendApiError(404, "not_found", "Email not found")
+    if email["last_event"] != "scheduled":
+        raise ResendApiError(422, "validation_error", "Only a scheduled email can be canceled.")
+    email["last_event"] = "canceled"
+    return {"object": "email", "id": email_id}
+
+
+def _contacts(app: Starlette, request: ReceivedRequest) -> Obj:
+    """``GET /contacts[?segment_id=&limit=&after=]``: ``ListContactsResponseSuccess``, a page at a time."""
+    query = dict(parse_qsl(request.query))
+    segment = query.get("segment_id")
+    if segment is not None and segment not in app.state.segments:
+        raise ResendApiError(404, "not_found", "Segment not found")
+    everyone = app.state.segments[segment] if segment is not None else app.state.contacts
+    limit = int(query.get("limit", "10"))
+    if not 1 <= limit <= 100:
+        raise ResendApiError(422, "validation_error", "The `limit` parameter must be between 1 and 100.")
+    ids = [c["id"] for c in everyone]
+    start = ids.index(query["after"]) + 1 if query.get("after") in ids else 0
+    page = everyone[start:start + limit]
+    return {"object": "list", "has_more": start + limit < len(everyone), "data": copy.deepcopy(page)}
+
+
+def add_segment(app: Starlette, size: int) -> str:
+    """A segment of ``size`` contacts (``u<i>@acme.example``); its id."""
+    segment_id = str(uuid.uuid4())
+    app.state.segments[segment_id] = [
+        {**_from_examples(_schemas()["ListContactsResponseSuccess"]["properties"]["data"]["items"]),
+         "id": str(uuid.uuid4()), "email": f"u{i}@acme.example"} for i in range(size)]
+    return segment_id
+
+
+def _create_broadcast(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
+    if not isinstance(payload, dict):
+        raise ResendApiError(422, "validation_error", "Invalid request body: expected an object.")
+    for field in ("from", "subject"):
+        if not payload.get(field):
+            raise ResendApiError(422, "missing_required_field", f"Missing `{field}` field.")
+    segment = payload.get("segment_id") or payload.get("audience_id")
+    if segment not in app.state.segments:
+        raise ResendApiError(422, "validation_error", "The `segment_id` does not name a segment.")
+    broadcast_id = str(uuid.uuid4())
+    app.state.broadcasts[broadcast_id] = {
+        **_from_examples(_schemas()["GetBroadcastResponseSuccess"]), "id": broadcast_id, "segment_id": segment,
+        "audience_id": segment, "from": payload["from"], "subject": payload["subject"], "status": "draft"}
+    if payload.get("send") is True:
+        _send_broadcast(app, broadcast_id)
+    return {"id": broadcast_id, "object": "broadcast"}
+
+
+def _broadcast(app: Starlette, broadcast_id: str) -> Obj:
+    broadcast = app.state.broadcasts.get(broadcast_id)
+    if broadcast is None:
+        raise ResendApiError(404, "not_found", "Broadcast not found")
+    return broadcast  # type: ignore[no-any-return]
+
+
+def _send_broadcast(app: Starlette, broadcast_id: str) -> Obj:
+    """``POST /broadcasts/{id}/send``: one email to every contact of the broadcast's segment."""
+    broadcast = _broadcast(app, broadcast_id)
+    if broadcast["status"] != "draft":
+        raise ResendApiError(422, "validation_error", "Only a draft broadcast can be sent.")
+    broadcast["status"] = "queued"
+    app.state.broadcast_emails[broadcast_id] = [c["email"] for c in app.state.segments[broadcast["segment_id"]]]
+    return {"id": broadcast_id}
+
+
 def _new_api_key(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
     if not isinstance(payload, dict) or not payload.get("name"):
         raise ResendApiError(422, "missing_required_field", "Missing `name` field.")
@@ -186,7 +263,16 @@ def _route(app: Starlette, request: ReceivedRequest) -> Obj:
         if email is None:
             raise ResendApiError(404, "not_found", "Email not found")
         return copy.deepcopy(email)
-    handler = {"/emails": _send, "/emails/batch": _batch, "/api-keys": _new_api_key}.get(request.path)
+    if request.method == "POST" and (found := re.fullmatch(r"/emails/([^/]+)/cancel", request.path)):
+        return _cancel(app, found.group(1))
+    if request.method == "GET" and request.path == "/contacts":
+        return _contacts(app, request)
+    if request.method == "GET" and (found := re.fullmatch(r"/broadcasts/([^/]+)", request.path)):
+        return copy.deepcopy(_broadcast(app, found.group(1)))
+    if request.method == "POST" and (found := re.fullmatch(r"/broadcasts/([^/]+)/send", request.path)):
+        return _send_broadcast(app, found.group(1))
+    handler = {"/emails": _send, "/emails/batch": _batch, "/api-keys": _new_api_key,
+               "/broadcasts": _create_broadcast}.get(request.path)
     if request.method != "POST" or handler is None:
         raise ResendApiError(404, "not_found", "The requested endpoint does not exist.")
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
@@ -240,6 +326,9 @@ def create_app(api_key: str = "re_test_emulator") -> Starlette:
     app.state.fail_next = None
     app.state.emails = {}
     app.state.idempotency = {}
+    app.state.segments = {}  # segment id -> its contacts (add_segment)
+    app.state.broadcasts = {}
+    app.state.broadcast_emails = {}  # broadcast id -> the addresses its send mailed
     app.state.contacts = [{**_from_examples(_schemas()["GetContactResponseSuccess"]), "id": str(uuid.uuid4()),
                            "email": "ana@acme.example"}]
     return app

@@ -79,6 +79,9 @@ class AcmeAdapter:
             return ParsedRequest(method, path, "GET /v1/payments/{id}", object_id=segments[2])
         return ParsedRequest(method, path, f"{method} {path}")
 
+    def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
+        return request, None  # one read prices the call; estimate_usd reads its answer
+
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         return None  # a payment names its amount
 

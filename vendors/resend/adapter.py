@@ -16,8 +16,13 @@ What the core gets from this adapter
     ``senders`` = the distinct From addresses; ``units`` = ``len(recipients)`` (Resend bills each
     recipient as one email); ``params`` = ``{"emails": (email objects...), "units_per_email": (n, ...)}``;
     ``idempotency_key`` from the ``Idempotency-Key`` header;
-  - other sends (a broadcast, an event that runs automations): ``moves_money=True``, the From of a
-    broadcast as sender, the contact of an event as recipient; their cost is unknown;
+  - broadcasts that send (``POST /broadcasts`` with ``send: true``, ``POST /broadcasts/{id}/send``):
+    ``moves_money=True``, the From as sender and the segment in ``segments``, or, for a send that
+    names only the broadcast, both read before the gate with the segment's size (broadcasts.py;
+    ``price_lookup`` / ``after_lookup``);
+  - an event that runs automations (``POST /events/send``): ``moves_money=True``, its contact as
+    recipient; its cost is unknown (which automation steps run, and how many emails they send,
+    is not in the request, and no read tells);
   - ``object_id`` = the id the path ends in, when it is one (a contact's email address is not);
   - ``summary``: emails, recipients (counts), from and recipient_domains (comma-separated).
     Never subjects, bodies or recipient addresses.
@@ -33,14 +38,18 @@ What the core gets from this adapter
   ``invalid_path`` (404) for a look-alike of one of Resend's paths (``/Emails``,
   ``/emails/Batch``, ``/emails/Receiving``); ``unknown_operation`` (404).
 * ``estimate_usd`` = units x ``usd_per_email`` from vendors/pricing/resend.json for sends;
-  0 for free operations and draft broadcasts; None (the core refuses ``cost_unknown`` unless the
-  policy lists the endpoint in ``endpoints.priced_after``) for a broadcast sent or an event sent,
-  whose number of emails the request does not say.
+  the segment's contacts x ``usd_per_email`` for a broadcast that sends, once its reads counted
+  them; 0 for free operations and draft broadcasts; None (the core refuses ``cost_unknown`` unless
+  the policy lists the endpoint in ``endpoints.priced_after``) for an event sent, and for a
+  broadcast whose segment could not be read or counted.
 * ``parse_response``: same as the estimate for a 2xx send (Resend's answers carry no price),
   minus the emails a permissive batch reports in ``errors``; 0 for 4xx errors and free operations;
   ``uncertain`` for a 5xx on a send (the core keeps the estimate, as for a timeout).
   ``object_id`` and ``created`` (kind "email"): the email's id; for a batch, the first id only
-  (``ParsedResponse.created`` holds one object).
+  (``ParsedResponse.created`` holds one object). A scheduled email (``scheduled_at``) is
+  settled at its estimate (``cost_usd`` None, ``cost_source = 'estimated'``): Resend bills it
+  when it goes, and until then ``POST /emails/{id}/cancel`` may stop it, whose 2xx answer names
+  the email in ``releases`` so that the core reprices the email's row to 0.
 * ``render_error``: see ``render_error`` below for how statuses and names map onto
   resend-python's exception classes.
 """
@@ -78,10 +87,12 @@ from vendors.base import (
 from vendors.catalogue import Catalogue, Entry, Match
 from vendors.endpoints import looks_like_id
 from vendors.money import MICRO, PRICING_DIR
+from vendors.resend import broadcasts
 from vendors.resend.emails import INVALID, address, read_send, refused_units
 from vendors.wire import json_object, require_content_type
 
 BATCH = "POST /emails/batch"
+CANCEL = "POST /emails/{id}/cancel"
 OPERATIONS = Path(__file__).resolve().parent / "operations.json"
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
 
@@ -148,7 +159,14 @@ class ResendAdapter:
             raise
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
-        return None  # an email is priced from its recipients; nothing else has a price to read
+        if _operation(request).price == "broadcast":  # mails a segment: its size is read (broadcasts.py)
+            return broadcasts.first_read(request)
+        return None  # an email is priced from its recipients
+
+    def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
+        if _operation(request).price == "broadcast":
+            return broadcasts.after(request, looked_up)
+        return request, None
 
     def estimate_usd(
         self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
@@ -158,6 +176,8 @@ class ResendAdapter:
             return (prices().usd_per_email * request.units).quantize(MICRO)
         if rule == "free" or (rule == "broadcast" and request.params.get("send") is not True):
             return Decimal(0)  # a draft broadcast sends nothing
+        if rule == "broadcast" and "contacts" in request.params:  # its segment's contacts, counted before the gate
+            return (prices().usd_per_email * int(request.params["contacts"])).quantize(MICRO)
         return None  # how many emails it sends is not in the request: cost_unknown unless priced_after
 
     def parse_response(
@@ -170,6 +190,9 @@ class ResendAdapter:
         if status >= 400:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # nothing sent, nothing billed
         obj = json_object(body)
+        if request.endpoint == CANCEL:  # the scheduled email will never go: its own row settles at 0
+            return ParsedResponse(Decimal(0), object_id=request.object_id, vendor_request_id=request_id,
+                                  releases=request.object_id)
         if _operation(request).price != "email":
             cost = Decimal(0) if self.estimate_usd(request) == 0 else None  # unknown before, unknown still
             return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id)
@@ -182,6 +205,8 @@ class ResendAdapter:
             units -= refused_units(obj.get("errors"), request.params.get("units_per_email", ()))
         cost = (prices().usd_per_email * max(units, 0)).quantize(MICRO)
         created = RecordedObject(object_id, "email") if object_id else None
+        if _scheduled(request):  # billed when it goes, and a cancel may stop it: its estimate stays open
+            cost = None
         return ParsedResponse(cost, object_id=object_id, vendor_request_id=request_id, created=created)
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
@@ -283,15 +308,20 @@ def _parsed(method: str, path: str, name: str, found: Match, query: bytes, heade
     fields = document if isinstance(document, dict) else {}
     sender = address(fields.get("from"), "from") if operation.kind == "sends" else None
     recipient = address(fields.get(operation.to), operation.to) if operation.to else None
-    params = {"send": fields.get("send")} if operation.price == "broadcast" else {}
+    params = broadcasts.params(name, fields) if operation.price == "broadcast" else {}
     return ParsedRequest(method, path, name, params=params, object_id=_object_id(found),
                          moves_money=operation.kind == "sends", idempotency_key=headers.get("idempotency-key"),
-                         recipients=(recipient,) if recipient else (), senders=(sender,) if sender else ())
+                         recipients=(recipient,) if recipient else (), senders=(sender,) if sender else (),
+                         segments=broadcasts.segments(params))
 
 
 def _object_id(found: Match) -> str | None:
-    """The id the path ends in, when it is an id (a contact's email address is not one)."""
-    return found.target if found.target is not None and looks_like_id(found.target) else None
+    """The id the path ends in, or the one object an action on it names (``/emails/{id}/cancel``),
+    when it is an id (a contact's email address is not one)."""
+    target = found.target
+    if target is None and len(found.params) == 1:
+        target = next(iter(found.params.values()))
+    return target if target is not None and looks_like_id(target) else None
 
 
 def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:
@@ -302,6 +332,12 @@ def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:
         return None
     require_content_type(headers, "application/json", "Resend")
     return strictjson.loads(body)
+
+
+def _scheduled(request: ParsedRequest) -> bool:
+    """An email sent later (``scheduled_at``), which ``POST /emails/{id}/cancel`` can still stop."""
+    emails = request.params.get("emails", ())
+    return any(isinstance(e, dict) and e.get("scheduled_at") for e in emails)
 
 
 def _id(obj: Any) -> str | None:

@@ -138,6 +138,9 @@ class StripeAdapter:
     def operations(self) -> Iterable[Operation]:
         return tuple(op for op in catalogue.operations() if f"{op.method} {op.path}" not in routes.NOT_SERVED)
 
+    def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
+        return request, None  # one read prices the call; estimate_usd reads its answer
+
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         amount, currency = known_price(request, referenced)
         if not request.moves_money or (amount is not None and currency is not None):

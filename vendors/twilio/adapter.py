@@ -170,6 +170,9 @@ class TwilioAdapter:
             host=found.host,
         )
 
+    def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
+        return request, None  # one read prices the call; estimate_usd reads its answer
+
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         if _operation(request).price == numbers.RULE:  # the number's monthly price, from the Pricing host
             return numbers.price_lookup(request)
