@@ -143,6 +143,7 @@ _ADMIN = _kind("admin", 400, {
     "invalid_policy": "The policy document does not validate against policy.schema.json.",
     "invalid_days": "days is not a whole number in range.",
     "invalid_order": "order is neither asc nor desc.",
+    "invalid_after_id": "after_id is not an integer.",
     "invalid_cursor": "cursor is not the next of a page of this list (pass it back unchanged).",
     "unknown_vendor": "No vendor of that name is served (404 on the proxy's routes).",
     "vendor_mismatch": "The policy is for another vendor than the key.",

@@ -116,7 +116,7 @@ class AdminAPI:
             if params.get(name):
                 query = query.where(audit_events.c[name] == params[name])
         if params.get("after_id"):
-            query = query.where(audit_events.c.id > _integer(params["after_id"], "after_id"))
+            query = query.where(audit_events.c.id > _after_id(params["after_id"]))
         limit = pages.limit_of(params.get("limit"))
         async with self._engine.connect() as conn:
             rows = await conn.execute(ordering.window(query, limit, params.get("cursor")))
@@ -124,11 +124,11 @@ class AdminAPI:
         return json_response(pages.Page([dict(row._mapping) for row in shown], after).body())
 
 
-def _integer(value: str, name: str) -> int:
+def _after_id(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise InvalidInput(f"invalid_{name}", f"{name} must be an integer.") from None
+        raise InvalidInput("invalid_after_id", "after_id must be an integer (an audit row's id).") from None
 
 
 def _timestamp(value: str | None) -> datetime | None:
