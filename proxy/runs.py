@@ -13,13 +13,15 @@ from proxy.errors import NotFound
 
 # For each call and each cap of the policy version that decided it: what the key had used in
 # that cap's window up to and including this call (money for USD caps, calls for request caps).
+# Every admitted call counts, as it does in the gate's counters: a forwarded one, and an
+# 'error' one (the vendor failed or timed out: its estimate stays counted, proxy/outcomes.py).
 _STORY = text("""
 SELECT a.id, a.ts, a.vendor, a.method, a.endpoint, a.customer_id, a.object_id, a.decision, a.reason, a.message,
        a.predicted_usd, a.cost_usd, a.cost_source, a.upstream_status, a.key_id, a.policy_id, a.policy_version,
        a.request_id, c.cap,
        (SELECT CASE WHEN c.cap ? 'usd' THEN coalesce(sum(b.cost_usd), 0) ELSE count(*) END
           FROM audit_events b
-         WHERE b.key_id = a.key_id AND b.id <= a.id AND b.decision IN ('allowed', 'shadow_blocked')
+         WHERE b.key_id = a.key_id AND b.id <= a.id AND b.decision IN ('allowed', 'shadow_blocked', 'error')
            AND CASE c.cap->>'window'
                  WHEN 'run' THEN b.agent_run_id = a.agent_run_id
                  WHEN 'total' THEN true

@@ -84,12 +84,13 @@ async def with_spend(conn: AsyncConnection, page: pages.Page) -> pages.Page:
     return pages.Page(data, page.next)
 
 
-# Money that moved per vendor per UTC day (forwarded calls; refused ones moved nothing).
+# Money that moved per vendor per UTC day: forwarded calls, and calls the vendor failed on whose
+# estimate stays counted ('error', as the caps count them); refused ones moved nothing.
 _DAILY = text("""
 SELECT (ts AT TIME ZONE 'UTC')::date AS day, vendor, coalesce(sum(cost_usd), 0) AS usd, count(*) AS calls
   FROM audit_events
  WHERE ts >= ((now() AT TIME ZONE 'UTC')::date - make_interval(days => CAST(:days AS int) - 1)) AT TIME ZONE 'UTC'
-   AND decision IN ('allowed', 'shadow_blocked')
+   AND decision IN ('allowed', 'shadow_blocked', 'error')
  GROUP BY 1, 2
  ORDER BY 1, 2
 """)

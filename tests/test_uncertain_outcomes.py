@@ -95,6 +95,11 @@ def test_a_vendor_500_stays_counted_under_the_cap_until_stripe_says_what_happene
         ("error", "upstream_server_error", 500, Decimal("20.00"), "estimated")] * 2
     assert {(r["decision"], r["reason"]) for r in rows[2:]} == {("blocked", "cap_exceeded")}
     assert spent(sql, key) == (Decimal("40.00"), Decimal(0))
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}  # what operators read says what the caps count
+    story = httpx.get(f"{proxy_url}/admin/v1/runs/{run_id}", headers=admin).json()
+    assert [Decimal(c["caps"][0]["used"]) for c in story["calls"][:3]] == [20, 40, 40]
+    daily = httpx.get(f"{proxy_url}/admin/v1/spend/daily", params={"days": 1}, headers=admin).json()["data"]
+    assert Decimal(next(d["usd"] for d in daily if d["vendor"] == "stripe")) >= Decimal("40.00")
 
     app.state.outage = None  # Stripe is back; its events say what the two calls did
     report = reconcile(pg_url, emulator_url, key)
