@@ -96,6 +96,9 @@ class ParsedRequest:
     host: str | None = None
     # Every object id the call names (``object_id`` first): scope is checked on each (guarantee 9).
     objects: tuple[str, ...] = ()
+    # Why the adapter cannot price the call before it is sent although it names an amount (its
+    # currency has no USD rate): the core puts it in the cost_unknown refusal.
+    unpriced: str | None = None
 
 
 @dataclass(frozen=True)
