@@ -101,14 +101,14 @@ def check_currency(currency: str) -> str:
 def check_amount(amount_minor: int, currency: str, endpoint: str, param: str = "amount") -> None:
     """Stripe's special cases, as request rules: refused here rather than by Stripe after the gate."""
     for rule in currency_table().rules:
-        if rule.currency == currency and (rule.endpoints is None or endpoint in rule.endpoints):
-            if amount_minor % rule.multiple_of:
-                raise RequestRejected(
-                    "invalid_amount",
-                    f"Parameter {param!r} is {amount_minor} {currency.upper()} minor units; Stripe requires a "
-                    f"multiple of {rule.multiple_of} here. Stripe: \"{rule.stripe_says}\" ({CURRENCIES_WHERE})",
-                    param=param,
-                )
+        applies = rule.currency == currency and (rule.endpoints is None or endpoint in rule.endpoints)
+        if applies and amount_minor % rule.multiple_of:
+            raise RequestRejected(
+                "invalid_amount",
+                f"Parameter {param!r} is {amount_minor} {currency.upper()} minor units; Stripe requires a "
+                f"multiple of {rule.multiple_of} here. Stripe: \"{rule.stripe_says}\" ({CURRENCIES_WHERE})",
+                param=param,
+            )
 
 
 def no_rate_note(currency: str) -> str:
