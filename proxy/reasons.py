@@ -64,7 +64,8 @@ _POLICY = _kind("policy", 403, {
     "answer_withheld": "The vendor's answer names a customer outside the key's scope; Tollgate kept it back "
                        "(the call itself happened: its cost stands).",
     "cost_unknown": "The call may move money or reach people and its cost cannot be known before it is sent "
-                    "(no amount, no object to read it from), and the policy does not list it in priced_after.",
+                    "(no amount, no object to read it from, or no USD rate for its currency), and the policy does not "
+                    "list it in priced_after.",
     "operation_not_served": "An operation Tollgate knows and never forwards, whatever the policy says (one whose "
                             "answer is a credential the agent would use without Tollgate, or that cannot be checked "
                             "against the key's scope); the message says why.",
@@ -93,7 +94,8 @@ _INVALID = _kind("invalid_request", 400, {
     "unsupported_content_type": "The body's content type is not the vendor's.",
     "unexpected_body": "A request that carries no body (a GET) came with one.",
     "invalid_amount": "The amount is not a whole number of minor units within range.",
-    "unknown_currency": "The currency has no exchange rate in the FX table, so its USD cost is unknown.",
+    "unknown_currency": "The vendor does not support the currency (it is not in the vendor's published list "
+                        "of currencies that Tollgate carries); the message says how many are known and where.",
     "invalid_recipient": "A recipient is not a valid phone number or address.",
     "invalid_sender": "The sender is not a valid phone number, service id or address.",
     "too_many_to_addresses": "More To addresses than the vendor takes in one email.",

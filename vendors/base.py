@@ -101,6 +101,9 @@ class ParsedRequest:
     # price read told (``after_lookup``), for ``max_recipients``; None: not known.
     segments: tuple[str, ...] = ()
     audience_size: int | None = None
+    # Why the adapter cannot price the call before it is sent although it names an amount (its
+    # currency has no USD rate): the core puts it in the cost_unknown refusal.
+    unpriced: str | None = None
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,10 @@ class Policy:
             return self._check_per_call(predicted_usd)
         if any(p.matches(request.method, segments, template) for p in self._priced_after_patterns):
             return None  # the operator chose: priced from the vendor's answer
+        if request.unpriced:
+            return Denial("cost_unknown", f"{request.unpriced}: {request.endpoint} is refused before it is sent. "
+                          "Add a rate to the table, or list the endpoint in the key's policy under "
+                          "endpoints.priced_after to have it priced from the answer.")
         return Denial(
             "cost_unknown",
             f"Tollgate cannot tell what {request.endpoint} would cost before it is sent: the call names no "

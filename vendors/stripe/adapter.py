@@ -113,6 +113,9 @@ class StripeAdapter:
         try:
             params = bodies.params(host, on_host, query, headers, body)
             amount_minor, currency, moves = money_of(facts, params)
+            if amount_minor is not None and currency is not None:
+                param = (facts.money.request_amount if facts.money else None) or "amount"
+                money.check_amount(amount_minor, currency, name, param)
             named = named_objects(facts, path_params, params)
             customer = named_customer(facts, path_params, params)
         except RequestRejected as exc:
@@ -133,6 +136,7 @@ class StripeAdapter:
             summary=bodies.summary(params, host),
             objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
             host=host,
+            unpriced=money.no_rate_note(currency) if moves and currency and not money.has_rate(currency) else None,
         )
 
     def operations(self) -> Iterable[Operation]:
@@ -166,7 +170,7 @@ class StripeAdapter:
             read_amount, read_currency = looked_up_price(request, looked_up)
             amount = amount if amount is not None else read_amount
             currency = currency or read_currency
-        if amount is None or currency is None:
+        if amount is None or currency is None or not money.has_rate(currency):
             return None  # not to be guessed: the core refuses it (cost_unknown) unless the policy opts in
         return money.minor_to_usd(amount, currency)
 
