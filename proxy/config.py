@@ -54,6 +54,11 @@ class Settings:
     key_cache_ttl_s: float = 5.0
     db_pool_size: int = 10
     db_timeout_s: float = 5.0
+    # Where `tollgate prices sync --fx` reads exchange rates (proxy/fxrates.py): the ECB's daily euro
+    # reference rates, or any URL serving the same format. Each process reloads what is stored every
+    # fx_refresh_interval_s: the ECB publishes once a working day, so minutes are plenty fresh.
+    fx_source: str = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+    fx_refresh_interval_s: float = 300.0
     log_format: str = "console"  # console | json
     console_secure_cookie: str = "auto"  # auto (Secure when the request came over https) | always | never
 
@@ -69,7 +74,7 @@ class Settings:
 _INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s",
                "max_connections", "upstream_max_body_bytes"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
-                 "reconcile_interval_s", "seal_interval_s", "header_timeout_s"}
+                 "reconcile_interval_s", "seal_interval_s", "header_timeout_s", "fx_refresh_interval_s"}
 
 
 def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

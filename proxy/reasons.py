@@ -133,6 +133,11 @@ _UNAVAILABLE = [
     Reason("upstream_too_large", "unavailable", 502,
            "The vendor's answer is larger than TOLLGATE_UPSTREAM_MAX_BODY_BYTES: not relayed; the call happened, "
            "so its estimate stands."),
+    Reason("fx_source_unreachable", "unavailable", 502,
+           "tollgate prices sync --fx: the exchange-rate reference could not be fetched; nothing was stored."),
+    Reason("fx_source_invalid", "unavailable", 502,
+           "tollgate prices sync --fx: the reference is not the expected format (or has a DOCTYPE or entity); "
+           "refused whole, nothing was stored."),
     Reason("internal_error", "unavailable", 500, "A bug in Tollgate; the process keeps serving."),
     Reason("database_stop_failed", "unavailable", 500,
            "tollgate db stop: pg_ctl did not stop the embedded Postgres; it is still running."),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -282,4 +284,19 @@ console_sessions = Table(
     Column("id_hash", LargeBinary, primary_key=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# Exchange rates from a published reference (proxy/fxrates.py), one row per currency, reference
+# day and source: the history stays, so the rate an audit row names can be checked against it.
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("currency", Text, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("usd_per_unit", Numeric, nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("currency", "as_of", "source"),
+    CheckConstraint("usd_per_unit > 0"),
 )
