@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from proxy import db, metrics, migrate
+from proxy import db, fxrates, metrics, migrate
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
@@ -83,8 +83,12 @@ class TollgateApp:
         console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token, engine,
                                               settings.console_secure_cookie, looks)
         app.router.routes.extend([Route("/console", _to_console), Mount("/console", console_app)])
+        rates = fxrates.Refresher(engine)
+        with contextlib.suppress(Exception):  # the database may be down: the loop below tries again
+            await rates.refresh()  # before the first call, so none is priced from the shipped rates alone
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
-                      asyncio.create_task(_partition_forever(engine))]
+                      asyncio.create_task(_partition_forever(engine)),
+                      asyncio.create_task(rates.forever(settings.fx_refresh_interval_s))]
         if settings.signing_key:
             signer = chain.load_private(settings.signing_key)
             background.append(asyncio.create_task(_seal_forever(engine, signer, settings.seal_interval_s)))

@@ -36,6 +36,7 @@ from proxy.redact import mask_secrets, mask_strings
 from proxy.refusals import AuthRefusals
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
+from vendors import money
 from vendors.base import (
     ParsedRequest,
     ParsedResponse,
@@ -182,6 +183,9 @@ class ProxyHandler:
         if lookup is not None or predicted is None:  # how the prediction was made, on the row
             row.request_summary = {**(row.request_summary or {}),
                                    "price": lookups.note(lookup, looked_up, predicted, reads)}
+        fx = money.fx_note(parsed.currency) if parsed.currency and predicted is not None else None
+        if fx is not None:  # the rate the estimate converted at, its day and source, so the row can be checked
+            row.request_summary = {**(row.request_summary or {}), "fx": fx}
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
         approval = None

@@ -6,12 +6,20 @@ cases (ISK and UGX in whole units, HUF and TWD payouts in whole units, three-dec
 end in 0); it is copied from Stripe's page, with the page and the date it was read. FX rates come
 from vendors/pricing/fx_usd.json, a file operators edit; its source and date travel with it. A
 currency can be in the first and not the second: Stripe takes it, Tollgate cannot price it.
+
+The shipped rates are the fallback: ``tollgate prices sync --fx`` stores a published reference's
+rates in Postgres, and the core installs them over the shipped ones with ``install_fx`` (at start,
+and again whenever the stored set changes). The table is process-wide and replaced whole, by one
+assignment, so an adapter stays pure (it reads memory, never the database) and a conversion never
+sees half of one table and half of another. ``fx_note`` says which rate a conversion used, with
+its date and source, for the audit row.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -26,10 +34,32 @@ RATES_WHERE = "vendors/pricing/fx_usd.json"
 
 
 @dataclass(frozen=True)
+class RateOrigin:
+    """Where one currency's rate came from, when it is not the table's own ``source``/``as_of``."""
+
+    source: str
+    as_of: str
+
+
+@dataclass(frozen=True)
+class SyncedRate:
+    """One rate from a published reference, as the core read it from Postgres."""
+
+    currency: str  # lower case, Stripe's spelling
+    usd_per_unit: Decimal
+    as_of: str  # ISO date the reference gives
+    source: str  # the URL it was fetched from
+
+
+@dataclass(frozen=True)
 class FxTable:
     source: str
     as_of: str
     usd_per_unit: dict[str, Decimal]
+    origins: Mapping[str, RateOrigin] = field(default_factory=dict)  # per currency; absent: the table's own
+
+    def origin(self, currency: str) -> RateOrigin:
+        return self.origins.get(currency, RateOrigin(RATES_WHERE, self.as_of))
 
 
 @dataclass(frozen=True)
@@ -51,10 +81,45 @@ class CurrencyTable:
 
 
 @lru_cache(maxsize=1)
-def fx_table() -> FxTable:
+def shipped_fx_table() -> FxTable:
     data = json.loads((PRICING_DIR / "fx_usd.json").read_text())
     rates = {code.lower(): Decimal(str(rate)) for code, rate in data["usd_per_unit"].items()}
     return FxTable(source=data["source"], as_of=data["as_of"], usd_per_unit=rates)
+
+
+_installed: FxTable | None = None  # None: the shipped table alone
+
+
+def fx_table() -> FxTable:
+    """The rates conversions use now: the synced ones the core installed, over the shipped ones."""
+    return _installed or shipped_fx_table()
+
+
+def install_fx(synced: Iterable[SyncedRate]) -> FxTable:
+    """Replace the process's table: ``synced`` over the shipped rates (an empty ``synced``: the shipped
+    table alone). A currency Stripe does not take is left out, as the shipped table leaves it out."""
+    global _installed
+    shipped = shipped_fx_table()
+    rates, origins = dict(shipped.usd_per_unit), {}
+    for rate in synced:
+        if rate.currency in currency_table().exponents:
+            rates[rate.currency] = rate.usd_per_unit
+            origins[rate.currency] = RateOrigin(rate.source, rate.as_of)
+    table = FxTable(shipped.source, shipped.as_of, rates, origins) if origins else None
+    _installed = table  # one assignment: a conversion sees the old table or the new one, whole
+    return fx_table()
+
+
+def fx_note(currency: str) -> dict[str, str] | None:
+    """The rate a conversion of ``currency`` uses, its date and source, for the audit row (None: no
+    conversion, the amount is in USD, or there is no rate)."""
+    code = currency.lower()
+    table = fx_table()
+    rate = table.usd_per_unit.get(code)
+    if rate is None or code == "usd":
+        return None
+    origin = table.origin(code)
+    return {"currency": code, "usd_per_unit": str(rate), "as_of": origin.as_of, "source": origin.source}
 
 
 @lru_cache(maxsize=1)
@@ -112,8 +177,8 @@ def check_amount(amount_minor: int, currency: str, endpoint: str, param: str = "
 
 
 def no_rate_note(currency: str) -> str:
-    return (f"Stripe supports {currency.upper()}, but {RATES_WHERE} has no USD rate for it, so Tollgate cannot "
-            "price the call")
+    return (f"Stripe supports {currency.upper()}, but neither {RATES_WHERE} nor the reference rates synced by "
+            "`tollgate prices sync --fx` has a USD rate for it, so Tollgate cannot price the call")
 
 
 def minor_to_usd(amount_minor: int, currency: str) -> Decimal:

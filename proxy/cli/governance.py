@@ -1,4 +1,4 @@
-"""CLI commands for the policy engine: policies and versions, spend, approvals, reconcile, runs."""
+"""CLI commands for the policy engine: policies and versions, spend, approvals, reconcile, runs, prices."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import argparse
 import asyncio
 import json
 import sys
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import approvals, bootstrap, db, migrate, outcomes, pages, prices, rotation, runs, spend
+from proxy import approvals, bootstrap, db, fxrates, migrate, outcomes, pages, prices, rotation, runs, spend
 from proxy.cli import audit
 from proxy.cli.support import add_limit, read_policy, secret_from_env, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.policy import store
 from proxy.upstream import create_upstream
+from vendors import money
 
 
 def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
@@ -84,6 +86,12 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     reprice.add_argument("--days", type=int, default=7, help="look this far back")
     reprice.add_argument("--limit", type=int, default=500)
     reprice.set_defaults(run=_prices_reconcile)
+    sync = price_commands.add_parser(
+        "sync", help="fetch prices from their source: --fx, the exchange rates of a published daily reference")
+    sync.add_argument("--fx", action="store_true", required=True,
+                      help="exchange rates (the ECB's daily euro reference rates by default)")
+    sync.add_argument("--source", metavar="URL", help="where to fetch them (also TOLLGATE_FX_SOURCE)")
+    sync.set_defaults(run=_prices_sync_fx)
 
 
 def _print(data: Any) -> None:
@@ -210,6 +218,28 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
     print(f"{uncertain.checked} call(s) of uncertain outcome checked: {uncertain.repriced} settled from the "
           f"vendor's record, {uncertain.waiting} not told yet (the estimate stands), {uncertain.failed} could "
           "not be asked.")
+    return 0
+
+
+def _prices_sync_fx(args: argparse.Namespace) -> int:
+    settings = settings_from(args)  # no master key: exchange rates are no secret
+    url = db.resolve_url(settings)
+    migrate.upgrade(url)
+    source = args.source or settings.fx_source
+
+    async def run() -> tuple[fxrates.Reference, dict[str, Decimal]]:
+        engine = db.create_engine(url, settings)
+        try:
+            return await fxrates.sync(engine, source)
+        finally:
+            await engine.dispose()
+
+    reference, rates = asyncio.run(run())
+    kept = sorted(set(money.shipped_fx_table().usd_per_unit) - set(rates))
+    print(f"{len(rates)} exchange rates of {reference.as_of} stored from {source} (USD per unit; "
+          f"EUR {rates['eur']}). Each tollgate serve installs them within TOLLGATE_FX_REFRESH_INTERVAL_S "
+          f"({settings.fx_refresh_interval_s:g} s); {len(kept)} currencies the reference lacks keep "
+          "the shipped rate (vendors/pricing/fx_usd.json).")
     return 0
 
 
