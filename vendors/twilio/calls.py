@@ -22,7 +22,8 @@ or hand the call to a URL whose answer Tollgate never sees. So:
   ignores one of them, and Tollgate would judge the one it ignores.
 
 An update (``calls(CA...).update(...)``) is priced and scoped by the legs its new instructions
-add; one that only ends the call or changes callbacks dials nobody and costs 0.
+add; one that only ends the call or changes callbacks dials nobody and costs 0. Its legs' sender is
+``<Dial callerId>``: under a ``senders`` rule, an update that dials without one names no sender and is refused.
 """
 
 from __future__ import annotations
