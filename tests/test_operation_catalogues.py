@@ -29,7 +29,7 @@ TWILIO = TwilioAdapter()
 RESEND = ResendAdapter()
 ACCOUNT = "AC" + "a1" * 16
 # (spec, catalogue file, route prefix, the host the spec names, price rules the adapter knows)
-TWILIO_RULES = {"free", "unknown", "sms", "voice", "lookup", "number"}
+TWILIO_RULES = {"free", "unknown", "sms", "voice", "voice_update", "lookup", "number"}
 CATALOGUES = [
     ("twilio_api_v2010.json", routes.OPERATIONS_DIR / "api.json", None, TWILIO.default_upstream, TWILIO_RULES),
     ("twilio_lookups_v2.json", routes.OPERATIONS_DIR / "lookups.json", "lookups", routes.HOSTS["lookups"],

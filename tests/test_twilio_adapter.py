@@ -224,7 +224,10 @@ def test_call_create_and_fetch_from_the_sdk() -> None:
     assert parsed.endpoint == "POST /2010-04-01/Accounts/{AccountSid}/Calls.json"
     assert parsed.params["StatusCallbackEvent"] == ("initiated", "answered")
     assert (parsed.recipient_countries, parsed.units, parsed.summary["channel"]) == (("GB",), 1, "voice")
-    assert ADAPTER.estimate_usd(parsed) == Decimal("0.024500")
+    assert parsed.instruction_sources == ("x",)
+    assert ADAPTER.estimate_usd(parsed) is None  # TwiML by URL, no TimeLimit: unbounded, cost unknown
+    client.calls.create(to="+442071838750", from_="+15005550006", twiml="<Response><Say>hi</Say></Response>")
+    assert ADAPTER.estimate_usd(parsed_from(wire)) == Decimal("0.024500")
     client.calls.create(to="+14155552345", from_="+15005550006", twiml="<Response/>", time_limit=601)
     assert parsed_from(wire).units == 11 and ADAPTER.estimate_usd(parsed_from(wire)) == Decimal("0.154000")
     client, wire = sdk(200, {"sid": CA})
@@ -394,7 +397,7 @@ def test_price_is_null_at_creation() -> None:
 
 
 def test_created_objects_for_record_level_scope() -> None:
-    call = parse("POST", CALLS, b"To=%2B14155552345&From=%2B15005550006&Url=x")
+    call = parse("POST", CALLS, b"To=%2B14155552345&From=%2B15005550006&Url=https%3A%2F%2Fx.example%2Ft")
     assert respond(call, 201, {"sid": CA, "price": None}).created == RecordedObject(CA, "call")
     assert respond(FETCH, 200, {"sid": SM}).created is None
     assert respond(CREATE, 400, {"code": 21211}).created is None
@@ -562,8 +565,11 @@ MESSAGE_LIKE = st.fixed_dictionaries({}, optional={"sid": JSON_LEAF, "price": JS
                                                    "status": JSON_LEAF, "num_segments": JSON_LEAF})
 
 
+URL_CALL = b"To=%2B14155552345&From=%2B15005550006&Url=https%3A%2F%2Fx.example%2Ft"
+
+
 @PROPERTY
-@given(st.sampled_from([CREATE, FETCH, parse("POST", CALLS, b"To=%2B14155552345&From=%2B15005550006&Url=x")]),
+@given(st.sampled_from([CREATE, FETCH, parse("POST", CALLS, URL_CALL)]),
        st.integers(min_value=0, max_value=999), HEADERS,
        st.one_of(st.binary(max_size=64), MESSAGE_LIKE.map(lambda o: json.dumps(o).encode())))
 def test_parse_response_and_reconcile_never_raise(request: ParsedRequest, status: int, headers: dict[str, str],

@@ -101,6 +101,10 @@ class ParsedRequest:
     # price read told (``after_lookup``), for ``max_recipients``; None: not known.
     segments: tuple[str, ...] = ()
     audience_size: int | None = None
+    # Where the call takes instructions Tollgate cannot read, which may reach anyone (a URL's host
+    # that answers with the call's script; "application:<id>" for a vendor-side application):
+    # under recipient rules on countries or numbers, each must be named by recipients.twiml_urls.
+    instruction_sources: tuple[str, ...] = ()
     # Why the adapter cannot price the call before it is sent although it names an amount (its
     # currency has no USD rate): the core puts it in the cost_unknown refusal.
     unpriced: str | None = None

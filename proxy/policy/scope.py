@@ -22,6 +22,9 @@ class Recipients:
     domains: tuple[str, ...] = ()  # a leading *. matches any subdomain
     addresses: frozenset[str] = frozenset()
     segments: frozenset[str] = frozenset()  # lists a broadcast may mail, by id
+    # Hosts whose answers may instruct a call (a leading *. matches any subdomain): what such a
+    # script reaches is unseen, so under countries or numbers rules only named hosts may.
+    twiml_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Recipients:
@@ -31,6 +34,7 @@ class Recipients:
             domains=tuple(d.lower() for d in doc.get("domains", ())),
             addresses=frozenset(a.lower() for a in doc.get("addresses", ())),
             segments=frozenset(doc.get("segments", ())),
+            twiml_urls=tuple(h.lower() for h in doc.get("twiml_urls", ())),
         )
 
     @property
@@ -118,6 +122,8 @@ def check_messaging_scope(
         return too_many
     if recipients.configured and (outside := _segment_outside(request, recipients)):
         return outside
+    if (recipients.countries or recipients.numbers) and (unseen := _source_outside(request, recipients)):
+        return unseen
     if recipients.configured:
         countries = request.recipient_countries or (None,) * len(request.recipients)
         for recipient, country in zip(request.recipients, countries, strict=True):
@@ -151,6 +157,15 @@ def _segment_outside(request: ParsedRequest, recipients: Recipients) -> Denial |
     for segment in request.segments:
         if segment not in recipients.segments:
             return Denial("recipient_not_allowed", f"Segment {segment} is not one of this key's recipients.segments.")
+    return None
+
+
+def _source_outside(request: ParsedRequest, recipients: Recipients) -> Denial | None:
+    """Instructions fetched from elsewhere can reach anyone: a restricted key follows only named hosts."""
+    for source in request.instruction_sources:
+        if not any(_domain_matches(pattern, source) for pattern in recipients.twiml_urls):
+            return Denial("recipient_not_allowed", f"This call takes its instructions from {source}, which Tollgate "
+                          "cannot see; this key restricts recipients, and recipients.twiml_urls does not name it.")
     return None
 
 

@@ -7,7 +7,7 @@ Point twilio-python (or the Tollgate proxy's upstream) at it::
         client = twilio.rest.Client("AC" + "0" * 32, "auth_token")
         client.api.base_url = base_url   # twilio 9: the Api domain keeps its base URL here
 
-Endpoints: Messages create (201), fetch, list; Calls create (201), fetch, list; buying a phone
+Endpoints: Messages create (201), fetch, list; Calls create (201), fetch, list, update (200); buying a phone
 number (``IncomingPhoneNumbers.json`` and its Local, Mobile and TollFree variants, 201).
 Bodies come from Twilio's published examples (see ``_twilio_store``): a new message
 is ``status: "queued"`` with ``price: null``, as at Twilio.
@@ -47,7 +47,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from ._received import ReceivedRequest, record
-from ._twilio_store import Obj, Store, TwilioApiError, new_call, new_message, new_number, page
+from ._twilio_store import Obj, Store, TwilioApiError, new_call, new_message, new_number, now, page
 
 __all__ = ["ReceivedRequest", "Store", "create_app"]
 
@@ -98,6 +98,18 @@ def _create_call(store: Store, account: str, params: dict[str, Any], path: str) 
     return 201, call
 
 
+def _update_call(store: Store, account: str, params: dict[str, Any], path: str, sid: str) -> tuple[int, Obj]:
+    """Twilio's Call update: new TwiML (Url or Twiml, mutually exclusive, as its API description says)
+    or a Status of canceled/completed for the live call."""
+    call = store.get("calls", sid, path)
+    if params.get("Url") and params.get("Twiml"):
+        raise TwilioApiError(400, 21220, "Url and Twiml are mutually exclusive.")
+    if params.get("Status") in ("canceled", "completed"):
+        call["status"] = params["Status"]
+    call["date_updated"] = now()
+    return 200, call
+
+
 def _buy_number(variant: str) -> Callable[..., tuple[int, Obj]]:
     def buy(store: Store, account: str, params: dict[str, Any], path: str) -> tuple[int, Obj]:
         number, area = params.get("PhoneNumber"), params.get("AreaCode")
@@ -142,6 +154,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], Callable[..., tuple[int, Obj]]], ...] 
         ("POST", "/Calls.json", _create_call),
         ("GET", "/Calls.json", _lister("calls")),
         ("GET", r"/Calls/(?P<sid>CA[0-9a-f]{32})\.json", _fetcher("calls")),
+        ("POST", r"/Calls/(?P<sid>CA[0-9a-f]{32})\.json", _update_call),
         *(("POST", rf"/IncomingPhoneNumbers{variant}\.json", _buy_number(variant))
           for variant in ("", "/Local", "/Mobile", "/TollFree")),
     )

@@ -87,8 +87,8 @@ from vendors.base import (
     VendorError,
 )
 from vendors.catalogue import Entry
-from vendors.twilio import errors, numbers, routes
-from vendors.twilio.messages import Facts, call_facts, lookup_facts, message_facts, send_facts
+from vendors.twilio import calls, errors, numbers, routes
+from vendors.twilio.messages import Facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
 from vendors.twilio.routes import ACCOUNT_SID, API_VERSION, HOSTS
 from vendors.wire import json_object, require_content_type
@@ -168,6 +168,7 @@ class TwilioAdapter:
             senders=facts.senders,
             units=facts.units,
             host=found.host,
+            instruction_sources=facts.instruction_sources,
         )
 
     def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
@@ -186,14 +187,14 @@ class TwilioAdapter:
             return Decimal(0)
         if rule == numbers.RULE:
             return numbers.monthly_usd(request, looked_up)
+        if rule in ("voice", calls.UPDATE_RULE):
+            return calls.estimate_usd(request)  # every leg, and TwiML by URL
         if rule not in PRICED_CREATES:
             return None  # no price Tollgate ships: cost_unknown unless the policy opted in (priced_after)
         table = prices()
         country = request.recipient_countries[0] if request.recipient_countries else UNKNOWN_COUNTRY
         channel = request.summary.get("channel")
-        if channel == "voice":
-            rate = table.voice_rate(country)
-        elif channel == "whatsapp":
+        if channel == "whatsapp":
             rate = table.whatsapp
         elif channel == "mms":
             rate = table.mms_rate(country) or table.sms_rate(country)
@@ -287,7 +288,9 @@ def _facts(found: routes.Route, params: Mapping[str, Any]) -> Facts:
     if operation.price == "sms":
         return message_facts(params)
     if operation.price == "voice":
-        return call_facts(params)
+        return calls.create_facts(params)
+    if operation.price == calls.UPDATE_RULE:
+        return calls.update_facts(params)
     if operation.price == "lookup":
         return lookup_facts(found.params["PhoneNumber"], params)
     if operation.price == numbers.RULE:

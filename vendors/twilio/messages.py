@@ -19,7 +19,6 @@ is then the bare address, with no country.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ SHORT_CODE = re.compile(r"[0-9]{3,8}\Z")
 ALPHANUMERIC_ID = re.compile(r"(?=[0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")
 MESSAGING_SERVICE = re.compile(r"MG[0-9a-fA-F]{32}\Z")
 CHANNELS = {"whatsapp": "whatsapp"}  # prefix -> channel; SMS numbers carry no prefix
-MAX_CALL_SECONDS = 14_400  # Twilio's own ceiling (and default) for TimeLimit: 4 hours
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,9 @@ class Facts:
     senders: tuple[str, ...] = ()
     units: int = 1
     summary: Mapping[str, Any] = field(default_factory=dict)
+    # Where a call's instructions come from when Tollgate cannot read them (TwiML URL hosts,
+    # "application:AP..."): see vendors.twilio.calls.
+    instruction_sources: tuple[str, ...] = ()
 
 
 def message_facts(params: Mapping[str, Any]) -> Facts:
@@ -67,18 +68,6 @@ def message_facts(params: Mapping[str, Any]) -> Facts:
     }
     _put(summary, from_=sender, messaging_service_sid=service, content_sid=_optional_text(params, "ContentSid"))
     return Facts(True, (number,), (country,), tuple(s for s in (sender, service) if s), units, summary)
-
-
-def call_facts(params: Mapping[str, Any]) -> Facts:
-    channel, number = destination(params.get("To"))
-    if channel != "sms":
-        raise RequestRejected("invalid_recipient", "Calls go to E.164 phone numbers only.", param="To")
-    country = prices().country_of(number)
-    sender, _ = _senders(params, services=False)
-    minutes = _minutes(params.get("TimeLimit"))
-    summary = {"to": number, "channel": "voice", "country": country, "minutes": minutes, "units": minutes}
-    _put(summary, from_=sender)
-    return Facts(True, (number,), (country,), (sender,) if sender else (), minutes, summary)
 
 
 def send_facts(operation: Entry, params: Mapping[str, Any], path_params: Mapping[str, str]) -> Facts:
@@ -171,17 +160,6 @@ def _sender(value: str) -> str:
         "invalid_sender", f"'From' must be an E.164 number, a short code or a sender ID, not {value[:40]!r}.",
         param="From",
     )
-
-
-def _minutes(value: Any) -> int:
-    """Minutes to price a call at: from TimeLimit when given, else the table's estimate."""
-    if value is None:
-        return prices().voice_minutes
-    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6
-    if not digits or not 0 < int(value) <= MAX_CALL_SECONDS:
-        raise RequestRejected("invalid_parameter", f"'TimeLimit' must be 1-{MAX_CALL_SECONDS} seconds.",
-                              param="TimeLimit")
-    return math.ceil(int(value) / 60)
 
 
 def _optional_text(params: Mapping[str, Any], name: str) -> str | None:
