@@ -20,7 +20,7 @@ import stripe
 from proxy import migrate
 from proxy.bootstrap import ConfigError
 from proxy.cli.support import secret_from_env
-from tests.support.embedded import exited, postmaster_pid
+from tests.support.embedded import data_dir_outside_pytest, exited, postmaster_pid
 from tests.support.processes import tollgate_serve
 from tests.support.tollgate import MASTER_KEY, STRIPE_SECRET
 
@@ -36,12 +36,13 @@ def tollgate(*args: str, env: dict[str, str], check: bool = True) -> subprocess.
 
 
 @pytest.fixture()
-def embedded_env(tmp_path, stripe_emulator):
+def embedded_env(stripe_emulator):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_") and k != "DATABASE_URL"}
-    env.update(TOLLGATE_DATA_DIR=str(tmp_path / "data"), TOLLGATE_UPSTREAM_STRIPE=stripe_emulator[0],
-               STRIPE_SECRET_KEY=STRIPE_SECRET)
-    yield env
-    tollgate("db", "stop", "--force", env=env, check=False)  # when the test failed before its own stop
+    with data_dir_outside_pytest("tollgate-quickstart-") as data:
+        env.update(TOLLGATE_DATA_DIR=str(data), TOLLGATE_UPSTREAM_STRIPE=stripe_emulator[0],
+                   STRIPE_SECRET_KEY=STRIPE_SECRET)
+        yield env
+        tollgate("db", "stop", "--force", env=env, check=False)  # when the test failed before its own stop
 
 
 def test_quickstart_on_the_embedded_database(embedded_env):

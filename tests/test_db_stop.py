@@ -19,16 +19,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.embedded import cli_env, exited, postgres_on, postmaster_pid, tollgate
+from tests.support.embedded import cli_env, data_dir_outside_pytest, exited, postgres_on, postmaster_pid, tollgate
 from tests.support.processes import tollgate_serve
 
 
 @pytest.fixture()
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    data = tmp_path / "data"
-    yield data
-    # A failing test must not leave its Postgres behind either.
-    tollgate("db", "stop", "--force", env=cli_env(data), check=False)
+def data_dir() -> Iterator[Path]:
+    with data_dir_outside_pytest("tollgate-db-stop-") as data:
+        yield data
+        # A failing test must not leave its Postgres behind either.
+        tollgate("db", "stop", "--force", env=cli_env(data), check=False)
 
 
 def _server_starts(data: Path) -> int:

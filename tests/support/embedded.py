@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -64,3 +67,13 @@ def _state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return None  # reaped meanwhile
+
+
+@contextmanager
+def data_dir_outside_pytest(prefix: str) -> Iterator[Path]:
+    """A fresh data directory for an embedded Postgres, not under pytest's ``tmp_path``: pytest makes
+    /tmp/pytest-of-<user> 0700 at the start of every session, and when Tollgate runs as root pgserver
+    runs Postgres as a user of its own, which must traverse to the directory (a second pytest session
+    on the machine made initdb fail with "Permission denied")."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        yield Path(directory) / "data"
