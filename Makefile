@@ -29,7 +29,7 @@ test: $(VENV)/.installed-dev
 
 # ruff over all the Python here; mypy over what [tool.mypy] in pyproject.toml names.
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check proxy vendors migrations tests bench
+	$(BIN)/ruff check proxy vendors migrations emulators tests bench
 	$(BIN)/mypy
 
 # Needs wrk and nginx (Debian: apt-get install -y wrk nginx); see bench/README.md.
