@@ -29,7 +29,10 @@ from emulators.serving import served
 from proxy import bootstrap, config, db, embedded, migrate
 from proxy.app import create_app
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "policy-schemas" / "examples"
+# A checkout has policy-schemas/ at its top; the wheel carries it inside proxy (pyproject.toml).
+_CHECKOUT_EXAMPLES = Path(__file__).resolve().parents[1] / "policy-schemas" / "examples"
+EXAMPLES = (_CHECKOUT_EXAMPLES if _CHECKOUT_EXAMPLES.is_dir()
+            else Path(__file__).resolve().parents[1] / "proxy" / "policy" / "schemas" / "examples")
 STRIPE_SECRET = "sk_test_demo" + "0" * 20
 TWILIO_ACCOUNT = "AC" + "d3" * 16
 TWILIO_TOKEN = "demo_twilio_auth_token"
