@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint clean
+.PHONY: run demo test bench lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tollgate needs Python 3.11+, found " + sys.version.split()[0]'
@@ -23,13 +23,18 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/tollgate serve
 
+# Governed calls to built-in vendor emulators, no vendor account needed. Installs the dev extras so
+# the scripted agent uses the official stripe SDK (without them it falls back to plain HTTP).
+demo: $(VENV)/.installed-dev
+	$(BIN)/tollgate demo
+
 # The suite starts its own Postgres (the pgserver wheel) in a temporary directory.
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff over all the Python here; mypy over what [tool.mypy] in pyproject.toml names.
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check proxy vendors migrations tests bench
+	$(BIN)/ruff check proxy vendors migrations emulators tests bench
 	$(BIN)/mypy
 
 # Needs wrk and nginx (Debian: apt-get install -y wrk nginx); see bench/README.md.

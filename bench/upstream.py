@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httptools
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "stripe-fixtures3.json"
+FIXTURES = Path(__file__).resolve().parent.parent / "emulators" / "fixtures" / "stripe-fixtures3.json"
 
 
 @lru_cache(maxsize=1)

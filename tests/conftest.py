@@ -17,13 +17,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from emulators.resend_api import create_app as create_resend_emulator
+from emulators.stripe_api import create_app as create_stripe_emulator
+from emulators.twilio_api import create_app as create_twilio_emulator
+from emulators.twilio_products import SPECS as TWILIO_PRODUCTS
+from emulators.twilio_products import create_app as create_twilio_product_emulator
 from proxy import bootstrap, logs, migrate
 from proxy.app import create_app
-from tests.emulators.resend_api import create_app as create_resend_emulator
-from tests.emulators.stripe_api import create_app as create_stripe_emulator
-from tests.emulators.twilio_api import create_app as create_twilio_emulator
-from tests.emulators.twilio_products import SPECS as TWILIO_PRODUCTS
-from tests.emulators.twilio_products import create_app as create_twilio_product_emulator
 from tests.support import leaks
 from tests.support.databases import database_of_its_own
 from tests.support.servers import serve_asgi

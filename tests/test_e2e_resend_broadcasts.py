@@ -10,7 +10,7 @@ import pytest
 import resend
 from resend.exceptions import ResendError
 
-from tests.emulators.resend_api import add_segment
+from emulators.resend_api import add_segment
 from tests.support.runid import ResendRunClient
 from tests.support.tollgate import RESEND_SECRET
 

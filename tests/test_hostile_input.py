@@ -15,7 +15,7 @@ import pytest
 import resend
 import stripe
 
-from tests.emulators.stripe_api import create_app as create_stripe_emulator
+from emulators.stripe_api import create_app as create_stripe_emulator
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import RESEND_SECRET, STRIPE_SECRET, audit_rows, policy
 

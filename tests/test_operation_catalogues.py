@@ -2,7 +2,7 @@
 
 DESIGN.md guarantee 8: every operation the vendor's published description has is classified,
 and an operation the catalogue does not know is refused. These tests read the specs in
-tests/fixtures/ and fail on any operation the catalogue does not match (added, removed or
+emulators/fixtures/ and fail on any operation the catalogue does not match (added, removed or
 renamed by the vendor), on repeated parameters or body types that drifted, on entries that
 are not well formed, and on any operation the adapter would not name by its own template.
 """
@@ -23,7 +23,7 @@ from vendors.resend.adapter import OPERATIONS as RESEND_OPERATIONS
 from vendors.twilio import routes
 from vendors.twilio.adapter import TwilioAdapter
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "emulators" / "fixtures"
 METHODS = ("get", "post", "put", "patch", "delete")
 TWILIO = TwilioAdapter()
 RESEND = ResendAdapter()

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.emulators.stripe_api import create_app as create_stripe_emulator
+from emulators.stripe_api import create_app as create_stripe_emulator
 from tests.support.processes import proxy_env, tollgate_serve
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, policy

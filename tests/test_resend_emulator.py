@@ -19,7 +19,7 @@ import resend
 from resend import exceptions as resend_errors
 from starlette.applications import Starlette
 
-from tests.emulators.resend_api import ReceivedRequest, create_app
+from emulators.resend_api import ReceivedRequest, create_app
 from tests.support.servers import serve_asgi
 from vendors.base import UpstreamCredential
 from vendors.resend import ResendAdapter

@@ -17,7 +17,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.emulators.stripe_api import create_app as create_stripe_emulator
+from emulators.stripe_api import create_app as create_stripe_emulator
 from tests.support.processes import proxy_env, tollgate_serve
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, policy

@@ -17,9 +17,9 @@ import pytest
 import stripe
 from starlette.applications import Starlette
 
-from tests.emulators._stripe_params import decode_query
-from tests.emulators._stripe_store import fixture
-from tests.emulators.stripe_api import ReceivedRequest, create_app, mask_key
+from emulators._stripe_params import decode_query
+from emulators._stripe_store import fixture
+from emulators.stripe_api import ReceivedRequest, create_app, mask_key
 from tests.support.servers import serve_asgi
 
 SECRET = "sk_test_emulator"

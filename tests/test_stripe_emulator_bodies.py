@@ -13,8 +13,8 @@ import pytest
 import stripe
 from stripe.v2.money_management import OutboundPayment
 
-from tests.emulators._stripe_store import fixture
-from tests.emulators.stripe_api import create_app
+from emulators._stripe_store import fixture
+from emulators.stripe_api import create_app
 from tests.support.servers import serve_asgi
 
 SECRET = "sk_test_emulator"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.emulators._stripe_params import FormDecodeError, decode_query
+from emulators._stripe_params import FormDecodeError, decode_query
 from tests.test_formencoding import stripe_python_form
 from vendors.base import RequestRejected
 from vendors.formencoding import decode

@@ -590,7 +590,8 @@ def test_max_price_is_obsolete_in_twilios_own_description():
     import json
     from pathlib import Path
 
-    spec = json.loads((Path(__file__).parent / "fixtures" / "twilio_api_v2010.json").read_text())
+    spec_path = Path(__file__).resolve().parents[1] / "emulators" / "fixtures" / "twilio_api_v2010.json"
+    spec = json.loads(spec_path.read_text())
     create = spec["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages.json"]["post"]
     schema = create["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
     assert schema["properties"]["MaxPrice"]["description"].startswith("[OBSOLETE]")

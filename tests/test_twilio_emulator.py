@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from tests.emulators._twilio_store import example
-from tests.emulators.twilio_api import ReceivedRequest, create_app
+from emulators._twilio_store import example
+from emulators.twilio_api import ReceivedRequest, create_app
 from tests.support.servers import serve_asgi
 from vendors.base import UpstreamCredential
 from vendors.twilio.adapter import TwilioAdapter

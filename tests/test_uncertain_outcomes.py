@@ -19,10 +19,10 @@ import httpx
 import pytest
 import stripe
 
+from emulators.stripe_api import Outage
+from emulators.stripe_api import create_app as create_stripe_emulator
 from proxy import bootstrap
 from proxy.app import create_app
-from tests.emulators.stripe_api import Outage
-from tests.emulators.stripe_api import create_app as create_stripe_emulator
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY, STRIPE_SECRET, audit_rows, policy, settings_for
 

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from emulators.stripe_api import create_app as create_stripe_emulator
 from proxy import bootstrap
 from proxy.app import create_app
-from tests.emulators.stripe_api import create_app as create_stripe_emulator
 from tests.support.faulty import faulty_vendor
 from tests.support.processes import free_port
 from tests.support.servers import serve_asgi

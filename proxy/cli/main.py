@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--data-dir", dest="serve_data_dir")
     serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="governed calls to built-in vendor emulators, no vendor account needed")
+    demo.add_argument("--data-dir", dest="demo_data_dir", help="keep the demo's database here (default: a temp dir)")
+    demo.add_argument("--no-wait", action="store_true", help="play the script, print, stop everything and exit")
+    demo.set_defaults(run=_demo)
 
     database = commands.add_parser("db", help="the database").add_subparsers(title="db commands")
     database.add_parser("upgrade", help="apply migrations").set_defaults(run=_db_upgrade)
@@ -112,6 +118,14 @@ def _serve(args: argparse.Namespace) -> int:
         _print_banner(runtime)
         httpserver.run(create_app(runtime), settings)
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # Imported here: the emulators (and the scripted agent, which names vendors) are not needed by serve.
+    from emulators import demo
+
+    chosen = args.demo_data_dir or args.data_dir
+    return demo.run(Path(chosen) if chosen else None, wait=not args.no_wait)
 
 
 def _print_banner(runtime: bootstrap.Runtime) -> None:

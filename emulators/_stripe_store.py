@@ -1,7 +1,7 @@
 """Object store and object builders for the Stripe emulator.
 
 Every object starts as a deep copy of Stripe's own example from
-``tests/fixtures/stripe-fixtures3.json`` (stripe/openapi ``fixtures3.json``);
+``emulators/fixtures/stripe-fixtures3.json`` (stripe/openapi ``fixtures3.json``);
 builders then overwrite the fields that the request or the object's state
 decides (id, amount, currency, customer, metadata, created, status, ...).
 Fields that describe a state the new object cannot be in (a fresh
@@ -22,7 +22,7 @@ from typing import Any
 
 from ._stripe_params import StripeApiError
 
-FIXTURES_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "stripe-fixtures3.json"
+FIXTURES_PATH = Path(__file__).resolve().parent / "fixtures" / "stripe-fixtures3.json"
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 

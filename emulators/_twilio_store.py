@@ -1,7 +1,7 @@
 """Objects and builders for the Twilio emulator.
 
 Every message and call starts as a deep copy of the example Twilio publishes in its
-own OpenAPI description (``tests/fixtures/twilio_api_v2010.json``, twilio/twilio-oai
+own OpenAPI description (``emulators/fixtures/twilio_api_v2010.json``, twilio/twilio-oai
 ``spec/json/twilio_api_v2010.json``): the ``create`` example of
 ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and of ``.../Calls.json``.
 Builders then overwrite what the request and the object's state decide (sid,
@@ -22,7 +22,7 @@ from typing import Any
 
 from vendors import sms  # Twilio's own segment rules; vendors/sms.py is tested against known cases
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "twilio_api_v2010.json"
+SPEC_PATH = Path(__file__).resolve().parent / "fixtures" / "twilio_api_v2010.json"
 API = "/2010-04-01"
 
 Obj = dict[str, Any]

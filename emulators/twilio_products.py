@@ -7,7 +7,7 @@ emulator per host, each an ASGI app of its own on its own port, like the real ho
     app = create_app("lookups", "AC" + "0" * 32, "auth_token")
 
 Bodies are deep copies of the examples in Twilio's OpenAPI documents
-(``tests/fixtures/twilio_lookups_v2.json``, ``twilio_verify_v2.json``,
+(``emulators/fixtures/twilio_lookups_v2.json``, ``twilio_verify_v2.json``,
 ``twilio_messaging_v1.json``, ``twilio_pricing_v1.json``), with what the request decides written over them:
 
 * lookups: ``GET /v2/PhoneNumbers/{PhoneNumber}`` (the ``fetch`` example; each data package
@@ -46,7 +46,7 @@ from ._received import record
 from ._twilio_store import Obj, TwilioApiError, new_sid
 from .twilio_api import _authenticated_account, _params
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SPECS = {"lookups": "twilio_lookups_v2.json", "verify": "twilio_verify_v2.json",
          "messaging": "twilio_messaging_v1.json", "pricing": "twilio_pricing_v1.json"}
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")

@@ -9,7 +9,7 @@ Point a Stripe client (or the Tollgate proxy's upstream) at it::
         client = stripe.StripeClient("sk_test_emulator", base_addresses={"api": base_url})
 
 Response bodies are built from Stripe's own example objects
-(``tests/fixtures/stripe-fixtures3.json``); see ``_stripe_store``.
+(``emulators/fixtures/stripe-fixtures3.json``); see ``_stripe_store``.
 
 Test hooks on ``app.state``:
 

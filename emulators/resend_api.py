@@ -11,7 +11,7 @@ Endpoints: ``POST /emails`` -> ``{"id": <uuid>}``; ``POST /emails/batch`` (a JSO
 at most 100 emails) -> ``{"data": [{"id"}...]}``, or with ``x-batch-validation: permissive``
 ``{"data": [...valid...], "errors": [{"index", "message"}]}``; ``GET /emails/{id}`` -> the
 email, built from the ``Email`` schema's examples in Resend's OpenAPI description
-(``tests/fixtures/resend-openapi.json``, resend/resend-openapi ``resend.json``);
+(``emulators/fixtures/resend-openapi.json``, resend/resend-openapi ``resend.json``);
 ``GET /emails/receiving`` (inbound mail, ``ListReceivedEmailsResponse``'s examples);
 ``GET /contacts/{id or percent-encoded email}`` (``app.state.contacts``, by id and address);
 ``POST /emails/{id}/cancel`` (a scheduled email only: ``{"object": "email", "id"}``);
@@ -54,7 +54,7 @@ from ._received import ReceivedRequest, record
 
 __all__ = ["ReceivedRequest", "create_app"]
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "resend-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent / "fixtures" / "resend-openapi.json"
 _METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH"]
 _ADDRESS = re.compile(r"^(?:[^<>]*<\s*)?([^@\s<>]+@[^@\s<>]+\.[A-Za-z]{2,})\s*>?\s*$")
 MAX_TO, MAX_BATCH = 50, 100

@@ -1,0 +1,43 @@
+"""``tollgate demo --no-wait`` as a newcomer runs it: the printed story of a governed run, then
+nothing left behind (no postgres on its data directory, no child process of the demo)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.embedded import cli_env, postgres_on
+
+
+def _processes_naming(directory: Path) -> list[int]:
+    """Live processes whose command line names ``directory``: the demo runs its emulators and proxy
+    on threads, so after it exits only a leftover postgres (or a stray child) could match."""
+    wanted = str(directory).encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and wanted in (proc / "cmdline").read_bytes():
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                found += [int(proc.name)] if state != "Z" else []
+        except OSError:
+            continue
+    return found
+
+
+def test_demo_plays_the_story_and_leaves_nothing_running(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    demo = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "proxy", "demo", "--no-wait",
+                             "--data-dir", str(data_dir)], env=cli_env(data_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = demo.communicate(timeout=120)
+    assert demo.returncode == 0, err
+    assert "a $12.00 charge: allowed (no reason, $12.000000 USD)" in out
+    assert "per-call limit: blocked (per_call_limit" in out
+    assert "an SMS to a US number: allowed (no reason, $0.008300 USD)" in out
+    assert "does not allow: blocked (recipient_not_allowed" in out
+    assert "revoked key: blocked (key_revoked" in out
+    assert "retry loop stopped: skipped" in out
+    assert "(5 rows)" in out and f"{data_dir / 'admin-token'}" in out and "/console" in out
+    assert postgres_on(data_dir) == [], "the demo's Postgres still runs"
+    assert _processes_naming(data_dir) == []
