@@ -25,6 +25,7 @@ import asyncpg
 import orjson
 import structlog
 
+from proxy import duplicates
 from proxy.errors import Unavailable
 from proxy.groupcommit import GroupCommit
 from proxy.hotdb import HotDB
@@ -135,6 +136,7 @@ class Gate:
         same sweep drops counter rows of minutes and hours long over (migrations/sql/v0011.py)."""
         closed = await self._db.fetchval(_RECONCILE, limit)
         await self._db.fetchrow(_PRUNE)
+        await self._db.fetchrow(duplicates.PRUNE)  # claims whose window ended and nobody repeated
         return int(closed)
 
 

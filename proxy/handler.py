@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import structlog
 
-from proxy import approvals, lookups, metrics, outcomes, paths, reasons, records, refusals, vaultkeys
+from proxy import approvals, duplicates, lookups, metrics, outcomes, paths, reasons, records, refusals, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.auth import Authenticator
 from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, refuse_secret_run_id, run_id_of
@@ -186,12 +186,15 @@ class ProxyHandler:
         fx = money.fx_note(parsed.currency) if parsed.currency and predicted is not None else None
         if fx is not None:  # the rate the estimate converted at, its day and source, so the row can be checked
             row.request_summary = {**(row.request_summary or {}), "fx": fx}
+        acting_on = approvals.acts_on(parsed.account or key.credential.account, call.headers,
+                                      call.adapter.decision_headers)
+        held = None
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
+        elif policy.duplicate_window_s is not None and duplicates.guarded(parsed):
+            held = await self._claim(call, key, parsed, acting_on, row)
         approval = None
         if verdict.approval or policy.has_approval_caps:
-            acting_on = approvals.acts_on(parsed.account or key.credential.account, call.headers,
-                                          call.adapter.decision_headers)
             approval = ApprovalRequest(
                 approvals.fingerprint(key.id, parsed, acting_on), verdict.approval is not None,
                 verdict.approval.reason if verdict.approval else None,
@@ -201,7 +204,27 @@ class ProxyHandler:
         ref = PolicyRef(policy.id, policy.version, policy.mode, policy.gate_caps())
         call.predicted = predicted if predicted is not None else Decimal(0)  # None gets here only priced_after
         call.cost_known = predicted is not None
-        return await self._gate.admit(key.id, ref, row.masked(call.secrets), call.predicted, approval)  # 6
+        try:
+            admission = await self._gate.admit(key.id, ref, row.masked(call.secrets), call.predicted, approval)  # 6
+        except BaseException:
+            if held is not None:
+                await duplicates.release(self._db, held)
+            raise
+        if held is not None and not admission.forward:  # never sent: its retry is no duplicate of it
+            await duplicates.release(self._db, held)
+        return admission
+
+    async def _claim(self, call: Call, key: KeyRecord, parsed: ParsedRequest, acting_on: dict[str, object],
+                     row: AuditRow) -> duplicates.Claim | None:
+        """The duplicate guard (proxy/duplicates.py): the claim this call holds, or None, with the
+        row refused when the call repeats one already sent within the policy's window."""
+        assert key.policy.duplicate_window_s is not None
+        found = await duplicates.claim(
+            self._db, key.id, approvals.fingerprint(key.id, parsed, acting_on), call.request_id,
+            parsed.idempotency_key, call.adapter.idempotency_header is not None, key.policy.duplicate_window_s)
+        if found.first is not None and not found.replay:
+            row.refuse("shadow_blocked" if key.policy.shadow else "blocked", "duplicate_call", found.message())
+        return found if found.holds else None
 
     async def _records(self, key_id: str, object_ids: tuple[str, ...]) -> dict[str, RecordedObject]:
         if not object_ids:

@@ -73,6 +73,9 @@ _POLICY = _kind("policy", 403, {
     "cap_requires_approval": "The call would pass a cap whose action is require_approval: held for an operator.",
     "approval_required": "The call is held until an operator approves it.",
     "approval_denied": "An operator denied the approval for this exact call.",
+    "duplicate_call": "The same money-moving or message-sending call (key, endpoint, parameters) was sent already "
+                      "within the policy's duplicates window; the message names the first call's request id. A "
+                      "retry with the first call's Idempotency-Key is the vendor's replay and is forwarded.",
     "run_id_required": "The policy requires an X-Agent-Run-Id header and the request has none.",
     "policy_expired": "The policy's expires_at has passed.",
     "policy_changed": "The key's policy changed while the call was judged; the proxy judges it again.",

@@ -300,3 +300,19 @@ fx_rates = Table(
     PrimaryKeyConstraint("currency", "as_of", "source"),
     CheckConstraint("usd_per_unit > 0"),
 )
+
+
+# The first of a run of identical money-moving or message-sending calls on a key, within its
+# policy's ``duplicates`` window (proxy/duplicates.py): the copies are refused naming it.
+duplicate_claims = Table(
+    "duplicate_claims",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("idempotency_key", Text),
+    Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("key_id", "fingerprint"),
+    Index("duplicate_claims_expires", "expires_at"),
+)

@@ -85,6 +85,8 @@ class Policy:
     # Endpoints the operator lets through when their cost cannot be known before the call;
     # the vendor's answer prices them (a cap can be passed by one such call).
     priced_after: tuple[str, ...] = ()
+    # The duplicate guard's window (proxy/duplicates.py); None: repeats are not checked.
+    duplicate_window_s: int | None = None
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -113,6 +115,7 @@ class Policy:
             require_run_id=bool(document.get("require_run_id", False)),
             expires_at=_utc(expires) if expires else None,
             priced_after=tuple(document["endpoints"].get("priced_after", ())),
+            duplicate_window_s=document.get("duplicates", {}).get("window_s"),
         )
 
     @property
