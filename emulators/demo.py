@@ -117,7 +117,8 @@ def _play(demo: Demo) -> None:
     print(f"\nagent run {demo.run_id} ({_sdk_note()}):", flush=True)
     _charge(demo, stripe_key, 1200, "a $12.00 charge")
     _charge(demo, stripe_key, 9900, "a $99.00 charge, over the $50.00 per-call limit")
-    print("  - a retry loop stopped: skipped (the runaway-agent issue has not landed yet)", flush=True)
+    for attempt in (2, 3, 4):  # an agent's retry loop: the policy's duplicates window stops it
+        _charge(demo, stripe_key, 1200, f"the same $12.00 charge again (a retry loop, attempt {attempt})")
     _sms(demo, twilio_key)
     _email(demo, resend_key)
     revoked = demo.admin.post(f"/admin/v1/keys/{stripe_id}/revoke")

@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -55,6 +56,9 @@ class Call:
     cost_known: bool = True  # False: forwarded unpriced because the policy said so (priced_after)
     secrets: tuple[str, ...] = ()  # the key's upstream and vault secrets, masked by value wherever the call writes
     upstream_seconds: float | None = None
+    # The duplicate guard's claim (proxy/duplicates.py), given back if the call surely never reached
+    # the vendor: the agent is told to retry, and its retry must not be refused as a duplicate.
+    duplicate_claim: Any = None
 
     @property
     def vendor(self) -> str:

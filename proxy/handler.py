@@ -212,6 +212,7 @@ class ProxyHandler:
             raise
         if held is not None and not admission.forward:  # never sent: its retry is no duplicate of it
             await duplicates.release(self._db, held)
+        call.duplicate_claim = held if admission.forward else None
         return admission
 
     async def _claim(self, call: Call, key: KeyRecord, parsed: ParsedRequest, acting_on: dict[str, object],
@@ -291,6 +292,8 @@ class ProxyHandler:
         return key.policy.check_answer(unlisted, known)
 
     async def _upstream_failed(self, call: Call, admission: Admission, failure: UpstreamFailure) -> RenderedResponse:
+        if call.duplicate_claim is not None and not failure.maybe_delivered:  # it never left: retrying is right
+            await duplicates.release(self._db, call.duplicate_claim)
         # A call that may have reached the vendor may have moved money: keep its estimate on the books.
         cost = call.predicted if failure.maybe_delivered else Decimal(0)
         await self._gate.settle(admission, cost, SettlePatch(

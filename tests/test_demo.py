@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.embedded import cli_env, postgres_on
+from tests.support.embedded import cli_env, data_dir_outside_pytest, postgres_on
 
 
 def _processes_naming(directory: Path) -> list[int]:
@@ -25,8 +25,12 @@ def _processes_naming(directory: Path) -> list[int]:
     return found
 
 
-def test_demo_plays_the_story_and_leaves_nothing_running(tmp_path: Path) -> None:
-    data_dir = tmp_path / "demo"
+def test_demo_plays_the_story_and_leaves_nothing_running() -> None:
+    with data_dir_outside_pytest("tollgate-demo-") as data_dir:
+        _play_and_check(data_dir)
+
+
+def _play_and_check(data_dir: Path) -> None:
     demo = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "proxy", "demo", "--no-wait",
                              "--data-dir", str(data_dir)], env=cli_env(data_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -37,7 +41,7 @@ def test_demo_plays_the_story_and_leaves_nothing_running(tmp_path: Path) -> None
     assert "an SMS to a US number: allowed (no reason, $0.008300 USD)" in out
     assert "does not allow: blocked (recipient_not_allowed" in out
     assert "revoked key: blocked (key_revoked" in out
-    assert "retry loop stopped: skipped" in out
-    assert "(5 rows)" in out and f"{data_dir / 'admin-token'}" in out and "/console" in out
+    assert out.count("(a retry loop, attempt") == 3 and out.count("blocked (duplicate_call") == 3
+    assert "(8 rows)" in out and f"{data_dir / 'admin-token'}" in out and "/console" in out
     assert postgres_on(data_dir) == [], "the demo's Postgres still runs"
     assert _processes_naming(data_dir) == []

@@ -8,10 +8,15 @@ import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 import stripe
 
-from tests.support.tollgate import audit_rows, policy
+from proxy import bootstrap
+from proxy.app import create_app
+from tests.support.processes import free_port
+from tests.support.servers import serve_asgi
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, audit_rows, policy, settings_for
 
 WINDOW = {"duplicates": {"window_s": 60}}
 
@@ -145,3 +150,18 @@ def test_without_the_option_repeats_are_forwarded(proxy_url, make_key, sql, run_
         client.v1.refunds.create(params={"charge": charge, "amount": 100}, options=run(run_id))
 
     assert refunds_forwarded(emulator_app, charge) == 2
+
+
+
+def test_a_call_that_never_reached_the_vendor_may_be_retried(pg_url, sql, run_id):
+    """Tollgate answers an unreachable vendor with 'retry': the retry is not refused as a duplicate."""
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with serve_asgi(create_app(bootstrap.runtime(settings_for(pg_url, {"stripe": nowhere}))), lifespan="on") as url:
+        key = httpx.post(f"{url}/admin/v1/keys", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, json={
+            "vendor": "stripe", "upstream_secret": STRIPE_SECRET, "policy": policy(**WINDOW)}).json()
+        client = client_for(url, key["key"])
+        for _ in range(2):
+            with pytest.raises(stripe.APIError):
+                client.v1.charges.create(params={"amount": 500, "currency": "usd", "source": "tok_visa"},
+                                         options=run(run_id))
+    assert [r["reason"] for r in audit_rows(sql, run_id)] == ["upstream_unreachable"] * 2
