@@ -408,7 +408,7 @@ def test_validation_says_what_each_pattern_allows_and_warns_of_what_escapes_pric
     document = {"vendor": "stripe", "endpoints": {
         "allow": ["POST /v1/refunds", "POST /v1/subscriptions", "POST /v1/ephemeral_keys", "GET /v1/charges/*",
                   "GET /v1/customers/cus_NffrFeUfNV2Hib", "POST /v1/nowhere"],
-        "priced_after": []}}
+        "priced_after": []}, "duplicates": {"window_s": 60}}
     found = warnings.review(document, StripeAdapter().operations())
     assert found.matches["GET /v1/charges/*"] == ["GET /v1/charges/{id}"]
     assert found.matches["GET /v1/customers/cus_NffrFeUfNV2Hib"] == ["GET /v1/customers/{id}"]

@@ -6,8 +6,11 @@ pattern is listed with the operations it matches, and a warning is given for eve
 operation that issues credentials (the agent would walk away with a secret that bypasses
 Tollgate), that moves money or reaches people but cannot be priced before it is sent (it will
 be refused as ``cost_unknown`` unless ``endpoints.priced_after`` names it), and for every
-pattern that matches nothing Tollgate knows. ``tollgate policy validate`` prints them and
-``POST /admin/v1/policies/validate`` returns them; neither refuses the policy for them.
+pattern that matches nothing Tollgate knows; proxy/policy/exposure.py adds who the allowed
+operations can reach and what the policy's recipient rules, duplicate guard and ``priced_after``
+leave open. ``tollgate policy validate`` prints them and
+``POST /admin/v1/policies/validate`` returns them; the console's policy editor
+shows what the API returns; none refuses the policy for them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.policy.exposure import exposure
 from vendors.base import Operation
 from vendors.endpoints import PathPattern
 
@@ -31,14 +35,15 @@ def review(document: Mapping[str, Any], operations: Iterable[Operation]) -> Revi
     allowed = [*endpoints.get("allow", ()), *endpoints.get("require_approval", ())]
     priced_after = [PathPattern.parse(p) for p in endpoints.get("priced_after", ())]
     known = list(operations)
-    matches: dict[str, list[str]] = {}
+    matched_by: dict[str, list[Operation]] = {}
     warnings: list[str] = []
     for pattern in dict.fromkeys(allowed):
-        matched = [op for op in known if _matches(PathPattern.parse(pattern), op)]
-        matches[pattern] = [f"{op.method} {op.path}" for op in matched]
+        matched = matched_by[pattern] = [op for op in known if _matches(PathPattern.parse(pattern), op)]
         if not matched:
             warnings.append(f"{pattern} matches no operation Tollgate knows: every call to it is refused.")
         warnings += [w for w in (_warning(pattern, op, priced_after) for op in matched) if w]
+    warnings += exposure(document, matched_by, known, _matches)
+    matches = {pattern: [f"{op.method} {op.path}" for op in ops] for pattern, ops in matched_by.items()}
     return Review(matches, list(dict.fromkeys(warnings)))
 
 

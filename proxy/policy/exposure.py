@@ -1,0 +1,78 @@
+"""Warnings about a valid policy's scope and guards rather than its endpoint list.
+
+``warnings.review`` says what each allowed pattern matches; these say who the allowed
+operations can reach and what the policy's own settings leave open: an operation that reaches
+people with no recipient rule to check whom, a recipient rule that admits more than it reads as
+(the unknown country, a wildcard host whose pages instruct calls, a segment mailed whole), a
+duplicate guard missing where money moves or set so long it refuses honest repeats, and a
+``priced_after`` entry that changes nothing. Only generic policy fields and the catalogue's
+Operation kinds and priced flags are read, so the core stays vendor-blind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from vendors.base import Operation
+from vendors.endpoints import PathPattern
+
+UNKNOWN_COUNTRY = "ZZ"  # what adapters report for a leg with no country (SIP URI, client, unknown prefix)
+LONG_WINDOW_S = 3600  # past an hour, the guard refuses repeats an agent means, such as a daily reminder
+
+Matcher = Callable[[PathPattern, Operation], bool]
+
+
+def exposure(document: Mapping[str, Any], allowed: dict[str, list[Operation]],
+             known: Sequence[Operation], matches: Matcher) -> list[str]:
+    """``allowed``: each allowed pattern and the operations it matches."""
+    ops = [op for matched in allowed.values() for op in matched]
+    return [*_unscoped(document, allowed), *_recipient_rules(document),
+            *_duplicates(document, ops), *_priced_after(document, known, matches)]
+
+
+def _unscoped(document: Mapping[str, Any], allowed: dict[str, list[Operation]]) -> list[str]:
+    recipients = document.get("recipients", {})
+    if any(recipients.get(rule) for rule in ("countries", "numbers", "domains", "addresses", "segments")):
+        return []
+    return [f"{pattern} allows {op.method} {op.path}, which reaches people, and no recipients rule limits "
+            "whom: it may reach anyone." for pattern, matched in allowed.items()
+            for op in matched if op.kind == "reaches_people"]
+
+
+def _recipient_rules(document: Mapping[str, Any]) -> list[str]:
+    recipients = document.get("recipients", {})
+    found: list[str] = []
+    if UNKNOWN_COUNTRY in recipients.get("countries", ()):
+        found.append(f"recipients.countries lists {UNKNOWN_COUNTRY} (no known country): every SIP address, "
+                     "client and number without a known country is admitted, wherever it leads.")
+    found += [f"recipients.twiml_urls allows {host}: whoever can serve a page under that domain decides whom "
+              "calls reach, unseen by Tollgate." for host in recipients.get("twiml_urls", ()) if host.startswith("*.")]
+    if recipients.get("segments") and document.get("max_recipients") is None:
+        found.append("recipients.segments admits broadcasts to " + ", ".join(recipients["segments"])
+                     + ": each mails every contact in the segment, and no max_recipients bounds how many.")
+    return found
+
+
+def _duplicates(document: Mapping[str, Any], ops: list[Operation]) -> list[str]:
+    window = document.get("duplicates", {}).get("window_s")
+    if window is None:
+        moving = [f"{op.method} {op.path}" for op in ops if op.kind == "moves_money"]
+        return [f"This policy allows {moving[0]}, which moves money, with no duplicates window: the same call "
+                "sent twice is forwarded twice."] if moving else []
+    if window > LONG_WINDOW_S:
+        return [f"duplicates.window_s is {window} s: an identical call within {window // 3600} h of the first "
+                "is refused as duplicate_call, even when the agent means to repeat it."]
+    return []
+
+
+def _priced_after(document: Mapping[str, Any], known: Sequence[Operation], matches: Matcher) -> list[str]:
+    found: list[str] = []
+    for entry in dict.fromkeys(document.get("endpoints", {}).get("priced_after", ())):
+        matched = [op for op in known if matches(PathPattern.parse(entry), op)]
+        if not matched:
+            found.append(f"endpoints.priced_after lists {entry}, which matches no operation Tollgate knows.")
+        elif not any(op.priced == "after" for op in matched):
+            found.append(f"endpoints.priced_after lists {entry}, which is priced before it is sent anyway: "
+                         "the entry changes nothing.")
+    return found
