@@ -257,3 +257,14 @@ def test_policy_versions_and_live_validation(signed_in, make_key):
     assert saved.status_code == 303
     shown = signed_in.get(f"/console/policies/{key['policy_id']}").text
     assert "v2" in shown and ('class="added"' in shown or 'class="changed"' in shown)
+
+
+def test_the_admin_api_and_the_console_editor_return_the_new_warnings(admin, signed_in):
+    from tests.test_policy_warnings import RISKY
+
+    by_api = admin.post("/admin/v1/policies/validate", json=RISKY).json()
+    assert by_api["valid"] and any("lists ZZ" in w for w in by_api["warnings"])
+    csrf = csrf_of(signed_in.get("/console/policies").text)
+    by_console = signed_in.post("/console/policies/validate", data={"document": json.dumps(RISKY)},
+                                headers={"x-csrf-token": csrf}).json()
+    assert by_console["warnings"] == by_api["warnings"]

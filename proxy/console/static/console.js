@@ -42,7 +42,14 @@
     var timer = null;
     function show(result) {
       out.textContent = "";
-      if (result.valid) { var ok = document.createElement("p"); ok.className = "valid"; ok.textContent = "Valid policy."; out.appendChild(ok); return; }
+      if (result.valid) {
+        var ok = document.createElement("p"); ok.className = "valid"; ok.textContent = "Valid policy."; out.appendChild(ok);
+        // Warnings do not refuse the policy, but they are what it lets through that its author may not mean.
+        var warned = document.createElement("ul"); warned.className = "warnings";
+        (result.warnings || []).forEach(function (w) { var li = document.createElement("li"); li.textContent = "Warning: " + w; warned.appendChild(li); });
+        if (warned.childNodes.length) out.appendChild(warned);
+        return;
+      }
       var list = document.createElement("ul");
       result.errors.forEach(function (e) { var li = document.createElement("li"); li.textContent = (e.pointer || "/") + ": " + e.reason; list.appendChild(li); });
       out.appendChild(list);
