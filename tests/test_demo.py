@@ -1,8 +1,10 @@
-"""``tollgate demo --no-wait`` as a newcomer runs it: the printed story of a governed run, then
-nothing left behind (no postgres on its data directory, no child process of the demo)."""
+"""``tollgate demo --no-wait`` as a newcomer runs it: the printed story of a governed run and only
+the story (Tollgate's own log lines go to a file the demo names), then nothing left behind (no
+postgres on its data directory, no child process of the demo)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,5 +45,17 @@ def _play_and_check(data_dir: Path) -> None:
     assert "revoked key: blocked (key_revoked" in out
     assert out.count("(a retry loop, attempt") == 3 and out.count("blocked (duplicate_call") == 3
     assert "(8 rows)" in out and f"{data_dir / 'admin-token'}" in out and "/console" in out
+    _check_quiet(data_dir, out, err)
     assert postgres_on(data_dir) == [], "the demo's Postgres still runs"
     assert _processes_naming(data_dir) == []
+
+
+def _check_quiet(data_dir: Path, out: str, err: str) -> None:
+    """Request lines and generated-secret warnings are in the named log, not on the terminal."""
+    log = data_dir / "demo.log"
+    assert f"Tollgate's log: {log}" in out
+    assert err == "", f"the demo wrote more than its story: {err}"
+    assert "generated_secret_file" not in out and "latency_ms" not in out
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events.count("request") == 8 and "generated_secret_file" in events
+
