@@ -1,6 +1,7 @@
 """``tollgate demo --no-wait`` as a newcomer runs it: the printed story of a governed run and only
 the story (Tollgate's own log lines go to a file the demo names), then nothing left behind (no
-postgres on its data directory, no child process of the demo)."""
+postgres on its data directory, no child process of the demo); and docs/demo.txt, the capture the
+README shows, still matches what a fresh run prints."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 from tests.support.embedded import cli_env, data_dir_outside_pytest, postgres_on
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _processes_naming(directory: Path) -> list[int]:
@@ -59,3 +62,8 @@ def _check_quiet(data_dir: Path, out: str, err: str) -> None:
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert events.count("request") == 8 and "generated_secret_file" in events
 
+
+def test_committed_capture_matches_a_fresh_run() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "capture_demo.py"), "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
