@@ -67,3 +67,11 @@ def test_committed_capture_matches_a_fresh_run() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "capture_demo.py"), "--check"], cwd=ROOT,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_shows_lines_of_the_capture() -> None:
+    """The README's excerpt of the story is copied from docs/demo.txt; this keeps it copied, not edited."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    excerpt = readme.split("## See it govern", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    capture = (ROOT / "docs" / "demo.txt").read_text(encoding="utf-8").splitlines()
+    assert excerpt.count("\n") >= 9 and all(line in capture for line in excerpt.splitlines())
