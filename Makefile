@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run demo test bench lint clean
+.PHONY: run demo demo-capture test bench lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tollgate needs Python 3.11+, found " + sys.version.split()[0]'
@@ -28,13 +28,18 @@ run: $(VENV)/.installed
 demo: $(VENV)/.installed-dev
 	$(BIN)/tollgate demo
 
+# Rewrites docs/demo.txt, the capture the README shows, from a fresh `tollgate demo --no-wait`
+# (tests/test_demo.py fails when the committed capture is stale).
+demo-capture: $(VENV)/.installed-dev
+	$(BIN)/python scripts/capture_demo.py
+
 # The suite starts its own Postgres (the pgserver wheel) in a temporary directory.
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff over all the Python here; mypy over what [tool.mypy] in pyproject.toml names.
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check proxy vendors migrations emulators tests bench
+	$(BIN)/ruff check proxy vendors migrations emulators tests bench scripts
 	$(BIN)/mypy
 
 # Needs wrk and nginx (Debian: apt-get install -y wrk nginx); see bench/README.md.

@@ -4,6 +4,10 @@ It lives here, not under proxy/, because the scripted agent names vendors and pr
 vendor-blind; ``proxy/cli`` only dispatches to ``run``. Everything runs in this process (the
 emulators and the proxy on uvicorn threads) except the embedded Postgres, which is stopped
 through ``proxy.embedded.stop`` on the way out, so Ctrl-C leaves nothing behind.
+
+Tollgate's own log lines (one per request, the generated-secret warnings) go to a file, not the
+terminal: the terminal tells the story, and the log is named so a curious reader can follow it.
+``tollgate serve`` keeps logging to stderr; only this command redirects it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sqlalchemy import text
 
 from emulators import resend_api, stripe_api, twilio_api
 from emulators.serving import served
-from proxy import bootstrap, config, db, embedded, migrate
+from proxy import bootstrap, config, db, embedded, logs, migrate
 from proxy.app import create_app
 
 # A checkout has policy-schemas/ at its top; the wheel carries it inside proxy (pyproject.toml).
@@ -53,22 +57,36 @@ def run(data_dir: Path | None, *, wait: bool) -> int:
     """Play the script, print the audit rows, serve until Ctrl-C (unless not ``wait``), stop everything."""
     own_dir = data_dir is None
     directory = Path(tempfile.mkdtemp(prefix="tollgate-demo-")) if data_dir is None else data_dir
+    log_path = log_file(directory, own_dir=own_dir)
+    log_path.parent.mkdir(parents=True, exist_ok=True)  # a --data-dir may not exist yet
     signal.signal(signal.SIGTERM, _interrupt)  # a `kill` stops it as Ctrl-C does
-    try:
-        with _stack(directory) as demo:
-            _play(demo)
-            _print_audit(demo)
-            print(f"\nconsole: {demo.base}/console  (sign in with the admin token in {directory / 'admin-token'})")
-            if wait:
-                print("serving until Ctrl-C ...", flush=True)
-                with contextlib.suppress(KeyboardInterrupt):
-                    signal.pause()
-    finally:
-        stopped = embedded.stop(directory, force=True)
-        print(f"stopped the emulators, Tollgate and the embedded Postgres (pid {stopped.pid})", flush=True)
-        if own_dir:
-            shutil.rmtree(directory, ignore_errors=True)
+    with log_path.open("a", encoding="utf-8") as log_stream:
+        logs.configure("json", stream=log_stream)
+        print(f"Tollgate's log: {log_path}", flush=True)
+        try:
+            _show(directory, wait=wait)
+        finally:
+            stopped = embedded.stop(directory, force=True)
+            print(f"stopped the emulators, Tollgate and the embedded Postgres (pid {stopped.pid})", flush=True)
+            if own_dir:
+                shutil.rmtree(directory, ignore_errors=True)
     return 0
+
+
+def log_file(directory: Path, *, own_dir: bool) -> Path:
+    """Inside a chosen data dir; beside a temporary one, so the log outlives the directory removed on exit."""
+    return directory.with_name(f"{directory.name}.log") if own_dir else directory / "demo.log"
+
+
+def _show(directory: Path, *, wait: bool) -> None:
+    with _stack(directory) as demo:
+        _play(demo)
+        _print_audit(demo)
+        print(f"\nconsole: {demo.base}/console  (sign in with the admin token in {directory / 'admin-token'})")
+        if wait:
+            print("serving until Ctrl-C ...", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pause()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

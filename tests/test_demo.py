@@ -1,13 +1,18 @@
-"""``tollgate demo --no-wait`` as a newcomer runs it: the printed story of a governed run, then
-nothing left behind (no postgres on its data directory, no child process of the demo)."""
+"""``tollgate demo --no-wait`` as a newcomer runs it: the printed story of a governed run and only
+the story (Tollgate's own log lines go to a file the demo names), then nothing left behind (no
+postgres on its data directory, no child process of the demo); and docs/demo.txt, the capture the
+README shows, still matches what a fresh run prints."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support.embedded import cli_env, data_dir_outside_pytest, postgres_on
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _processes_naming(directory: Path) -> list[int]:
@@ -43,5 +48,30 @@ def _play_and_check(data_dir: Path) -> None:
     assert "revoked key: blocked (key_revoked" in out
     assert out.count("(a retry loop, attempt") == 3 and out.count("blocked (duplicate_call") == 3
     assert "(8 rows)" in out and f"{data_dir / 'admin-token'}" in out and "/console" in out
+    _check_quiet(data_dir, out, err)
     assert postgres_on(data_dir) == [], "the demo's Postgres still runs"
     assert _processes_naming(data_dir) == []
+
+
+def _check_quiet(data_dir: Path, out: str, err: str) -> None:
+    """Request lines and generated-secret warnings are in the named log, not on the terminal."""
+    log = data_dir / "demo.log"
+    assert f"Tollgate's log: {log}" in out
+    assert err == "", f"the demo wrote more than its story: {err}"
+    assert "generated_secret_file" not in out and "latency_ms" not in out
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events.count("request") == 8 and "generated_secret_file" in events
+
+
+def test_committed_capture_matches_a_fresh_run() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "capture_demo.py"), "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_shows_lines_of_the_capture() -> None:
+    """The README's excerpt of the story is copied from docs/demo.txt; this keeps it copied, not edited."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    excerpt = readme.split("## See it govern", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    capture = (ROOT / "docs" / "demo.txt").read_text(encoding="utf-8").splitlines()
+    assert excerpt.count("\n") >= 9 and all(line in capture for line in excerpt.splitlines())
