@@ -69,8 +69,10 @@ def test_an_invalid_policy_is_refused_with_every_pointer(admin):
     assert pointers == {"/per_call_usd", "/caps/0"}
     checked = admin.post("/admin/v1/policies/validate", json=bad).json()
     assert checked["valid"] is False and {e["pointer"] for e in checked["errors"]} == pointers
-    valid = admin.post("/admin/v1/policies/validate", json=policy()).json()
+    valid = admin.post("/admin/v1/policies/validate", json=policy(duplicates={"window_s": 60})).json()
     assert (valid["valid"], valid["errors"], valid["warnings"]) == (True, [], [])
+    unguarded = admin.post("/admin/v1/policies/validate", json=policy()).json()  # money with no duplicate guard
+    assert unguarded["valid"] and [w for w in unguarded["warnings"] if "no duplicates window" in w]
     assert valid["matches"]["GET /v1/charges/*"] == ["GET /v1/charges/{id}"]  # never /v1/charges/search
 
 
