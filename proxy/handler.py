@@ -186,17 +186,23 @@ class ProxyHandler:
         fx = money.fx_note(parsed.currency) if parsed.currency and predicted is not None else None
         if fx is not None:  # the rate the estimate converted at, its day and source, so the row can be checked
             row.request_summary = {**(row.request_summary or {}), "fx": fx}
-        acting_on = approvals.acts_on(parsed.account or key.credential.account, call.headers,
-                                      call.adapter.decision_headers)
+        guarded = not verdict.denial and policy.duplicate_window_s is not None and duplicates.guarded(parsed)
+        needs_approval = verdict.approval is not None or policy.has_approval_caps
+        acting_on: dict[str, object] = {}
+        fingerprint = ""
+        if guarded or needs_approval:  # what exactly the call is, for both; most calls need neither
+            acting_on = approvals.acts_on(parsed.account or key.credential.account, call.headers,
+                                          call.adapter.decision_headers)
+            fingerprint = approvals.fingerprint(key.id, parsed, acting_on)
         held = None
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
-        elif policy.duplicate_window_s is not None and duplicates.guarded(parsed):
-            held = await self._claim(call, key, parsed, acting_on, row)
+        elif guarded:
+            held = await self._claim(call, key, parsed, fingerprint, row)
         approval = None
-        if verdict.approval or policy.has_approval_caps:
+        if needs_approval:
             approval = ApprovalRequest(
-                approvals.fingerprint(key.id, parsed, acting_on), verdict.approval is not None,
+                fingerprint, verdict.approval is not None,
                 verdict.approval.reason if verdict.approval else None,
                 verdict.approval.message if verdict.approval else None,
                 self._settings.approval_ttl_s, approvals.described_request(parsed, acting_on, call.secrets),
@@ -215,13 +221,13 @@ class ProxyHandler:
         call.duplicate_claim = held if admission.forward else None
         return admission
 
-    async def _claim(self, call: Call, key: KeyRecord, parsed: ParsedRequest, acting_on: dict[str, object],
+    async def _claim(self, call: Call, key: KeyRecord, parsed: ParsedRequest, fingerprint: str,
                      row: AuditRow) -> duplicates.Claim | None:
         """The duplicate guard (proxy/duplicates.py): the claim this call holds, or None, with the
         row refused when the call repeats one already sent within the policy's window."""
         assert key.policy.duplicate_window_s is not None
         found = await duplicates.claim(
-            self._db, key.id, approvals.fingerprint(key.id, parsed, acting_on), call.request_id,
+            self._db, key.id, fingerprint, call.request_id,
             parsed.idempotency_key, call.adapter.idempotency_header is not None, key.policy.duplicate_window_s)
         if found.first is not None and not found.replay:
             row.refuse("shadow_blocked" if key.policy.shadow else "blocked", "duplicate_call", found.message())
