@@ -66,6 +66,7 @@ class Target:
     key: str | None
     cpu: dict[str, int | None] = field(default_factory=dict)
     script: Path | None = None
+    unique: bool = False  # a body of its own per request (bench/wrk.py)
 
 
 def say(message: str) -> None:
@@ -150,7 +151,7 @@ def same_round_delta(block: dict[str, Any], num: str, den: str, key: str) -> flo
 
 def prepare(target: Target, workdir: Path, think_ms: float = 0) -> Target:
     target.script = wrk.write_script(workdir / f"wrk-{_slug(target.name)}.lua", url_path=target.path,
-                                     key=target.key or "", think_ms=think_ms)
+                                     key=target.key or "", think_ms=think_ms, unique=target.unique)
     services.check_charge(target.service.url, target.path, target.key)
     return target
 
@@ -188,6 +189,7 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
                               {"proxy": gov_null.pid, "upstream": up.pid, "postgres": pgpid}))
     if plan.diagnostics:
         targets.append(_replicas(group, pg, up, key["key"], workdir))
+        targets += _guarded(gov, key["key"], services.create_key(gov, services.GUARDED_POLICY)["key"], pg, up)
     for t in targets:
         prepare(t, workdir)
     result: dict[str, Any] = {"upstream": "nginx static charge (1 worker)", "blocks": {}, "key_id": key["id"]}
@@ -201,6 +203,7 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
             "bare httpx/aiohttp": same_round_ratio(block, "bare (httpx)", "bare (aiohttp)"),
             "governed devnull/file": same_round_ratio(block, "governed (log to /dev/null)", "governed"),
             f"{REPLICAS}/bare": same_round_ratio(block, REPLICAS, "bare (aiohttp)"),
+            f"{GUARDED}/{UNIQUE}": same_round_ratio(block, GUARDED, UNIQUE),
         }
         block["added_ms"] = {
             f"{name} - direct": {k: same_round_delta(block, name, "direct", k) for k in ("p50_ms", "p99_ms", "p999_ms")}
@@ -212,6 +215,16 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
 
 
 REPLICAS = "governed, 2 processes behind nginx"
+UNIQUE = "governed, unique bodies"
+GUARDED = "guarded, unique bodies"
+
+
+def _guarded(gov: Service, key: str, guarded_key: str, pg: Postgres, up: Service) -> list[Target]:
+    """What the runaway-agent guards cost: the same process, one key without them and one with
+    them (services.GUARDED_POLICY), each request a body of its own so no guard refuses it."""
+    cpu = {"proxy": gov.pid, "upstream": up.pid, "postgres": pg.postmaster_pid}
+    return [Target(UNIQUE, gov, "/stripe/v1/charges", key, dict(cpu), unique=True),
+            Target(GUARDED, gov, "/stripe/v1/charges", guarded_key, dict(cpu), unique=True)]
 
 
 def _replicas(group: Services, pg: Postgres, up: Service, key: str, workdir: Path) -> Target:

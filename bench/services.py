@@ -53,6 +53,10 @@ POLICY: dict[str, Any] = {
     "require_run_id": False,
 }
 
+# POLICY with the runaway-agent guards the example policies turn on: what they cost is the
+# difference between a key with this policy and one with POLICY, both fed unique bodies.
+GUARDED_POLICY: dict[str, Any] = {**POLICY, "duplicates": {"window_s": 60}}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -298,10 +302,11 @@ def admin_request(base_url: str, method: str, path: str, body: Any = None) -> An
         return json.loads(response.read())
 
 
-def create_key(tollgate: Service) -> dict[str, Any]:
-    """A vault key with ``POLICY``, created through the admin API; the body has the one-time ``key``."""
+def create_key(tollgate: Service, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A vault key with ``policy`` (default ``POLICY``), created through the admin API; the body
+    has the one-time ``key``."""
     return admin_request(tollgate.url, "POST", "/admin/v1/keys", {
-        "vendor": "stripe", "policy": POLICY, "upstream_secret": STRIPE_SECRET, "label": "bench"})
+        "vendor": "stripe", "policy": policy or POLICY, "upstream_secret": STRIPE_SECRET, "label": "bench"})
 
 
 def check_charge(base_url: str, path: str, key: str | None) -> None:

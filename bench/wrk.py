@@ -2,7 +2,8 @@
 
 The script pre-builds one ``POST .../v1/charges`` request per agent run id in ``init()``
 (as wrk's docs advise: building a request per call is expensive) and rotates through
-them, so the proxy sees a small, fixed set of ``X-Agent-Run-Id`` values and its per-run
+them (except for targets that need a body of their own per call: ``unique``), so the
+proxy sees a small, fixed set of ``X-Agent-Run-Id`` values and its per-run
 cap buckets stay realistic. ``done()`` prints one JSON line with the throughput, the
 latency percentiles and wrk's error counters; ``errors.status`` counts responses >= 400,
 and a run with any is flagged, since a refused request is cheaper than a governed one.
@@ -30,6 +31,8 @@ local key = "%(key)s"
 local body = "%(body)s"
 local runs = {%(runs)s}
 local requests_by_run = {}
+local headers_by_run = {}
+local unique = %(unique)s
 local n = 0
 
 function init(args)
@@ -39,6 +42,7 @@ function init(args)
       ["X-Agent-Run-Id"] = run,
     }
     if key ~= "" then headers["Authorization"] = "Bearer " .. key end
+    headers_by_run[i] = headers
     requests_by_run[i] = wrk.format("POST", path, headers, body)
   end
 end
@@ -46,7 +50,13 @@ end
 %(delay)s
 function request()
   n = n + 1
-  return requests_by_run[(n %% #requests_by_run) + 1]
+  local i = (n %% #requests_by_run) + 1
+  if unique then
+    -- a body of its own per call (a description with a counter), so a duplicate guard sees
+    -- no repeats; built per call, which costs wrk some CPU, so compare with unique bodies only
+    return wrk.format("POST", path, headers_by_run[i], body .. "&description=bench-" .. n)
+  end
+  return requests_by_run[i]
 end
 
 function done(summary, latency, requests)
@@ -67,14 +77,16 @@ def run_ids(count: int) -> list[str]:
     return [f"run_bench_{i:04d}" for i in range(count)]
 
 
-def write_script(path: Path, *, url_path: str, key: str = "", runs: int = 32, think_ms: float = 0) -> Path:
+def write_script(path: Path, *, url_path: str, key: str = "", runs: int = 32, think_ms: float = 0,
+                 unique: bool = False) -> Path:
     """``think_ms`` > 0: each connection waits about that long before each request (an agent
-    thinking); wrk measures latency from the send, so the wait is not in the percentiles."""
+    thinking); wrk measures latency from the send, so the wait is not in the percentiles.
+    ``unique``: every request's body differs (for the runaway-agent guards, which refuse repeats)."""
     names = ", ".join(f'"{r}"' for r in run_ids(runs))
     # uniform in [0.5, 1.5] x think_ms, so 256 agents do not all call in the same millisecond
     delay = f"function delay() return math.random({think_ms / 2:.0f}, {think_ms * 1.5:.0f}) end" if think_ms > 0 else ""
     path.write_text(_LUA % {"path": url_path, "key": key, "body": BODY, "runs": names, "marker": MARKER,
-                            "delay": delay})
+                            "delay": delay, "unique": "true" if unique else "false"})
     return path
 
 
