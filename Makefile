@@ -42,8 +42,10 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check proxy vendors migrations emulators tests bench scripts
 	$(BIN)/mypy
 
-# Needs wrk and nginx (Debian: apt-get install -y wrk nginx); see bench/README.md.
+# Needs wrk and nginx (Debian: apt-get install -y wrk nginx); see bench/README.md. py-spy gives
+# the report its profile of the request path (the bench runs without it, with no profile).
 bench: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet py-spy
 	$(BIN)/python -m bench.run
 
 clean:
