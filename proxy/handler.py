@@ -157,6 +157,8 @@ class ProxyHandler:
         if bound and parsed.account and parsed.account != bound:
             raise AuthRefused("account_mismatch", f"This vault key is bound to account {bound}, not {parsed.account}.",
                               key_id=key.id, endpoint=parsed.endpoint, account=parsed.account)
+        if not pricebook.covers(call.vendor):
+            return parsed  # nobody has prices of their own: the shipped ones apply to every key
         return dataclasses.replace(parsed, price_scope=PriceScope(key.id, bound))  # whose own prices apply
 
     async def _admit(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:

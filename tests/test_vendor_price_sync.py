@@ -234,6 +234,21 @@ def test_two_serve_loops_under_the_lease_sync_once(prices_db, proxy, hosts) -> N
         assert conn.execute("SELECT holder FROM background_leases WHERE name = 'price_sync'").fetchone() == (runs[0],)
 
 
+def test_two_serve_processes_on_one_database_sync_once_and_install_it(prices_db, proxy, hosts) -> None:
+    pricing = hosts["twilio_pricing"][1]
+    twilio_key(proxy[1])
+    upstreams = {name: url for name, (url, _) in hosts.items()}
+    settings = settings_for(prices_db, upstreams, price_sync_interval_s=3600, price_refresh_interval_s=0.05)
+    with serve_asgi(create_app(bootstrap.runtime(settings)), lifespan="on"), \
+            serve_asgi(create_app(bootstrap.runtime(settings)), lifespan="on"):
+        wait_for(lambda: len(stored(prices_db)) == 10)  # both started, and each tried the lease at its start
+        wait_for(lambda: pricebook.find("twilio", PriceScope(None, TWILIO_ACCOUNT), "voice", "GB"))
+    assert sorted(received(pricing)) == sorted(f"{path}/{iso}" for iso in ("US", "GB", "FR") for path in (
+        "/v1/Messaging/Countries", "/v2/Voice/Countries", "/v1/PhoneNumbers/Countries"))  # each read once
+    with psycopg.connect(prices_db) as conn:
+        assert conn.execute("SELECT count(*) FROM background_leases").fetchone() == (1,)
+
+
 def test_a_failed_job_gives_the_lease_back_to_be_taken_again(prices_db) -> None:
     runtime = bootstrap.runtime(settings_for(prices_db, {}))
     runs: list[bool] = []
@@ -258,29 +273,36 @@ def test_a_failed_job_gives_the_lease_back_to_be_taken_again(prices_db) -> None:
 
 def test_a_resend_email_is_priced_at_the_rate_set_for_its_key(prices_db, proxy, hosts, run_id, monkeypatch) -> None:
     proxy_url, admin = proxy
-    own, other = (admin.post("/admin/v1/keys", json={"vendor": "resend", "policy": RESEND_POLICY,
-                                                     "upstream_secret": RESEND_SECRET}).json() for _ in range(2))
+    own, other, team = (admin.post("/admin/v1/keys", json={
+        "vendor": "resend", "policy": RESEND_POLICY, "upstream_secret": RESEND_SECRET, **account}).json()
+        for account in ({}, {}, {"upstream_account": "team-a"}))
     done = tollgate(prices_db, "prices", "set", "resend", "0.0004", "--key", own["id"])
     assert done.returncode == 0, done.stderr
     assert f"stored for key {own['id']}" in done.stdout
+    done = tollgate(prices_db, "prices", "set", "resend", "0.0006", "--account", "team-a")
+    assert done.returncode == 0 and "stored for account team-a" in done.stdout, done.stderr
     assert tollgate(prices_db, "prices", "set", "resend", "cheap", "--key", own["id"]).returncode == 2
     assert tollgate(prices_db, "prices", "set", "resend", "0.0004", "--key", "tgk_nope").returncode == 1
-    wait_for(lambda: pricebook.find("resend", PriceScope(own["id"]), "email"))
+    wait_for(lambda: pricebook.find("resend", PriceScope(own["id"]), "email")
+             and pricebook.find("resend", PriceScope(None, "team-a"), "email"))
 
     monkeypatch.setattr(resend, "api_url", f"{proxy_url}/resend")
     monkeypatch.setattr(resend, "default_http_client", ResendRunClient(run_id))
-    for key in (own, other):
+    for key in (own, other, team):
         monkeypatch.setattr(resend, "api_key", key["key"])
         resend.Emails.send({"from": "receipts@acme.example", "to": ["ana@acme.example", "bo@acme.example"],
                             "subject": "Your receipt", "html": "<p>Thanks!</p>"})
     with psycopg.connect(prices_db, row_factory=dict_row) as sql:
-        mine, theirs = audit_rows(sql, run_id)
+        mine, theirs, teams = audit_rows(sql, run_id)
     assert (mine["predicted_usd"], mine["cost_usd"]) == (Decimal("0.0008"), Decimal("0.0008"))  # 2 x 0.0004
     source = mine["request_summary"]["price_source"]
     assert (source["source"], source["scope"], source["usd"], source["from"]) == (
         "set", "key", "0.0004", "tollgate prices set")
     assert theirs["predicted_usd"] == Decimal("0.0018")  # the shipped 0.0009 x 2
     assert theirs["request_summary"]["price_source"]["source"] == "shipped"
+    assert teams["predicted_usd"] == Decimal("0.0012")  # its account's 0.0006 x 2
+    assert (teams["request_summary"]["price_source"]["scope"], teams["request_summary"]["price_source"]["usd"]) == (
+        "account", "0.0006")
 
 
 def _basic(user: str, password: str) -> str:

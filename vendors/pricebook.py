@@ -61,15 +61,23 @@ class Shipped:
 
 
 _installed: Mapping[Key, StoredPrice] = {}
+_vendors: frozenset[str] = frozenset()  # the vendors with any price of their own installed
 _noted: ContextVar[list[dict[str, str]] | None] = ContextVar("tollgate_prices_used", default=None)
 
 
 def install(prices: Iterable[StoredPrice]) -> int:
     """Replace the process's own prices whole (an empty ``prices``: the shipped tables alone)."""
-    global _installed
+    global _installed, _vendors
     table = {price.key: price for price in prices}
     _installed = table  # one assignment: an estimate sees the old table or the new one, whole
+    _vendors = frozenset(price.vendor for price in table.values())
     return len(table)
+
+
+def covers(vendor: str) -> bool:
+    """Whether any account or key has a price of its own for ``vendor``: when none does, the core
+    need not tell the adapter whose call it is (a copy of the parsed request saved per call)."""
+    return vendor in _vendors
 
 
 def find(vendor: str, scope: PriceScope, kind: str, country: str = "", detail: str = "") -> StoredPrice | None:
