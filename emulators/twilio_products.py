@@ -17,9 +17,13 @@ Bodies are deep copies of the examples in Twilio's OpenAPI documents
   ``createVerificationEmail``), ``GET .../Verifications/{Sid}``, ``POST .../VerificationCheck``
   (``approved`` when Code is ``123456``, as a test code);
 * messaging: ``POST /v1/Services`` (201), ``GET /v1/Services``, ``GET /v1/Services/{Sid}``;
-* pricing: ``GET /v1/PhoneNumbers/Countries/{IsoCountry}`` (the ``fetch`` example, prices written
-  over it from ``NUMBER_PRICES``: US as the spec's example has it, Canada, and Great Britain in
-  GBP with every type; 404 20404 for any other country).
+* pricing (Pricing v1 and v2, ``twilio_pricing_v2.json`` too): ``GET /v1/PhoneNumbers/Countries/{IsoCountry}``
+  (the ``fetch`` example, prices written over it from ``NUMBER_PRICES``: US as the spec's example
+  has it, Canada, and Great Britain in GBP with every type), ``GET /v1/Messaging/Countries/{IsoCountry}``
+  (outbound SMS per carrier and number type from ``MESSAGING_PRICES``), ``GET /v2/Voice/Countries/{IsoCountry}``
+  (outbound voice per destination prefix from ``VOICE_PRICES``); 404 20404 for any other country.
+  Each list (``GET /v1/Messaging/Countries``, ``/v2/Voice/Countries``, ``/v1/PhoneNumbers/Countries``)
+  is the ``readFull`` example with the table's countries, paged by ``PageSize`` and ``Page``.
 
 Authentication, ``received`` and ``fail_next`` as in twilio_api: Basic auth with the account's
 SID and auth token (a vault key there would be refused with 401 20003, and is searched for by
@@ -49,6 +53,7 @@ from .twilio_api import _authenticated_account, _params
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SPECS = {"lookups": "twilio_lookups_v2.json", "verify": "twilio_verify_v2.json",
          "messaging": "twilio_messaging_v1.json", "pricing": "twilio_pricing_v1.json"}
+_MORE_SPECS = {"pricing v2": "twilio_pricing_v2.json"}  # the pricing host serves Pricing v1 and v2
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
 TEST_CODE = "123456"
 Handler = Callable[[Starlette, str, dict[str, Any], dict[str, str]], tuple[int, Obj]]
@@ -56,7 +61,7 @@ Handler = Callable[[Starlette, str, dict[str, Any], dict[str, str]], tuple[int, 
 
 @functools.cache
 def _spec(product: str) -> Obj:
-    spec: Obj = json.loads((FIXTURES / SPECS[product]).read_text(encoding="utf-8"))
+    spec: Obj = json.loads((FIXTURES / {**SPECS, **_MORE_SPECS}[product]).read_text(encoding="utf-8"))
     return spec
 
 
@@ -171,6 +176,79 @@ NUMBER_PRICES: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
 }
 
 
+# Outbound SMS by country: (name, price unit, {carrier: {number_type: current_price}}). The US's
+# dearest is a carrier's short code price; Canada has one carrier; Great Britain two.
+MESSAGING_PRICES: dict[str, tuple[str, str, dict[str, dict[str, str]]]] = {
+    "US": ("United States", "USD", {"att": {"local": "0.0079", "toll free": "0.0079", "shortcode": "0.0091"},
+                                    "verizon": {"local": "0.0083", "toll free": "0.0083"}}),
+    "CA": ("Canada", "USD", {"rogers": {"local": "0.0075", "toll free": "0.0075"}}),
+    "GB": ("United Kingdom", "USD", {"ee": {"mobile": "0.0400", "local": "0.0400"},
+                                     "vodafone": {"mobile": "0.0463", "local": "0.0463"}}),
+}
+# Outbound voice by country: (name, price unit, [(destination prefixes, friendly name, current_price)]).
+VOICE_PRICES: dict[str, tuple[str, str, list[tuple[list[str], str, str]]]] = {
+    "US": ("United States", "USD", [(["1907"], "United States - Alaska", "0.090"),
+                                    (["1808"], "United States - Hawaii", "0.013"),
+                                    (["1"], "United States & Canada", "0.013")]),
+    "GB": ("United Kingdom", "USD", [(["44"], "United Kingdom", "0.0150"),
+                                     (["447"], "United Kingdom - Mobile", "0.0300")]),
+}
+_PRICING = {"messaging": "/v1/Messaging/Countries", "voice": "/v2/Voice/Countries",
+            "numbers": "/v1/PhoneNumbers/Countries"}
+
+
+def _messaging_prices(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    iso = ids["iso"].upper()
+    found = app.state.messaging_prices.get(iso)
+    if found is None:
+        raise TwilioApiError(404, 20404, "The requested resource was not found")
+    name, unit, carriers = found
+    answer = example("pricing", "/v1/Messaging/Countries/{IsoCountry}", "get", "200", "fetch")
+    template = answer["outbound_sms_prices"][0]
+    answer.update(country=name, iso_country=iso, price_unit=unit,
+                  url=f"https://pricing.twilio.com/v1/Messaging/Countries/{iso}",
+                  outbound_sms_prices=[{**template, "carrier": carrier, "prices": [
+                      {"number_type": kind, "base_price": price, "current_price": price}
+                      for kind, price in by_type.items()]} for carrier, by_type in carriers.items()])
+    return 200, answer
+
+
+def _voice_prices(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    iso = ids["iso"].upper()
+    found = app.state.voice_prices.get(iso)
+    if found is None:
+        raise TwilioApiError(404, 20404, "The requested resource was not found")
+    name, unit, groups = found
+    answer = example("pricing v2", "/v2/Voice/Countries/{IsoCountry}", "get", "200", "fetch")
+    answer.update(country=name, iso_country=iso, price_unit=unit,
+                  url=f"https://pricing.twilio.com/v2/Voice/Countries/{iso}",
+                  outbound_prefix_prices=[
+                      {"base_price": price, "current_price": price, "destination_prefixes": prefixes,
+                       "friendly_name": f"Programmable Outbound Minute - {friendly}", "origination_prefixes": ["ALL"]}
+                      for prefixes, friendly, price in groups])
+    return 200, answer
+
+
+def _country_list(feed: str) -> Handler:
+    """A list of the countries one price list has, paged as Twilio pages (PageSize, Page, meta)."""
+    def answer(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+        table = {"messaging": app.state.messaging_prices, "voice": app.state.voice_prices,
+                 "numbers": app.state.number_prices}[feed]
+        size, page = int(params.get("PageSize", 50)), int(params.get("Page", 0))
+        codes = sorted(table)[page * size:(page + 1) * size]
+        product, path = ("pricing v2" if feed == "voice" else "pricing"), _PRICING[feed]
+        listed = example(product, path, "get", "200", "readFull")
+        base = f"https://pricing.twilio.com{path}"
+        more = (page + 1) * size < len(table)
+        listed["countries"] = [{"country": table[code][0], "iso_country": code, "url": f"{base}/{code}"}
+                               for code in codes]
+        listed["meta"].update(page=page, page_size=size, url=f"{base}?PageSize={size}&Page={page}",
+                              first_page_url=f"{base}?PageSize={size}&Page=0",
+                              next_page_url=f"{base}?PageSize={size}&Page={page + 1}" if more else None)
+        return 200, listed
+    return answer
+
+
 def _number_prices(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
     found = app.state.number_prices.get(ids["iso"].upper())
     if found is None:
@@ -200,7 +278,12 @@ ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
             ("GET", r"/v1/Services", _list_services),
             ("GET", r"/v1/Services/(?P<sid>MG[0-9a-f]{32})", _fetch_service),
         ),
-        "pricing": (("GET", r"/v1/PhoneNumbers/Countries/(?P<iso>[A-Za-z]{2})", _number_prices),),
+        "pricing": (
+            ("GET", r"/v1/PhoneNumbers/Countries/(?P<iso>[A-Za-z]{2})", _number_prices),
+            ("GET", r"/v1/Messaging/Countries/(?P<iso>[A-Za-z]{2})", _messaging_prices),
+            ("GET", r"/v2/Voice/Countries/(?P<iso>[A-Za-z]{2})", _voice_prices),
+            *(("GET", re.escape(path), _country_list(feed)) for feed, path in _PRICING.items()),
+        ),
     }.items()
 }
 
@@ -237,4 +320,5 @@ def create_app(product: str, account_sid: str = "AC" + "0" * 32, auth_token: str
     app.state.received, app.state.fail_next = [], None
     app.state.verifications, app.state.services = {}, {}
     app.state.number_prices = copy.deepcopy(NUMBER_PRICES)  # a test may change a price
+    app.state.messaging_prices, app.state.voice_prices = copy.deepcopy(MESSAGING_PRICES), copy.deepcopy(VOICE_PRICES)
     return app

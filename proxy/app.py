@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from proxy import db, fxrates, metrics, migrate
+from proxy import db, fxrates, leases, metrics, migrate, vendorprices
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
@@ -32,6 +32,7 @@ from proxy.keycache import KeyCache
 from proxy.refusals import AuthRefusals
 from proxy.upstream import Upstream, create_upstream
 
+PRICE_SYNC_LEASE = "price_sync"
 _STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console")
 log = structlog.get_logger("tollgate.app")
 
@@ -86,9 +87,17 @@ class TollgateApp:
         rates = fxrates.Refresher(engine)
         with contextlib.suppress(Exception):  # the database may be down: the loop below tries again
             await rates.refresh()  # before the first call, so none is priced from the shipped rates alone
+        own_prices = vendorprices.Refresher(engine)
+        with contextlib.suppress(Exception):
+            await own_prices.refresh()  # likewise: no call priced from the shipped table when the account has its own
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
                       asyncio.create_task(_partition_forever(engine)),
-                      asyncio.create_task(rates.forever(settings.fx_refresh_interval_s))]
+                      asyncio.create_task(rates.forever(settings.fx_refresh_interval_s)),
+                      asyncio.create_task(own_prices.forever(settings.price_refresh_interval_s))]
+        if settings.price_sync_interval_s > 0:  # one process a period reads the vendors' price lists again
+            background.append(asyncio.create_task(leases.every(
+                engine, PRICE_SYNC_LEASE, settings.price_sync_interval_s,
+                lambda: _resync_prices(engine, self.runtime, upstream, own_prices))))
         if settings.signing_key:
             signer = chain.load_private(settings.signing_key)
             background.append(asyncio.create_task(_seal_forever(engine, signer, settings.seal_interval_s)))
@@ -174,6 +183,14 @@ async def _seal_forever(engine: AsyncEngine, signer: Ed25519PrivateKey, interval
                 await chain.seal(conn, signer)
         except Exception as exc:
             log.error("seal_failed", error=type(exc).__name__)
+
+
+async def _resync_prices(engine: AsyncEngine, runtime: Runtime, upstream: Upstream,
+                         own_prices: vendorprices.Refresher) -> bool:
+    """The lease holder's daily job: read every account's prices, then install them here at once."""
+    done = await vendorprices.sync_all(engine, runtime.box, upstream, runtime.settings, runtime.vendors)
+    await own_prices.refresh()
+    return done
 
 
 def create_app(runtime: Runtime) -> TollgateApp:

@@ -59,6 +59,11 @@ class Settings:
     # fx_refresh_interval_s: the ECB publishes once a working day, so minutes are plenty fresh.
     fx_source: str = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
     fx_refresh_interval_s: float = 300.0
+    # An account's own vendor prices (proxy/vendorprices.py): serve reads the vendors' price lists
+    # again every price_sync_interval_s (0: never; one process does it, under a lease), and each
+    # process reloads what is stored every price_refresh_interval_s.
+    price_sync_interval_s: float = 86400.0
+    price_refresh_interval_s: float = 300.0
     log_format: str = "console"  # console | json
     console_secure_cookie: str = "auto"  # auto (Secure when the request came over https) | always | never
 
@@ -74,7 +79,8 @@ class Settings:
 _INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s",
                "max_connections", "upstream_max_body_bytes"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
-                 "reconcile_interval_s", "seal_interval_s", "header_timeout_s", "fx_refresh_interval_s"}
+                 "reconcile_interval_s", "seal_interval_s", "header_timeout_s", "fx_refresh_interval_s",
+                 "price_sync_interval_s", "price_refresh_interval_s"}
 
 
 def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -10,6 +10,7 @@ minute does: the rest are counted in auth_refusals (proxy/refusals.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 
@@ -36,13 +37,13 @@ from proxy.redact import mask_secrets, mask_strings
 from proxy.refusals import AuthRefusals
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
 from proxy.upstream import Upstream
-from vendors import money
+from vendors import pricebook
 from vendors.base import (
     ParsedRequest,
     ParsedResponse,
+    PriceScope,
     RecordedObject,
     RenderedResponse,
-    VendorAdapter,
     VendorError,
 )
 from vendors.registry import Registry
@@ -56,7 +57,7 @@ class ProxyHandler:
         self._settings = settings
         self._vendors = vendors
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
-        self._upstream_bases = {a.name: _upstream_bases(settings, a) for a in vendors}
+        self._upstream_bases = {a.name: lookups.upstream_bases(settings, a) for a in vendors}
         self._operations = OperationNames(list(vendors))
         for adapter in vendors:
             metrics.know(adapter.name, adapter.operations())
@@ -156,7 +157,9 @@ class ProxyHandler:
         if bound and parsed.account and parsed.account != bound:
             raise AuthRefused("account_mismatch", f"This vault key is bound to account {bound}, not {parsed.account}.",
                               key_id=key.id, endpoint=parsed.endpoint, account=parsed.account)
-        return parsed
+        if not pricebook.covers(call.vendor):
+            return parsed  # nobody has prices of their own: the shipped ones apply to every key
+        return dataclasses.replace(parsed, price_scope=PriceScope(key.id, bound))  # whose own prices apply
 
     async def _admit(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
         for _ in range(2):
@@ -177,15 +180,15 @@ class ProxyHandler:
         if lookup is not None:  # the answers may say more about the call (a broadcast's segment): judged too
             parsed, looked_up, reads = await lookups.follow(
                 self._upstream, self._upstream_bases[call.vendor], call.adapter, key.credential, parsed, lookup)
+        pricebook.begin()  # which of the key's own prices or the shipped ones the estimate uses
         predicted = call.adapter.estimate_usd(parsed, referenced, looked_up)  # 5
+        prices_used = pricebook.used()
         verdict = policy.evaluate(parsed, predicted, call.run_id, known)  # 4
         row = self._audit_row(call, key.id, parsed, key)
         if lookup is not None or predicted is None:  # how the prediction was made, on the row
             row.request_summary = {**(row.request_summary or {}),
                                    "price": lookups.note(lookup, looked_up, predicted, reads)}
-        fx = money.fx_note(parsed.currency) if parsed.currency and predicted is not None else None
-        if fx is not None:  # the rate the estimate converted at, its day and source, so the row can be checked
-            row.request_summary = {**(row.request_summary or {}), "fx": fx}
+        row.request_summary = lookups.provenance(row.request_summary, parsed.currency, predicted, prices_used)
         guarded = not verdict.denial and policy.duplicate_window_s is not None and duplicates.guarded(parsed)
         needs_approval = verdict.approval is not None or policy.has_approval_caps
         acting_on: dict[str, object] = {}
@@ -386,14 +389,6 @@ class ProxyHandler:
         log.info("request", vendor=call.vendor, method=call.incoming.method, endpoint=call.endpoint,
                  decision=decision, reason=reason, status=status, latency_ms=elapsed)
         metrics.observe_request(call.vendor, call.endpoint, decision, reason, elapsed / 1000, call.upstream_seconds)
-
-
-def _upstream_bases(settings: Settings, adapter: VendorAdapter) -> dict[str | None, str]:
-    """Each host of a vendor (None: its main one) to its base URL, configured or the adapter's."""
-    bases: dict[str | None, str] = {None: settings.upstream_for(adapter.name, adapter.default_upstream)}
-    for prefix, default in adapter.hosts.items():
-        bases[prefix] = settings.upstream_for(f"{adapter.name}_{prefix}", default)
-    return bases
 
 
 def _printable(raw: bytes) -> str:

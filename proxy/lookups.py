@@ -28,13 +28,23 @@ from typing import Any
 import structlog
 
 from proxy import paths
+from proxy.config import Settings
 from proxy.errors import RequestRejected, UpstreamFailure
 from proxy.upstream import Upstream
+from vendors import money
 from vendors.base import LookedUp, Lookup, ParsedRequest, UpstreamCredential, VendorAdapter
 
 log = structlog.get_logger("tollgate.lookup")
 
 MAX_READS = 12  # price reads for one call: a broadcast, then up to 11 pages of its segment's contacts
+
+
+def upstream_bases(settings: Settings, adapter: VendorAdapter) -> dict[str | None, str]:
+    """Each host of a vendor (None: its main one) to its base URL, configured or the adapter's."""
+    bases: dict[str | None, str] = {None: settings.upstream_for(adapter.name, adapter.default_upstream)}
+    for prefix, default in adapter.hosts.items():
+        bases[prefix] = settings.upstream_for(f"{adapter.name}_{prefix}", default)
+    return bases
 
 
 async def follow(upstream: Upstream, bases: Mapping[str | None, str], adapter: VendorAdapter,
@@ -90,6 +100,18 @@ def note(lookup: Lookup | None, looked_up: LookedUp | None, predicted: Decimal |
         if looked_up is not None:
             summary.update(lookup_status=looked_up.status, lookup_ms=looked_up.elapsed_ms)
     return summary
+
+
+def provenance(summary: Mapping[str, Any] | None, currency: str | None, predicted: Decimal | None,
+               prices_used: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The summary with what the prediction rests on, so the row can be checked: the exchange rate it
+    converted at (``fx``: rate, day, source) and the vendor price it used (``price_source``: the
+    account's synced price with its day, a rate set for the key, or the shipped table's)."""
+    fx = money.fx_note(currency) if currency and predicted is not None else None
+    if fx is None and prices_used is None:
+        return dict(summary) if summary is not None else None
+    added = {"fx": fx, "price_source": prices_used}
+    return {**(summary or {}), **{name: value for name, value in added.items() if value is not None}}
 
 
 def _ms_since(started: float) -> float:

@@ -161,6 +161,9 @@ _ADMIN = _kind("admin", 400, {
     "missing_upstream_secret": "A key needs the vendor secret.",
     "missing_upstream_account": "This vendor's keys need the upstream account (such as an Account SID).",
     "unsealed_rows": "The month still has rows the audit chain has not sealed.",
+    "no_price_sync": "tollgate prices sync --vendor: Tollgate cannot read this vendor's price list.",
+    "no_unit_price": "tollgate prices set: this vendor has no per-unit rate to set (its prices are synced).",
+    "invalid_rate": "tollgate prices set: the rate is not a positive USD amount.",
 })
 _ADMIN += [
     Reason(code, "admin", 404, description) for code, description in {

@@ -316,3 +316,34 @@ duplicate_claims = Table(
     PrimaryKeyConstraint("key_id", "fingerprint"),
     Index("duplicate_claims_expires", "expires_at"),
 )
+
+
+# Vendor prices synced from the vendor's own price list or set by an operator (proxy/vendorprices.py),
+# per vendor account or vault key; the history stays, as fx_rates keeps it.
+vendor_prices = Table(
+    "vendor_prices",
+    metadata,
+    Column("vendor", Text, nullable=False),
+    Column("scope", Text, nullable=False),  # account | key
+    Column("scope_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # sms | voice | number | email | ...
+    Column("country", Text, nullable=False, server_default=text("''")),
+    Column("detail", Text, nullable=False, server_default=text("''")),  # a number type; '' for none
+    Column("price", Numeric, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("vendor", "scope", "scope_id", "kind", "country", "detail", "as_of", "source"),
+    CheckConstraint("scope IN ('account', 'key')"),
+    CheckConstraint("price >= 0"),
+)
+
+# One row per periodic job that one process of many runs (proxy/leases.py).
+background_leases = Table(
+    "background_leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)

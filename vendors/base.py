@@ -72,6 +72,15 @@ class UpstreamCredential:
 
 
 @dataclass(frozen=True)
+class PriceScope:
+    """The vault key a call came with and the vendor account behind it: a price synced for the
+    account, or set for the key (which wins), is used over the shipped table (vendors/pricebook.py)."""
+
+    key_id: str | None = None
+    account: str | None = None
+
+
+@dataclass(frozen=True)
 class ParsedRequest:
     """Facts about one request, everything the policy and the audit row need."""
 
@@ -108,6 +117,9 @@ class ParsedRequest:
     # Why the adapter cannot price the call before it is sent although it names an amount (its
     # currency has no USD rate): the core puts it in the cost_unknown refusal.
     unpriced: str | None = None
+    # Whose own prices apply (vendors/pricebook.py): set by the core from the authenticated key,
+    # never by the adapter, which reads it when it looks a price up.
+    price_scope: PriceScope = PriceScope()
 
 
 @dataclass(frozen=True)
@@ -252,6 +264,38 @@ class Quickstart:
     secret_env: str  # the environment variable the example reads the vendor secret from
     secret_example: str  # what such a secret looks like, e.g. "sk_test_..."
     policy_file: str  # an example policy under policy-schemas/examples/
+
+
+@dataclass(frozen=True)
+class ListedPrice:
+    """One price read from a vendor's own price list (``PriceSync.read_prices``), in the list's currency."""
+
+    kind: str  # what it prices, as the adapter's estimate looks it up: "sms", "voice", "number"...
+    country: str  # ISO 3166 alpha-2, upper case
+    price: Decimal
+    currency: str  # lower case
+    detail: str = ""  # a finer key the adapter uses (a number type); "" for none
+
+
+class PriceSync(Protocol):
+    """How to read a vendor's own price list with a key's credential (``tollgate prices sync``). An
+    adapter that has one sets ``price_sync``; the core finds it with ``getattr``, so adapters without
+    one (and plugins written before it) need not name it. Pure like the adapter: the core makes the
+    reads (``Lookup`` on one of the adapter's ``hosts``), in order, and stores what ``read_prices`` gives."""
+
+    feeds: tuple[str, ...]  # the price lists, by name ("messaging", "voice", "numbers")
+
+    def countries_lookup(self, feed: str, page: str | None) -> Lookup:
+        """The read that lists the countries ``feed`` has, from ``page`` (a previous answer's next page) on."""
+
+    def read_countries(self, feed: str, answer: LookedUp) -> tuple[tuple[str, ...], str | None]:
+        """The countries one page lists, and the next page (None: the last); raise ValueError when it is no list."""
+
+    def price_lookup(self, feed: str, country: str) -> Lookup:
+        """The read of one country's prices in ``feed``."""
+
+    def read_prices(self, feed: str, country: str, answer: LookedUp) -> tuple[ListedPrice, ...]:
+        """The prices the answer gives; () when the list has none for the country (Twilio's 404)."""
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import approvals, bootstrap, db, fxrates, migrate, outcomes, pages, prices, rotation, runs, spend
 from proxy.cli import audit
+from proxy.cli import prices as pricecli
 from proxy.cli.support import add_limit, read_policy, secret_from_env, settings_from, with_connection
 from proxy.keycache import KeyCache
 from proxy.policy import store
@@ -87,11 +88,19 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     reprice.add_argument("--limit", type=int, default=500)
     reprice.set_defaults(run=_prices_reconcile)
     sync = price_commands.add_parser(
-        "sync", help="fetch prices from their source: --fx, the exchange rates of a published daily reference")
-    sync.add_argument("--fx", action="store_true", required=True,
+        "sync", help="fetch prices from their source: --fx, the exchange rates of a published daily reference; "
+                     "--vendor NAME, an account's own prices from the vendor's price list")
+    what = sync.add_mutually_exclusive_group(required=True)
+    what.add_argument("--fx", action="store_true",
                       help="exchange rates (the ECB's daily euro reference rates by default)")
-    sync.add_argument("--source", metavar="URL", help="where to fetch them (also TOLLGATE_FX_SOURCE)")
-    sync.set_defaults(run=_prices_sync_fx)
+    what.add_argument("--vendor", metavar="NAME", help="the vendor's own prices, for each of its accounts")
+    sync.add_argument("--source", metavar="URL", help="with --fx: where to fetch them (also TOLLGATE_FX_SOURCE)")
+    sync.add_argument("--key", metavar="KEY_ID",
+                      help="with --vendor: that key's account only, read with its credential")
+    sync.add_argument("--all", action="store_true",
+                      help="with --vendor: every country the vendor lists, not only those the policies reach")
+    sync.set_defaults(run=lambda args: (_prices_sync_fx if args.fx else pricecli.sync_vendor)(args))
+    pricecli.register_set(price_commands)
 
 
 def _print(data: Any) -> None:

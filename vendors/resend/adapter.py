@@ -37,7 +37,9 @@ What the core gets from this adapter
   like Resend's own validation errors; ``malformed_form`` and friends for a bad query string;
   ``invalid_path`` (404) for a look-alike of one of Resend's paths (``/Emails``,
   ``/emails/Batch``, ``/emails/Receiving``); ``unknown_operation`` (404).
-* ``estimate_usd`` = units x ``usd_per_email`` from vendors/pricing/resend.json for sends;
+* ``estimate_usd`` = units x ``usd_per_email``: the key's or its account's own rate when an
+  operator set one (``tollgate prices set resend``, vendors/pricebook.py), else
+  vendors/pricing/resend.json's, for sends;
   the segment's contacts x ``usd_per_email`` for a broadcast that sends, once its reads counted
   them; 0 for free operations and draft broadcasts; None (the core refuses ``cost_unknown`` unless
   the policy lists the endpoint in ``endpoints.priced_after``) for an event sent, and for a
@@ -66,7 +68,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from vendors import flatform, strictjson
+from vendors import flatform, pricebook, strictjson
 from vendors.base import (
     FinalPrice,
     LookedUp,
@@ -76,6 +78,7 @@ from vendors.base import (
     ParsedRequest,
     ParsedResponse,
     PresentedCredentials,
+    PriceScope,
     Quickstart,
     RecordedObject,
     RenderedResponse,
@@ -116,6 +119,13 @@ def prices() -> ResendPrices:
     return ResendPrices(data["source"], data["as_of"], Decimal(str(data["usd_per_email"])))
 
 
+def usd_per_email(scope: PriceScope) -> Decimal:
+    """The rate set for the key or its account (``tollgate prices set resend``), else the shipped one."""
+    shipped = prices()
+    return pricebook.usd("resend", scope, "email", "", shipped.usd_per_email,
+                         pricebook.Shipped(shipped.as_of, "vendors/pricing/resend.json"))
+
+
 class ResendAdapter:
     name = "resend"
     label = "Resend"
@@ -124,6 +134,9 @@ class ResendAdapter:
     hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
+    # The unit an operator's own rate is for (``tollgate prices set resend 0.0004``): the plan decides
+    # it, and no API of Resend's says it (vendors/pricebook.py).
+    unit_price = "email"
     # Resend takes an optional Idempotency-Key on sends but lists no email by it: Tollgate adds none.
     idempotency_header: str | None = None
     decision_headers: frozenset[str] = frozenset()
@@ -173,11 +186,11 @@ class ResendAdapter:
     ) -> Decimal | None:
         rule = _operation(request).price
         if rule == "email":
-            return (prices().usd_per_email * request.units).quantize(MICRO)
+            return (usd_per_email(request.price_scope) * request.units).quantize(MICRO)
         if rule == "free" or (rule == "broadcast" and request.params.get("send") is not True):
             return Decimal(0)  # a draft broadcast sends nothing
         if rule == "broadcast" and "contacts" in request.params:  # its segment's contacts, counted before the gate
-            return (prices().usd_per_email * int(request.params["contacts"])).quantize(MICRO)
+            return (usd_per_email(request.price_scope) * int(request.params["contacts"])).quantize(MICRO)
         return None  # how many emails it sends is not in the request: cost_unknown unless priced_after
 
     def parse_response(
@@ -203,7 +216,7 @@ class ResendAdapter:
             ids = [_id(item) for item in data] if isinstance(data, list) else []
             object_id = next((i for i in ids if i), None)
             units -= refused_units(obj.get("errors"), request.params.get("units_per_email", ()))
-        cost = (prices().usd_per_email * max(units, 0)).quantize(MICRO)
+        cost = (usd_per_email(request.price_scope) * max(units, 0)).quantize(MICRO)
         created = RecordedObject(object_id, "email") if object_id else None
         if _scheduled(request):  # billed when it goes, and a cancel may stop it: its estimate stays open
             cost = None

@@ -40,9 +40,10 @@ What the core gets from this adapter
   ``invalid_path`` (404: a malformed Account, Message or Call Sid, or a look-alike of one of
   Twilio's paths such as ``messages.json``, ``Messages.xml`` or ``Messages`` without extension,
   which Twilio would also act on but which Tollgate would not otherwise recognise).
-* ``estimate_usd`` by the operation's price rule: ``sms`` and ``voice``: units x the country's rate
-  from vendors/pricing/twilio_sms.json; ``free``: 0; ``lookup``: 0 without ``Fields`` (no data
-  package); ``unknown`` (Verify, add-ons, data packages...: Tollgate ships no
+* ``estimate_usd`` by the operation's price rule: ``sms`` and ``voice``: units x the country's rate,
+  the account's own when ``tollgate prices sync`` read it from the Pricing API (``price_sync``,
+  vendors/twilio/pricesync.py), else vendors/pricing/twilio_sms.json's; ``free``: 0; ``lookup``: 0
+  without ``Fields`` (no data package); ``unknown`` (Verify, add-ons, data packages...: Tollgate ships no
   price): None, which the core refuses as ``cost_unknown`` unless the policy names the endpoint
   in ``endpoints.priced_after``; ``number`` (number purchases): the monthly price of the number's
   country and type, read before the gate from the Pricing host (``price_lookup``, see
@@ -87,9 +88,10 @@ from vendors.base import (
     VendorError,
 )
 from vendors.catalogue import Entry
-from vendors.twilio import calls, errors, numbers, routes
+from vendors.twilio import calls, errors, numbers, pricing, routes
 from vendors.twilio.messages import Facts, lookup_facts, message_facts, send_facts
-from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
+from vendors.twilio.pricesync import TwilioPriceSync
+from vendors.twilio.pricing import UNKNOWN_COUNTRY
 from vendors.twilio.routes import ACCOUNT_SID, API_VERSION, HOSTS
 from vendors.wire import json_object, require_content_type
 
@@ -115,6 +117,7 @@ class TwilioAdapter:
     # Auth tokens and API-key secrets are 32 hex digits, no underscore: not recognisable by shape.
     secret_patterns: tuple[str, ...] = ()
     quickstart: Quickstart | None = None
+    price_sync = TwilioPriceSync()  # the account's own prices from the Pricing API (tollgate prices sync)
     # What twilio-python 9 sends (twilio/base/client_base.py get_headers), minus Authorization.
     forward_request_headers = frozenset({"content-type", "accept", "accept-charset", "user-agent", "x-twilio-client"})
     forward_response_headers = frozenset(
@@ -191,15 +194,14 @@ class TwilioAdapter:
             return calls.estimate_usd(request)  # every leg, and TwiML by URL
         if rule not in PRICED_CREATES:
             return None  # no price Tollgate ships: cost_unknown unless the policy opted in (priced_after)
-        table = prices()
         country = request.recipient_countries[0] if request.recipient_countries else UNKNOWN_COUNTRY
-        channel = request.summary.get("channel")
+        channel, scope = request.summary.get("channel"), request.price_scope
         if channel == "whatsapp":
-            rate = table.whatsapp
+            rate = pricing.whatsapp_usd(scope)
         elif channel == "mms":
-            rate = table.mms_rate(country) or table.sms_rate(country)
+            rate = pricing.mms_usd(scope, country)
         else:
-            rate = table.sms_rate(country)
+            rate = pricing.sms_usd(scope, country)  # the account's synced price, else the shipped one
         return (rate * max(request.units, 1)).quantize(money.MICRO)
 
     def parse_response(

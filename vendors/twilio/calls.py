@@ -35,10 +35,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vendors import money
-from vendors.base import ParsedRequest, RequestRejected
+from vendors.base import ParsedRequest, PriceScope, RequestRejected
 from vendors.twilio import twiml
 from vendors.twilio.messages import Facts, _optional_text, _put, _sender, _senders, destination
-from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
+from vendors.twilio.pricing import UNKNOWN_COUNTRY, highest_voice_usd, prices, voice_usd
 
 MAX_CALL_SECONDS = 14_400  # the largest TimeLimit Tollgate prices (4 hours)
 UPDATE_RULE = "voice_update"  # the catalogue's price rule of Calls/{Sid}.json updates
@@ -61,19 +61,18 @@ def update_facts(params: Mapping[str, Any]) -> Facts:
 
 def estimate_usd(request: ParsedRequest) -> Decimal | None:
     """Each leg at its country's rate, plus one unseen leg at the highest rate per instruction URL."""
-    table = prices()
+    scope = request.price_scope
     minutes = max(request.units, 1)
-    total = sum((table.voice_rate(country) for country in request.recipient_countries), Decimal(0)) * minutes
+    total = sum((voice_usd(scope, country) for country in request.recipient_countries), Decimal(0)) * minutes
     if request.instruction_sources:
         if not request.summary.get("time_limited"):
             return None  # what the URL's TwiML dials, for how long, is unseen: no bound without TimeLimit
-        total += highest_rate() * minutes
+        total += highest_voice_usd(scope) * minutes
     return total.quantize(money.MICRO)
 
 
 def highest_rate() -> Decimal:
-    table = prices()
-    return max((*table.voice.values(), table.default_voice))
+    return highest_voice_usd(PriceScope())
 
 
 def _facts(params: Mapping[str, Any], recipients: Sequence[str], sources: Sequence[str],

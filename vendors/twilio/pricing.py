@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from vendors import pricebook
+from vendors.base import PriceScope
 from vendors.money import PRICING_DIR
 
 TABLE_FILE = PRICING_DIR / "twilio_sms.json"
+TABLE_WHERE = "vendors/pricing/twilio_sms.json"
+VENDOR = "twilio"
 UNKNOWN_COUNTRY = "ZZ"
 
 
@@ -63,6 +67,44 @@ class TwilioPrices:
 
     def voice_rate(self, country: str) -> Decimal:
         return self.voice.get(country, self.default_voice)
+
+    @property
+    def origin(self) -> pricebook.Shipped:
+        return pricebook.Shipped(self.as_of, TABLE_WHERE)
+
+
+# The rates an estimate uses: the account's own, synced from Twilio's Pricing API by
+# ``tollgate prices sync --vendor twilio`` (vendors/twilio/pricesync.py), else the shipped table's.
+
+def sms_usd(scope: PriceScope, country: str) -> Decimal:
+    table = prices()
+    return pricebook.usd(VENDOR, scope, "sms", country, table.sms_rate(country), table.origin)
+
+
+def mms_usd(scope: PriceScope, country: str) -> Decimal:
+    """Pricing v1 gives SMS prices only: MMS is the shipped table's, or SMS where Twilio has no MMS."""
+    table = prices()
+    rate = table.mms_rate(country)
+    if rate is None:
+        return sms_usd(scope, country)
+    return pricebook.usd(VENDOR, scope, "mms", country, rate, table.origin)
+
+
+def whatsapp_usd(scope: PriceScope) -> Decimal:
+    table = prices()
+    return pricebook.usd(VENDOR, scope, "whatsapp", "", table.whatsapp, table.origin)
+
+
+def voice_usd(scope: PriceScope, country: str) -> Decimal:
+    table = prices()
+    return pricebook.usd(VENDOR, scope, "voice", country, table.voice_rate(country), table.origin)
+
+
+def highest_voice_usd(scope: PriceScope) -> Decimal:
+    """A leg whose destination is unseen: the highest per-minute rate the shipped table or the account has."""
+    table = prices()
+    shipped = max((*table.voice.values(), table.default_voice))
+    return max(shipped, pricebook.highest(VENDOR, scope, "voice") or shipped)
 
 
 def _decimals(table: dict[str, str]) -> dict[str, Decimal]:
