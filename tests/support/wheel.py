@@ -32,11 +32,11 @@ def build_and_install(source: Path, into: Path) -> tuple[subprocess.CompletedPro
     return built, site
 
 
-def demo_from(site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``tollgate demo --no-wait`` as the wheel installed in ``site`` runs it, from ``cwd``."""
+def demo_from(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tollgate demo --no-wait [args]`` as the wheel installed in ``site`` runs it, from ``cwd``."""
     with data_dir_outside_pytest("tollgate-wheel-demo-") as data_dir:
         env = {**cli_env(data_dir), "PYTHONPATH": str(site)}
-        played = subprocess.run([str(site / "bin" / "tollgate"), "demo", "--no-wait", "--data-dir", str(data_dir)],
-                                cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+        command = [str(site / "bin" / "tollgate"), "demo", "--no-wait", "--data-dir", str(data_dir), *args]
+        played = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
         assert postgres_on(data_dir) == [], "the demo's Postgres still runs"
     return played
