@@ -53,8 +53,9 @@ class Demo:
     settings: config.Settings
 
 
-def run(data_dir: Path | None, *, wait: bool) -> int:
-    """Play the script, print the audit rows, serve until Ctrl-C (unless not ``wait``), stop everything."""
+def run(data_dir: Path | None, *, wait: bool, host: str = "127.0.0.1", port: int = 0) -> int:
+    """Play the script, print the audit rows, serve until Ctrl-C (unless not ``wait``), stop everything.
+    Tollgate listens on ``host`` and ``port`` (0: a free one); the emulators stay on loopback."""
     own_dir = data_dir is None
     directory = Path(tempfile.mkdtemp(prefix="tollgate-demo-")) if data_dir is None else data_dir
     log_path = log_file(directory, own_dir=own_dir)
@@ -64,7 +65,7 @@ def run(data_dir: Path | None, *, wait: bool) -> int:
         logs.configure("json", stream=log_stream)
         print(f"Tollgate's log: {log_path}", flush=True)
         try:
-            _show(directory, wait=wait)
+            _show(directory, wait=wait, listen=(host, port))
         finally:
             stopped = embedded.stop(directory, force=True)
             print(f"stopped the emulators, Tollgate and the embedded Postgres (pid {stopped.pid})", flush=True)
@@ -78,8 +79,8 @@ def log_file(directory: Path, *, own_dir: bool) -> Path:
     return directory.with_name(f"{directory.name}.log") if own_dir else directory / "demo.log"
 
 
-def _show(directory: Path, *, wait: bool) -> None:
-    with _stack(directory) as demo:
+def _show(directory: Path, *, wait: bool, listen: tuple[str, int]) -> None:
+    with _stack(directory, listen) as demo:
         _play(demo)
         _print_audit(demo)
         print(f"\nconsole: {demo.base}/console  (sign in with the admin token in {directory / 'admin-token'})")
@@ -94,7 +95,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _stack(directory: Path) -> Iterator[Demo]:
+def _stack(directory: Path, listen: tuple[str, int]) -> Iterator[Demo]:
     with contextlib.ExitStack() as stack:
         upstreams = {
             "stripe": stack.enter_context(served(stripe_api.create_app(STRIPE_SECRET))),
@@ -107,7 +108,7 @@ def _stack(directory: Path) -> Iterator[Demo]:
         runtime = bootstrap.runtime(settings)
         migrate.upgrade(runtime.database_url)
         print(f"embedded Postgres in {embedded.pg_dir(directory)}", flush=True)
-        base = stack.enter_context(served(create_app(runtime), lifespan="on"))
+        base = stack.enter_context(served(create_app(runtime), lifespan="on", host=listen[0], port=listen[1]))
         print(f"Tollgate on {base}\n", flush=True)
         token = runtime.admin_token_file.read_text().strip()
         admin = stack.enter_context(httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"},

@@ -28,6 +28,7 @@ from proxy.console.base import VendorLook
 from proxy.gate import Gate
 from proxy.handler import ProxyHandler
 from proxy.hotdb import HotDB
+from proxy.idempotency import Deriver
 from proxy.keycache import KeyCache
 from proxy.refusals import AuthRefusals
 from proxy.upstream import Upstream, create_upstream
@@ -75,7 +76,8 @@ class TollgateApp:
         keycache = KeyCache(key_loads, self.runtime.box, settings.key_cache_ttl_s)
         auth = Authenticator(key_loads, self.runtime.box, keycache, settings.key_cache_ttl_s)
         refused = AuthRefusals(hot)
-        proxy = ProxyHandler(settings, hot, gate, auth, refused, upstream, self.runtime.vendors)
+        proxy = ProxyHandler(settings, hot, gate, auth, refused, upstream, self.runtime.vendors,
+                             Deriver(key_loads, self.runtime.box))
         self.services = Services(engine, hot, upstream, proxy, revocations, key_loads)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors, revocations)
         app.router.routes.extend(admin.routes())

@@ -50,8 +50,8 @@ class Authenticator:
         self._tag_key: bytes | None = None
         self._untagged: frozenset[str] | None = None
         self._untagged_at = -math.inf  # monotonic time of the last load attempt
-        self._load_tag_key = _Shared(self._read_tag_key)
-        self._load_untagged = _Shared(self._read_untagged)
+        self._load_tag_key = Shared(self._read_tag_key)
+        self._load_untagged = Shared(self._read_untagged)
 
     async def record(self, vault_key: vaultkeys.VaultKey) -> KeyRecord:
         """The key's record; AuthRefused (unknown_key, invalid_secret, with the key id) or
@@ -103,7 +103,7 @@ class Authenticator:
         return self._untagged
 
 
-class _Shared(Generic[T]):
+class Shared(Generic[T]):
     """One load in flight at a time: whoever asks while it runs shares its answer or its error;
     a waiter that gives up (its client left) does not cancel it for the others."""
 

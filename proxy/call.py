@@ -59,6 +59,9 @@ class Call:
     # The duplicate guard's claim (proxy/duplicates.py), given back if the call surely never reached
     # the vendor: the agent is told to retry, and its retry must not be refused as a duplicate.
     duplicate_claim: Any = None
+    # Tollgate derived the call's idempotency key (proxy/idempotency.py): the agent did not send
+    # it, so a repeat carrying it is a blind retry, not a request for the vendor's replay.
+    derived_key: bool = False
 
     @property
     def vendor(self) -> str:

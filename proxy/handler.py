@@ -31,6 +31,7 @@ from proxy.errors import (
 )
 from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
+from proxy.idempotency import Deriver
 from proxy.keys import KeyRecord
 from proxy.operations import OperationNames
 from proxy.redact import mask_secrets, mask_strings
@@ -53,8 +54,9 @@ log = structlog.get_logger("tollgate.request")
 
 class ProxyHandler:
     def __init__(self, settings: Settings, db: HotDB, gate: Gate, auth: Authenticator, refused: AuthRefusals,
-                 upstream: Upstream, vendors: Registry):
+                 upstream: Upstream, vendors: Registry, deriver: Deriver):
         self._settings = settings
+        self._deriver = deriver
         self._vendors = vendors
         self._single_headers = {a.name: SINGLE_HEADERS | a.decision_headers for a in vendors}
         self._upstream_bases = {a.name: lookups.upstream_bases(settings, a) for a in vendors}
@@ -117,8 +119,7 @@ class ProxyHandler:
         structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
         call.body = await read_body(receive, self._settings.max_body_bytes)
         key = await self._authenticate(call)  # 2
-        parsed = outcomes.with_idempotency_key(call.adapter, call.incoming.method, call.headers,  # 3
-                                               self._parse(call, key), call.request_id)
+        parsed = await self._deriver.keyed(call, key, self._parse(call, key))  # 3
         admission = await self._admit(call, key, parsed)  # 4-6
         if not admission.forward:
             reason = admission.reason or "blocked"
@@ -231,7 +232,8 @@ class ProxyHandler:
         assert key.policy.duplicate_window_s is not None
         found = await duplicates.claim(
             self._db, key.id, fingerprint, call.request_id,
-            parsed.idempotency_key, call.adapter.idempotency_header is not None, key.policy.duplicate_window_s)
+            parsed.idempotency_key, call.adapter.idempotency_header is not None and not call.derived_key,
+            key.policy.duplicate_window_s)
         if found.first is not None and not found.replay:
             row.refuse("shadow_blocked" if key.policy.shadow else "blocked", "duplicate_call", found.message())
         return found if found.holds else None

@@ -1,17 +1,20 @@
 """The installation's own secrets, kept in the database sealed under the master key.
 
-One today: the vault-key tag key (proxy/vaultkeys.py), which every replica must share and
-which must outlive any one process. It lives in ``server_secrets`` rather than in a new
-environment variable because the database is already what every replica shares, and sealing
-it with the master key (proxy/secretbox.py) means a database dump alone does not let anyone
-mint tags. The first process that needs it makes it; concurrent first users agree on one
+Two today: the vault-key tag key (proxy/vaultkeys.py) and the key idempotency keys are
+derived under (proxy/idempotency.py), which every replica must share and which must outlive
+any one process. They live in ``server_secrets`` rather than in new environment variables
+because the database is already what every replica shares, and sealing them with the master
+key (proxy/secretbox.py) means a database dump alone does not let anyone mint tags or derive
+keys. The first process that needs one makes it; concurrent first users agree on one
 (the insert is ON CONFLICT DO NOTHING, then everyone reads what won). A master-key rotation
-re-seals it with the upstream secrets (proxy/rotation.py).
+re-seals them with the upstream secrets (proxy/rotation.py).
 
-It is never rotated: every tagged key would stop working. Nothing depends on it staying
+The tag key is never rotated: every tagged key would stop working. Nothing depends on it staying
 secret but the cheapness of refusing forgeries: with it, an attacker could make keys that
 pass the tag and then cost a look-up each, as every key did before the tag existed; the
-secret-hash compare still stands between such a key and a forward.
+secret-hash compare still stands between such a key and a forward. The derivation key must
+stay secret for a different reason: with it, anyone could compute the key of another run's
+call and plant an answer for it at the vendor.
 """
 
 from __future__ import annotations

@@ -74,6 +74,14 @@ def test_money_without_a_duplicate_guard_and_a_day_long_window_are_warned() -> N
     assert any("window_s is 86400 s" in w for w in found({**refunds, "duplicates": {"window_s": 86400}}))
 
 
+def test_derived_keys_without_a_required_run_id_are_warned() -> None:
+    refunds = {"vendor": "stripe", "endpoints": {"allow": ["POST /v1/refunds"]}, "duplicates": {"window_s": 60},
+               "idempotency": {"derive": True}}
+    assert any("only to calls that carry an X-Agent-Run-Id" in w for w in found(refunds))
+    assert not any("idempotency" in w for w in found({**refunds, "require_run_id": True}))
+    assert not any("idempotency" in w for w in found({**refunds, "idempotency": {"derive": False}}))
+
+
 def test_a_priced_after_entry_that_changes_nothing_is_warned() -> None:
     document = {"vendor": "stripe", "duplicates": {"window_s": 60}, "endpoints": {
         "allow": ["POST /v1/subscriptions"], "priced_after": ["POST /v1/subscriptions", "POST /v1/refunds",

@@ -94,6 +94,11 @@ class ParsedRequest:
     currency: str | None = None
     moves_money: bool = False
     idempotency_key: str | None = None
+    # The header by which the vendor runs this call once however often it arrives with the same
+    # value, answering repeats from its cache (Stripe: every POST; Resend: email sends); None:
+    # nothing de-duplicates it. Where a policy asks, the core gives a money-moving call without
+    # one a key derived from its run and content (proxy/idempotency.py). Must be forwarded.
+    deduplicated_by: str | None = None
     account: str | None = None  # connected account / sub-account the call acts on
     summary: Mapping[str, Any] = field(default_factory=dict)  # redacted, for the audit row
     # Who a message goes to and comes from (Twilio numbers, Resend addresses), for scope rules.

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="governed calls to built-in vendor emulators, no vendor account needed")
     demo.add_argument("--data-dir", dest="demo_data_dir", help="keep the demo's database here (default: a temp dir)")
     demo.add_argument("--no-wait", action="store_true", help="play the script, print, stop everything and exit")
+    demo.add_argument("--host", dest="demo_host", default="127.0.0.1",
+                      help="address Tollgate listens on (0.0.0.0 in a container)")
+    demo.add_argument("--port", dest="demo_port", type=int, default=0, help="its port (default: a free one)")
     demo.set_defaults(run=_demo)
 
     database = commands.add_parser("db", help="the database").add_subparsers(title="db commands")
@@ -125,7 +128,8 @@ def _demo(args: argparse.Namespace) -> int:
     from emulators import demo
 
     chosen = args.demo_data_dir or args.data_dir
-    return demo.run(Path(chosen) if chosen else None, wait=not args.no_wait)
+    return demo.run(Path(chosen) if chosen else None, wait=not args.no_wait, host=args.demo_host,
+                    port=args.demo_port)
 
 
 def _print_banner(runtime: bootstrap.Runtime) -> None:

@@ -4,9 +4,10 @@
 operations can reach and what the policy's own settings leave open: an operation that reaches
 people with no recipient rule to check whom, a recipient rule that admits more than it reads as
 (the unknown country, a wildcard host whose pages instruct calls, a segment mailed whole), a
-duplicate guard missing where money moves or set so long it refuses honest repeats, and a
-``priced_after`` entry that changes nothing. Only generic policy fields and the catalogue's
-Operation kinds and priced flags are read, so the core stays vendor-blind.
+duplicate guard missing where money moves or set so long it refuses honest repeats, derived
+idempotency keys that calls without a run id do not get, and a ``priced_after`` entry that
+changes nothing. Only generic policy fields and the catalogue's Operation kinds and priced
+flags are read, so the core stays vendor-blind.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def exposure(document: Mapping[str, Any], allowed: dict[str, list[Operation]],
     """``allowed``: each allowed pattern and the operations it matches."""
     ops = [op for matched in allowed.values() for op in matched]
     return [*_unscoped(document, allowed), *_recipient_rules(document),
-            *_duplicates(document, ops), *_priced_after(document, known, matches)]
+            *_duplicates(document, ops), *_derived_keys(document), *_priced_after(document, known, matches)]
 
 
 def _unscoped(document: Mapping[str, Any], allowed: dict[str, list[Operation]]) -> list[str]:
@@ -64,6 +65,14 @@ def _duplicates(document: Mapping[str, Any], ops: list[Operation]) -> list[str]:
         return [f"duplicates.window_s is {window} s: an identical call within {window // 3600} h of the first "
                 "is refused as duplicate_call, even when the agent means to repeat it."]
     return []
+
+
+def _derived_keys(document: Mapping[str, Any]) -> list[str]:
+    """Keys are derived from the run (proxy/idempotency.py): a call with no run id gets none."""
+    if not document.get("idempotency", {}).get("derive") or document.get("require_run_id"):
+        return []
+    return ["idempotency.derive gives a key only to calls that carry an X-Agent-Run-Id, and require_run_id is "
+            "false: a call without one is forwarded with no derived key (set require_run_id to cover every call)."]
 
 
 def _priced_after(document: Mapping[str, Any], known: Sequence[Operation], matches: Matcher) -> list[str]:

@@ -87,6 +87,8 @@ class Policy:
     priced_after: tuple[str, ...] = ()
     # The duplicate guard's window (proxy/duplicates.py); None: repeats are not checked.
     duplicate_window_s: int | None = None
+    # Derive an Idempotency-Key for a run's money-moving call that has none (proxy/idempotency.py).
+    derive_idempotency: bool = False
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -116,6 +118,7 @@ class Policy:
             expires_at=_utc(expires) if expires else None,
             priced_after=tuple(document["endpoints"].get("priced_after", ())),
             duplicate_window_s=document.get("duplicates", {}).get("window_s"),
+            derive_idempotency=bool(document.get("idempotency", {}).get("derive", False)),
         )
 
     @property

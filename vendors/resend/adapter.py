@@ -15,7 +15,8 @@ What the core gets from this adapter
     every To, Cc and Bcc address of every email, bare and lower-cased, in order, duplicates kept;
     ``senders`` = the distinct From addresses; ``units`` = ``len(recipients)`` (Resend bills each
     recipient as one email); ``params`` = ``{"emails": (email objects...), "units_per_email": (n, ...)}``;
-    ``idempotency_key`` from the ``Idempotency-Key`` header;
+    ``idempotency_key`` from the ``Idempotency-Key`` header, and ``deduplicated_by`` names it (Resend
+    replays a send with the same key for 24 h; its docs name no other endpoint that takes one);
   - broadcasts that send (``POST /broadcasts`` with ``send: true``, ``POST /broadcasts/{id}/send``):
     ``moves_money=True``, the From as sender and the segment in ``segments``, or, for a send that
     names only the broadcast, both read before the gate with the segment's size (broadcasts.py;
@@ -137,7 +138,8 @@ class ResendAdapter:
     # The unit an operator's own rate is for (``tollgate prices set resend 0.0004``): the plan decides
     # it, and no API of Resend's says it (vendors/pricebook.py).
     unit_price = "email"
-    # Resend takes an optional Idempotency-Key on sends but lists no email by it: Tollgate adds none.
+    # Resend takes an optional Idempotency-Key on email sends (``ParsedRequest.deduplicated_by``) but
+    # lists no email by it, so it cannot name an uncertain call: Tollgate adds none of its own.
     idempotency_header: str | None = None
     decision_headers: frozenset[str] = frozenset()
     secret_patterns: tuple[str, ...] = (r"\bre_[A-Za-z0-9]{8,}_[A-Za-z0-9_]+",)  # API keys
@@ -313,7 +315,8 @@ def _parsed(method: str, path: str, name: str, found: Match, query: bytes, heade
         return ParsedRequest(
             method=method, path=path, endpoint=name, moves_money=True,
             params={"emails": send.emails, "units_per_email": send.units_per_email},
-            idempotency_key=headers.get("idempotency-key"), summary=send.summary,
+            idempotency_key=headers.get("idempotency-key"), deduplicated_by="idempotency-key",
+            summary=send.summary,
             recipients=send.recipients, senders=send.senders, units=len(send.recipients),
         )
     if method == "GET" and document not in (None, {}):

@@ -132,6 +132,7 @@ class StripeAdapter:
             currency=currency,
             moves_money=moves,
             idempotency_key=headers.get("idempotency-key"),
+            deduplicated_by="idempotency-key" if method == "POST" else None,  # "all POST requests accept" one
             account=_account(headers),
             summary=bodies.summary(params, host),
             objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
