@@ -46,13 +46,14 @@ What the core gets from this adapter
   price): None, which the core refuses as ``cost_unknown`` unless the policy names the endpoint
   in ``endpoints.priced_after``; ``number`` (number purchases): the monthly price of the number's
   country and type, read before the gate from the Pricing host (``price_lookup``, see
-  vendors.twilio.numbers).
+  vendors.twilio.numbers); the number bought is its ``recipients`` with its country, so recipient
+  rules judge it.
 * ``parse_response``: ``cost_usd`` = abs(price) for message and call creates when Twilio already
   priced the object, else None (Twilio prices messages after sending: the core records the
   estimate with ``cost_source='estimated'``); None too for calls whose cost was unknown before;
   HTTP 4xx errors cost 0; a 5xx on a send or a buy is ``uncertain`` (the core keeps the
   estimate, as for a timeout: nothing tells later what Twilio did); free operations cost 0. Creates also report
-  ``created=RecordedObject(sid, "message" | "call")`` for record-level scope.
+  ``created=RecordedObject(sid, "message" | "call" | "phone_number")`` for record-level scope.
 * Reconciliation (for the core's reconcile command): ``reconcile_path(account, sid)`` gives the
   path to GET later (through the same upstream, with the same auth headers), and
   ``reconcile(status, body)`` reads the final price from that answer (``FinalPrice``).
@@ -222,7 +223,8 @@ class TwilioAdapter:
         # A fetch costs nothing, whatever price the fetched message carries; a call whose cost was
         # unknown before is not known from this answer either (the estimate the policy accepted stands).
         cost = Decimal(0) if self.estimate_usd(request) == 0 else None
-        return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id)
+        created = numbers.bought(status, obj) if rule == numbers.RULE else None
+        return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id, created=created)
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
         user, password = credential.account or "", credential.secret
