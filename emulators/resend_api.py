@@ -30,7 +30,7 @@ first answer and sends nothing).
 
 Test hooks on ``app.state``: ``received`` (:class:`ReceivedRequest` per request),
 ``fail_next`` (``(status, body_dict)`` answers the next request, then clears), ``emails``
-(sent emails by id), ``segments``, ``broadcasts``, ``broadcast_emails``.
+(sent emails by id), ``segments``, ``broadcasts``, ``broadcast_emails``, ``api_keys`` (issued).
 """
 
 from __future__ import annotations
@@ -251,7 +251,9 @@ def _send_broadcast(app: Starlette, broadcast_id: str) -> Obj:
 def _new_api_key(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
     if not isinstance(payload, dict) or not payload.get("name"):
         raise ResendApiError(422, "missing_required_field", "Missing `name` field.")
-    return {"id": str(uuid.uuid4()), "token": "re_" + secrets.token_hex(4) + "_" + secrets.token_urlsafe(18)}
+    issued = {"id": str(uuid.uuid4()), "token": "re_" + secrets.token_hex(4) + "_" + secrets.token_urlsafe(18)}
+    app.state.api_keys.append(issued)
+    return issued
 
 
 # Operations that name a contact by id or address (resend-python quotes the address into the
@@ -355,6 +357,7 @@ def create_app(api_key: str = "re_test_emulator") -> Starlette:
     app.state.segments = {}  # segment id -> its contacts (add_segment)
     app.state.broadcasts = {}
     app.state.broadcast_emails = {}  # broadcast id -> the addresses its send mailed
+    app.state.api_keys = []  # every key POST /api-keys issued ({"id", "token"}), for the tests to look for
     app.state.contacts = [{**_from_examples(_schemas()["GetContactResponseSuccess"]), "id": str(uuid.uuid4()),
                            "email": "ana@acme.example"}]
     return app

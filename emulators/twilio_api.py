@@ -143,6 +143,7 @@ def _new_api_key(store: Store, account: str, params: dict[str, Any], path: str) 
     """An API key (``SK...``) and its secret, shown in this answer only, as Twilio does."""
     key = example("/Accounts/{AccountSid}/Keys.json", "post", "201", "create")
     key.update(sid=new_sid("SK"), friendly_name=params.get("FriendlyName", ""), secret=secrets.token_hex(16))
+    store.keys[key["sid"]] = key
     return 201, key
 
 

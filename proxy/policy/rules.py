@@ -87,6 +87,9 @@ class Policy:
     priced_after: tuple[str, ...] = ()
     # The duplicate guard's window (proxy/duplicates.py); None: repeats are not checked.
     duplicate_window_s: int | None = None
+    # Endpoints whose answer may hand the agent a credential the vendor issues (a new API key's
+    # secret); any other such answer is withheld (credential_withheld).
+    hand_out: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -116,6 +119,7 @@ class Policy:
             expires_at=_utc(expires) if expires else None,
             priced_after=tuple(document["endpoints"].get("priced_after", ())),
             duplicate_window_s=document.get("duplicates", {}).get("window_s"),
+            hand_out=tuple(document.get("credentials", {}).get("hand_out", ())),
         )
 
     @property
@@ -166,6 +170,12 @@ class Policy:
 
     def check_answer(self, unlisted: tuple[str, ...], known: Mapping[str, RecordedObject]) -> Denial | None:
         return check_answer_scope(unlisted, self.created_through_key, known)
+
+    def hands_out(self, request: ParsedRequest) -> bool:
+        """The operator named the endpoint in credentials.hand_out: the credential its answer carries
+        goes to the agent, which can then use it without Tollgate."""
+        segments, template = _segments(request), _template(request)
+        return any(p.matches(request.method, segments, template) for p in self._hand_out_patterns)
 
     def admits_endpoint(self, request: ParsedRequest) -> bool:
         """Allowed or held for approval: worth a look-up of what it would cost."""
@@ -224,6 +234,10 @@ class Policy:
     @cached_property
     def _priced_after_patterns(self) -> tuple[PathPattern, ...]:
         return tuple(PathPattern.parse(p) for p in self.priced_after)
+
+    @cached_property
+    def _hand_out_patterns(self) -> tuple[PathPattern, ...]:
+        return tuple(PathPattern.parse(p) for p in self.hand_out)
 
 
 def _template(request: ParsedRequest) -> list[str]:

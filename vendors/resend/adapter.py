@@ -50,6 +50,8 @@ What the core gets from this adapter
   settled at its estimate (``cost_usd`` None, ``cost_source = 'estimated'``): Resend bills it
   when it goes, and until then ``POST /emails/{id}/cancel`` may stop it, whose 2xx answer names
   the email in ``releases`` so that the core reprices the email's row to 0.
+* ``credentials``: a new API key's ``token`` (``POST /api-keys``), which the core withholds unless
+  the policy names the endpoint in ``credentials.hand_out``.
 * ``render_error``: see ``render_error`` below for how statuses and names map onto
   resend-python's exception classes.
 """
@@ -84,7 +86,7 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.catalogue import Catalogue, Entry, Match
+from vendors.catalogue import Catalogue, Entry, Match, issued_credentials
 from vendors.endpoints import looks_like_id
 from vendors.money import MICRO, PRICING_DIR
 from vendors.resend import broadcasts
@@ -195,7 +197,8 @@ class ResendAdapter:
                                   releases=request.object_id)
         if _operation(request).price != "email":
             cost = Decimal(0) if self.estimate_usd(request) == 0 else None  # unknown before, unknown still
-            return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id)
+            return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id,
+                                  credentials=issued_credentials(_operation(request), obj))
         units = request.units
         object_id = _id(obj)
         if request.endpoint == BATCH:

@@ -53,7 +53,9 @@ What the core gets from this adapter
   estimate with ``cost_source='estimated'``); None too for calls whose cost was unknown before;
   HTTP 4xx errors cost 0; a 5xx on a send or a buy is ``uncertain`` (the core keeps the
   estimate, as for a timeout: nothing tells later what Twilio did); free operations cost 0. Creates also report
-  ``created=RecordedObject(sid, "message" | "call" | "phone_number")`` for record-level scope.
+  ``created=RecordedObject(sid, "message" | "call" | "phone_number")`` for record-level scope; an
+  answer that issues a credential (an API key's ``secret``: the catalogue's ``secret`` paths) names
+  it in ``credentials``, which the core withholds unless the policy hands it out.
 * Reconciliation (for the core's reconcile command): ``reconcile_path(account, sid)`` gives the
   path to GET later (through the same upstream, with the same auth headers), and
   ``reconcile(status, body)`` reads the final price from that answer (``FinalPrice``).
@@ -87,7 +89,7 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.catalogue import Entry
+from vendors.catalogue import Entry, issued_credentials
 from vendors.twilio import calls, errors, numbers, routes
 from vendors.twilio.messages import Facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
@@ -224,7 +226,8 @@ class TwilioAdapter:
         # unknown before is not known from this answer either (the estimate the policy accepted stands).
         cost = Decimal(0) if self.estimate_usd(request) == 0 else None
         created = numbers.bought(status, obj) if rule == numbers.RULE else None
-        return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id, created=created)
+        return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id, created=created,
+                              credentials=issued_credentials(_operation(request), obj))
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
         user, password = credential.account or "", credential.secret
