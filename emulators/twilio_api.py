@@ -129,7 +129,8 @@ def _buy_number(variant: str) -> Callable[..., tuple[int, Obj]]:
 
 def _update_number(store: Store, account: str, params: dict[str, Any], path: str, sid: str) -> tuple[int, Obj]:
     number = store.get("numbers", sid, path)
-    number.update({k.lower(): v for k, v in params.items() if k in ("FriendlyName", "SmsUrl", "VoiceUrl")})
+    fields = {"FriendlyName": "friendly_name", "SmsUrl": "sms_url", "VoiceUrl": "voice_url"}
+    number.update({fields[k]: v for k, v in params.items() if k in fields})
     return 200, number
 
 

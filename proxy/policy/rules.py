@@ -23,6 +23,7 @@ from proxy.errors import Denial, InvalidInput
 from proxy.policy.scope import (
     Recipients,
     check_answer_scope,
+    check_created_objects,
     check_messaging_scope,
     check_record_scope,
     customers_to_check,
@@ -90,6 +91,9 @@ class Policy:
     # Endpoints whose answer may hand the agent a credential the vendor issues (a new API key's
     # secret); any other such answer is withheld (credential_withheld).
     hand_out: tuple[str, ...] = ()
+    # objects.created_through_key: an existing object a call names (of a kind the key records) must
+    # be one the key created; unlike customers.created_through_key, says nothing about customers.
+    objects_created_through_key: bool = False
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -120,6 +124,7 @@ class Policy:
             priced_after=tuple(document["endpoints"].get("priced_after", ())),
             duplicate_window_s=document.get("duplicates", {}).get("window_s"),
             hand_out=tuple(document.get("credentials", {}).get("hand_out", ())),
+            objects_created_through_key=bool(document.get("objects", {}).get("created_through_key", False)),
         )
 
     @property
@@ -135,6 +140,8 @@ class Policy:
         wanted = []
         if self.created_through_key or self.customers is not None:
             wanted += [request.customer_id, request.object_id, *request.objects]
+        if self.objects_created_through_key:
+            wanted += request.objects
         if request.moves_money and (request.amount_minor is None or request.currency is None):
             wanted.append(request.object_id)
         return tuple(dict.fromkeys(i for i in wanted if i))
@@ -159,6 +166,7 @@ class Policy:
                               f"Endpoint {request.endpoint} needs an operator's approval.")
         denial = (
             check_record_scope(request, self.customers, self.created_through_key, known)
+            or (check_created_objects(request, known) if self.objects_created_through_key else None)
             or check_messaging_scope(request, self.recipients, self.senders, self.max_recipients)
             or self._check_priced(request, segments, predicted_usd)
         )

@@ -24,6 +24,7 @@ What the core gets from this adapter
     recipient; its cost is unknown (which automation steps run, and how many emails they send,
     is not in the request, and no read tells);
   - ``object_id`` = the id the path ends in, when it is one (a contact's email address is not);
+    ``objects`` = the sent email a call acts on (``/emails/{id}...``), for ``objects.created_through_key``;
   - ``summary``: emails, recipients (counts), from and recipient_domains (comma-separated).
     Never subjects, bodies or recipient addresses.
 
@@ -312,7 +313,7 @@ def _parsed(method: str, path: str, name: str, found: Match, query: bytes, heade
     sender = address(fields.get("from"), "from") if operation.kind == "sends" else None
     recipient = address(fields.get(operation.to), operation.to) if operation.to else None
     params = broadcasts.params(name, fields) if operation.price == "broadcast" else {}
-    return ParsedRequest(method, path, name, params=params, object_id=_object_id(found),
+    return ParsedRequest(method, path, name, params=params, object_id=_object_id(found), objects=_sent_email(found),
                          moves_money=operation.kind == "sends", idempotency_key=headers.get("idempotency-key"),
                          recipients=(recipient,) if recipient else (), senders=(sender,) if sender else (),
                          segments=broadcasts.segments(params))
@@ -325,6 +326,13 @@ def _object_id(found: Match) -> str | None:
     if target is None and len(found.params) == 1:
         target = next(iter(found.params.values()))
     return target if target is not None and looks_like_id(target) else None
+
+
+def _sent_email(found: Match) -> tuple[str, ...]:
+    """The sent email a call acts on (``/emails/{email_id}...``; not an inbound one): the kind of object
+    keys record, which objects.created_through_key holds to the key's own."""
+    email = found.params.get("email_id") if found.operation.template.startswith("/emails/{email_id}") else None
+    return (email,) if email is not None and looks_like_id(email) else ()
 
 
 def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:

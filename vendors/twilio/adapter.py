@@ -26,7 +26,8 @@ What the core gets from this adapter
     and/or ``MessagingServiceSid``, or the Verify service; ``units`` = SMS segments (1 for MMS and
     WhatsApp, estimated minutes for calls). Buys: ``moves_money=True``;
   - Lookups: the looked-up number as ``recipients`` (so recipient rules scope lookups too);
-  - ``object_id`` = the Sid the path ends in;
+  - ``object_id`` = the Sid the path ends in; ``objects`` = every Sid the path names of a kind keys
+    record (SM/MM message, CA call, PN number), for ``objects.created_through_key``;
   - ``summary`` (redacted, for the audit row): to, from, messaging_service_sid, channel
     (sms | mms | whatsapp | voice), country, segments, encoding, body_length, media_count, units,
     minutes. Never the Body text.
@@ -162,6 +163,7 @@ class TwilioAdapter:
             endpoint=found.endpoint,
             params=params,
             object_id=found.object_id,
+            objects=_recorded(found.params.values()),
             moves_money=facts.moves_money,
             idempotency_key=None,  # Twilio's REST API has no idempotency header, and twilio-python sends none
             account=account,
@@ -281,6 +283,14 @@ def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
     if rate is None:
         return None
     return (abs(Decimal(price)) * rate).quantize(money.MICRO)
+
+
+def _recorded(values: Iterable[str]) -> tuple[str, ...]:
+    """The objects a call's path names that are of a kind keys record (a message, a call, a bought
+    number; ``Calls/CA.../Recordings.json`` names its call): what objects.created_through_key holds to
+    the key's own. Other Sids (services, the account) are not."""
+    sids = (v.removesuffix(".json") for v in values)
+    return tuple(dict.fromkeys(s for s in sids if OBJECT_SID.match(s) or NUMBER_SID.match(s)))
 
 
 def _operation(request: ParsedRequest) -> Entry:
