@@ -19,7 +19,8 @@ Bodies are deep copies of the examples in Twilio's OpenAPI documents
 * messaging: ``POST /v1/Services`` (201), ``GET /v1/Services``, ``GET /v1/Services/{Sid}``;
 * pricing: ``GET /v1/PhoneNumbers/Countries/{IsoCountry}`` (the ``fetch`` example, prices written
   over it from ``NUMBER_PRICES``: US as the spec's example has it, Canada, and Great Britain in
-  GBP with every type; 404 20404 for any other country).
+  GBP with every type; 404 20404 for any other country); Pricing v2's ``GET /v2/Voice/Numbers/{DestinationNumber}``
+  (its ``fetch`` example, for the number asked about).
 
 Authentication, ``received`` and ``fail_next`` as in twilio_api: Basic auth with the account's
 SID and auth token (a vault key there would be refused with 401 20003, and is searched for by
@@ -48,7 +49,8 @@ from .twilio_api import _authenticated_account, _params
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SPECS = {"lookups": "twilio_lookups_v2.json", "verify": "twilio_verify_v2.json",
-         "messaging": "twilio_messaging_v1.json", "pricing": "twilio_pricing_v1.json"}
+         "messaging": "twilio_messaging_v1.json", "pricing": "twilio_pricing_v1.json",
+         "pricing_v2": "twilio_pricing_v2.json"}
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
 TEST_CODE = "123456"
 Handler = Callable[[Starlette, str, dict[str, Any], dict[str, str]], tuple[int, Obj]]
@@ -200,6 +202,14 @@ def _number_prices(app: Starlette, account: str, params: dict[str, Any], ids: di
     return 200, answer
 
 
+def _voice_number_price(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    """Pricing v2's voice price to one number: the spec's example, for the number asked about."""
+    answer = example("pricing_v2", "/v2/Voice/Numbers/{DestinationNumber}", "get", "200", "fetch")
+    answer.update(destination_number=ids["number"], origination_number=params.get("OriginationNumber"),
+                  url=f"https://pricing.twilio.com/v2/Voice/Numbers/{ids['number']}")
+    return 200, answer
+
+
 _SID = "[A-Z]{2}[0-9a-f]{32}"
 _SERVICE = r"/v2/Services/(?P<service>VA[0-9a-f]{32})"
 ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
@@ -218,7 +228,8 @@ ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
             ("GET", r"/v1/Services", _list_services),
             ("GET", r"/v1/Services/(?P<sid>MG[0-9a-f]{32})", _fetch_service),
         ),
-        "pricing": (("GET", r"/v1/PhoneNumbers/Countries/(?P<iso>[A-Za-z]{2})", _number_prices),),
+        "pricing": (("GET", r"/v1/PhoneNumbers/Countries/(?P<iso>[A-Za-z]{2})", _number_prices),
+                    ("GET", r"/v2/Voice/Numbers/(?P<number>[^/]+)", _voice_number_price)),
     }.items()
 }
 

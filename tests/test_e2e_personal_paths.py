@@ -91,6 +91,18 @@ def test_every_lookups_operation_on_a_number_stores_it_masked(proxy_url, twilio_
     assert_not_written(metrics_text(proxy_url))
 
 
+def test_a_pricing_v2_read_of_a_numbers_price_is_a_free_read_stored_masked(proxy_url, twilio_key, sql, run_id):
+    """Pricing v2 (voice prices to one number) is in the Pricing host's catalogue: it was refused as unknown."""
+    key = twilio_key(["GET /pricing/v2/Voice/Numbers/*"])
+    price = client_for(proxy_url, key["key"], run_id).pricing.v2.voice.numbers(NUMBER).fetch()
+    assert price.destination_number == NUMBER and price.outbound_call_prices[0]["current_price"] == "0.013"
+    [row] = sql.execute("SELECT * FROM audit_events WHERE agent_run_id = %s", (run_id,)).fetchall()
+    assert (row["decision"], row["endpoint"], row["cost_usd"]) == (
+        "allowed", "GET /pricing/v2/Voice/Numbers/{DestinationNumber}", 0)
+    assert row["path"] == "/pricing/v2/Voice/Numbers/+1415555XXXX"
+    assert_not_written(run_text(sql, run_id))
+
+
 def test_a_refused_lookup_stores_its_number_masked_too(proxy_url, twilio_key, sql, run_id):
     key = twilio_key(["GET /lookups/v2/PhoneNumbers/*"])
     lookups = client_for(proxy_url, key["key"], run_id).lookups.v2

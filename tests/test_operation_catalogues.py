@@ -39,6 +39,8 @@ CATALOGUES = [
      TWILIO_RULES),
     ("twilio_pricing_v1.json", routes.OPERATIONS_DIR / "pricing.json", "pricing", routes.HOSTS["pricing"],
      TWILIO_RULES),
+    ("twilio_pricing_v2.json", routes.OPERATIONS_DIR / "pricing_v2.json", "pricing", routes.HOSTS["pricing"],
+     TWILIO_RULES),
     ("resend-openapi.json", RESEND_OPERATIONS, None, RESEND.default_upstream,
      {"free", "unknown", "email", "broadcast"}),
 ]

@@ -132,9 +132,17 @@ class Catalogue:
         self._folded = {lookalike(literal) for literal in self.literals}
 
     @classmethod
-    def load(cls, path: Path) -> Catalogue:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        return cls(document["operations"], source=document.get("spec", ""))
+    def load(cls, *paths: Path) -> Catalogue:
+        """One host's catalogue, from one file per spec it serves (Twilio's Pricing host has v1 and v2)."""
+        operations: dict[str, Mapping[str, Any]] = {}
+        sources = []
+        for path in paths:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if twice := operations.keys() & document["operations"].keys():
+                raise ValueError(f"{path.name} classifies again {sorted(twice)}")
+            operations.update(document["operations"])
+            sources.append(document.get("spec", ""))
+        return cls(operations, source="; ".join(sources))
 
     def match(self, method: str, path: str) -> Match | None:
         """The operation a request is, or None. Raises RequestRejected (invalid_path, 404) for a
