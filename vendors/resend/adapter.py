@@ -196,10 +196,11 @@ class ResendAdapter:
         if request.endpoint == CANCEL:  # the scheduled email will never go: its own row settles at 0
             return ParsedResponse(Decimal(0), object_id=request.object_id, vendor_request_id=request_id,
                                   releases=request.object_id)
-        if _operation(request).price != "email":
+        operation = _operation(request)
+        if operation.price != "email":
             cost = Decimal(0) if self.estimate_usd(request) == 0 else None  # unknown before, unknown still
             return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id,
-                                  credentials=issued_credentials(_operation(request), obj))
+                                  credentials=issued_credentials(operation, obj))
         units = request.units
         object_id = _id(obj)
         if request.endpoint == BATCH:

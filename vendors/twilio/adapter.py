@@ -218,7 +218,8 @@ class TwilioAdapter:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # Twilio bills no HTTP error
         obj = json_object(body)
         sid = _text(obj, "sid")
-        rule = _operation(request).price
+        operation = _operation(request)
+        rule = operation.price
         if rule in PRICED_CREATES:
             sid = _text(obj, "call_sid") if rule == "voice" and "call_sid" in obj else sid  # a conference participant
             kind = "call" if rule == "voice" else "message"
@@ -229,7 +230,7 @@ class TwilioAdapter:
         cost = Decimal(0) if self.estimate_usd(request) == 0 else None
         created = numbers.bought(status, obj) if rule == numbers.RULE else None
         return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id, created=created,
-                              credentials=issued_credentials(_operation(request), obj))
+                              credentials=issued_credentials(operation, obj))
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
         user, password = credential.account or "", credential.secret
