@@ -116,6 +116,11 @@ _PHONE = re.compile(r"\+?[0-9(][0-9 ()\-.]{5,22}\Z")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _SEPARATORS = str.maketrans("", "", " ()-.")
 PHONE_HIDDEN = 4  # the digits Twilio's own Message Redaction replaces with XXXX: the last four
+# What any segment _mask_segment masks contains: an address's @, an escape (%40, %2B, %20), or a
+# start of +, ( or a digit and three digits (a number; Sids and ids start with letters). An ISO
+# date (an API version) is the one such start that common paths carry: it is passed over here, so
+# those paths cost one scan (about a microsecond) and no split.
+_CANDIDATE = re.compile(r"[@%]|/(?![0-9]{4}-[0-9]{2}-[0-9]{2}(?:/|$))[+(]?[0-9]{3}")
 
 
 def mask_personal_path(path: str) -> str:
@@ -125,7 +130,7 @@ def mask_personal_path(path: str) -> str:
     ``/contacts/ana%40acme.example`` -> ``/contacts/***@acme.example`` (the domain, which policies
     scope by, stays). Object ids (SM..., ch_..., UUIDs) are neither and stay as they are. Judged
     by shape, so a refusal's path (one the adapter never read) is masked too."""
-    if "@" not in path and "%" not in path and not any(c.isdigit() for c in path):
+    if not _CANDIDATE.search(path):  # most paths (/v1/charges, Sids, UUIDs): one regex scan, no split
         return path
     return "/".join(_mask_segment(segment) for segment in path.split("/"))
 
