@@ -67,6 +67,7 @@ class Store:
         self.messages: dict[str, Obj] = {}
         self.calls: dict[str, Obj] = {}
         self.numbers: dict[str, Obj] = {}  # incoming phone numbers bought, by PN sid
+        self.keys: dict[str, Obj] = {}  # API keys created (with their secrets), by SK sid
 
     def get(self, kind: str, sid: str, path: str) -> Obj:
         found = getattr(self, kind).get(sid)

@@ -18,8 +18,9 @@ email, built from the ``Email`` schema's examples in Resend's OpenAPI descriptio
 broadcasts (``POST /broadcasts``, ``GET /broadcasts/{id}``, ``POST /broadcasts/{id}/send``,
 shaped from ``CreateBroadcastResponseSuccess`` / ``GetBroadcastResponseSuccess``) to segments made
 with ``add_segment``, whose contacts ``GET /contacts?segment_id=`` lists 100 a page;
-``POST /api-keys`` -> ``{"id", "token"}`` (a new ``re_...`` key, which is why Tollgate
-classifies it as issuing credentials).
+contacts by id or address (update, remove, their segments and topics) and suppressions by
+address, answered with their schemas' examples; ``POST /api-keys`` -> ``{"id", "token"}`` (a new
+``re_...`` key, which is why Tollgate classifies it as issuing credentials).
 
 Errors in Resend's shape ``{"statusCode", "name", "message"}``: 401 missing_api_key, 403
 invalid_api_key, 422 missing_required_field / validation_error (invalid or more than 50
@@ -29,7 +30,7 @@ first answer and sends nothing).
 
 Test hooks on ``app.state``: ``received`` (:class:`ReceivedRequest` per request),
 ``fail_next`` (``(status, body_dict)`` answers the next request, then clears), ``emails``
-(sent emails by id), ``segments``, ``broadcasts``, ``broadcast_emails``.
+(sent emails by id), ``segments``, ``broadcasts``, ``broadcast_emails``, ``api_keys`` (issued).
 """
 
 from __future__ import annotations
@@ -250,10 +251,37 @@ def _send_broadcast(app: Starlette, broadcast_id: str) -> Obj:
 def _new_api_key(app: Starlette, request: ReceivedRequest, payload: Any) -> Obj:
     if not isinstance(payload, dict) or not payload.get("name"):
         raise ResendApiError(422, "missing_required_field", "Missing `name` field.")
-    return {"id": str(uuid.uuid4()), "token": "re_" + secrets.token_hex(4) + "_" + secrets.token_urlsafe(18)}
+    issued = {"id": str(uuid.uuid4()), "token": "re_" + secrets.token_hex(4) + "_" + secrets.token_urlsafe(18)}
+    app.state.api_keys.append(issued)
+    return issued
+
+
+# Operations that name a contact by id or address (resend-python quotes the address into the
+# path) or a suppressed address, answered with their success schema's examples: what the tests
+# need of them is that they reach Resend, and what Tollgate records of the address.
+_BY_ADDRESS = (
+    ("PATCH", r"/contacts/[^/]+", "UpdateContactResponseSuccess"),
+    ("DELETE", r"/contacts/[^/]+", "RemoveContactResponseSuccess"),
+    ("GET", r"/contacts/[^/]+/segments", "ListContactSegmentsResponseSuccess"),
+    ("POST", r"/contacts/[^/]+/segments/[^/]+", "AddContactToSegmentResponseSuccess"),
+    ("DELETE", r"/contacts/[^/]+/segments/[^/]+", "RemoveContactFromSegmentResponseSuccess"),
+    ("GET", r"/contacts/[^/]+/topics", "GetContactTopicsResponseSuccess"),
+    ("PATCH", r"/contacts/[^/]+/topics", "UpdateContactTopicsResponseSuccess"),
+    ("GET", r"/suppressions/[^/]+", "GetSuppressionResponseSuccess"),
+    ("DELETE", r"/suppressions/[^/]+", "RemoveSuppressionResponseSuccess"),
+)
+
+
+def _by_address(request: ReceivedRequest) -> Obj | None:
+    for method, pattern, schema in _BY_ADDRESS:
+        if request.method == method and re.fullmatch(pattern, request.path):
+            return _from_examples(_schemas()[schema])
+    return None
 
 
 def _route(app: Starlette, request: ReceivedRequest) -> Obj:
+    if (by_address := _by_address(request)) is not None:
+        return by_address
     if request.method == "GET" and request.path == "/emails/receiving":
         return _received_emails(app, request)
     if request.method == "GET" and (found := re.fullmatch(r"/contacts/([^/]+)", request.path)):
@@ -329,6 +357,7 @@ def create_app(api_key: str = "re_test_emulator") -> Starlette:
     app.state.segments = {}  # segment id -> its contacts (add_segment)
     app.state.broadcasts = {}
     app.state.broadcast_emails = {}  # broadcast id -> the addresses its send mailed
+    app.state.api_keys = []  # every key POST /api-keys issued ({"id", "token"}), for the tests to look for
     app.state.contacts = [{**_from_examples(_schemas()["GetContactResponseSuccess"]), "id": str(uuid.uuid4()),
                            "email": "ana@acme.example"}]
     return app

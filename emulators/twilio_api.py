@@ -8,7 +8,8 @@ Point twilio-python (or the Tollgate proxy's upstream) at it::
         client.api.base_url = base_url   # twilio 9: the Api domain keeps its base URL here
 
 Endpoints: Messages create (201), fetch, list; Calls create (201), fetch, list, update (200); buying a phone
-number (``IncomingPhoneNumbers.json`` and its Local, Mobile and TollFree variants, 201).
+number (``IncomingPhoneNumbers.json`` and its Local, Mobile and TollFree variants, 201), updating (200) and
+releasing it (204); creating an API key (``Keys.json``, 201, its ``secret`` in the answer).
 Bodies come from Twilio's published examples (see ``_twilio_store``): a new message
 is ``status: "queued"`` with ``price: null``, as at Twilio.
 
@@ -47,7 +48,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from ._received import ReceivedRequest, record
-from ._twilio_store import Obj, Store, TwilioApiError, new_call, new_message, new_number, now, page
+from ._twilio_store import Obj, Store, TwilioApiError, example, new_call, new_message, new_number, new_sid, now, page
 
 __all__ = ["ReceivedRequest", "Store", "create_app"]
 
@@ -126,6 +127,27 @@ def _buy_number(variant: str) -> Callable[..., tuple[int, Obj]]:
     return buy
 
 
+def _update_number(store: Store, account: str, params: dict[str, Any], path: str, sid: str) -> tuple[int, Obj]:
+    number = store.get("numbers", sid, path)
+    fields = {"FriendlyName": "friendly_name", "SmsUrl": "sms_url", "VoiceUrl": "voice_url"}
+    number.update({fields[k]: v for k, v in params.items() if k in fields})
+    return 200, number
+
+
+def _release_number(store: Store, account: str, params: dict[str, Any], path: str, sid: str) -> tuple[int, Obj]:
+    store.get("numbers", sid, path)
+    del store.numbers[sid]
+    return 204, {}
+
+
+def _new_api_key(store: Store, account: str, params: dict[str, Any], path: str) -> tuple[int, Obj]:
+    """An API key (``SK...``) and its secret, shown in this answer only, as Twilio does."""
+    key = example("/Accounts/{AccountSid}/Keys.json", "post", "201", "create")
+    key.update(sid=new_sid("SK"), friendly_name=params.get("FriendlyName", ""), secret=secrets.token_hex(16))
+    store.keys[key["sid"]] = key
+    return 201, key
+
+
 def _fetcher(kind: str) -> Callable[..., tuple[int, Obj]]:
     def fetch(store: Store, account: str, params: dict[str, Any], path: str, sid: str) -> tuple[int, Obj]:
         return 200, store.get(kind, sid, path)
@@ -157,6 +179,9 @@ ROUTES: tuple[tuple[str, re.Pattern[str], Callable[..., tuple[int, Obj]]], ...] 
         ("POST", r"/Calls/(?P<sid>CA[0-9a-f]{32})\.json", _update_call),
         *(("POST", rf"/IncomingPhoneNumbers{variant}\.json", _buy_number(variant))
           for variant in ("", "/Local", "/Mobile", "/TollFree")),
+        ("POST", r"/IncomingPhoneNumbers/(?P<sid>PN[0-9a-f]{32})\.json", _update_number),
+        ("DELETE", r"/IncomingPhoneNumbers/(?P<sid>PN[0-9a-f]{32})\.json", _release_number),
+        ("POST", "/Keys.json", _new_api_key),
     )
 )
 
@@ -226,6 +251,8 @@ async def _endpoint(request: Request) -> Response:
     received = await record(request)
     status, body = _answer(request.app, received)
     headers = {"Twilio-Request-Id": "RQ" + secrets.token_hex(16), "Twilio-Concurrent-Requests": "1"}
+    if status == 204:  # a delete: no content
+        return Response(None, status, headers)
     return Response(json.dumps(body), status, headers, media_type="application/json; charset=utf-8")
 
 

@@ -12,7 +12,7 @@ Bodies are deep copies of the examples in Twilio's OpenAPI documents
 
 * lookups: ``GET /v2/PhoneNumbers/{PhoneNumber}`` (the ``fetch`` example; each data package
   named in ``Fields`` filled from the example that has it; ``fetchInvalid`` for a number that
-  is not E.164);
+  is not E.164); its ``Overrides/{Field}`` (GET, POST, PUT: the spec's examples; DELETE: 204);
 * verify: ``POST /v2/Services/{ServiceSid}/Verifications`` (201, ``createVerification`` or
   ``createVerificationEmail``), ``GET .../Verifications/{Sid}``, ``POST .../VerificationCheck``
   (``approved`` when Code is ``123456``, as a test code);
@@ -23,7 +23,8 @@ Bodies are deep copies of the examples in Twilio's OpenAPI documents
   (outbound SMS per carrier and number type from ``MESSAGING_PRICES``), ``GET /v2/Voice/Countries/{IsoCountry}``
   (outbound voice per destination prefix from ``VOICE_PRICES``); 404 20404 for any other country.
   Each list (``GET /v1/Messaging/Countries``, ``/v2/Voice/Countries``, ``/v1/PhoneNumbers/Countries``)
-  is the ``readFull`` example with the table's countries, paged by ``PageSize`` and ``Page``.
+  is the ``readFull`` example with the table's countries, paged by ``PageSize`` and ``Page``;
+  and ``GET /v2/Voice/Numbers/{DestinationNumber}`` (its ``fetch`` example, for the number asked about).
 
 Authentication, ``received`` and ``fail_next`` as in twilio_api: Basic auth with the account's
 SID and auth token (a vault key there would be refused with 401 20003, and is searched for by
@@ -94,6 +95,22 @@ def _lookup(app: Starlette, account: str, params: dict[str, Any], ids: dict[str,
         answer[field] = copy.deepcopy(next((e[field] for e in _examples("lookups", path, "get", "200") if e.get(field)),
                                            None))
     return 200, answer
+
+
+_OVERRIDES = "/v2/PhoneNumbers/{PhoneNumber}/Overrides/{Field}"
+_OVERRIDE_EXAMPLES = {"GET": ("200", "fetchOverrides"), "POST": ("201", "createOverrides"),
+                      "PUT": ("200", "updateOverrides")}
+
+
+def _override(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    """An override of a data package's answer for a number: the spec's example per method (DELETE: 204)."""
+    method = ids.pop("method")
+    if method == "DELETE":
+        return 204, {}
+    status, name = _OVERRIDE_EXAMPLES[method]
+    answer = example("lookups", _OVERRIDES, method.lower(), status, name)
+    answer.update(phone_number=ids["number"], field=ids["field"], account_sid=account)
+    return int(status), answer
 
 
 # -- verify -------------------------------------------------------------------------------
@@ -262,12 +279,22 @@ def _number_prices(app: Starlette, account: str, params: dict[str, Any], ids: di
     return 200, answer
 
 
+def _voice_number_price(app: Starlette, account: str, params: dict[str, Any], ids: dict[str, str]) -> tuple[int, Obj]:
+    """Pricing v2's voice price to one number: the spec's example, for the number asked about."""
+    answer = example("pricing v2", "/v2/Voice/Numbers/{DestinationNumber}", "get", "200", "fetch")
+    answer.update(destination_number=ids["number"], origination_number=params.get("OriginationNumber"),
+                  url=f"https://pricing.twilio.com/v2/Voice/Numbers/{ids['number']}")
+    return 200, answer
+
+
 _SID = "[A-Z]{2}[0-9a-f]{32}"
 _SERVICE = r"/v2/Services/(?P<service>VA[0-9a-f]{32})"
 ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
     product: tuple((method, re.compile(pattern + r"\Z"), handler) for method, pattern, handler in table)
     for product, table in {
-        "lookups": (("GET", r"/v2/PhoneNumbers/(?P<number>[^/]+)", _lookup),),
+        "lookups": (("GET", r"/v2/PhoneNumbers/(?P<number>[^/]+)", _lookup),
+                    *((method, r"/v2/PhoneNumbers/(?P<number>[^/]+)/Overrides/(?P<field>[a-z_]+)", _override)
+                      for method in ("GET", "POST", "PUT", "DELETE"))),
         "verify": (
             ("POST", _SERVICE + "/Verifications", _verification),
             ("GET", _SERVICE + rf"/Verifications/(?P<sid>{_SID})", _fetch_verification),
@@ -282,6 +309,7 @@ ROUTES: dict[str, tuple[tuple[str, re.Pattern[str], Handler], ...]] = {
             ("GET", r"/v1/PhoneNumbers/Countries/(?P<iso>[A-Za-z]{2})", _number_prices),
             ("GET", r"/v1/Messaging/Countries/(?P<iso>[A-Za-z]{2})", _messaging_prices),
             ("GET", r"/v2/Voice/Countries/(?P<iso>[A-Za-z]{2})", _voice_prices),
+            ("GET", r"/v2/Voice/Numbers/(?P<number>[^/]+)", _voice_number_price),
             *(("GET", re.escape(path), _country_list(feed)) for feed, path in _PRICING.items()),
         ),
     }.items()
@@ -292,6 +320,8 @@ async def _endpoint(request: Request) -> Response:
     app, received = request.app, await record(request)
     status, body = _answer(app, received)
     headers = {"Twilio-Request-Id": "RQ" + secrets.token_hex(16)}
+    if status == 204:  # a delete: no content
+        return Response(None, status, headers)
     return Response(json.dumps(body), status, headers, media_type="application/json; charset=utf-8")
 
 
@@ -303,10 +333,12 @@ def _answer(app: Starlette, received: Any) -> tuple[int, Obj]:
     if account is None:
         return 401, TwilioApiError(401, 20003, "Authenticate").body()
     try:
+        json_body = received.headers.get("content-type", "").startswith("application/json")  # Lookups overrides
         for method, pattern, handler in ROUTES[app.state.product]:
             found = pattern.match(received.path)
             if found and method == received.method:
-                return handler(app, account, _params(received), found.groupdict())
+                params = json.loads(received.body or b"{}") if json_body else _params(received)
+                return handler(app, account, params, {**found.groupdict(), "method": method})
         raise TwilioApiError(404, 20404, f"The requested resource {received.path} was not found")
     except TwilioApiError as exc:
         return exc.status, exc.body()

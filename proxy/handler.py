@@ -16,14 +16,25 @@ from decimal import Decimal
 
 import structlog
 
-from proxy import approvals, duplicates, lookups, metrics, outcomes, paths, reasons, records, refusals, vaultkeys
+from proxy import (
+    answers,
+    approvals,
+    duplicates,
+    lookups,
+    metrics,
+    outcomes,
+    paths,
+    reasons,
+    records,
+    refusals,
+    vaultkeys,
+)
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.auth import Authenticator
 from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, refuse_secret_run_id, run_id_of
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
-    Denial,
     Refused,
     RequestRejected,
     Unavailable,
@@ -269,13 +280,13 @@ class ProxyHandler:
                 response.status), response.status, priced.vendor_request_id)
             self._log(call, "error", "upstream_server_error", response.status)
             return RenderedResponse(response.status, passed, response.body)
-        withheld = await self._withheld(key, priced)  # 9: scope covers what the answer reveals too
+        withheld = await answers.withheld(key, parsed, priced, self._records)  # 9: and what the answer reveals
         enforced = withheld is not None and not key.policy.shadow
         cost, source = ((priced.cost_usd, "parsed") if priced.cost_usd is not None
                         else (call.predicted, "estimated" if call.cost_known else "none"))
         await self._gate.settle(admission, cost, SettlePatch(
             source, call.elapsed_ms(), decision=("blocked" if enforced else "shadow_blocked") if withheld else None,
-            reason=withheld.reason if withheld else "idempotent_replay" if priced.replayed else None,
+            reason=withheld.reason if withheld else answers.outcome_reason(priced),
             message=withheld.message if withheld else None,
             currency=priced.currency, amount_minor=priced.amount_minor, object_id=priced.object_id,
             customer_id=priced.customer_id, upstream_status=response.status,
@@ -288,19 +299,6 @@ class ProxyHandler:
             return self._render_refusal(call, withheld.reason, withheld.message, withheld.status)
         self._log(call, admission.decision, admission.reason, response.status)
         return RenderedResponse(response.status, passed, response.body)
-
-    async def _withheld(self, key: KeyRecord, priced: ParsedResponse) -> Denial | None:
-        """Why the answer may not be returned: it names a customer outside the key's scope."""
-        created = priced.created.object_id if priced.created else None  # a customer this call made is the key's
-        unlisted = tuple(c for c in key.policy.customers_to_check(priced.revealed_customers) if c != created)
-        if not unlisted:
-            return None
-        try:
-            known = await self._records(key.id, unlisted) if key.policy.created_through_key else {}
-        except Unavailable:  # cannot tell: the answer stays with Tollgate (the call itself happened)
-            return Denial("answer_withheld", "Tollgate could not check this answer against the key's scope "
-                                             "(its database is unreachable), so it withheld it.")
-        return key.policy.check_answer(unlisted, known)
 
     async def _upstream_failed(self, call: Call, admission: Admission, failure: UpstreamFailure) -> RenderedResponse:
         if call.duplicate_claim is not None and not failure.maybe_delivered:  # it never left: retrying is right

@@ -63,6 +63,9 @@ _POLICY = _kind("policy", 403, {
     "per_call_limit": "The call's predicted cost is over the policy's per-call limit.",
     "answer_withheld": "The vendor's answer names a customer outside the key's scope; Tollgate kept it back "
                        "(the call itself happened: its cost stands).",
+    "credential_withheld": "The vendor's answer hands out a credential (a new API key's secret) and the policy does "
+                           "not list the endpoint in credentials.hand_out; Tollgate kept the answer back (the "
+                           "credential was issued: the message names it, to revoke at the vendor).",
     "cost_unknown": "The call may move money or reach people and its cost cannot be known before it is sent "
                     "(no amount, no object to read it from, or no USD rate for its currency), and the policy does not "
                     "list it in priced_after.",
@@ -190,6 +193,8 @@ _CONFIG = _kind("config", 2, {
 
 _OUTCOME = _kind("outcome", 200, {
     "idempotent_replay": "The vendor answered from its idempotency cache: nothing happened again, nothing counted.",
+    "credential_handed_out": "The vendor's answer handed the agent a credential (a new API key's secret), as the "
+                             "policy's credentials.hand_out allows; the agent can use it without Tollgate.",
 })
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in [*_AUTH, *_POLICY, *_INVALID, *_UNAVAILABLE, *_ADMIN,

@@ -8,6 +8,8 @@ knows (its key's upstream secret and vault secret, handed to ``mask_secrets`` as
 whole or cut short, from their first ``KNOWN_PREFIX`` characters on.
 What an operator needs to approve a call is who, how much and where, not the text of an SMS
 or the body of an email: those fields are replaced by their size.
+Paths name people too (a Lookup's number, a contact fetched by address): the path the audit row
+stores has them masked (``mask_personal_path``), while object ids, which users query by, stay.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 # Tollgate's own credentials: vault keys (the public id part kept) and admin tokens. Vendors add
 # theirs (``VendorAdapter.secret_patterns``) through ``recognise``, called once per process by
@@ -105,3 +108,39 @@ def _placeholder(value: Any) -> str:
     size = len(value) if isinstance(value, (str, list, dict)) else 0
     unit = "characters" if isinstance(value, str) else "items"
     return f"[redacted: {size} {unit}]"
+
+
+# A path segment that is a phone number: E.164 or national digits with the usual separators, as
+# many digits as E.164 allows. An ISO date (Twilio's API version, 2010-04-01) is no phone number.
+_PHONE = re.compile(r"\+?[0-9(][0-9 ()\-.]{5,22}\Z")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_SEPARATORS = str.maketrans("", "", " ()-.")
+PHONE_HIDDEN = 4  # the digits Twilio's own Message Redaction replaces with XXXX: the last four
+# What any segment _mask_segment masks contains: an address's @, an escape (%40, %2B, %20), or a
+# start of +, ( or a digit and three digits (a number; Sids and ids start with letters). An ISO
+# date (an API version) is the one such start that common paths carry: it is passed over here, so
+# those paths cost one scan (about a microsecond) and no split.
+_CANDIDATE = re.compile(r"[@%]|/(?![0-9]{4}-[0-9]{2}-[0-9]{2}(?:/|$))[+(]?[0-9]{3}")
+
+
+def mask_personal_path(path: str) -> str:
+    """``path`` with every segment that is a phone number or an email address masked, for the audit
+    row: ``/v2/PhoneNumbers/+14155550100`` -> ``/v2/PhoneNumbers/+1415555XXXX`` (the area and exchange
+    stay queryable, the subscriber does not: what Twilio's Message Redaction keeps) and
+    ``/contacts/ana%40acme.example`` -> ``/contacts/***@acme.example`` (the domain, which policies
+    scope by, stays). Object ids (SM..., ch_..., UUIDs) are neither and stay as they are. Judged
+    by shape, so a refusal's path (one the adapter never read) is masked too."""
+    if not _CANDIDATE.search(path):  # most paths (/v1/charges, Sids, UUIDs): one regex scan, no split
+        return path
+    return "/".join(_mask_segment(segment) for segment in path.split("/"))
+
+
+def _mask_segment(segment: str) -> str:
+    text = unquote(segment) if "%" in segment else segment
+    local, at, domain = text.rpartition("@")
+    if at and local and domain:
+        return f"{MASK}@{domain}"
+    digits = text.translate(_SEPARATORS)
+    if _PHONE.match(text) and not _DATE.match(text) and 7 <= len(digits.lstrip("+")) <= 15:
+        return digits[:-PHONE_HIDDEN] + "X" * PHONE_HIDDEN
+    return segment

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.redact import mask_secrets, mask_strings
+from proxy.redact import mask_personal_path, mask_secrets, mask_strings
 from vendors.base import RecordedObject
 
 
@@ -50,7 +50,9 @@ class AuditRow:
     def masked(self, known: tuple[str, ...] = ()) -> AuditRow:
         """Every text an agent chose (a path, an id, a header, a message quoting them) with anything
         shaped like a credential, or beginning like one of the ``known`` secrets, masked before the
-        row is written (guarantee 5)."""
+        row is written (guarantee 5); and the path's phone numbers and email addresses masked, as the
+        endpoint template never holds them (personal data has no place in a column users query)."""
+        self.path = mask_personal_path(self.path)
         for name in _AGENT_TEXT:
             value = getattr(self, name)
             if value is not None:

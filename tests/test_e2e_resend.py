@@ -119,3 +119,15 @@ def test_creating_an_api_key_is_refused_unless_named_and_blocked_rows_name_their
     assert [(r["reason"], r["endpoint"]) for r in rows(sql, run_id)] == [
         ("endpoint_not_allowed", "POST /api-keys"), ("batch_too_large", "POST /emails/batch"),
         ("invalid_sender", "POST /emails")]
+
+
+def test_under_objects_created_through_key_a_key_reads_its_own_emails_only(use_key, sql, run_id):
+    use_key()  # another key sends one
+    theirs = resend.Emails.send(email())["id"]
+    use_key(objects={"created_through_key": True})
+    ours = resend.Emails.send(email())["id"]  # a send names no existing email
+    assert resend.Emails.get(ours)["id"] == ours
+    with pytest.raises(ResendError) as other:
+        resend.Emails.get(theirs)
+    assert "[tollgate:object_not_created_through_key]" in other.value.message
+    assert [r["reason"] for r in rows(sql, run_id)] == [None, None, None, "object_not_created_through_key"]

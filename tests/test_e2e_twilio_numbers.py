@@ -110,3 +110,46 @@ def test_agents_may_read_the_pricing_host_as_a_free_read(proxy_url, make_key, sq
     assert {p["number_type"] for p in country.phone_number_prices} >= {"local", "mobile", "toll free"}
     [row] = rows(sql, run_id)
     assert (row["endpoint"], row["cost_usd"]) == ("GET /pricing/v1/PhoneNumbers/Countries/{IsoCountry}", Decimal(0))
+
+
+def test_a_key_kept_to_some_countries_buys_numbers_in_those_countries_only(
+        proxy_url, key_for, sql, run_id, twilio_emulator):
+    api = twilio_emulator[1]
+    bought_before = len(api.state.received)
+    client = client_for(proxy_url, key_for(per_call_usd="5.00", recipients={"countries": ["US", "CA"]})["key"], run_id)
+    with pytest.raises(TwilioRestException) as abroad:
+        client.incoming_phone_numbers.create(phone_number="+447700900123")
+    assert abroad.value.status == 403 and "[tollgate:recipient_not_allowed]" in abroad.value.msg
+    assert received(api, bought_before) == []  # nothing was bought
+    assert client.incoming_phone_numbers.local.create(phone_number="+14155550199").sid.startswith("PN")
+    assert client.incoming_phone_numbers.create(area_code="604").sid.startswith("PN")  # Vancouver: Canada
+    assert [(r["decision"], r["reason"]) for r in rows(sql, run_id)] == [
+        ("blocked", "recipient_not_allowed"), ("allowed", None), ("allowed", None)]
+
+
+def test_a_bought_number_is_recorded_as_created_through_its_key(proxy_url, key_for, sql, run_id):
+    key = key_for(per_call_usd="5.00")
+    ours = client_for(proxy_url, key["key"], run_id).incoming_phone_numbers.local.create(phone_number="+14155550123")
+    client_for(proxy_url, key_for(per_call_usd="5.00")["key"], run_id).incoming_phone_numbers.local.create(
+        phone_number="+14155550124")
+    recorded = sql.execute("SELECT object_id, kind FROM key_objects WHERE key_id = %s", (key["id"],)).fetchall()
+    assert [(r["object_id"], r["kind"]) for r in recorded] == [(ours.sid, "phone_number")]
+
+
+def test_under_objects_created_through_key_a_key_updates_and_releases_its_own_numbers_only(
+        proxy_url, key_for, sql, run_id, twilio_emulator):
+    manage = [f"{method} /2010-04-01/Accounts/*/IncomingPhoneNumbers/*" for method in ("POST", "DELETE")]
+    key = key_for(per_call_usd="5.00", endpoints={"allow": [*ALLOW, *manage]}, objects={"created_through_key": True})
+    client = client_for(proxy_url, key["key"], run_id)
+    ours = client.incoming_phone_numbers.local.create(phone_number="+14155550125")  # a purchase names no object
+    theirs = client_for(proxy_url, key_for(per_call_usd="5.00")["key"], run_id).incoming_phone_numbers.local.create(
+        phone_number="+14155550126")
+    assert client.incoming_phone_numbers(ours.sid).update(friendly_name="Support").friendly_name == "Support"
+    for act in (lambda n: n.update(friendly_name="Mine now"), lambda n: n.delete()):
+        with pytest.raises(TwilioRestException) as other:
+            act(client.incoming_phone_numbers(theirs.sid))
+        assert other.value.status == 403 and "[tollgate:object_not_created_through_key]" in other.value.msg
+    assert theirs.sid in twilio_emulator[1].state.store.numbers  # never forwarded: still the other key's
+    assert client.incoming_phone_numbers(ours.sid).delete() is True
+    assert [r["reason"] for r in rows(sql, run_id)] == [
+        None, None, None, "object_not_created_through_key", "object_not_created_through_key", None]

@@ -39,6 +39,8 @@ CATALOGUES = [
      TWILIO_RULES),
     ("twilio_pricing_v1.json", routes.OPERATIONS_DIR / "pricing.json", "pricing", routes.HOSTS["pricing"],
      TWILIO_RULES),
+    ("twilio_pricing_v2.json", routes.OPERATIONS_DIR / "pricing_v2.json", "pricing", routes.HOSTS["pricing"],
+     TWILIO_RULES),
     ("resend-openapi.json", RESEND_OPERATIONS, None, RESEND.default_upstream,
      {"free", "unknown", "email", "broadcast"}),
 ]
@@ -201,3 +203,42 @@ def test_policy_review_warns_of_credentials_and_unpriced_operations_from_the_cat
     resend = warnings.review({"endpoints": {"allow": ["POST /api-keys", "GET /emails/*"]}}, RESEND.operations())
     assert resend.matches["GET /emails/*"] == ["GET /emails/{id}"]  # not /emails/receiving, not /emails/metrics
     assert any("POST /api-keys, which issues credentials" in w for w in resend.warnings)
+
+
+def _answer_schema(document: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of an operation's success answer."""
+    status = next(s for s in operation["responses"] if s.startswith("2"))
+    return _resolve(document, operation["responses"][status]["content"]["application/json"]["schema"])
+
+
+def _has_path(document: dict[str, Any], schema: dict[str, Any], path: str) -> bool:
+    """``path`` is in the schema, or in the description of a free-form object on the way (Verify's
+    factor ``binding``: "For totp, this is `binding.secret` and `binding.uri`")."""
+    for name in path.split("."):
+        while schema.get("type") == "array":
+            schema = _resolve(document, schema["items"])
+        if "properties" not in schema:
+            return f"`{path}`" in schema.get("description", "")
+        schema = schema["properties"].get(name)
+        if schema is None:
+            return False
+        schema = _resolve(document, schema)
+    return True
+
+
+@pytest.mark.parametrize(("spec_file", "catalogue", "prefix", "host", "rules"), CATALOGUES, ids=IDS)
+def test_where_an_answer_carries_the_credential_it_issues_is_in_the_spec(spec_file, catalogue, prefix, host,
+                                                                        rules) -> None:
+    """The core withholds what ``secret`` names (proxy/answers.py): a path the spec's answer lacks would
+    let the credential through, and an answer with an obviously secret field that no ``secret`` names too."""
+    document = spec(spec_file)
+    operations = spec_operations(document)
+    for key, entry in entries(catalogue).items():
+        schema = _answer_schema(document, operations[key]) if "secret" in entry else None
+        for path in ([entry["secret"]] if isinstance(entry.get("secret"), str) else entry.get("secret", [])):
+            assert entry["kind"] == "issues_credentials" and schema is not None, key
+            assert _has_path(document, schema, path), f"{key}: its answer has no {path}"
+    for key in ("POST /api-keys", "POST /2010-04-01/Accounts/{AccountSid}/Keys.json",
+                "POST /2010-04-01/Accounts.json", "POST /2010-04-01/Accounts/{AccountSid}/SigningKeys.json"):
+        held = entries(catalogue).get(key)
+        assert held is None or held.get("secret"), f"{key} hands out a credential its catalogue entry does not name"

@@ -92,6 +92,13 @@ def test_a_priced_after_entry_that_changes_nothing_is_warned() -> None:
     assert not any("/v1/subscriptions" in w for w in warned)  # the operator opted in
 
 
+def test_handing_out_a_credential_is_warned_and_an_entry_that_changes_nothing_too() -> None:
+    warned = found({"vendor": "resend", "endpoints": {"allow": ["POST /api-keys"]},
+                    "credentials": {"hand_out": ["POST /api-keys", "POST /emails"]}})
+    assert any("hand_out lists POST /api-keys: the agent gets the credential" in w for w in warned)
+    assert any("hand_out lists POST /emails, which matches nothing that issues credentials" in w for w in warned)
+
+
 RISKY = twilio(recipients={"countries": ["US", "ZZ"], "twiml_urls": ["*.ngrok.app"]})
 
 

@@ -201,6 +201,10 @@ class ParsedResponse:
     # billed (a scheduled email cancelled): the core reprices that call's row to 0, so every cap
     # it was counted in gets its cost back. Only a row still priced as an estimate can be.
     releases: str | None = None
+    # The credentials the answer hands out (a new API key's secret, read where the catalogue says):
+    # the core withholds the answer, unless the key's policy names the endpoint in
+    # ``credentials.hand_out``, and never writes these values anywhere.
+    credentials: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

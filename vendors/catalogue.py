@@ -15,6 +15,9 @@ Each entry is keyed ``"METHOD /path/{Placeholder}"`` exactly as the vendor's spe
 * ``note``: for people: who a send reaches and how its price is known, what a read reveals;
 * ``to`` / ``sender``: the parameter naming the recipient / sender (``{Name}``: a path one);
 * ``lists``: parameters the vendor takes as repeated keys; ``body``: when not the default;
+* ``secret``: for ``issues_credentials``, where the answer carries the credential it issues (an API
+  key's ``secret``, ``binding.secret``; a dotted path, walking into every item of a list), so the
+  core can withhold it (vendors.base.ParsedResponse.credentials);
 * ``priced``: how policy warnings describe the rule's pricing (vendors.base.Operation.priced), when
   the default guess (``free``/``unknown`` as they are, any other rule "request") is wrong, e.g.
   ``lookup`` for a rule priced from a read the core makes before the gate.
@@ -59,6 +62,7 @@ class Entry:
     lists: frozenset[str] = frozenset()
     body: str | None = None
     priced: str | None = None
+    secrets: tuple[str, ...] = ()  # dotted paths in the answer of the credentials it issues
 
     @property
     def key(self) -> str:
@@ -128,9 +132,17 @@ class Catalogue:
         self._folded = {lookalike(literal) for literal in self.literals}
 
     @classmethod
-    def load(cls, path: Path) -> Catalogue:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        return cls(document["operations"], source=document.get("spec", ""))
+    def load(cls, *paths: Path) -> Catalogue:
+        """One host's catalogue, from one file per spec it serves (Twilio's Pricing host has v1 and v2)."""
+        operations: dict[str, Mapping[str, Any]] = {}
+        sources = []
+        for path in paths:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if twice := operations.keys() & document["operations"].keys():
+                raise ValueError(f"{path.name} classifies again {sorted(twice)}")
+            operations.update(document["operations"])
+            sources.append(document.get("spec", ""))
+        return cls(operations, source="; ".join(sources))
 
     def match(self, method: str, path: str) -> Match | None:
         """The operation a request is, or None. Raises RequestRejected (invalid_path, 404) for a
@@ -201,4 +213,21 @@ def _entry(key: str, entry: Mapping[str, Any]) -> Entry:
         lists=frozenset(entry.get("lists", ())),
         body=entry.get("body"),
         priced=entry.get("priced"),
+        secrets=tuple([entry["secret"]] if isinstance(entry.get("secret"), str) else entry.get("secret", ())),
     )
+
+
+def issued_credentials(entry: Entry, answer: Any) -> tuple[str, ...]:
+    """The credentials an answer of ``entry`` hands out, read at its ``secret`` paths (strings only)."""
+    found: list[str] = []
+    for path in entry.secrets:
+        nodes = [answer]
+        for name in path.split("."):
+            nodes = [n.get(name) for n in _items(nodes) if isinstance(n, dict)]
+        found += [n for n in _items(nodes) if isinstance(n, str) and n]
+    return tuple(found)
+
+
+def _items(nodes: list[Any]) -> list[Any]:
+    """``nodes`` with each list among them replaced by its items."""
+    return [item for n in nodes for item in (n if isinstance(n, list) else [n])]

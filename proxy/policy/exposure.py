@@ -5,9 +5,10 @@ operations can reach and what the policy's own settings leave open: an operation
 people with no recipient rule to check whom, a recipient rule that admits more than it reads as
 (the unknown country, a wildcard host whose pages instruct calls, a segment mailed whole), a
 duplicate guard missing where money moves or set so long it refuses honest repeats, derived
-idempotency keys that calls without a run id do not get, and a ``priced_after`` entry that
-changes nothing. Only generic policy fields and the catalogue's Operation kinds and priced
-flags are read, so the core stays vendor-blind.
+idempotency keys that calls without a run id do not get, a ``priced_after`` entry that changes
+nothing, and a ``credentials.hand_out`` entry, which lets the agent walk away with a vendor
+credential (or, matching nothing that issues one, changes nothing). Only generic policy fields
+and the catalogue's Operation kinds and priced flags are read, so the core stays vendor-blind.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def exposure(document: Mapping[str, Any], allowed: dict[str, list[Operation]],
     """``allowed``: each allowed pattern and the operations it matches."""
     ops = [op for matched in allowed.values() for op in matched]
     return [*_unscoped(document, allowed), *_recipient_rules(document),
-            *_duplicates(document, ops), *_derived_keys(document), *_priced_after(document, known, matches)]
+            *_duplicates(document, ops), *_derived_keys(document), *_priced_after(document, known, matches),
+            *_hand_out(document, known, matches)]
 
 
 def _unscoped(document: Mapping[str, Any], allowed: dict[str, list[Operation]]) -> list[str]:
@@ -84,4 +86,17 @@ def _priced_after(document: Mapping[str, Any], known: Sequence[Operation], match
         elif not any(op.priced == "after" for op in matched):
             found.append(f"endpoints.priced_after lists {entry}, which is priced before it is sent anyway: "
                          "the entry changes nothing.")
+    return found
+
+
+def _hand_out(document: Mapping[str, Any], known: Sequence[Operation], matches: Matcher) -> list[str]:
+    found: list[str] = []
+    for entry in dict.fromkeys(document.get("credentials", {}).get("hand_out", ())):
+        issuing = [op for op in known if op.kind == "issues_credentials" and matches(PathPattern.parse(entry), op)]
+        if not issuing:
+            found.append(f"credentials.hand_out lists {entry}, which matches nothing that issues credentials: "
+                         "the entry changes nothing.")
+        else:
+            found.append(f"credentials.hand_out lists {entry}: the agent gets the credential its answer carries "
+                         "and can use it without Tollgate, out of reach of this policy and the audit table.")
     return found

@@ -23,6 +23,7 @@ from proxy.errors import Denial, InvalidInput
 from proxy.policy.scope import (
     Recipients,
     check_answer_scope,
+    check_created_objects,
     check_messaging_scope,
     check_record_scope,
     customers_to_check,
@@ -89,6 +90,12 @@ class Policy:
     duplicate_window_s: int | None = None
     # Derive an Idempotency-Key for a run's money-moving call that has none (proxy/idempotency.py).
     derive_idempotency: bool = False
+    # Endpoints whose answer may hand the agent a credential the vendor issues (a new API key's
+    # secret); any other such answer is withheld (credential_withheld).
+    hand_out: tuple[str, ...] = ()
+    # objects.created_through_key: an existing object a call names (of a kind the key records) must
+    # be one the key created; unlike customers.created_through_key, says nothing about customers.
+    objects_created_through_key: bool = False
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -119,6 +126,8 @@ class Policy:
             priced_after=tuple(document["endpoints"].get("priced_after", ())),
             duplicate_window_s=document.get("duplicates", {}).get("window_s"),
             derive_idempotency=bool(document.get("idempotency", {}).get("derive", False)),
+            hand_out=tuple(document.get("credentials", {}).get("hand_out", ())),
+            objects_created_through_key=bool(document.get("objects", {}).get("created_through_key", False)),
         )
 
     @property
@@ -134,6 +143,8 @@ class Policy:
         wanted = []
         if self.created_through_key or self.customers is not None:
             wanted += [request.customer_id, request.object_id, *request.objects]
+        if self.objects_created_through_key:
+            wanted += request.objects
         if request.moves_money and (request.amount_minor is None or request.currency is None):
             wanted.append(request.object_id)
         return tuple(dict.fromkeys(i for i in wanted if i))
@@ -158,6 +169,7 @@ class Policy:
                               f"Endpoint {request.endpoint} needs an operator's approval.")
         denial = (
             check_record_scope(request, self.customers, self.created_through_key, known)
+            or (check_created_objects(request, known) if self.objects_created_through_key else None)
             or check_messaging_scope(request, self.recipients, self.senders, self.max_recipients)
             or self._check_priced(request, segments, predicted_usd)
         )
@@ -169,6 +181,12 @@ class Policy:
 
     def check_answer(self, unlisted: tuple[str, ...], known: Mapping[str, RecordedObject]) -> Denial | None:
         return check_answer_scope(unlisted, self.created_through_key, known)
+
+    def hands_out(self, request: ParsedRequest) -> bool:
+        """The operator named the endpoint in credentials.hand_out: the credential its answer carries
+        goes to the agent, which can then use it without Tollgate."""
+        segments, template = _segments(request), _template(request)
+        return any(p.matches(request.method, segments, template) for p in self._hand_out_patterns)
 
     def admits_endpoint(self, request: ParsedRequest) -> bool:
         """Allowed or held for approval: worth a look-up of what it would cost."""
@@ -227,6 +245,10 @@ class Policy:
     @cached_property
     def _priced_after_patterns(self) -> tuple[PathPattern, ...]:
         return tuple(PathPattern.parse(p) for p in self.priced_after)
+
+    @cached_property
+    def _hand_out_patterns(self) -> tuple[PathPattern, ...]:
+        return tuple(PathPattern.parse(p) for p in self.hand_out)
 
 
 def _template(request: ParsedRequest) -> list[str]:

@@ -96,6 +96,15 @@ def check_record_scope(
     return None
 
 
+def check_created_objects(request: ParsedRequest, known: Mapping[str, RecordedObject]) -> Denial | None:
+    """objects.created_through_key: each object the call names of a kind the key records
+    (``request.objects``) must be one the key created (``known``)."""
+    for target in request.objects:
+        if target not in known:
+            return Denial("object_not_created_through_key", f"{target} was not created through this key.")
+    return None
+
+
 def customers_to_check(revealed: Iterable[str], customers: frozenset[str] | None,
                        created_through_key: bool) -> tuple[str, ...]:
     """The customers an answer names that the customer list does not admit (none without a scope)."""

@@ -60,8 +60,9 @@ def _matches(pattern: PathPattern, op: Operation) -> bool:
 def _warning(pattern: str, op: Operation, priced_after: list[PathPattern]) -> str:
     name = f"{op.method} {op.path}"
     if op.kind == "issues_credentials":
-        return (f"{pattern} allows {name}, which issues credentials: what it answers grants access "
-                "without going through Tollgate.")
+        return (f"{pattern} allows {name}, which issues credentials: the vendor issues one on every call, and a "
+                "secret its answer carries is withheld from the agent (credential_withheld) unless "
+                "credentials.hand_out lists it, when it grants access without going through Tollgate.")
     if op.priced == "after" and not any(_matches(p, op) for p in priced_after):
         return (f"{pattern} allows {name}, which {op.kind.replace('_', ' ')} but cannot be priced before it is "
                 "sent: it is refused as cost_unknown unless endpoints.priced_after lists it.")

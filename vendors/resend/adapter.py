@@ -25,6 +25,7 @@ What the core gets from this adapter
     recipient; its cost is unknown (which automation steps run, and how many emails they send,
     is not in the request, and no read tells);
   - ``object_id`` = the id the path ends in, when it is one (a contact's email address is not);
+    ``objects`` = the sent email a call acts on (``/emails/{id}...``), for ``objects.created_through_key``;
   - ``summary``: emails, recipients (counts), from and recipient_domains (comma-separated).
     Never subjects, bodies or recipient addresses.
 
@@ -53,6 +54,8 @@ What the core gets from this adapter
   settled at its estimate (``cost_usd`` None, ``cost_source = 'estimated'``): Resend bills it
   when it goes, and until then ``POST /emails/{id}/cancel`` may stop it, whose 2xx answer names
   the email in ``releases`` so that the core reprices the email's row to 0.
+* ``credentials``: a new API key's ``token`` (``POST /api-keys``), which the core withholds unless
+  the policy names the endpoint in ``credentials.hand_out``.
 * ``render_error``: see ``render_error`` below for how statuses and names map onto
   resend-python's exception classes.
 """
@@ -88,7 +91,7 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.catalogue import Catalogue, Entry, Match
+from vendors.catalogue import Catalogue, Entry, Match, issued_credentials
 from vendors.endpoints import looks_like_id
 from vendors.money import MICRO, PRICING_DIR
 from vendors.resend import broadcasts
@@ -208,9 +211,11 @@ class ResendAdapter:
         if request.endpoint == CANCEL:  # the scheduled email will never go: its own row settles at 0
             return ParsedResponse(Decimal(0), object_id=request.object_id, vendor_request_id=request_id,
                                   releases=request.object_id)
-        if _operation(request).price != "email":
+        operation = _operation(request)
+        if operation.price != "email":
             cost = Decimal(0) if self.estimate_usd(request) == 0 else None  # unknown before, unknown still
-            return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id)
+            return ParsedResponse(cost, object_id=_id(obj) or request.object_id, vendor_request_id=request_id,
+                                  credentials=issued_credentials(operation, obj))
         units = request.units
         object_id = _id(obj)
         if request.endpoint == BATCH:
@@ -325,7 +330,7 @@ def _parsed(method: str, path: str, name: str, found: Match, query: bytes, heade
     sender = address(fields.get("from"), "from") if operation.kind == "sends" else None
     recipient = address(fields.get(operation.to), operation.to) if operation.to else None
     params = broadcasts.params(name, fields) if operation.price == "broadcast" else {}
-    return ParsedRequest(method, path, name, params=params, object_id=_object_id(found),
+    return ParsedRequest(method, path, name, params=params, object_id=_object_id(found), objects=_sent_email(found),
                          moves_money=operation.kind == "sends", idempotency_key=headers.get("idempotency-key"),
                          recipients=(recipient,) if recipient else (), senders=(sender,) if sender else (),
                          segments=broadcasts.segments(params))
@@ -338,6 +343,13 @@ def _object_id(found: Match) -> str | None:
     if target is None and len(found.params) == 1:
         target = next(iter(found.params.values()))
     return target if target is not None and looks_like_id(target) else None
+
+
+def _sent_email(found: Match) -> tuple[str, ...]:
+    """The sent email a call acts on (``/emails/{email_id}...``; not an inbound one): the kind of object
+    keys record, which objects.created_through_key holds to the key's own."""
+    email = found.params.get("email_id") if found.operation.template.startswith("/emails/{email_id}") else None
+    return (email,) if email is not None and looks_like_id(email) else ()
 
 
 def _document(headers: Mapping[str, str], body: bytes, operation: Entry) -> Any:

@@ -26,7 +26,8 @@ What the core gets from this adapter
     and/or ``MessagingServiceSid``, or the Verify service; ``units`` = SMS segments (1 for MMS and
     WhatsApp, estimated minutes for calls). Buys: ``moves_money=True``;
   - Lookups: the looked-up number as ``recipients`` (so recipient rules scope lookups too);
-  - ``object_id`` = the Sid the path ends in;
+  - ``object_id`` = the Sid the path ends in; ``objects`` = every Sid the path names of a kind keys
+    record (SM/MM message, CA call, PN number), for ``objects.created_through_key``;
   - ``summary`` (redacted, for the audit row): to, from, messaging_service_sid, channel
     (sms | mms | whatsapp | voice), country, segments, encoding, body_length, media_count, units,
     minutes. Never the Body text.
@@ -47,13 +48,16 @@ What the core gets from this adapter
   price): None, which the core refuses as ``cost_unknown`` unless the policy names the endpoint
   in ``endpoints.priced_after``; ``number`` (number purchases): the monthly price of the number's
   country and type, read before the gate from the Pricing host (``price_lookup``, see
-  vendors.twilio.numbers).
+  vendors.twilio.numbers); the number bought is its ``recipients`` with its country, so recipient
+  rules judge it.
 * ``parse_response``: ``cost_usd`` = abs(price) for message and call creates when Twilio already
   priced the object, else None (Twilio prices messages after sending: the core records the
   estimate with ``cost_source='estimated'``); None too for calls whose cost was unknown before;
   HTTP 4xx errors cost 0; a 5xx on a send or a buy is ``uncertain`` (the core keeps the
   estimate, as for a timeout: nothing tells later what Twilio did); free operations cost 0. Creates also report
-  ``created=RecordedObject(sid, "message" | "call")`` for record-level scope.
+  ``created=RecordedObject(sid, "message" | "call" | "phone_number")`` for record-level scope; an
+  answer that issues a credential (an API key's ``secret``: the catalogue's ``secret`` paths) names
+  it in ``credentials``, which the core withholds unless the policy hands it out.
 * Reconciliation (for the core's reconcile command): ``reconcile_path(account, sid)`` gives the
   path to GET later (through the same upstream, with the same auth headers), and
   ``reconcile(status, body)`` reads the final price from that answer (``FinalPrice``).
@@ -87,7 +91,7 @@ from vendors.base import (
     UpstreamCredential,
     VendorError,
 )
-from vendors.catalogue import Entry
+from vendors.catalogue import Entry, issued_credentials
 from vendors.twilio import calls, errors, numbers, pricing, routes
 from vendors.twilio.messages import Facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricesync import TwilioPriceSync
@@ -162,6 +166,7 @@ class TwilioAdapter:
             endpoint=found.endpoint,
             params=params,
             object_id=found.object_id,
+            objects=_recorded(found.params.values()),
             moves_money=facts.moves_money,
             idempotency_key=None,  # Twilio's REST API has no idempotency header, and twilio-python sends none
             account=account,
@@ -215,7 +220,8 @@ class TwilioAdapter:
             return ParsedResponse(Decimal(0), vendor_request_id=request_id)  # Twilio bills no HTTP error
         obj = json_object(body)
         sid = _text(obj, "sid")
-        rule = _operation(request).price
+        operation = _operation(request)
+        rule = operation.price
         if rule in PRICED_CREATES:
             sid = _text(obj, "call_sid") if rule == "voice" and "call_sid" in obj else sid  # a conference participant
             kind = "call" if rule == "voice" else "message"
@@ -224,7 +230,9 @@ class TwilioAdapter:
         # A fetch costs nothing, whatever price the fetched message carries; a call whose cost was
         # unknown before is not known from this answer either (the estimate the policy accepted stands).
         cost = Decimal(0) if self.estimate_usd(request) == 0 else None
-        return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id)
+        created = numbers.bought(status, obj) if rule == numbers.RULE else None
+        return ParsedResponse(cost, object_id=sid or request.object_id, vendor_request_id=request_id, created=created,
+                              credentials=issued_credentials(operation, obj))
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
         user, password = credential.account or "", credential.secret
@@ -278,6 +286,14 @@ def price_usd(obj: Mapping[str, Any]) -> Decimal | None:
     if rate is None:
         return None
     return (abs(Decimal(price)) * rate).quantize(money.MICRO)
+
+
+def _recorded(values: Iterable[str]) -> tuple[str, ...]:
+    """The objects a call's path names that are of a kind keys record (a message, a call, a bought
+    number; ``Calls/CA.../Recordings.json`` names its call): what objects.created_through_key holds to
+    the key's own. Other Sids (services, the account) are not."""
+    sids = (v.removesuffix(".json") for v in values)
+    return tuple(dict.fromkeys(s for s in sids if OBJECT_SID.match(s) or NUMBER_SID.match(s)))
 
 
 def _operation(request: ParsedRequest) -> Entry:

@@ -34,7 +34,7 @@ policy                992000  endpoint_not_allowed 992001, customer_not_allowed
                               992015, shadow_blocked 992016, blocked 992017,
                               object_not_created_through_key 992018,
                               endpoint_requires_approval 992019, cost_unknown
-                              992020
+                              992020, credential_withheld 992021
 invalid request       993000  malformed_form 993001, invalid_utf8 993002,
                               duplicate_parameter 993003, ambiguous_parameter
                               993004, unsupported_content_type 993005,
@@ -72,7 +72,7 @@ _BY_KIND: dict[str, tuple[str, ...]] = {
                "country_not_allowed", "sender_not_allowed", "too_many_recipients", "per_call_limit", "cap_exceeded",
                "cap_requires_approval", "approval_required", "approval_denied", "run_id_required", "policy_expired",
                "policy_changed", "shadow_blocked", "blocked", "object_not_created_through_key",
-               "endpoint_requires_approval", "cost_unknown"),
+               "endpoint_requires_approval", "cost_unknown", "credential_withheld"),
     "invalid_request": ("malformed_form", "invalid_utf8", "duplicate_parameter", "ambiguous_parameter",
                         "unsupported_content_type", "too_many_parameters", "invalid_parameter", "invalid_recipient",
                         "invalid_sender", "invalid_path", "path_too_long", "body_too_large", "duplicate_header",

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from vendors import money
-from vendors.base import LookedUp, Lookup, ParsedRequest, RequestRejected
+from vendors.base import LookedUp, Lookup, ParsedRequest, RecordedObject, RequestRejected
 from vendors.catalogue import Entry
 from vendors.twilio.messages import E164, Facts
 from vendors.twilio.pricing import UNKNOWN_COUNTRY, prices
@@ -41,24 +41,37 @@ VARIANTS = {"Local.json": "local", "Mobile.json": "mobile", "TollFree.json": "to
 AREA_CODE = re.compile(r"[2-9][0-9]{2}\Z")
 MONTHLY_PRICE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,12})?\Z")
 ISO_COUNTRY = re.compile(r"[A-Z]{2}\Z")
+ANY_NUMBER = "any number"  # the recipient of a purchase that names neither a number nor an area code
 
 
 def purchase_facts(operation: Entry, params: Mapping[str, Any]) -> Facts:
-    """The country and number type a purchase will be priced by, in the audit summary."""
+    """The country and number type a purchase will be priced by, in the audit summary; and the
+    number it buys as its recipient, with that country: a key whose ``recipients`` rules keep it to
+    some countries (or numbers) keeps to them in the numbers it buys, which it would send from and
+    be called on. An area code stands for its prefix (``+1415``); no number at all for one Twilio
+    picks anywhere (country "ZZ", which only a policy naming "ZZ" admits)."""
     number_type = VARIANTS.get(operation.template.rsplit("/", 1)[-1], ANY_TYPE)
     number, area_code = _text(params, "PhoneNumber"), _text(params, "AreaCode")
     summary: dict[str, Any] = {"number_type": number_type}
     if number is not None:
         number = "".join(number.split())
         country = prices().country_of(number) if E164.match(number) else UNKNOWN_COUNTRY
-        summary["phone_number"] = number[:16]
+        summary["phone_number"] = number = number[:16]
     elif area_code is not None and AREA_CODE.match(area_code.strip()):
-        country = prices().country_of(f"+1{area_code.strip()}5550100")
+        number = f"+1{area_code.strip()}"
+        country = prices().country_of(f"{number}5550100")
         summary["area_code"] = area_code.strip()
     else:
-        country = UNKNOWN_COUNTRY
+        number, country = ANY_NUMBER, UNKNOWN_COUNTRY
     summary["country"] = country
-    return Facts(moves_money=True, summary=summary)
+    return Facts(moves_money=True, recipients=(number,), countries=(country,), summary=summary)
+
+
+def bought(status: int, obj: Mapping[str, Any]) -> RecordedObject | None:
+    """The number a purchase's answer says was bought, recorded as created through the key: a policy
+    with ``customers.created_through_key`` then lets the key update and release its own numbers only."""
+    sid = obj.get("sid")
+    return RecordedObject(sid, "phone_number") if 200 <= status < 300 and isinstance(sid, str) else None
 
 
 def price_lookup(request: ParsedRequest) -> Lookup | None:

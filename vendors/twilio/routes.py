@@ -2,11 +2,12 @@
 
 twilio-python sends each product to a host of its own: the REST API (messages, calls, numbers)
 to api.twilio.com, Lookups to lookups.twilio.com, Verify to verify.twilio.com, Messaging
-services to messaging.twilio.com, prices to pricing.twilio.com. Tollgate reaches each through a route prefix
-(``/twilio/lookups/v2/...`` -> https://lookups.twilio.com/v2/...) that the adapter's ``hosts``
-name; the api host keeps the bare ``/twilio/2010-04-01/...``. Every operation of every host is
-in the host's catalogue (``operations/<host>.json``, checked against Twilio's own OpenAPI
-documents by tests/test_operation_catalogues.py); anything else is refused as
+services to messaging.twilio.com, prices (Pricing v1 and v2) to pricing.twilio.com. Tollgate
+reaches each through a route prefix (``/twilio/lookups/v2/...`` -> https://lookups.twilio.com/v2/...)
+that the adapter's ``hosts`` name; the api host keeps the bare ``/twilio/2010-04-01/...``. Every
+operation of every host is in the host's catalogue (``operations/<host>.json``, one per spec,
+checked against Twilio's own OpenAPI documents by tests/test_operation_catalogues.py); anything
+else is refused as
 ``unknown_operation``, and every refusal here names the operation it refused (``endpoint``)
 so the blocked audit row does too.
 
@@ -41,6 +42,8 @@ HOSTS: Mapping[str, str] = MappingProxyType({
 })
 OPERATIONS_DIR = Path(__file__).resolve().parent / "operations"
 API_HOST = "api"  # the catalogue file of the main host (no route prefix)
+# A host whose API has more than one spec (version) has a catalogue file per spec; others, <prefix>.json.
+HOST_FILES: Mapping[str, tuple[str, ...]] = MappingProxyType({"pricing": ("pricing.json", "pricing_v2.json")})
 # The Sids Tollgate prices and reconciles by: a malformed one is refused, not forwarded.
 SID_PREFIXES = {"Messages": ("SM", "MM"), "Calls": ("CA",)}
 _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}\Z")
@@ -68,7 +71,7 @@ def catalogues() -> dict[str | None, Catalogue]:
     """Each host's catalogue, read once per process."""
     found: dict[str | None, Catalogue] = {None: Catalogue.load(OPERATIONS_DIR / f"{API_HOST}.json")}
     for prefix in HOSTS:
-        found[prefix] = Catalogue.load(OPERATIONS_DIR / f"{prefix}.json")
+        found[prefix] = Catalogue.load(*(OPERATIONS_DIR / name for name in HOST_FILES.get(prefix, (f"{prefix}.json",))))
     return found
 
 
