@@ -52,7 +52,6 @@ from proxy.upstream import Upstream
 from vendors import pricebook
 from vendors.base import (
     ParsedRequest,
-    ParsedResponse,
     PriceScope,
     RecordedObject,
     RenderedResponse,
