@@ -266,7 +266,9 @@ class ProxyHandler:
             return RenderedResponse(response.status, passed, response.body)
         withheld = await self._withheld(key, priced)  # 9: scope covers what the answer reveals too
         enforced = withheld is not None and not key.policy.shadow
-        cost, source = ((priced.cost_usd, "parsed") if priced.cost_usd is not None
+        # A conversion the vendor will settle later (settles_later) is an estimate until it does.
+        parsed_as = "estimated" if priced.settles_later else "parsed"
+        cost, source = ((priced.cost_usd, parsed_as) if priced.cost_usd is not None
                         else (call.predicted, "estimated" if call.cost_known else "none"))
         await self._gate.settle(admission, cost, SettlePatch(
             source, call.elapsed_ms(), decision=("blocked" if enforced else "shadow_blocked") if withheld else None,

@@ -215,6 +215,9 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
     report, uncertain = asyncio.run(run())
     print(f"{report.checked} estimated call(s) checked: {report.repriced} repriced, "
           f"{report.waiting} not priced by the vendor yet, {report.failed} could not be fetched.")
+    if report.sealed:
+        print(f"{report.sealed} estimated call(s) of the last {args.days} day(s) were already sealed by the audit "
+              "chain and keep their estimate (a sealed row is never edited; the vendor's own records hold its price).")
     print(f"{uncertain.checked} call(s) of uncertain outcome checked: {uncertain.repriced} settled from the "
           f"vendor's record, {uncertain.waiting} not told yet (the estimate stands), {uncertain.failed} could "
           "not be asked.")
