@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from proxy import db, fxrates, metrics, migrate
+from proxy import db, fxrates, metrics, migrate, pricetables
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
@@ -83,7 +83,7 @@ class TollgateApp:
         console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token, engine,
                                               settings.console_secure_cookie, looks)
         app.router.routes.extend([Route("/console", _to_console), Mount("/console", console_app)])
-        rates = fxrates.Refresher(engine)
+        rates = fxrates.Refresher(engine, settings.price_max_age_s)
         with contextlib.suppress(Exception):  # the database may be down: the loop below tries again
             await rates.refresh()  # before the first call, so none is priced from the shipped rates alone
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
@@ -116,6 +116,8 @@ class TollgateApp:
             pass
         for pool, state, value in self.services.hot.pool_stats():
             metrics.POOL_CONNECTIONS.labels(pool, state).set(value)
+        for table in pricetables.describe(self.runtime.settings.price_max_age_s):
+            metrics.PRICE_TABLE_AGE.labels(table["table"]).set(-1 if table["age_s"] is None else table["age_s"])
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
@@ -133,7 +135,10 @@ class TollgateApp:
         head = migrate.head_revision()
         if current != head:
             return JSONResponse({"status": "migrations_pending", "current": current, "head": head}, status_code=503)
-        return JSONResponse({"status": "ready", "migration": current})
+        # How old each price table is: readiness does not depend on it (stale prices are warned of,
+        # or refused call by call when so configured), but a probe's body is where operators look.
+        prices = pricetables.describe(self.runtime.settings.price_max_age_s)
+        return JSONResponse({"status": "ready", "migration": current, "prices": prices})
 
 
 async def _to_console(request: Request) -> Response:

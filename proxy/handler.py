@@ -32,6 +32,7 @@ from proxy.gate import Admission, Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.keys import KeyRecord
 from proxy.operations import OperationNames
+from proxy.pricetables import PriceGuard
 from proxy.redact import mask_secrets, mask_strings
 from proxy.refusals import AuthRefusals
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
@@ -65,6 +66,7 @@ class ProxyHandler:
         self._auth = auth
         self._unauthenticated = refused
         self._upstream = upstream
+        self._prices = PriceGuard(settings.price_max_age_s, settings.refuse_stale_prices)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         vendor, rest = paths.split_vendor(scope.get("raw_path") or scope["path"].encode())
@@ -186,6 +188,7 @@ class ProxyHandler:
         fx = money.fx_note(parsed.currency) if parsed.currency and predicted is not None else None
         if fx is not None:  # the rate the estimate converted at, its day and source, so the row can be checked
             row.request_summary = {**(row.request_summary or {}), "fx": fx}
+        stale = self._prices.refused(parsed.currency) if fx is not None and parsed.moves_money else None
         guarded = not verdict.denial and policy.duplicate_window_s is not None and duplicates.guarded(parsed)
         needs_approval = verdict.approval is not None or policy.has_approval_caps
         acting_on: dict[str, object] = {}
@@ -197,6 +200,8 @@ class ProxyHandler:
         held = None
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
+        elif stale is not None:
+            row.refuse("shadow_blocked" if policy.shadow else "blocked", "stale_price", stale.message())
         elif guarded:
             held = await self._claim(call, key, parsed, fingerprint, row)
         approval = None

@@ -12,7 +12,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import approvals, bootstrap, db, fxrates, migrate, outcomes, pages, prices, rotation, runs, spend
+from proxy import (
+    approvals,
+    bootstrap,
+    db,
+    fxrates,
+    migrate,
+    outcomes,
+    pages,
+    prices,
+    pricetables,
+    rotation,
+    runs,
+    spend,
+)
 from proxy.cli import audit
 from proxy.cli.support import add_limit, read_policy, secret_from_env, settings_from, with_connection
 from proxy.keycache import KeyCache
@@ -92,6 +105,10 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
                       help="exchange rates (the ECB's daily euro reference rates by default)")
     sync.add_argument("--source", metavar="URL", help="where to fetch them (also TOLLGATE_FX_SOURCE)")
     sync.set_defaults(run=_prices_sync_fx)
+    status = price_commands.add_parser(
+        "status", help="how old each price table is, and which are past TOLLGATE_PRICE_MAX_AGE_S")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=_prices_status)
 
 
 def _print(data: Any) -> None:
@@ -243,6 +260,34 @@ def _prices_sync_fx(args: argparse.Namespace) -> int:
           f"EUR {rates['eur']}). Each tollgate serve installs them within TOLLGATE_FX_REFRESH_INTERVAL_S "
           f"({settings.fx_refresh_interval_s:g} s); {len(kept)} currencies the reference lacks keep "
           "the shipped rate (vendors/pricing/fx_usd.json).")
+    return 0
+
+
+def _prices_status(args: argparse.Namespace) -> int:
+    settings = settings_from(args)  # no master key: prices are no secret
+    url = db.resolve_url(settings)
+    migrate.upgrade(url)
+
+    async def run() -> None:
+        engine = db.create_engine(url, settings)
+        try:
+            money.install_fx(await fxrates.load(engine))  # what each serve installs, from the same rows
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    tables = pricetables.describe(settings.price_max_age_s)
+    if args.json:
+        _print(tables)
+        return 0
+    print(f"{'TABLE':<34} {'AS OF':<11} {'AGE':<13} {'STALE':<6} SOURCE")
+    for table in tables:
+        print(f"{table['table']:<34} {table['as_of'] or '-':<11} {pricetables.human_age(table['age_s']):<13} "
+              f"{'yes' if table['stale'] else 'no':<6} {table['source']}")
+    if any(table["stale"] for table in tables):
+        print(f"Stale: older than TOLLGATE_PRICE_MAX_AGE_S ({settings.price_max_age_s:g} s). "
+              "`tollgate prices sync --fx` refreshes the exchange rates; the shipped tables are refreshed by "
+              "editing vendors/pricing/.")
     return 0
 
 
