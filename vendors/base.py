@@ -332,7 +332,7 @@ class VendorAdapter(Protocol):
 
     def render_error(self, error: VendorError) -> RenderedResponse: ...
 
-    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None) -> str | None:
+    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
         """Where to fetch the final price later of the object a call of ``endpoint`` (its template, as
         the audit row holds it) names; None for vendors that price at once, or calls whose object's
         price is not the call's (a Stripe refund's row names the charge it refunds)."""

@@ -247,7 +247,7 @@ class StripeAdapter:
             headers["request-id"] = error.request_id
         return RenderedResponse(error.status, headers, json.dumps({"error": payload}).encode())
 
-    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None) -> str | None:
+    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
         return settlement.reconcile_path(object_id, endpoint)
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
