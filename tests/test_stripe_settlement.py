@@ -15,16 +15,21 @@ import sys
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import stripe
 from psycopg.rows import dict_row
 
+from proxy import bootstrap
+from proxy.app import create_app
 from proxy.audit import chain
 from tests import test_fx_sync
 from tests.support.audit_cli import SIGNING_KEY, tollgate, verify
 from tests.support.processes import proxy_env
-from tests.support.tollgate import STRIPE_SECRET, audit_rows
+from tests.support.servers import serve_asgi
+from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, TWILIO_ACCOUNT, TWILIO_TOKEN, audit_rows, settings_for
+from tests.test_e2e_twilio import SENDER, US_SEGMENT, client_for, twilio_policy
 from tests.test_fx_sync import SOURCE_PATH, _wait_for_rate, sync_fx
 
 # The exchange-rate story's fixtures, shared: a reference server, a database and a proxy of the test's own.
@@ -151,3 +156,29 @@ def test_a_sealed_estimate_is_left_as_it_is_and_counted(synced, fx_db, stripe_em
     public.write_text(chain.public_pem(chain.load_private(SIGNING_KEY)))
     tollgate("audit", "seal", url=fx_db)  # the repriced row is sealed now, at its settled amount
     assert verify(fx_db, public).returncode == 0
+
+
+def test_a_twilio_price_that_arrives_after_the_seal_does_not_edit_the_sealed_row(
+        fx_db, twilio_emulator, run_id, tmp_path) -> None:
+    """The same rule for the vendor repriced first: `prices reconcile --days 7` used to reach past the seal."""
+    settings = settings_for(fx_db, {"twilio": twilio_emulator[0]})
+    with serve_asgi(create_app(bootstrap.runtime(settings)), lifespan="on") as proxy_url, httpx.Client(
+            base_url=proxy_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10) as admin:
+        created = admin.post("/admin/v1/keys", json={
+            "vendor": "twilio", "policy": twilio_policy(), "upstream_secret": TWILIO_TOKEN,
+            "upstream_account": TWILIO_ACCOUNT}).json()
+        message = client_for(proxy_url, created["key"], run_id).messages.create(
+            to="+14155550100", from_=SENDER, body="Your appointment is tomorrow at 10:00.")
+    with psycopg.connect(fx_db, autocommit=True) as sql:  # Twilio priced it a day and more later
+        sql.execute("UPDATE audit_events SET ts = ts - interval '25 hours' WHERE object_id = %s", (message.sid,))
+    tollgate("audit", "seal", url=fx_db)
+    twilio_emulator[1].state.store.set_price(message.sid, "-0.00790")
+    done = subprocess.run([sys.executable, "-m", "proxy", "prices", "reconcile", "--vendor", "twilio"],
+                          env=proxy_env(fx_db, {"twilio": twilio_emulator[0]}), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "1 estimated call(s) of the last 7 day(s) were already sealed" in done.stdout
+    [row] = _rows(fx_db, run_id)
+    assert (row["cost_usd"], row["cost_source"]) == (US_SEGMENT, "estimated")
+    public = tmp_path / "public.pem"
+    public.write_text(chain.public_pem(chain.load_private(SIGNING_KEY)))
+    assert verify(fx_db, public).returncode == 0, verify(fx_db, public).stdout
