@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from proxy import db, fxrates, metrics, migrate, pricetables
+from proxy import db, fxrates, metrics, migrate, prices, pricetables
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
@@ -89,6 +89,10 @@ class TollgateApp:
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
                       asyncio.create_task(_partition_forever(engine)),
                       asyncio.create_task(rates.forever(settings.fx_refresh_interval_s))]
+        if settings.reprice_interval_s > 0:
+            background.append(asyncio.create_task(prices.forever(
+                engine, KeyCache(engine, self.runtime.box, 60), upstream, self.runtime.vendors, settings,
+                settings.reprice_interval_s)))
         if settings.signing_key:
             signer = chain.load_private(settings.signing_key)
             background.append(asyncio.create_task(_seal_forever(engine, signer, settings.seal_interval_s)))

@@ -65,6 +65,9 @@ class Settings:
     # (Easter leaves a rate up to five days), so a working daily sync never trips it.
     price_max_age_s: float = 7 * 86_400.0
     refuse_stale_prices: bool = False
+    # How often serve reprices estimates from the vendor's own price (a Twilio message's, a Stripe
+    # charge's balance transaction), one process at a time; 0: never (run tollgate prices reconcile).
+    reprice_interval_s: float = 600.0
     log_format: str = "console"  # console | json
     console_secure_cookie: str = "auto"  # auto (Secure when the request came over https) | always | never
 
@@ -81,7 +84,7 @@ _INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s"
                "max_connections", "upstream_max_body_bytes"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
                  "reconcile_interval_s", "seal_interval_s", "header_timeout_s", "fx_refresh_interval_s",
-                 "price_max_age_s"}
+                 "price_max_age_s", "reprice_interval_s"}
 _BOOL_FIELDS = {"refuse_stale_prices"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 

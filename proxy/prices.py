@@ -14,6 +14,8 @@ which ``tollgate prices reconcile`` prints. Its price is in the vendor's records
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.audit.chain import SEALER_LOCK
+from proxy.config import Settings
 from proxy.errors import UpstreamFailure
 from proxy.keycache import KeyCache
 from proxy.upstream import Upstream
@@ -40,6 +43,9 @@ _PENDING = text(f"SELECT a.id, a.key_id, a.vendor_account, a.object_id, a.endpoi
 _PAST_THE_SEAL = text(f"SELECT count(*) {_ESTIMATES}AND {_SEALED}")
 # Shared: repricers run side by side; the sealer's exclusive try-lock passes while one holds it.
 _HOLD_SEALER = text("SELECT pg_advisory_xact_lock_shared(:lock)")
+# One background repricer at a time, however many serve processes run: the reads are not billed,
+# but N processes asking the vendor about the same rows is N times the work for one answer.
+REPRICER_LOCK = 0x7011_9A1C
 _REPRICE_UNSEALED = text("SELECT tollgate_reprice(:id, :cost) WHERE NOT EXISTS "
                          "(SELECT 1 FROM audit_chain c WHERE c.audit_id = :id)")
 
@@ -102,3 +108,38 @@ async def _ask(keycache: KeyCache, upstream: Upstream, adapter: VendorAdapter, u
         log.warning("reprice_answer_names_another_object", audit_id=row.id, answered=price.object_id,
                     status=price.status)
     return price
+
+
+async def reprice_vendors(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream,
+                          adapters: Iterable[VendorAdapter], settings: Settings, days: int = 7,
+                          limit: int = 500) -> RepriceReport:
+    """``reprice`` for each adapter that prices later, at its configured upstream."""
+    report = RepriceReport()
+    for adapter in adapters:
+        if adapter.prices_later:
+            base = settings.upstream_for(adapter.name, adapter.default_upstream)
+            report += await reprice(engine, keycache, upstream, adapter, base, days, limit)
+    return report
+
+
+async def forever(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream, adapters: Iterable[VendorAdapter],
+                  settings: Settings, interval_s: float) -> None:
+    """serve's background repricer: every ``interval_s``, whichever process takes the lock reprices
+    (the estimates of the last day; older ones are sealed or about to be)."""
+    adapters = tuple(adapters)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # held, never idle in a transaction
+                if not await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": REPRICER_LOCK}):
+                    continue  # another process is at it
+                try:
+                    report = await reprice_vendors(engine, keycache, upstream, adapters, settings, days=1)
+                finally:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": REPRICER_LOCK})
+            if report.repriced or report.failed:
+                log.info("estimates_repriced", checked=report.checked, repriced=report.repriced,
+                         waiting=report.waiting, failed=report.failed, sealed=report.sealed)
+        except Exception as exc:  # the database or a vendor may be down: try again next time
+            log.error("reprice_failed", error=type(exc).__name__)

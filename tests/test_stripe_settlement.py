@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -182,3 +183,21 @@ def test_a_twilio_price_that_arrives_after_the_seal_does_not_edit_the_sealed_row
     public = tmp_path / "public.pem"
     public.write_text(chain.public_pem(chain.load_private(SIGNING_KEY)))
     assert verify(fx_db, public).returncode == 0, verify(fx_db, public).stdout
+
+
+def test_serve_settles_estimates_in_the_background(fx_db, stripe_emulator, reference_server, run_id) -> None:
+    settings = settings_for(fx_db, {"stripe": stripe_emulator[0]}, fx_refresh_interval_s=0.05, reprice_interval_s=0.1)
+    with serve_asgi(create_app(bootstrap.runtime(settings)), lifespan="on") as proxy_url, httpx.Client(
+            base_url=proxy_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10) as admin:
+        done = sync_fx(fx_db, "--source", reference_server[0] + SOURCE_PATH)
+        assert done.returncode == 0, done.stderr
+        _wait_for_rate("eur")
+        key = admin.post("/admin/v1/keys", json={"vendor": "stripe", "policy": POLICY,
+                                                 "upstream_secret": STRIPE_SECRET}).json()
+        _charge(_client(proxy_url, key["key"]), run_id)
+        deadline = time.monotonic() + 60  # a bound on a hang, not a speed assertion
+        while (row := _rows(fx_db, run_id)[0])["cost_source"] == "estimated":
+            assert time.monotonic() < deadline, "serve never repriced the estimate"
+            time.sleep(0.1)
+    assert (row["predicted_usd"], row["cost_usd"], row["cost_source"]) == (
+        Decimal("50.00") * REFERENCE_EUR, Decimal("52.99"), "parsed")

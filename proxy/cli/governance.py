@@ -217,12 +217,12 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
         engine = db.create_engine(runtime.database_url, settings)
         upstream = create_upstream(settings)
         keycache = KeyCache(engine, runtime.box, 60)
-        repriced, resolved = prices.RepriceReport(), prices.RepriceReport()
+        resolved = prices.RepriceReport()
         try:
+            repriced = await prices.reprice_vendors(engine, keycache, upstream, adapters, settings, args.days,
+                                                    args.limit)
             for adapter in adapters:
                 base = settings.upstream_for(adapter.name, adapter.default_upstream)
-                if adapter.prices_later:
-                    repriced += await prices.reprice(engine, keycache, upstream, adapter, base, args.days, args.limit)
                 resolved += await outcomes.resolve(engine, keycache, upstream, adapter, base, args.limit)
             return repriced, resolved
         finally:
