@@ -141,7 +141,10 @@ class TollgateApp:
             return JSONResponse({"status": "migrations_pending", "current": current, "head": head}, status_code=503)
         # How old each price table is: readiness does not depend on it (stale prices are warned of,
         # or refused call by call when so configured), but a probe's body is where operators look.
-        prices = pricetables.describe(self.runtime.settings.price_max_age_s)
+        # Not where each came from: /readyz answers anyone, and a configured source URL may name an
+        # internal host or carry a token (tollgate prices status shows it to the operator).
+        prices = [{k: v for k, v in table.items() if k != "source"}
+                  for table in pricetables.describe(self.runtime.settings.price_max_age_s)]
         return JSONResponse({"status": "ready", "migration": current, "prices": prices})
 
 

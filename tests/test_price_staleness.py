@@ -107,6 +107,7 @@ def test_metrics_and_readyz_say_how_old_each_table_is(serve, fx_db, reference_se
     tables = {t["table"]: t for t in ready.json()["prices"]}
     assert list(tables) == ["fx_rates", *SHIPPED]
     assert tables["fx_rates"]["as_of"] == "2024-06-28" and tables["fx_rates"]["stale"] is True
+    assert "source" not in tables["fx_rates"]  # /readyz answers anyone: where a table came from is the operator's
     gauges = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
               if line.startswith("tollgate_price_table_age_seconds{")}
     assert set(gauges) == set(tables)
