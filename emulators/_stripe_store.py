@@ -63,7 +63,8 @@ def empty_list(url: str) -> Obj:
 class Store:
     """In-memory objects of one emulator instance, by kind then id (insertion ordered)."""
 
-    KINDS = ("customer", "card", "charge", "refund", "payment_intent", "payout", "transfer", "event")
+    KINDS = ("customer", "card", "charge", "refund", "payment_intent", "payout", "transfer", "event",
+             "balance_transaction")
 
     def __init__(self) -> None:
         self._objects: dict[str, dict[str, Obj]] = {kind: {} for kind in self.KINDS}

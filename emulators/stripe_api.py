@@ -24,6 +24,9 @@ Test hooks on ``app.state``:
   pops ``carried_out``, and when it pops True the request is carried out first (its objects
   stored, its events recorded, the error saved as its idempotent answer, as Stripe saves a 500
   once the endpoint began executing); otherwise (or once the list is empty) nothing happens.
+* ``GET /v1/balance_transactions/{id}`` answers what each charge, refund and payout moved in
+  the account's settlement currency (USD), at the emulated account's own rates (``_stripe_balance``);
+  a test may edit one in ``store`` (its ``source``, say) to answer about another object.
 * ``GET /v1/events`` lists the events successful POSTs recorded (``_stripe_events``), each
   naming its request's ``Request-Id`` and ``Idempotency-Key``.
 
@@ -58,6 +61,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from . import _stripe_balance as balance
 from . import _stripe_bodies as bodies
 from . import _stripe_events as events
 from . import _stripe_handlers as handlers
@@ -129,6 +133,7 @@ ROUTES: tuple[_Route, ...] = (
     _route("GET", "/v1/charges", handlers.list_charges, "ChargeListParams"),
     _route("GET", "/v1/charges/{object_id}", handlers.retrieve_charge, "ChargeRetrieveParams"),
     _route("POST", "/v1/refunds", handlers.create_refund, "RefundCreateParams"),
+    _route("GET", "/v1/refunds/{object_id}", balance.retrieve_refund, "RefundRetrieveParams"),
     _route("POST", "/v1/files", bodies.create_file, "FileCreateParams"),
     _route("POST", "/v2/money_management/outbound_payments", bodies.create_outbound_payment,
            "v2.money_management.OutboundPaymentCreateParams"),
@@ -156,6 +161,9 @@ ROUTES: tuple[_Route, ...] = (
         "PaymentIntentCaptureParams",
     ),
     _route("POST", "/v1/payouts", handlers.create_payout, "PayoutCreateParams"),
+    _route("GET", "/v1/payouts/{object_id}", balance.retrieve_payout, "PayoutRetrieveParams"),
+    _route("GET", "/v1/balance_transactions/{object_id}", balance.retrieve_balance_transaction,
+           "BalanceTransactionRetrieveParams"),
     _route("POST", "/v1/transfers", handlers.create_transfer, "TransferCreateParams"),
     _route("POST", "/v1/subscriptions", handlers.create_subscription, "SubscriptionCreateParams"),
     _route("GET", "/v1/balance", handlers.retrieve_balance, "BalanceRetrieveParams"),
@@ -256,7 +264,9 @@ def _expand(store: Store, node: Obj, path: list[str]) -> None:
 
 def _run(store: Store, route: _Route, ids: dict[str, str], params: dict[str, Any]) -> Obj:
     reject_unknown(params, route.accepted)
-    answer = copy.deepcopy(route.handler(store, params, **ids))
+    stored = route.handler(store, params, **ids)
+    balance.record(store, stored)  # what it moved, for GET /v1/balance_transactions and expand
+    answer = copy.deepcopy(stored)
     for path in expand_paths(params):
         _expand(store, answer, path.split("."))
     return answer

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from proxy import db, fxrates, leases, metrics, migrate, vendorprices
+from proxy import db, fxrates, leases, metrics, migrate, prices, pricetables, vendorprices
 from proxy.admin.api import AdminAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
@@ -86,7 +86,7 @@ class TollgateApp:
         console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token, engine,
                                               settings.console_secure_cookie, looks)
         app.router.routes.extend([Route("/console", _to_console), Mount("/console", console_app)])
-        rates = fxrates.Refresher(engine)
+        rates = fxrates.Refresher(engine, settings.price_max_age_s)
         with contextlib.suppress(Exception):  # the database may be down: the loop below tries again
             await rates.refresh()  # before the first call, so none is priced from the shipped rates alone
         own_prices = vendorprices.Refresher(engine)
@@ -100,6 +100,10 @@ class TollgateApp:
             background.append(asyncio.create_task(leases.every(
                 engine, PRICE_SYNC_LEASE, settings.price_sync_interval_s,
                 lambda: _resync_prices(engine, self.runtime, upstream, own_prices))))
+        if settings.reprice_interval_s > 0:
+            background.append(asyncio.create_task(prices.forever(
+                engine, KeyCache(engine, self.runtime.box, 60), upstream, self.runtime.vendors, settings,
+                settings.reprice_interval_s)))
         if settings.signing_key:
             signer = chain.load_private(settings.signing_key)
             background.append(asyncio.create_task(_seal_forever(engine, signer, settings.seal_interval_s)))
@@ -127,6 +131,8 @@ class TollgateApp:
             pass
         for pool, state, value in self.services.hot.pool_stats():
             metrics.POOL_CONNECTIONS.labels(pool, state).set(value)
+        for table in pricetables.describe(self.runtime.settings.price_max_age_s):
+            metrics.PRICE_TABLE_AGE.labels(table["table"]).set(-1 if table["age_s"] is None else table["age_s"])
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
@@ -144,7 +150,13 @@ class TollgateApp:
         head = migrate.head_revision()
         if current != head:
             return JSONResponse({"status": "migrations_pending", "current": current, "head": head}, status_code=503)
-        return JSONResponse({"status": "ready", "migration": current})
+        # How old each price table is: readiness does not depend on it (stale prices are warned of,
+        # or refused call by call when so configured), but a probe's body is where operators look.
+        # Not where each came from: /readyz answers anyone, and a configured source URL may name an
+        # internal host or carry a token (tollgate prices status shows it to the operator).
+        prices = [{k: v for k, v in table.items() if k != "source"}
+                  for table in pricetables.describe(self.runtime.settings.price_max_age_s)]
+        return JSONResponse({"status": "ready", "migration": current, "prices": prices})
 
 
 async def _to_console(request: Request) -> Response:

@@ -64,6 +64,15 @@ class Settings:
     # process reloads what is stored every price_refresh_interval_s.
     price_sync_interval_s: float = 86400.0
     price_refresh_interval_s: float = 300.0
+    # A price table older than this is stale (proxy/pricetables.py): serve warns, and with
+    # refuse_stale_prices (TOLLGATE_REFUSE_STALE_PRICES=1) a money-moving call whose conversion
+    # would use such a rate is refused (stale_price). A week: the ECB skips weekends and holidays
+    # (Easter leaves a rate up to five days), so a working daily sync never trips it.
+    price_max_age_s: float = 7 * 86_400.0
+    refuse_stale_prices: bool = False
+    # How often serve reprices estimates from the vendor's own price (a Twilio message's, a Stripe
+    # charge's balance transaction), one process at a time; 0: never (run tollgate prices reconcile).
+    reprice_interval_s: float = 600.0
     log_format: str = "console"  # console | json
     console_secure_cookie: str = "auto"  # auto (Secure when the request came over https) | always | never
 
@@ -80,7 +89,17 @@ _INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s"
                "max_connections", "upstream_max_body_bytes"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
                  "reconcile_interval_s", "seal_interval_s", "header_timeout_s", "fx_refresh_interval_s",
-                 "price_sync_interval_s", "price_refresh_interval_s"}
+                 "price_sync_interval_s", "price_refresh_interval_s", "price_max_age_s", "reprice_interval_s"}
+_BOOL_FIELDS = {"refuse_stale_prices"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise ValueError(f"TOLLGATE_{name.upper()} must be 1 or 0 (true/false), not {value!r}")
 
 
 def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +116,8 @@ def load(config_file: str | os.PathLike[str] | None = None, env: Mapping[str, st
             value = int(value)
         elif name in _FLOAT_FIELDS:
             value = float(value)
+        elif name in _BOOL_FIELDS:
+            value = _boolean(name, value)
         elif name == "data_dir":
             value = Path(value).expanduser()
         settings = replace(settings, **{name: value})

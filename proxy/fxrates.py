@@ -33,6 +33,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from proxy import pricetables
 from proxy.errors import UpstreamFailure
 from vendors import money
 
@@ -172,9 +173,11 @@ async def load(engine: AsyncEngine) -> list[money.SyncedRate]:
 class Refresher:
     """Keeps this process's table in step with fx_rates, installing only what changed."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, max_age_s: float | None = None):
         self._engine = engine
         self._seen: list[money.SyncedRate] | None = None
+        self._max_age_s = max_age_s  # past it a table is warned of (proxy/pricetables.py); None: not checked
+        self._warnings = pricetables.Warnings()
 
     async def refresh(self) -> bool:
         """Load the stored rates; install them if they differ from the last load. True: installed."""
@@ -193,4 +196,6 @@ class Refresher:
                 await self.refresh()
             except Exception as exc:  # the database may be down: the table in memory stands
                 log.error("fx_refresh_failed", error=type(exc).__name__)
+            if self._max_age_s is not None:  # tables age while nothing changes: looked at each round
+                self._warnings.tables(self._max_age_s)
             await asyncio.sleep(interval_s)

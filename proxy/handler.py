@@ -45,6 +45,7 @@ from proxy.hotdb import HotDB
 from proxy.idempotency import Deriver
 from proxy.keys import KeyRecord
 from proxy.operations import OperationNames
+from proxy.pricetables import PriceGuard
 from proxy.redact import mask_secrets, mask_strings
 from proxy.refusals import AuthRefusals
 from proxy.rows import ApprovalRequest, AuditRow, SettlePatch
@@ -78,6 +79,7 @@ class ProxyHandler:
         self._auth = auth
         self._unauthenticated = refused
         self._upstream = upstream
+        self._prices = PriceGuard(settings.price_max_age_s, settings.refuse_stale_prices)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         vendor, rest = paths.split_vendor(scope.get("raw_path") or scope["path"].encode())
@@ -200,6 +202,8 @@ class ProxyHandler:
             row.request_summary = {**(row.request_summary or {}),
                                    "price": lookups.note(lookup, looked_up, predicted, reads)}
         row.request_summary = lookups.provenance(row.request_summary, parsed.currency, predicted, prices_used)
+        converted = row.request_summary is not None and "fx" in row.request_summary
+        stale = self._prices.refused(parsed.currency) if converted and parsed.moves_money else None
         guarded = not verdict.denial and policy.duplicate_window_s is not None and duplicates.guarded(parsed)
         needs_approval = verdict.approval is not None or policy.has_approval_caps
         acting_on: dict[str, object] = {}
@@ -211,6 +215,8 @@ class ProxyHandler:
         held = None
         if verdict.denial:
             row.refuse("shadow_blocked" if policy.shadow else "blocked", verdict.denial.reason, verdict.denial.message)
+        elif stale is not None:
+            row.refuse("shadow_blocked" if policy.shadow else "blocked", "stale_price", stale.message())
         elif guarded:
             held = await self._claim(call, key, parsed, fingerprint, row)
         approval = None
@@ -281,7 +287,9 @@ class ProxyHandler:
             return RenderedResponse(response.status, passed, response.body)
         withheld = await answers.withheld(key, parsed, priced, self._records)  # 9: and what the answer reveals
         enforced = withheld is not None and not key.policy.shadow
-        cost, source = ((priced.cost_usd, "parsed") if priced.cost_usd is not None
+        # A conversion the vendor will settle later (settles_later) is an estimate until it does.
+        parsed_as = "estimated" if priced.settles_later else "parsed"
+        cost, source = ((priced.cost_usd, parsed_as) if priced.cost_usd is not None
                         else (call.predicted, "estimated" if call.cost_known else "none"))
         await self._gate.settle(admission, cost, SettlePatch(
             source, call.elapsed_ms(), decision=("blocked" if enforced else "shadow_blocked") if withheld else None,

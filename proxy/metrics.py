@@ -51,6 +51,9 @@ AUTH_REFUSALS = Counter("tollgate_auth_refusals_total",
                         "recorded='row' wrote an audit row, 'count' only added to auth_refusals, "
                         "'dropped' could not be kept for the database", ("vendor", "reason", "recorded"),
                         registry=REGISTRY)
+PRICE_TABLE_AGE = Gauge("tollgate_price_table_age_seconds",
+                        "How old each price table is (from the start of the day it is as of); -1: never synced",
+                        ("table",), registry=REGISTRY)
 POOL_CONNECTIONS = Gauge("tollgate_db_pool_connections", "Request-path database connections",
                          ("pool", "state"), registry=REGISTRY)
 

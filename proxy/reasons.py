@@ -69,6 +69,9 @@ _POLICY = _kind("policy", 403, {
     "cost_unknown": "The call may move money or reach people and its cost cannot be known before it is sent "
                     "(no amount, no object to read it from, or no USD rate for its currency), and the policy does not "
                     "list it in priced_after.",
+    "stale_price": "The call moves money in another currency and the exchange rate its USD price would be "
+                   "converted at is older than TOLLGATE_PRICE_MAX_AGE_S, with TOLLGATE_REFUSE_STALE_PRICES set; "
+                   "`tollgate prices sync --fx` refreshes the rates.",
     "operation_not_served": "An operation Tollgate knows and never forwards, whatever the policy says (one whose "
                             "answer is a credential the agent would use without Tollgate, or that cannot be checked "
                             "against the key's scope); the message says why.",

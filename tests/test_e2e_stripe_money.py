@@ -42,7 +42,9 @@ def test_partial_then_full_refund(client, sql, run_id):
     client.v1.refunds.create(params={"charge": charge.id}, options=run(run_id))  # the rest: 35.00 EUR
     rows = audit_rows(sql, run_id)
     assert facts(sql, run_id) == [
-        ("POST /v1/charges", Decimal("54"), Decimal("54"), "parsed", "eur"),
+        # Converted at the reference rate: an estimate until Stripe's balance transaction settles it
+        # (tests/test_stripe_settlement.py). A refund's row names the charge: its conversion stands.
+        ("POST /v1/charges", Decimal("54"), Decimal("54"), "estimated", "eur"),
         # A refund names no currency: it is the recorded charge's, EUR.
         ("POST /v1/refunds", Decimal("16.2"), Decimal("16.2"), "parsed", "eur"),
         # A full refund names no amount: predicted at the whole recorded charge (50.00 EUR, the

@@ -467,7 +467,7 @@ def test_charge_response() -> None:
         cost_usd=usd(2000, "eur"), currency="eur", amount_minor=2000, object_id="ch_3Mml", customer_id="cus_1",
         vendor_request_id="req_123",
         created=RecordedObject("ch_3Mml", "charge", customer_id="cus_1", amount_minor=2000, currency="eur"),
-        revealed_customers=("cus_1",),
+        revealed_customers=("cus_1",), settles_later=True,  # a conversion: its balance transaction settles it
     )
 
 

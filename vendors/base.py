@@ -205,6 +205,10 @@ class ParsedResponse:
     # the core withholds the answer, unless the key's policy names the endpoint in
     # ``credentials.hand_out``, and never writes these values anywhere.
     credentials: tuple[str, ...] = ()
+    # ``cost_usd`` is a conversion at a reference rate, and the vendor will say what the call really
+    # settled at (a Stripe charge in EUR, later settled in USD): the core records it as an estimate
+    # (cost_source 'estimated'), which ``reconcile`` replaces and the audit chain leaves open meanwhile.
+    settles_later: bool = False
 
 
 @dataclass(frozen=True)
@@ -381,8 +385,10 @@ class VendorAdapter(Protocol):
 
     def render_error(self, error: VendorError) -> RenderedResponse: ...
 
-    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
-        """Where to fetch an object's final price later; None for vendors that price at once."""
+    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
+        """Where to fetch the final price later of the object a call of ``endpoint`` (its template, as
+        the audit row holds it) names; None for vendors that price at once, or calls whose object's
+        price is not the call's (a Stripe refund's row names the charge it refunds)."""
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         """Read the final price from the answer to a ``reconcile_path`` fetch."""

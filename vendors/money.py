@@ -17,6 +17,7 @@ its date and source, for the audit row.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,9 +58,23 @@ class FxTable:
     as_of: str
     usd_per_unit: dict[str, Decimal]
     origins: Mapping[str, RateOrigin] = field(default_factory=dict)  # per currency; absent: the table's own
+    # When each currency's rate was as of, in Unix seconds (midnight UTC of its day), worked out once
+    # when the table is made, so that the request path's staleness check is a look-up, not a parse.
+    as_of_s: Mapping[str, float] = field(default_factory=dict)
 
     def origin(self, currency: str) -> RateOrigin:
         return self.origins.get(currency, RateOrigin(RATES_WHERE, self.as_of))
+
+
+def day_start_s(day: str) -> float:
+    """Midnight UTC of an ISO date, in Unix seconds: the age of a day's rate is counted from its start."""
+    return datetime.datetime.combine(datetime.date.fromisoformat(day[:10]), datetime.time(),
+                                     datetime.UTC).timestamp()
+
+
+def _stamped(table: FxTable) -> FxTable:
+    stamps = {code: day_start_s(table.origin(code).as_of) for code in table.usd_per_unit}
+    return FxTable(table.source, table.as_of, table.usd_per_unit, table.origins, stamps)
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,7 @@ class CurrencyTable:
 def shipped_fx_table() -> FxTable:
     data = json.loads((PRICING_DIR / "fx_usd.json").read_text())
     rates = {code.lower(): Decimal(str(rate)) for code, rate in data["usd_per_unit"].items()}
-    return FxTable(source=data["source"], as_of=data["as_of"], usd_per_unit=rates)
+    return _stamped(FxTable(source=data["source"], as_of=data["as_of"], usd_per_unit=rates))
 
 
 _installed: FxTable | None = None  # None: the shipped table alone
@@ -105,7 +120,7 @@ def install_fx(synced: Iterable[SyncedRate]) -> FxTable:
         if rate.currency in currency_table().exponents:
             rates[rate.currency] = rate.usd_per_unit
             origins[rate.currency] = RateOrigin(rate.source, rate.as_of)
-    table = FxTable(shipped.source, shipped.as_of, rates, origins) if origins else None
+    table = _stamped(FxTable(shipped.source, shipped.as_of, rates, origins)) if origins else None
     _installed = table  # one assignment: a conversion sees the old table or the new one, whole
     return fx_table()
 

@@ -12,7 +12,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import approvals, bootstrap, db, fxrates, migrate, outcomes, pages, prices, rotation, runs, spend
+from proxy import (
+    approvals,
+    bootstrap,
+    db,
+    fxrates,
+    migrate,
+    outcomes,
+    pages,
+    prices,
+    pricetables,
+    rotation,
+    runs,
+    spend,
+)
 from proxy.cli import audit
 from proxy.cli import prices as pricecli
 from proxy.cli.support import add_limit, read_policy, secret_from_env, settings_from, with_connection
@@ -101,6 +114,10 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
                       help="with --vendor: every country the vendor lists, not only those the policies reach")
     sync.set_defaults(run=lambda args: (_prices_sync_fx if args.fx else pricecli.sync_vendor)(args))
     pricecli.register_set(price_commands)
+    status = price_commands.add_parser(
+        "status", help="how old each price table is, and which are past TOLLGATE_PRICE_MAX_AGE_S")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=_prices_status)
 
 
 def _print(data: Any) -> None:
@@ -209,12 +226,12 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
         engine = db.create_engine(runtime.database_url, settings)
         upstream = create_upstream(settings)
         keycache = KeyCache(engine, runtime.box, 60)
-        repriced, resolved = prices.RepriceReport(), prices.RepriceReport()
+        resolved = prices.RepriceReport()
         try:
+            repriced = await prices.reprice_vendors(engine, keycache, upstream, adapters, settings, args.days,
+                                                    args.limit)
             for adapter in adapters:
                 base = settings.upstream_for(adapter.name, adapter.default_upstream)
-                if adapter.prices_later:
-                    repriced += await prices.reprice(engine, keycache, upstream, adapter, base, args.days, args.limit)
                 resolved += await outcomes.resolve(engine, keycache, upstream, adapter, base, args.limit)
             return repriced, resolved
         finally:
@@ -224,6 +241,9 @@ def _prices_reconcile(args: argparse.Namespace) -> int:
     report, uncertain = asyncio.run(run())
     print(f"{report.checked} estimated call(s) checked: {report.repriced} repriced, "
           f"{report.waiting} not priced by the vendor yet, {report.failed} could not be fetched.")
+    if report.sealed:
+        print(f"{report.sealed} estimated call(s) of the last {args.days} day(s) were already sealed by the audit "
+              "chain and keep their estimate (a sealed row is never edited; the vendor's own records hold its price).")
     print(f"{uncertain.checked} call(s) of uncertain outcome checked: {uncertain.repriced} settled from the "
           f"vendor's record, {uncertain.waiting} not told yet (the estimate stands), {uncertain.failed} could "
           "not be asked.")
@@ -249,6 +269,34 @@ def _prices_sync_fx(args: argparse.Namespace) -> int:
           f"EUR {rates['eur']}). Each tollgate serve installs them within TOLLGATE_FX_REFRESH_INTERVAL_S "
           f"({settings.fx_refresh_interval_s:g} s); {len(kept)} currencies the reference lacks keep "
           "the shipped rate (vendors/pricing/fx_usd.json).")
+    return 0
+
+
+def _prices_status(args: argparse.Namespace) -> int:
+    settings = settings_from(args)  # no master key: prices are no secret
+    url = db.resolve_url(settings)
+    migrate.upgrade(url)
+
+    async def run() -> None:
+        engine = db.create_engine(url, settings)
+        try:
+            money.install_fx(await fxrates.load(engine))  # what each serve installs, from the same rows
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    tables = pricetables.describe(settings.price_max_age_s)
+    if args.json:
+        _print(tables)
+        return 0
+    print(f"{'TABLE':<34} {'AS OF':<11} {'AGE':<13} {'STALE':<6} SOURCE")
+    for table in tables:
+        print(f"{table['table']:<34} {table['as_of'] or '-':<11} {pricetables.human_age(table['age_s']):<13} "
+              f"{'yes' if table['stale'] else 'no':<6} {table['source']}")
+    if any(table["stale"] for table in tables):
+        print(f"Stale: older than TOLLGATE_PRICE_MAX_AGE_S ({settings.price_max_age_s:g} s). "
+              "`tollgate prices sync --fx` refreshes the exchange rates; the shipped tables are refreshed by "
+              "editing vendors/pricing/.")
     return 0
 
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy import redact
+from proxy import pricetables, redact
 from proxy.console import render
 from proxy.console.base import Console, read_form
 from proxy.console.client import segment
@@ -34,9 +34,11 @@ def routes(console: Console) -> list[Route]:
 
 async def overview(console: Console, request: Request) -> Response:
     daily, counts = await asyncio.gather(console.client.daily_spend(30), console.client.counts())
+    # How old each price table is (this process's, in memory): every USD figure below rests on them.
+    prices = [{**table, "age": pricetables.human_age(table["age_s"])} for table in pricetables.describe(float("inf"))]
     return console.render(request, "overview.html", chart=render.spend_chart(daily, console.colours, 30),
                           vendors=console.vendors, active_keys=counts["keys"]["active"],
-                          total_keys=counts["keys"]["total"], pending=counts["approvals"]["pending"])
+                          total_keys=counts["keys"]["total"], pending=counts["approvals"]["pending"], prices=prices)
 
 
 def _call_filters(console: Console, request: Request) -> dict[str, str]:

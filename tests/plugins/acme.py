@@ -112,7 +112,7 @@ class AcmeAdapter:
             headers["acme-request-id"] = error.request_id
         return RenderedResponse(error.status, headers, json.dumps(body).encode())
 
-    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
         return None  # Acme prices every payment in its answer
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:

@@ -28,6 +28,7 @@ def settings_for(pg_url: str, upstreams: dict[str, str], **overrides: Any) -> co
         master_key=MASTER_KEY,
         upstreams=upstreams,
         data_dir=Path(tempfile.gettempdir()) / "tollgate-test-unused",
+        reprice_interval_s=0,  # estimates change only when a test reprices them (or asks for the loop)
     )
     return replace(settings, **overrides)
 

@@ -260,7 +260,7 @@ class ResendAdapter:
             headers["retry-after"] = "1"
         return RenderedResponse(status, headers, json.dumps(body).encode())
 
-    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
         return None  # priced from the answer itself: nothing to fetch later
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:

@@ -1,8 +1,10 @@
 """Stripe: form-encoded /v1 requests, JSON /v2 ones, file uploads; JSON responses, money in minor units.
 
 Cost is the money a call moves, in USD: a charge's or refund's amount, converted
-with the FX table. Calls that move no money cost 0. A 5xx on a call that moves money is
-uncertain (the estimate stays counted): Stripe's events later tell what it did (outcomes.py).
+with the FX table (for a charge or payout in another currency, an estimate until its
+balance transaction says what it settled at: settlement.py). Calls that move no money
+cost 0. A 5xx on a call that moves money is uncertain (the estimate stays counted):
+Stripe's events later tell what it did (outcomes.py).
 The hosts stripe-python sends to besides api.stripe.com (files, meter events; Connect OAuth
 is refused) are in routes.py, and how each body is read in bodies.py.
 """
@@ -35,7 +37,7 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import Endpoint
-from vendors.stripe import bodies, catalogue, outcomes, routes
+from vendors.stripe import bodies, catalogue, outcomes, routes, settlement
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
@@ -59,7 +61,9 @@ class StripeAdapter:
     default_upstream = "https://api.stripe.com"
     hosts: Mapping[str, str] = routes.HOSTS  # files and meter_events (vendors/stripe/routes.py)
     requires_account = False
-    prices_later = False
+    # A charge, refund or payout in another currency is priced by a conversion at a reference rate;
+    # its balance transaction later says what it settled at (settlement.py: tollgate prices reconcile).
+    prices_later = True
     # The connected account a call acts on (Stripe-Context supersedes Stripe-Account), and the
     # API version, which changes what parameters mean and what the answer holds.
     decision_headers = frozenset({"stripe-account", "stripe-context", "stripe-version"})
@@ -220,6 +224,7 @@ class StripeAdapter:
             vendor_request_id=request_id,
             created=created,
             revealed_customers=revealed,
+            settles_later=settlement.settles_later(request.endpoint, obj, currency),
         )
 
     def upstream_auth_headers(self, credential: UpstreamCredential) -> dict[str, str]:
@@ -243,11 +248,11 @@ class StripeAdapter:
             headers["request-id"] = error.request_id
         return RenderedResponse(error.status, headers, json.dumps({"error": payload}).encode())
 
-    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
-        return None  # priced from the answer itself: nothing to fetch later
+    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
+        return settlement.reconcile_path(object_id, endpoint)
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
-        return FinalPrice(None, None, None, final=False)
+        return settlement.settled_price(status, body)
 
     def outcome_lookup(self, call: UncertainCall, page: str | None) -> Lookup | None:
         return outcomes.lookup(call, page)

@@ -247,7 +247,7 @@ class TwilioAdapter:
 
     # -- reconciliation: pure halves; the core does the GET -----------------------------------
 
-    def reconcile_path(self, account: str | None, object_id: str) -> str | None:
+    def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
         """Where to GET a message (SM/MM) or call (CA) later to learn its final price; None when the
         call recorded no account, since Twilio's path needs one, or for a bought number (PN), whose
         answer never says what it cost (the estimate then stands)."""
