@@ -27,11 +27,12 @@ from typing import Any
 
 import structlog
 
-from vendors import money
+from vendors import money, pricebook
 
 log = structlog.get_logger(__name__)
 
 SYNCED_FX = "fx_rates"
+SYNCED_VENDOR = "vendor_prices"
 _DAY_S = 86_400.0
 
 
@@ -166,6 +167,16 @@ def _synced_fx() -> PriceTable:
     return PriceTable(SYNCED_FX, newest.as_of, newest.source, money.day_start_s(newest.as_of))
 
 
+def _synced_vendor() -> PriceTable:
+    """Accounts' own prices read from the vendors' price lists: as old as the oldest one in use (a
+    country the daily sync stopped reaching keeps its last price, and that is the age to see)."""
+    synced = [price for price in pricebook.installed() if price.source != pricebook.SET_SOURCE]
+    if not synced:
+        return PriceTable(SYNCED_VENDOR, None, "tollgate prices sync --vendor (not run yet)", None)
+    oldest = min(synced, key=lambda price: price.as_of)
+    return PriceTable(SYNCED_VENDOR, oldest.as_of, oldest.source, money.day_start_s(oldest.as_of))
+
+
 @functools.cache
 def _shipped(path: Path) -> PriceTable:
     """A table shipped in vendors/pricing/: its own ``as_of``; read once, it does not change."""
@@ -177,5 +188,6 @@ def _shipped(path: Path) -> PriceTable:
 
 
 register(SYNCED_FX, _synced_fx)
+register(SYNCED_VENDOR, _synced_vendor)
 for _path in sorted(money.PRICING_DIR.glob("*.json")):
     register(f"vendors/pricing/{_path.name}", functools.partial(_shipped, _path))

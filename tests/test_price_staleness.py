@@ -77,10 +77,12 @@ def _charge(proxy_url: str, admin: httpx.Client, run_id: str, currency: str = "e
 
 def test_prices_status_lists_every_table_with_its_day_age_and_source(fx_db, reference_server) -> None:
     before = json.loads(prices_status(fx_db, "--json").stdout)
-    assert [t["table"] for t in before] == ["fx_rates", *SHIPPED]
+    assert [t["table"] for t in before] == ["fx_rates", "vendor_prices", *SHIPPED]
     assert before[0] == {"table": "fx_rates", "as_of": None, "source": "tollgate prices sync --fx (not run yet)",
                          "age_s": None, "stale": False}
-    assert {t["as_of"] for t in before[1:]} == {"2026-11-24"}  # the shipped tables' own day
+    assert before[1] == {"table": "vendor_prices", "as_of": None, "age_s": None, "stale": False,
+                         "source": "tollgate prices sync --vendor (not run yet)"}
+    assert {t["as_of"] for t in before[2:]} == {"2026-11-24"}  # the shipped tables' own day
 
     _synced(fx_db, reference_server)
     started = time.time()
@@ -105,7 +107,7 @@ def test_metrics_and_readyz_say_how_old_each_table_is(serve, fx_db, reference_se
     metrics = admin.get("/metrics").text
     assert ready.status_code == 200
     tables = {t["table"]: t for t in ready.json()["prices"]}
-    assert list(tables) == ["fx_rates", *SHIPPED]
+    assert list(tables) == ["fx_rates", "vendor_prices", *SHIPPED]
     assert tables["fx_rates"]["as_of"] == "2024-06-28" and tables["fx_rates"]["stale"] is True
     assert "source" not in tables["fx_rates"]  # /readyz answers anyone: where a table came from is the operator's
     gauges = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()

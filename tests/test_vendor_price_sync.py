@@ -32,7 +32,7 @@ from twilio.rest import Client
 from emulators.resend_api import create_app as create_resend_emulator
 from emulators.twilio_api import create_app as create_twilio_emulator
 from emulators.twilio_products import create_app as create_product_emulator
-from proxy import bootstrap, db, leases, migrate, vendorprices
+from proxy import bootstrap, db, leases, migrate, pricetables, vendorprices
 from proxy.app import create_app
 from proxy.upstream import create_upstream
 from tests.support.databases import database_of_its_own
@@ -157,6 +157,8 @@ def test_the_cli_syncs_the_countries_the_policies_reach_and_an_sms_is_priced_fro
     assert prices[("sms", "US", "")]["source"] == f"{pricing_url}/v1/Messaging/Countries/US"
 
     wait_for(lambda: pricebook.find("twilio", PriceScope(None, TWILIO_ACCOUNT), "sms", "US"))
+    [synced] = [t for t in pricetables.describe(7 * 86_400) if t["table"] == "vendor_prices"]
+    assert (synced["as_of"], synced["stale"]) == (today.isoformat(), False)  # its age is shown with the others
     send_sms(proxy_url, key["key"], run_id, "+14155550100")
     send_sms(proxy_url, key["key"], run_id, "+33612345678")  # France: Twilio's list has no price there
     with psycopg.connect(prices_db, row_factory=dict_row) as sql:

@@ -74,6 +74,11 @@ def install(prices: Iterable[StoredPrice]) -> int:
     return len(table)
 
 
+def installed() -> tuple[StoredPrice, ...]:
+    """The prices of its own this process holds now (for proxy/pricetables.py's age of them)."""
+    return tuple(_installed.values())
+
+
 def covers(vendor: str) -> bool:
     """Whether any account or key has a price of its own for ``vendor``: when none does, the core
     need not tell the adapter whose call it is (a copy of the parsed request saved per call)."""

@@ -25,6 +25,7 @@ from proxy import (
     rotation,
     runs,
     spend,
+    vendorprices,
 )
 from proxy.cli import audit
 from proxy.cli import prices as pricecli
@@ -32,7 +33,7 @@ from proxy.cli.support import add_limit, read_policy, secret_from_env, settings_
 from proxy.keycache import KeyCache
 from proxy.policy import store
 from proxy.upstream import create_upstream
-from vendors import money
+from vendors import money, pricebook
 
 
 def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
@@ -281,6 +282,7 @@ def _prices_status(args: argparse.Namespace) -> int:
         engine = db.create_engine(url, settings)
         try:
             money.install_fx(await fxrates.load(engine))  # what each serve installs, from the same rows
+            pricebook.install(await vendorprices.load(engine))
         finally:
             await engine.dispose()
 
@@ -295,8 +297,8 @@ def _prices_status(args: argparse.Namespace) -> int:
               f"{'yes' if table['stale'] else 'no':<6} {table['source']}")
     if any(table["stale"] for table in tables):
         print(f"Stale: older than TOLLGATE_PRICE_MAX_AGE_S ({settings.price_max_age_s:g} s). "
-              "`tollgate prices sync --fx` refreshes the exchange rates; the shipped tables are refreshed by "
-              "editing vendors/pricing/.")
+              "`tollgate prices sync --fx` refreshes the exchange rates, `tollgate prices sync --vendor NAME` an "
+              "account's own prices; the shipped tables are refreshed by editing vendors/pricing/.")
     return 0
 
 
