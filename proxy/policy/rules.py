@@ -66,6 +66,29 @@ class Cap:
 
 
 @dataclass(frozen=True)
+class Stops:
+    """A policy's stop conditions for the runs its key serves (proxy/halts.py applies them)."""
+
+    max_calls: int | None = None
+    max_refusals: int | None = None
+    refusal_window_s: int = 0
+    consecutive_errors: int | None = None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any] | None, mode: str) -> Stops | None:
+        if not document or mode == "shadow":  # shadow mode observes: it halts nothing
+            return None
+        refusals = document.get("max_refusals") or {}
+        return cls(document.get("max_calls"), refusals.get("count"), refusals.get("window_s", 0),
+                   document.get("consecutive_errors"))
+
+    @property
+    def after_calls(self) -> bool:
+        """Conditions judged after a call's outcome (a refusal, a vendor error)."""
+        return self.max_refusals is not None or self.consecutive_errors is not None
+
+
+@dataclass(frozen=True)
 class Policy:
     id: str
     version: int
@@ -87,6 +110,8 @@ class Policy:
     priced_after: tuple[str, ...] = ()
     # The duplicate guard's window (proxy/duplicates.py); None: repeats are not checked.
     duplicate_window_s: int | None = None
+    # The run's stop conditions (``stop``); None: this key halts no run, though it refuses a halted one.
+    stops: Stops | None = None
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -116,6 +141,7 @@ class Policy:
             expires_at=_utc(expires) if expires else None,
             priced_after=tuple(document["endpoints"].get("priced_after", ())),
             duplicate_window_s=document.get("duplicates", {}).get("window_s"),
+            stops=Stops.from_document(document.get("stop"), document.get("mode", "enforce")),
         )
 
     @property
