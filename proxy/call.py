@@ -59,6 +59,10 @@ class Call:
     # The duplicate guard's claim (proxy/duplicates.py), given back if the call surely never reached
     # the vendor: the agent is told to retry, and its retry must not be refused as a duplicate.
     duplicate_claim: Any = None
+    # The key id and stop conditions to judge the call's run by once its outcome is known
+    # (proxy/halts.py), and that outcome: the decision logged and the status answered.
+    halting: Any = None
+    outcome: tuple[str, int | None] | None = None
 
     @property
     def vendor(self) -> str:
