@@ -4,7 +4,8 @@
 operations can reach and what the policy's own settings leave open: an operation that reaches
 people with no recipient rule to check whom, a recipient rule that admits more than it reads as
 (the unknown country, a wildcard host whose pages instruct calls, a segment mailed whole), a
-duplicate guard missing where money moves or set so long it refuses honest repeats, and a
+duplicate guard missing where money moves or set so long it refuses honest repeats, stop
+conditions that halt nothing (shadow mode) or halt a run on its first hiccup, and a
 ``priced_after`` entry that changes nothing. Only generic policy fields and the catalogue's
 Operation kinds and priced flags are read, so the core stays vendor-blind.
 """
@@ -28,7 +29,7 @@ def exposure(document: Mapping[str, Any], allowed: dict[str, list[Operation]],
     """``allowed``: each allowed pattern and the operations it matches."""
     ops = [op for matched in allowed.values() for op in matched]
     return [*_unscoped(document, allowed), *_recipient_rules(document),
-            *_duplicates(document, ops), *_priced_after(document, known, matches)]
+            *_duplicates(document, ops), *_stops(document), *_priced_after(document, known, matches)]
 
 
 def _unscoped(document: Mapping[str, Any], allowed: dict[str, list[Operation]]) -> list[str]:
@@ -64,6 +65,22 @@ def _duplicates(document: Mapping[str, Any], ops: list[Operation]) -> list[str]:
         return [f"duplicates.window_s is {window} s: an identical call within {window // 3600} h of the first "
                 "is refused as duplicate_call, even when the agent means to repeat it."]
     return []
+
+
+def _stops(document: Mapping[str, Any]) -> list[str]:
+    stop = document.get("stop")
+    if not stop:
+        return []
+    if document.get("mode") == "shadow":
+        return ["stop is set and mode is shadow: a shadow policy halts no run (it still refuses one halted by "
+                "another key or an operator)."]
+    found = []
+    if (stop.get("max_refusals") or {}).get("count") == 1:
+        found.append("stop.max_refusals.count is 1: the run's first refusal halts it, for every key.")
+    if stop.get("consecutive_errors") == 1:
+        found.append("stop.consecutive_errors is 1: one vendor failure (a timeout, a 5xx) halts the run, "
+                     "for every key.")
+    return found
 
 
 def _priced_after(document: Mapping[str, Any], known: Sequence[Operation], matches: Matcher) -> list[str]:
