@@ -125,7 +125,8 @@ _GOVERNANCE_PATHS["/admin/v1/runs/{run_id}/stop"] = {
                         "as run_halted, quoting the reason, until it is resumed. A run halted already keeps its halt",
              "parameters": _RUN_ID,
              "requestBody": _body({"type": "object", "properties": {
-                 "reason": {"type": "string", "maxLength": 500, "description": "Why; the refusals quote it"}}},
+                 "reason": {"type": ["string", "null"], "maxLength": 500,
+                            "description": "Why; the refusals quote it"}}},
                  required=False),
              "responses": {"200": _json_response("The run's state", _ref("RunState")), **_ERRORS}},
 }
