@@ -122,9 +122,7 @@ def test_calls_without_a_run_id_are_never_counted(proxy_url, make_key, sql):
     for _ in range(3):
         agent.v1.charges.create(params=CHARGE)
     rows = sql.execute("SELECT decision FROM audit_events WHERE key_id = %s", (key["id"],)).fetchall()
-    assert [r["decision"] for r in rows] == ["allowed"] * 3
-    assert sql.execute("SELECT count(*) AS n FROM run_state WHERE halted_key_id = %s", (key["id"],)).fetchone() == {
-        "n": 0}
+    assert [r["decision"] for r in rows] == ["allowed"] * 3  # max_calls 1 counts only calls with a run id
 
 
 def cli(pg_url: str, *args: str) -> subprocess.CompletedProcess[str]:
