@@ -36,13 +36,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from proxy import pages
 from proxy.call import Call, run_id_of
 from proxy.errors import Conflict, InvalidInput, NotFound, Refused, RequestRejected, Unavailable
 from proxy.hotdb import HotDB
 from proxy.policy.rules import Stops
+from proxy.schema import run_state
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +84,7 @@ UPDATE run_state SET halted_at = NULL, halted_by = NULL, halted_detail = NULL, h
 RETURNING run_id
 """)
 MAX_REASON = 500
+HALTED_ORDER = pages.Order("halted_runs", (run_state.c.halted_at, run_state.c.run_id))
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,19 @@ def _halt_of(run_id: str, row: Any) -> Halt | None:
 async def state(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
     """The run's row as the admin API shows it; None if it never made a call with its run id."""
     row = (await conn.execute(_STATE, {"run_id": run_id})).mappings().first()
-    if row is None:
-        return None
+    return _described(row) if row is not None else None
+
+
+async def list_halted(conn: AsyncConnection, limit: int = pages.DEFAULT_LIMIT,
+                      cursor: str | None = None) -> pages.Page:
+    """The runs halted now, the latest halt first (the partial index on halted_at)."""
+    query = select(run_state).where(run_state.c.halted_at.is_not(None))
+    rows, after = HALTED_ORDER.cut(list(await conn.execute(HALTED_ORDER.window(query, limit, cursor))), limit)
+    return pages.Page([_described(row._mapping) for row in rows], after)
+
+
+def _described(row: Any) -> dict[str, Any]:
+    run_id = row["run_id"]
     halt = _halt_of(run_id, row)
     return {"agent_run_id": run_id, "halted": halt is not None, "halted_at": row["halted_at"],
             "condition": row["halted_by"], "detail": row["halted_detail"], "key_id": row["halted_key_id"],

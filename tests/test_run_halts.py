@@ -156,6 +156,17 @@ def test_an_operator_stops_and_resumes_a_run_with_the_cli(proxy_url, make_key, s
         "n": 0}
 
 
+def halted_run_ids(admin: httpx.Client) -> list[str]:
+    """Every page of GET /admin/v1/halted-runs."""
+    found, cursor = [], None
+    while True:
+        page = admin.get("/admin/v1/halted-runs", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.text
+        found += [run["agent_run_id"] for run in page.json()["data"]]
+        if not (cursor := page.json()["next"]):
+            return found
+
+
 def test_an_operator_stops_and_resumes_a_run_with_the_admin_api(proxy_url, make_key, admin, run_id):
     agent = client_for(proxy_url, make_key(policy(stop={"max_calls": 2})))
     stopped = admin.post(f"/admin/v1/runs/{run_id}/stop", json={"reason": "before it starts"})
@@ -164,6 +175,7 @@ def test_an_operator_stops_and_resumes_a_run_with_the_admin_api(proxy_url, make_
     assert refused_code(lambda: agent.v1.charges.create(params=CHARGE, options=in_run(run_id))) == "run_halted"
     story = admin.get(f"/admin/v1/runs/{run_id}").json()
     assert story["halt"]["halted"] and story["halt"]["detail"] == "before it starts"
+    assert run_id in halted_run_ids(admin)
 
     resumed = admin.post(f"/admin/v1/runs/{run_id}/resume")
     assert resumed.status_code == 200 and resumed.json()["halted"] is False
@@ -176,6 +188,7 @@ def test_an_operator_stops_and_resumes_a_run_with_the_admin_api(proxy_url, make_
     again = admin.post(f"/admin/v1/runs/{run_id}/stop", json={"reason": "too late"})
     assert again.json()["condition"] == "max_calls"  # the first halt stands, and says so
     assert admin.post(f"/admin/v1/runs/{run_id}/resume").status_code == 200
+    assert run_id not in halted_run_ids(admin)
     assert admin.post(f"/admin/v1/runs/{run_id}/resume").json()["error"]["code"] == "run_not_halted"
     assert admin.post("/admin/v1/runs/never-seen/resume").status_code == 404
     assert admin.post("/admin/v1/runs/x/stop", json={"reason": 7}).status_code == 400
@@ -193,6 +206,8 @@ def test_the_console_run_page_shows_the_halt_and_stops_and_resumes(proxy_url, ma
         assert stopped.status_code == 303
         page = browser.get(f"/console/runs/{run_id}")
         assert "was halted: stopped by an operator" in page.text and "(looping)" in page.text
+        halted_list = browser.get("/console/runs").text.split("<h2>Recent runs</h2>")[0]
+        assert f">{run_id}</a> <code>operator</code>" in halted_list
         assert refused_code(lambda: agent.v1.charges.create(params=CHARGE, options=in_run(run_id))) == "run_halted"
         resumed = browser.post(f"/console/runs/{run_id}/resume", data={"csrf": csrf_of(page.text)})
         assert resumed.status_code == 303

@@ -37,6 +37,7 @@ class GovernanceRoutes:
             ("/admin/v1/runs/{run_id}", "GET", self.run_story),
             ("/admin/v1/runs/{run_id}/stop", "POST", self.stop_run),
             ("/admin/v1/runs/{run_id}/resume", "POST", self.resume_run),
+            ("/admin/v1/halted-runs", "GET", self.halted_runs),
             ("/admin/v1/spend/daily", "GET", self.daily_spend),
             ("/admin/v1/counts", "GET", self.counts),
         ]
@@ -100,6 +101,12 @@ class GovernanceRoutes:
     async def resume_run(self, request: Request) -> Response:
         async with self._engine.begin() as conn:
             return json_response(await halts.resume(conn, request.path_params["run_id"]))
+
+    async def halted_runs(self, request: Request) -> Response:
+        params = request.query_params
+        async with self._engine.connect() as conn:
+            page = await halts.list_halted(conn, pages.limit_of(params.get("limit")), params.get("cursor"))
+        return json_response(page.body())
 
     async def daily_spend(self, request: Request) -> Response:
         raw = request.query_params.get("days", "30")

@@ -138,6 +138,12 @@ _GOVERNANCE_PATHS["/admin/v1/runs/{run_id}/resume"] = {
                            "409": _json_response("The run is not halted", _ref("Error"))}},
 }
 
+_GOVERNANCE_PATHS["/admin/v1/halted-runs"] = {
+    "get": {"summary": "A page of the runs halted now, the latest halt first (SQL: the halted_runs view)",
+            "parameters": PAGE_PARAMETERS,
+            "responses": {"200": _json_response("Halted runs", _page(_ref("RunState"))), **_ERRORS}},
+}
+
 _GOVERNANCE_PATHS["/admin/v1/spend/daily"] = {
     "get": {"summary": "Money moved per vendor per UTC day (forwarded calls), for the last `days` days",
             "parameters": [{"name": "days", "in": "query",

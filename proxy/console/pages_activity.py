@@ -19,6 +19,7 @@ DECISIONS = ("allowed", "blocked", "shadow_blocked", "approval_required", "error
 LIVE_ROWS = 50
 APPROVALS_PER_PAGE = 50
 CHOICES = 100  # the newest keys offered by name in a filter
+HALTED_SHOWN = 50  # the latest halts on the runs page; SQL's halted_runs view has them all
 
 
 def routes(console: Console) -> list[Route]:
@@ -73,7 +74,9 @@ async def runs(console: Console, request: Request) -> Response:
         run_id = row["agent_run_id"]
         if run_id and run_id not in recent and len(recent) < 20:
             recent[run_id] = {"run_id": run_id, "last_ts": row["ts"], "vendor": row["vendor"]}
-    return console.render(request, "runs.html", recent=list(recent.values()))
+    halted = await console.client.halted_runs(limit=HALTED_SHOWN)
+    return console.render(request, "runs.html", recent=list(recent.values()), halted=halted.data,
+                          more_halted=halted.next is not None)
 
 
 async def run(console: Console, request: Request) -> Response:
