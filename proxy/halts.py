@@ -126,15 +126,14 @@ async def enter(db: HotDB, call: Call, key_id: str, stops: Stops | None) -> None
 
 async def halt_run(db: HotDB, run_id: str, condition: str, detail: str, key_id: str | None) -> Halt:
     """Halt the run (``tollgate_halt_run``): the halt it has now, this one or one made first."""
-    row = await db.fetchrow(_HALT, run_id, condition, detail, key_id)
-    if row is None:  # halted already (another process, another condition): that halt stands
-        row = await db.fetchrow(_HALTED, run_id)
-    halt = _halt_of(run_id, row) if row is not None else None
-    if halt is None:  # resumed between the two reads: this call's condition still holds for it
-        return Halt(run_id, condition, detail, datetime.now(UTC))
-    if halt.condition == condition:
+    made = await db.fetchrow(_HALT, run_id, condition, detail, key_id)
+    if made is not None:
         log.warning("run_halted", agent_run_id=run_id, condition=condition, detail=detail, key_id=key_id)
-    return halt
+        return Halt(run_id, condition, detail, made["halted_at"])
+    # Halted already (by another process, maybe for another condition): that halt stands.
+    row = await db.fetchrow(_HALTED, run_id)
+    halt = _halt_of(run_id, row) if row is not None else None
+    return halt or Halt(run_id, condition, detail, datetime.now(UTC))  # resumed since: this condition holds
 
 
 async def judge(db: HotDB, call: Call) -> None:
