@@ -62,6 +62,10 @@ class Call:
     # Tollgate derived the call's idempotency key (proxy/idempotency.py): the agent did not send
     # it, so a repeat carrying it is a blind retry, not a request for the vendor's replay.
     derived_key: bool = False
+    # The key id and stop conditions to judge the call's run by once its outcome is known
+    # (proxy/halts.py), and that outcome: the decision logged and the status answered.
+    halting: Any = None
+    outcome: tuple[str, int | None] | None = None
 
     @property
     def vendor(self) -> str:

@@ -20,6 +20,7 @@ from proxy import (
     answers,
     approvals,
     duplicates,
+    halts,
     lookups,
     metrics,
     outcomes,
@@ -93,6 +94,7 @@ class ProxyHandler:
         structlog.contextvars.bind_contextvars(request_id=call.request_id)  # on every log line of this request
         try:
             response = await self._handle(call, scope, receive)
+            await halts.judge(self._db, call)  # a refusal or vendor error may halt the run: before it hears
         finally:
             structlog.contextvars.clear_contextvars()
         headers = {**response.headers, "x-tollgate-request-id": call.request_id}
@@ -131,6 +133,7 @@ class ProxyHandler:
         structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
         call.body = await read_body(receive, self._settings.max_body_bytes)
         key = await self._authenticate(call)  # 2
+        await halts.enter(self._db, call, key.id, key.policy.stops)  # a halted run is refused by every key
         parsed = await self._deriver.keyed(call, key, self._parse(call, key))  # 3
         admission = await self._admit(call, key, parsed)  # 4-6
         if not admission.forward:
@@ -393,6 +396,7 @@ class ProxyHandler:
 
     def _log(self, call: Call, decision: str, reason: str | None, status: int | None) -> None:
         elapsed = call.elapsed_ms()
+        call.outcome = (decision, status)
         log.info("request", vendor=call.vendor, method=call.incoming.method, endpoint=call.endpoint,
                  decision=decision, reason=reason, status=status, latency_ms=elapsed)
         metrics.observe_request(call.vendor, call.endpoint, decision, reason, elapsed / 1000, call.upstream_seconds)

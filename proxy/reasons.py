@@ -82,6 +82,9 @@ _POLICY = _kind("policy", 403, {
     "duplicate_call": "The same money-moving or message-sending call (key, endpoint, parameters) was sent already "
                       "within the policy's duplicates window; the message names the first call's request id. A "
                       "retry with the first call's Idempotency-Key is the vendor's replay and is forwarded.",
+    "run_halted": "The call's run (its X-Agent-Run-Id) is halted: it reached a policy's stop condition (max_calls, "
+                  "max_refusals, consecutive_errors) or an operator stopped it; every key refuses it until "
+                  "`tollgate runs resume RUN_ID`. The message names the condition and when it was reached.",
     "run_id_required": "The policy requires an X-Agent-Run-Id header and the request has none.",
     "policy_expired": "The policy's expires_at has passed.",
     "policy_changed": "The key's policy changed while the call was judged; the proxy judges it again.",
@@ -180,6 +183,7 @@ _ADMIN += [
     }.items()
 ] + [
     Reason("approval_not_pending", "admin", 409, "The approval was already decided or has expired."),
+    Reason("run_not_halted", "admin", 409, "tollgate runs resume: the run is not halted."),
     Reason("partition_in_use", "admin", 409, "The partition holds rows that are not final yet."),
     Reason("database_in_use", "admin", 409,
            "tollgate db stop: a running tollgate serve uses the embedded Postgres (--force stops it anyway)."),

@@ -1,5 +1,6 @@
 """A run's story: every call of one X-Agent-Run-Id across vendors, in order, with how close
-each one brought its key to every cap. One query; the same answer for the CLI and the API."""
+each one brought its key to every cap, and whether the run is halted (proxy/halts.py). The
+same answer for the CLI, the API and the console."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from proxy import halts
 from proxy.errors import NotFound
 
 # For each call and each cap of the policy version that decided it: what the key had used in
@@ -49,10 +51,12 @@ async def run_story(conn: AsyncConnection, run_id: str) -> dict[str, Any]:
             limit = row.cap.get("usd", row.cap.get("requests"))
             calls[-1]["caps"].append({"window": row.cap["window"], "unit": "usd" if "usd" in row.cap else "requests",
                                       "limit": str(limit), "used": str(row.used)})
-    if not calls:
+    halt = await halts.state(conn, run_id)
+    if not calls and halt is None:
         raise NotFound("unknown_run", f"No calls recorded for run {run_id}.")
     return {
         "agent_run_id": run_id,
+        "halt": halt,
         "calls": calls,
         "total_usd": running,
         "vendors": sorted({c["vendor"] for c in calls}),
@@ -64,6 +68,9 @@ def render_timeline(story: dict[str, Any]) -> str:
     """The story as a terminal table."""
     lines = [f"run {story['agent_run_id']}: {len(story['calls'])} calls, {story['total_usd']:.2f} USD, "
              f"vendors {', '.join(story['vendors'])}"]
+    halt = story.get("halt") or {}
+    if halt.get("halted"):
+        lines.append(f"HALTED: {halt['message']}")
     header = (f"{'TIME':<12} {'VENDOR':<7} {'ENDPOINT':<38} {'OBJECT':<28} {'DECISION':<18} "
               f"{'USD':>9} {'RUN USD':>9} {'HTTP':>4}  CAPS")
     lines.append(header)

@@ -347,3 +347,22 @@ background_leases = Table(
     Column("holder", Text, nullable=False),
     Column("taken_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )
+
+# One row per agent run that made a call carrying its run id or was stopped by hand
+# (proxy/halts.py): its calls since it began or was last resumed, and whether it is halted,
+# by which condition (max_calls, max_refusals, consecutive_errors, operator) and key.
+run_state = Table(
+    "run_state",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("calls", BigInteger, nullable=False, server_default=text("0")),
+    Column("first_call_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("last_call_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("halted_at", DateTime(timezone=True)),
+    Column("halted_by", Text),
+    Column("halted_detail", Text),
+    Column("halted_key_id", Text),
+    Column("resumed_at", DateTime(timezone=True)),
+    CheckConstraint("(halted_at IS NULL) = (halted_by IS NULL)"),
+    Index("run_state_halted", "halted_at", postgresql_where=text("halted_at IS NOT NULL")),
+)

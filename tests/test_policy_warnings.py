@@ -82,6 +82,17 @@ def test_derived_keys_without_a_required_run_id_are_warned() -> None:
     assert not any("idempotency" in w for w in found({**refunds, "idempotency": {"derive": False}}))
 
 
+def test_stop_conditions_that_halt_nothing_or_on_the_first_hiccup_are_warned() -> None:
+    refunds = {"vendor": "stripe", "duplicates": {"window_s": 60}, "endpoints": {"allow": ["POST /v1/refunds"]}}
+    sensible = {"max_calls": 500, "max_refusals": {"count": 10, "window_s": 300}, "consecutive_errors": 5}
+    assert not any("stop" in w for w in found({**refunds, "stop": sensible}))
+    assert any("mode is shadow: a shadow policy halts no run" in w
+               for w in found({**refunds, "stop": sensible, "mode": "shadow"}))
+    twitchy = found({**refunds, "stop": {"max_refusals": {"count": 1, "window_s": 60}, "consecutive_errors": 1}})
+    assert any("the run's first refusal halts it" in w for w in twitchy)
+    assert any("one vendor failure (a timeout, a 5xx) halts the run" in w for w in twitchy)
+
+
 def test_a_priced_after_entry_that_changes_nothing_is_warned() -> None:
     document = {"vendor": "stripe", "duplicates": {"window_s": 60}, "endpoints": {
         "allow": ["POST /v1/subscriptions"], "priced_after": ["POST /v1/subscriptions", "POST /v1/refunds",

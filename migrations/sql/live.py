@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-from migrations.sql import v0001, v0003, v0007, v0009, v0011, v0012, v0013, v0014
+from migrations.sql import v0001, v0003, v0007, v0009, v0011, v0012, v0013, v0014, v0022
 
 _HEADER = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION\s+(\w+)\s*\(")
 _SET_CLAUSE = re.compile(r"\bSET\s+(\w+)\s*=\s*(\w+)")
@@ -122,6 +122,7 @@ FUNCTIONS: tuple[LiveFunction, ...] = (
     LiveFunction(v0013, "SETTLE"),  # tollgate_settle
     LiveFunction(v0013, "GATE_FAST"),  # tollgate_gate_fast
     LiveFunction(v0013, "SETTLE_BATCH"),  # tollgate_settle_batch (its settings are in its text)
+    LiveFunction(v0022, "HALT"),  # tollgate_halt_run: every halt of a run (proxy/halts.py)
 )
 
 BY_NAME: dict[str, LiveFunction] = {f.name: f for f in FUNCTIONS}

@@ -1,5 +1,6 @@
 """Admin routes for the policy engine: policies and their versions, spend against caps,
-approvals. Same conventions as proxy/admin/api.py (which mounts these)."""
+approvals, runs (their story, stopping and resuming them). Same conventions as
+proxy/admin/api.py (which mounts these)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy import approvals, keys, pages, runs, spend
+from proxy import approvals, halts, keys, pages, runs, spend
 from proxy.admin.http import field, json_body, json_response
 from proxy.admin.routes import Operation
 from proxy.errors import InvalidInput
@@ -34,6 +35,9 @@ class GovernanceRoutes:
             ("/admin/v1/approvals/{approval_id}/approve", "POST", self.approve),
             ("/admin/v1/approvals/{approval_id}/deny", "POST", self.deny),
             ("/admin/v1/runs/{run_id}", "GET", self.run_story),
+            ("/admin/v1/runs/{run_id}/stop", "POST", self.stop_run),
+            ("/admin/v1/runs/{run_id}/resume", "POST", self.resume_run),
+            ("/admin/v1/halted-runs", "GET", self.halted_runs),
             ("/admin/v1/spend/daily", "GET", self.daily_spend),
             ("/admin/v1/counts", "GET", self.counts),
         ]
@@ -88,6 +92,21 @@ class GovernanceRoutes:
     async def run_story(self, request: Request) -> Response:
         async with self._engine.connect() as conn:
             return json_response(await runs.run_story(conn, request.path_params["run_id"]))
+
+    async def stop_run(self, request: Request) -> Response:
+        body = await json_body(request, allow_empty=True)
+        async with self._engine.begin() as conn:
+            return json_response(await halts.stop(conn, request.path_params["run_id"], field(body, "reason", str)))
+
+    async def resume_run(self, request: Request) -> Response:
+        async with self._engine.begin() as conn:
+            return json_response(await halts.resume(conn, request.path_params["run_id"]))
+
+    async def halted_runs(self, request: Request) -> Response:
+        params = request.query_params
+        async with self._engine.connect() as conn:
+            page = await halts.list_halted(conn, pages.limit_of(params.get("limit")), params.get("cursor"))
+        return json_response(page.body())
 
     async def daily_spend(self, request: Request) -> Response:
         raw = request.query_params.get("days", "30")

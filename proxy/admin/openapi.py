@@ -119,6 +119,31 @@ _GOVERNANCE_PATHS["/admin/v1/runs/{run_id}"] = {
                           "404": _json_response("No calls for this run", _ref("Error"))}},
 }
 
+_RUN_ID = [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_GOVERNANCE_PATHS["/admin/v1/runs/{run_id}/stop"] = {
+    "post": {"summary": "Halt a run by hand (it need not have made a call yet): every key refuses its calls "
+                        "as run_halted, quoting the reason, until it is resumed. A run halted already keeps its halt",
+             "parameters": _RUN_ID,
+             "requestBody": _body({"type": "object", "properties": {
+                 "reason": {"type": ["string", "null"], "maxLength": 500,
+                            "description": "Why; the refusals quote it"}}},
+                 required=False),
+             "responses": {"200": _json_response("The run's state", _ref("RunState")), **_ERRORS}},
+}
+_GOVERNANCE_PATHS["/admin/v1/runs/{run_id}/resume"] = {
+    "post": {"summary": "Lift a run's halt: its calls count again from 0, its refusals and errors from now",
+             "parameters": _RUN_ID,
+             "responses": {"200": _json_response("The run's state", _ref("RunState")), **_ERRORS,
+                           "404": _json_response("No such run", _ref("Error")),
+                           "409": _json_response("The run is not halted", _ref("Error"))}},
+}
+
+_GOVERNANCE_PATHS["/admin/v1/halted-runs"] = {
+    "get": {"summary": "A page of the runs halted now, the latest halt first (SQL: the halted_runs view)",
+            "parameters": PAGE_PARAMETERS,
+            "responses": {"200": _json_response("Halted runs", _page(_ref("RunState"))), **_ERRORS}},
+}
+
 _GOVERNANCE_PATHS["/admin/v1/spend/daily"] = {
     "get": {"summary": "Money moved per vendor per UTC day (forwarded calls), for the last `days` days",
             "parameters": [{"name": "days", "in": "query",
@@ -141,8 +166,20 @@ _GOVERNANCE_SCHEMAS: dict[str, Any] = {
         "data": {"type": "array", "items": {"type": "object", "properties": {
             "day": {"type": "string", "format": "date"}, "vendor": {"type": "string"},
             "usd": {"type": "string"}, "calls": {"type": "integer"}}}}}},
+    "RunState": {"type": "object", "description": "A run's stop state (proxy/halts.py; SQL: the halted_runs view)",
+                 "properties": {
+        "agent_run_id": {"type": "string"}, "halted": {"type": "boolean"},
+        "halted_at": {"type": ["string", "null"]},
+        "condition": {"type": ["string", "null"],
+                      "enum": ["max_calls", "max_refusals", "consecutive_errors", "operator", None]},
+        "detail": {"type": ["string", "null"]}, "key_id": {"type": ["string", "null"],
+                                                         "description": "the key whose policy halted it"},
+        "calls_since_resume": {"type": "integer"}, "first_call_at": {"type": "string"},
+        "last_call_at": {"type": "string"}, "resumed_at": {"type": ["string", "null"]},
+        "message": {"type": ["string", "null"], "description": "what the run's refused calls are told"}}},
     "Run": {"type": "object", "properties": {
         "agent_run_id": {"type": "string"}, "total_usd": {"type": "string"},
+        "halt": {"anyOf": [_ref("RunState"), {"type": "null"}]},
         "vendors": {"type": "array", "items": {"type": "string"}},
         "decisions": {"type": "object", "additionalProperties": {"type": "integer"}},
         "calls": {"type": "array", "items": {"type": "object", "properties": {

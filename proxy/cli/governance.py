@@ -17,6 +17,7 @@ from proxy import (
     bootstrap,
     db,
     fxrates,
+    halts,
     migrate,
     outcomes,
     pages,
@@ -90,6 +91,13 @@ def register(commands: Any, key_commands: Any, policy_commands: Any) -> None:
     show_run.add_argument("run_id", metavar="RUN_ID")
     show_run.add_argument("--json", action="store_true")
     show_run.set_defaults(run=_runs_show)
+    stop_run = run_commands.add_parser("stop", help="halt a run: every key refuses its calls (run_halted)")
+    stop_run.add_argument("run_id", metavar="RUN_ID")
+    stop_run.add_argument("--reason", metavar="TEXT", help="why (the agent's refusals quote it)")
+    stop_run.set_defaults(run=_runs_stop)
+    resume_run = run_commands.add_parser("resume", help="lift a run's halt; its stop conditions count afresh")
+    resume_run.add_argument("run_id", metavar="RUN_ID")
+    resume_run.set_defaults(run=_runs_resume)
 
     audit.register(commands)
 
@@ -305,6 +313,18 @@ def _prices_status(args: argparse.Namespace) -> int:
 def _runs_show(args: argparse.Namespace) -> int:
     story = with_connection(args, lambda conn, rt: runs.run_story(conn, args.run_id), write=False)
     print(json.dumps(story, indent=2, default=str) if args.json else runs.render_timeline(story))
+    return 0
+
+
+def _runs_stop(args: argparse.Namespace) -> int:
+    halted = with_connection(args, lambda conn, rt: halts.stop(conn, args.run_id, args.reason), write=True)
+    print(f"{halted['message']} Every key refuses its next call.")
+    return 0
+
+
+def _runs_resume(args: argparse.Namespace) -> int:
+    with_connection(args, lambda conn, rt: halts.resume(conn, args.run_id), write=True)
+    print(f"Run {args.run_id} resumed: its next call is judged again, its stop conditions counted from now.")
     return 0
 
 

@@ -77,6 +77,9 @@ class AdminClient:
     async def run(self, run_id: str) -> dict[str, Any]:
         return await self._object(f"/runs/{segment(run_id)}")
 
+    async def halted_runs(self, limit: int | None = None) -> Page:
+        return await self._page("/halted-runs", limit=limit)
+
     async def approvals(self, status: str | None = None, cursor: str | None = None, limit: int | None = None) -> Page:
         return await self._page("/approvals", status=status, cursor=cursor, limit=limit)
 

@@ -1,4 +1,5 @@
-"""What happened and what waits: the overview with the 30-day chart, live calls, runs, approvals."""
+"""What happened and what waits: the overview with the 30-day chart, live calls, runs (stopped and
+resumed by hand from their page), approvals."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ DECISIONS = ("allowed", "blocked", "shadow_blocked", "approval_required", "error
 LIVE_ROWS = 50
 APPROVALS_PER_PAGE = 50
 CHOICES = 100  # the newest keys offered by name in a filter
+HALTED_SHOWN = 50  # the latest halts on the runs page; SQL's halted_runs view has them all
 
 
 def routes(console: Console) -> list[Route]:
@@ -27,6 +29,7 @@ def routes(console: Console) -> list[Route]:
         Route("/calls", page(calls), methods=["GET"], name="calls"),
         Route("/runs", page(runs), methods=["GET"], name="runs"),
         Route("/runs/{run_id}", page(run), methods=["GET"], name="run"),
+        Route("/runs/{run_id}/{action:str}", page(halt), methods=["POST"], name="halt_run"),
         Route("/approvals", page(approvals), methods=["GET"], name="approvals"),
         Route("/approvals/{approval_id}/{verdict:str}", page(decide), methods=["POST"], name="decide"),
     ]
@@ -73,7 +76,9 @@ async def runs(console: Console, request: Request) -> Response:
         run_id = row["agent_run_id"]
         if run_id and run_id not in recent and len(recent) < 20:
             recent[run_id] = {"run_id": run_id, "last_ts": row["ts"], "vendor": row["vendor"]}
-    return console.render(request, "runs.html", recent=list(recent.values()))
+    halted = await console.client.halted_runs(limit=HALTED_SHOWN)
+    return console.render(request, "runs.html", recent=list(recent.values()), halted=halted.data,
+                          more_halted=halted.next is not None)
 
 
 async def run(console: Console, request: Request) -> Response:
@@ -81,6 +86,19 @@ async def run(console: Console, request: Request) -> Response:
     for call in story["calls"]:
         call["bars"] = render.story_bars(call["caps"])
     return console.render(request, "run.html", story=story)
+
+
+async def halt(console: Console, request: Request) -> Response:
+    """Stop or resume a run (proxy/halts.py): every key refuses a stopped run's calls."""
+    action, run_id = request.path_params["action"], request.path_params["run_id"]
+    if action not in ("stop", "resume"):
+        return console.render(request, "error.html", status=404, title="Not found", message="No such action.")
+    form = await read_form(request)
+    body = {"reason": form["reason"].strip()[:500]} if action == "stop" and form.get("reason", "").strip() else {}
+    done = await console.client.post(f"/runs/{segment(run_id)}/{action}", body)
+    request.state.session.flash(done["message"] if done["halted"] else
+                                f"Run {run_id} resumed: its next call is judged again.")
+    return console.redirect(request, "run", run_id=run_id)
 
 
 def _shown(approval: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 operations can reach and what the policy's own settings leave open: an operation that reaches
 people with no recipient rule to check whom, a recipient rule that admits more than it reads as
 (the unknown country, a wildcard host whose pages instruct calls, a segment mailed whole), a
-duplicate guard missing where money moves or set so long it refuses honest repeats, derived
+duplicate guard missing where money moves or set so long it refuses honest repeats, stop
+conditions that halt nothing (shadow mode) or halt a run on its first hiccup, derived
 idempotency keys that calls without a run id do not get, a ``priced_after`` entry that changes
 nothing, and a ``credentials.hand_out`` entry, which lets the agent walk away with a vendor
 credential (or, matching nothing that issues one, changes nothing). Only generic policy fields
@@ -30,8 +31,8 @@ def exposure(document: Mapping[str, Any], allowed: dict[str, list[Operation]],
     """``allowed``: each allowed pattern and the operations it matches."""
     ops = [op for matched in allowed.values() for op in matched]
     return [*_unscoped(document, allowed), *_recipient_rules(document),
-            *_duplicates(document, ops), *_derived_keys(document), *_priced_after(document, known, matches),
-            *_hand_out(document, known, matches)]
+            *_duplicates(document, ops), *_stops(document), *_derived_keys(document),
+            *_priced_after(document, known, matches), *_hand_out(document, known, matches)]
 
 
 def _unscoped(document: Mapping[str, Any], allowed: dict[str, list[Operation]]) -> list[str]:
@@ -75,6 +76,22 @@ def _derived_keys(document: Mapping[str, Any]) -> list[str]:
         return []
     return ["idempotency.derive gives a key only to calls that carry an X-Agent-Run-Id, and require_run_id is "
             "false: a call without one is forwarded with no derived key (set require_run_id to cover every call)."]
+
+
+def _stops(document: Mapping[str, Any]) -> list[str]:
+    stop = document.get("stop")
+    if not stop:
+        return []
+    if document.get("mode") == "shadow":
+        return ["stop is set and mode is shadow: a shadow policy halts no run (it still refuses one halted by "
+                "another key or an operator)."]
+    found = []
+    if (stop.get("max_refusals") or {}).get("count") == 1:
+        found.append("stop.max_refusals.count is 1: the run's first refusal halts it, for every key.")
+    if stop.get("consecutive_errors") == 1:
+        found.append("stop.consecutive_errors is 1: one vendor failure (a timeout, a 5xx) halts the run, "
+                     "for every key.")
+    return found
 
 
 def _priced_after(document: Mapping[str, Any], known: Sequence[Operation], matches: Matcher) -> list[str]:

@@ -67,6 +67,29 @@ class Cap:
 
 
 @dataclass(frozen=True)
+class Stops:
+    """A policy's stop conditions for the runs its key serves (proxy/halts.py applies them)."""
+
+    max_calls: int | None = None
+    max_refusals: int | None = None
+    refusal_window_s: int = 0
+    consecutive_errors: int | None = None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any] | None, mode: str) -> Stops | None:
+        if not document or mode == "shadow":  # shadow mode observes: it halts nothing
+            return None
+        refusals = document.get("max_refusals") or {}
+        return cls(document.get("max_calls"), refusals.get("count"), refusals.get("window_s", 0),
+                   document.get("consecutive_errors"))
+
+    @property
+    def after_calls(self) -> bool:
+        """Conditions judged after a call's outcome (a refusal, a vendor error)."""
+        return self.max_refusals is not None or self.consecutive_errors is not None
+
+
+@dataclass(frozen=True)
 class Policy:
     id: str
     version: int
@@ -96,6 +119,8 @@ class Policy:
     # objects.created_through_key: an existing object a call names (of a kind the key records) must
     # be one the key created; unlike customers.created_through_key, says nothing about customers.
     objects_created_through_key: bool = False
+    # The run's stop conditions (``stop``); None: this key halts no run, though it refuses a halted one.
+    stops: Stops | None = None
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -128,6 +153,7 @@ class Policy:
             derive_idempotency=bool(document.get("idempotency", {}).get("derive", False)),
             hand_out=tuple(document.get("credentials", {}).get("hand_out", ())),
             objects_created_through_key=bool(document.get("objects", {}).get("created_through_key", False)),
+            stops=Stops.from_document(document.get("stop"), document.get("mode", "enforce")),
         )
 
     @property
