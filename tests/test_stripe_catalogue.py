@@ -110,7 +110,7 @@ def test_entry_schema(e: dict[str, Any]) -> None:
     where = f"{e['method']} {e['path']}"
     assert set(e) <= {"method", "path", "host", "kind", "money", "objects", "customer"}, where
     assert e["kind"] in KINDS, where
-    assert ("money" in e) == (e["kind"] == "moves_money"), f"{where}: a money block goes with moves_money only"
+    assert ("money" in e) == (e["kind"] in ("moves_money", "buys")), f"{where}: a money block goes with money only"
     if e["method"] == "GET":
         assert e["kind"] in ("reads", "issues_credentials"), f"{where}: a GET moves nothing"
     assert isinstance(e["objects"], list) and len(e["objects"]) == len(set(e["objects"])), where
@@ -199,7 +199,11 @@ def test_the_legacy_charge_refund_endpoints_are_not_sdk_operations() -> None:
          {"param": "{invoice}", "get": "/v1/invoices/{invoice}", "amount": "amount_remaining"}),
         ("POST", "/v1/transfers/{id}/reversals", "amount", "amount",
          {"param": "{id}", "get": "/v1/transfers/{transfer}", "amount": "amount", "minus": "amount_reversed"}),
-        ("POST", "/v1/credit_notes", "amount", "amount", None),
+        # A credit note moves at most what the invoice's payer paid and was not credited yet (a refund or a
+        # balance credit); on an unpaid invoice it lowers what is due and moves nothing.
+        ("POST", "/v1/credit_notes", "amount", "amount",
+         {"param": "invoice", "get": "/v1/invoices/{invoice}", "amount": "amount_paid",
+          "minus": "post_payment_credit_notes_amount"}),
         ("POST", "/v1/payment_intents/{intent}/confirm", "amount_to_confirm", "amount_received",
          {"param": "{intent}", "get": "/v1/payment_intents/{intent}", "amount": "amount"}),
         ("POST", "/v1/payment_intents/{intent}/capture", "amount_to_capture", "amount_received",

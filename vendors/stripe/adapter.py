@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -39,6 +40,7 @@ from vendors.stripe import bodies, catalogue, outcomes, routes
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
+    currency_of,
     known_price,
     looked_up_price,
     lookup_target,
@@ -143,7 +145,12 @@ class StripeAdapter:
         return tuple(op for op in catalogue.operations() if f"{op.method} {op.path}" not in routes.NOT_SERVED)
 
     def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
-        return request, None  # one read prices the call; estimate_usd reads its answer
+        """One read prices the call. What it told (the amount the request did not name, the currency)
+        goes on the request, so the audit row says what the prediction was made of."""
+        amount, currency = looked_up_price(request, looked_up)
+        told = dataclasses.replace(request, amount_minor=request.amount_minor if request.amount_minor is not None
+                                   else amount, currency=request.currency or currency)
+        return told, None
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
         amount, currency = known_price(request, referenced)
@@ -201,9 +208,8 @@ class StripeAdapter:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id,
                                   created=created, revealed_customers=revealed)
         amount = catalogue.param(obj, money_facts.response_amount) if money_facts.response_amount else None
-        # The answer spells the currency where the request does (/v2: amount[currency]), else at the top.
-        currency = catalogue.param(obj, money_facts.currency)
-        currency = currency if isinstance(currency, str) else obj.get("currency")
+        # The answer spells the currency where the request does (/v2: amount[currency]), or beside the amount.
+        currency = currency_of(obj, money_facts.response_amount or "amount", money_facts.currency)
         if (
             not (type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR and isinstance(currency, str))
             or currency.lower() not in money.fx_table().usd_per_unit

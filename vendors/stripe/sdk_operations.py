@@ -37,7 +37,7 @@ The rules the catalogue follows:
   secret is not one: it lets a payer finish one payment, which the money rules govern;
   ``reads`` for GETs and POSTs that only compute (invoice previews, tax calculations, Radar
   scores); ``configures`` for everything else.
-* ``money`` (moves_money only): ``amount``, the request parameter with the amount in minor units
+* ``money`` (moves_money and buys): ``amount``, the request parameter with the amount in minor units
   (null when none names it), ``amount_in: "major"`` when that is not in minor units, ``currency``
   when its currency parameter is not ``currency``, ``moves_when`` when money moves only if a flag
   has that value, ``response``, the field of the answer that says how much moved (null if none
