@@ -208,6 +208,8 @@ class StripeAdapter:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id,
                                   created=created, revealed_customers=revealed)
         amount = catalogue.param(obj, money_facts.response_amount) if money_facts.response_amount else None
+        if money_facts.signed and type(amount) is int and amount < 0:
+            amount = -amount  # a credit: its size is what moved
         # The answer spells the currency where the request does (/v2: amount[currency]), or beside the amount.
         currency = currency_of(obj, money_facts.response_amount or "amount", money_facts.currency)
         if (

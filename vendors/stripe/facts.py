@@ -148,7 +148,7 @@ def money_of(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str |
     if spec is None:  # it moves money, and nothing says how much: priced after, or refused
         return None, None, True
     moves = spec.moves_when is None or _flag_is(catalogue.param(dict(params), spec.moves_when[0]), spec.moves_when[1])
-    amount = (_amount(catalogue.param(dict(params), spec.request_amount), spec.request_amount)
+    amount = (_amount(catalogue.param(dict(params), spec.request_amount), spec.request_amount, spec.signed)
               if spec.request_amount else None)
     currency = catalogue.param(dict(params), spec.currency)
     if currency is not None:
@@ -166,19 +166,24 @@ def _flag_is(value: Any, wanted: str) -> bool:
     return bool(value == wanted)
 
 
-def _amount(value: Any, name: str = "amount") -> int | None:
+def _amount(value: Any, name: str = "amount", signed: bool = False) -> int | None:
     """An amount in minor units: digits in a form (or a /v2 int64 string), or a JSON integer in a /v2
-    body. Not a bool (``True`` is an int to Python), not ``12.0``, not '²' or '١٢٣', nothing negative."""
+    body. Not a bool (``True`` is an int to Python), not ``12.0``, not '²' or '١٢٣'. Negative only where
+    Stripe reads the sign as a credit (``signed``): its size is what the call is worth."""
     if value is None:
         return None
+    if signed and isinstance(value, str) and value.startswith("-"):
+        value = value[1:]  # one sign only: "--5" is still refused below
+    elif signed and type(value) is int and value < 0:
+        value = -value
     if type(value) is int and value >= 0:
         amount = value
     elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:
         amount = int(value)
     else:
+        wanted = "an integer" if signed else "a non-negative integer"
         raise RequestRejected(
-            "invalid_amount", f"Parameter {name!r} must be a non-negative integer in the currency's minor unit.",
-            param=name,
+            "invalid_amount", f"Parameter {name!r} must be {wanted} in the currency's minor unit.", param=name,
         )
     if amount > MAX_AMOUNT_MINOR:
         raise RequestRejected("invalid_amount", f"Parameter {name!r} exceeds {MAX_AMOUNT_MINOR}.", param=name)
