@@ -143,7 +143,27 @@ def meter_event(store: Store, params: Params) -> Obj:
             "timestamp": integer(params, "timestamp") or objects.now(), "livemode": False}
 
 
+def create_meter(store: Store, params: Params) -> Obj:
+    """A meter reads its customer from the event payload key ``customer_mapping`` names
+    (``stripe_customer_id`` unless it says otherwise), its value from ``value_settings``'s."""
+    for name in ("display_name", "event_name", "default_aggregation"):
+        require(params, name)
+    mapping = params.get("customer_mapping") or {"event_payload_key": "stripe_customer_id", "type": "by_id"}
+    return new(store, "billing.meter", params, prefix="mtr", display_name=params["display_name"],
+               event_name=params["event_name"], default_aggregation=params["default_aggregation"],
+               customer_mapping=mapping, status="active", updated=objects.now(),
+               value_settings=params.get("value_settings") or {"event_payload_key": "value"})
+
+
+def list_meters(store: Store, params: Params) -> Obj:
+    limit = integer(params, "limit") or 10
+    meters = [m for m in store.newest_first("billing.meter") if params.get("status") in (None, m["status"])]
+    return {"object": "list", "data": meters[:limit], "has_more": len(meters) > limit, "url": "/v1/billing/meters"}
+
+
 ROUTES: tuple[tuple[str, str, Any, str], ...] = (
+    ("POST", "/v1/billing/meters", create_meter, "billing.MeterCreateParams"),
+    ("GET", "/v1/billing/meters", list_meters, "billing.MeterListParams"),
     ("POST", "/v1/billing/credit_grants", credit_grant, "billing.CreditGrantCreateParams"),
     ("POST", "/v1/billing/meter_events", meter_event, "billing.MeterEventCreateParams"),
     ("POST", "/v1/credit_notes", credit_note, "CreditNoteCreateParams"),

@@ -88,7 +88,7 @@ class Store:
         return None
 
     def newest_first(self, kind: str) -> list[Obj]:
-        return list(reversed(self._objects[kind].values()))
+        return list(reversed(self._objects.get(kind, {}).values()))
 
 
 # -- builders ---------------------------------------------------------------

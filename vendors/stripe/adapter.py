@@ -36,7 +36,7 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import Endpoint
-from vendors.stripe import bodies, catalogue, outcomes, routes
+from vendors.stripe import bodies, catalogue, meters, outcomes, routes
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
@@ -119,7 +119,8 @@ class StripeAdapter:
                 param = (facts.money.request_amount if facts.money else None) or "amount"
                 money.check_amount(amount_minor, currency, name, param)
             named = named_objects(facts, path_params, params)
-            customer = named_customer(facts, path_params, params)
+            billed = meters.billed(name, params)  # a meter event's customers are in its payload
+            customer = billed[0] if billed else named_customer(facts, path_params, params)
         except RequestRejected as exc:
             exc.endpoint = name  # the blocked row names the operation it refused
             raise
@@ -137,6 +138,7 @@ class StripeAdapter:
             account=_account(headers),
             summary=bodies.summary(params, host),
             objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
+            customers=billed,
             host=host,
             unpriced=money.no_rate_note(currency) if moves and currency and not money.has_rate(currency) else None,
         )
@@ -147,12 +149,19 @@ class StripeAdapter:
     def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
         """One read prices the call. What it told (the amount the request did not name, the currency)
         goes on the request, so the audit row says what the prediction was made of."""
+        if meters.is_meter_event(request.endpoint):  # the meters read: whom each event bills
+            return meters.naming(request, meters.customers(request.params, meters.customer_keys(looked_up))), None
         amount, currency = looked_up_price(request, looked_up)
         told = dataclasses.replace(request, amount_minor=request.amount_minor if request.amount_minor is not None
                                    else amount, currency=request.currency or currency)
         return told, None
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        headers = {}
+        if request.account:  # read the object in the account the call acts on
+            headers["stripe-context" if "/" in request.account else "stripe-account"] = request.account
+        if meters.is_meter_event(request.endpoint):  # no price to read; whom it bills, maybe (meters.py)
+            return dataclasses.replace(meters.METERS, headers=headers) if meters.needs_meters(request.params) else None
         amount, currency = known_price(request, referenced)
         if not request.moves_money or (amount is not None and currency is not None):
             return None
@@ -160,9 +169,6 @@ class StripeAdapter:
         if found is None:
             return None
         spec, object_id = found
-        headers = {}
-        if request.account:  # read the object in the account the call acts on
-            headers["stripe-context" if "/" in request.account else "stripe-account"] = request.account
         return Lookup(spec.path_for(object_id), headers)
 
     def estimate_usd(
