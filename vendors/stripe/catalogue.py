@@ -140,10 +140,16 @@ def money_table() -> str:
             signed = " (a credit, negative, as much as a debit)" if money.signed else ""
             sources.append(f"the request's `{money.request_amount}`{signed}")
         sources += [_read(lookup) for lookup in (money.lookups if money else ())]
-        how = ", or ".join(sources) if sources else "nothing: refused (`cost_unknown`) unless `priced_after` lists it"
+        how = ", or ".join(sources) if sources else _after(money)
         when = f"when `{money.moves_when[0]}={money.moves_when[1]}`" if money and money.moves_when else "always"
         lines.append(f"| `{e.name}` | {how} | {when} |")
     return "\n".join(lines)
+
+
+def _after(money: Money | None) -> str:
+    then = (f"then from the answer's `{money.response_amount}`" if money is not None and money.response_amount
+            else "then not at all: the answer does not say what moved (`cost_source` `none`)")
+    return f"nothing: refused (`cost_unknown`) unless `priced_after` lists it, {then}"
 
 
 def _read(lookup: PriceLookup) -> str:
