@@ -60,23 +60,24 @@ def multipart_params(content_type: str, body: bytes) -> Params:
     return {**decode_pairs(pairs), **files}
 
 
-def _rfc3339(moment: int) -> str:
+def rfc3339(moment: int) -> str:
     """v2 timestamps: RFC 3339 in UTC with milliseconds (stripe-python's v2 docstrings)."""
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _amount(params: Params, name: str) -> dict[str, Any]:
-    amount = params.get(name)
-    if not isinstance(amount, dict) or "value" not in amount or "currency" not in amount:
+def amount(params: Params, name: str) -> dict[str, Any]:
+    """A /v2 ``Amount`` parameter, checked as Stripe does."""
+    given = params.get(name)
+    if not isinstance(given, dict) or "value" not in given or "currency" not in given:
         raise StripeApiError(400, f"Missing required param: {name}.", code="parameter_missing", param=name)
-    value, currency = amount["value"], amount["currency"]
+    value, currency = given["value"], given["currency"]
     if type(value) is not int or value < 1 or not isinstance(currency, str):
         raise StripeApiError(400, f"Invalid {name}: value must be a positive integer, currency a string.",
                              code="parameter_invalid", param=name)
     return {"value": value, "currency": currency.lower()}
 
 
-def _required_object(params: Params, name: str) -> Params:
+def required_object(params: Params, name: str) -> Params:
     value = params.get(name)
     if not isinstance(value, dict):
         raise StripeApiError(400, f"Missing required param: {name}.", code="parameter_missing", param=name)
@@ -84,18 +85,18 @@ def _required_object(params: Params, name: str) -> Params:
 
 
 def create_outbound_payment(store: Store, params: Params) -> Obj:
-    amount = _amount(params, "amount")
-    source, destination = _required_object(params, "from"), _required_object(params, "to")
-    created = _rfc3339(objects.now())
+    moved = amount(params, "amount")
+    source, destination = required_object(params, "from"), required_object(params, "to")
+    created = rfc3339(objects.now())
     payment = {
         "id": objects.new_id("obp"),
         "object": "v2.money_management.outbound_payment",
-        "amount": amount,
+        "amount": moved,
         "cancelable": True,
         "created": created,
         "description": params.get("description"),
         "expected_arrival_date": created,
-        "from": {"debited": dict(amount), "financial_account": source.get("financial_account")},
+        "from": {"debited": dict(moved), "financial_account": source.get("financial_account")},
         "livemode": False,
         "metadata": params.get("metadata") or {},
         "payout_intent": None,
@@ -105,7 +106,7 @@ def create_outbound_payment(store: Store, params: Params) -> Obj:
         "status": "processing",
         "status_details": None,
         "status_transitions": {"canceled_at": None, "failed_at": None, "posted_at": None, "returned_at": None},
-        "to": {"credited": dict(amount), "payout_method": destination.get("payout_method"),
+        "to": {"credited": dict(moved), "payout_method": destination.get("payout_method"),
                "payout_method_options": None, "recipient": destination.get("recipient")},
         "tracking_details": None,
     }

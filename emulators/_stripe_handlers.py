@@ -79,6 +79,9 @@ def create_charge(store: Store, params: Params) -> Obj:
         description=string(params, "description"),
         meta=metadata(params),
     )
+    if (fee := integer(params, "application_fee_amount")) is not None:  # the platform's cut, refundable on its own
+        charge["application_fee_amount"] = fee
+        charge["application_fee"] = store.add(objects.new_application_fee(charge, fee))["id"]
     return store.add(charge)
 
 
@@ -353,18 +356,3 @@ def retrieve_balance(store: Store, params: Params) -> Obj:
     if not objects.has_fixture("balance"):
         raise StripeApiError(404, "Unrecognized request URL (GET: /v1/balance).")
     return objects.fixture("balance")
-
-
-def create_subscription(store: Store, params: Params) -> Obj:
-    """A subscription as Stripe answers its creation; not stored: nothing in the suite reads one back.
-    ``default_tax_rates`` arrives as a list (``default_tax_rates[0]=txr_1``) and is answered expanded."""
-    require(params, "customer")
-    customer = string(params, "customer")
-    rates = params.get("default_tax_rates") or []
-    if not isinstance(rates, list) or not all(isinstance(rate, str) for rate in rates):
-        raise StripeApiError(400, "Invalid array", param="default_tax_rates")
-    subscription = objects.fixture("subscription")
-    subscription.update(id=objects.new_id("sub"), customer=customer, created=objects.now(),
-                        default_tax_rates=[{**objects.fixture("tax_rate"), "id": rate} for rate in rates],
-                        metadata=metadata(params))
-    return subscription

@@ -74,7 +74,7 @@ class Store:
         return obj
 
     def get(self, kind: str, object_id: str, *, param: str = "id") -> Obj:
-        found = self._objects[kind].get(object_id)
+        found = self._objects.get(kind, {}).get(object_id)
         if found is None:
             raise StripeApiError(
                 404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param
@@ -89,7 +89,7 @@ class Store:
         return None
 
     def newest_first(self, kind: str) -> list[Obj]:
-        return list(reversed(self._objects[kind].values()))
+        return list(reversed(self._objects.get(kind, {}).values()))
 
 
 # -- builders ---------------------------------------------------------------
@@ -260,3 +260,11 @@ def new_transfer(params: dict[str, Any], *, amount: int, currency: str, meta: di
         transfer[name] = params.get(name) or None
     transfer["source_type"] = params.get("source_type") or transfer["source_type"]
     return transfer
+
+
+def new_application_fee(charge: Obj, amount: int) -> Obj:
+    fee = fixture("application_fee")
+    fee.update(id=new_id("fee"), amount=amount, amount_refunded=0, refunded=False, charge=charge["id"],
+               currency=charge["currency"], created=now(), livemode=False, balance_transaction=new_id("txn"),
+               refunds=empty_list("/v1/application_fees/refunds"))
+    return fee

@@ -1,4 +1,5 @@
-"""A Stripe API emulator: an ASGI app that answers like api.stripe.com (v1 and a few v2 routes), and
+"""A Stripe API emulator: an ASGI app that answers like api.stripe.com (every operation stripe-python
+can send that moves money, on v1 and v2, and the objects they act on), and
 like files.stripe.com and meter-events.stripe.com for the routes stripe-python sends there
 (``_stripe_bodies``: /v2 JSON bodies, multipart file uploads).
 
@@ -62,9 +63,12 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from . import _stripe_balance as balance
+from . import _stripe_billing as billing
 from . import _stripe_bodies as bodies
 from . import _stripe_events as events
 from . import _stripe_handlers as handlers
+from . import _stripe_money as money
+from . import _stripe_treasury as treasury
 from ._received import ReceivedRequest, record
 from ._stripe_params import (
     FormDecodeError,
@@ -165,9 +169,10 @@ ROUTES: tuple[_Route, ...] = (
     _route("GET", "/v1/balance_transactions/{object_id}", balance.retrieve_balance_transaction,
            "BalanceTransactionRetrieveParams"),
     _route("POST", "/v1/transfers", handlers.create_transfer, "TransferCreateParams"),
-    _route("POST", "/v1/subscriptions", handlers.create_subscription, "SubscriptionCreateParams"),
     _route("GET", "/v1/balance", handlers.retrieve_balance, "BalanceRetrieveParams"),
     _route("GET", "/v1/events", events.list_events, "EventListParams"),
+    # every other operation that moves money, and the objects they act on
+    *(_route(*spec) for spec in (*money.ROUTES, *billing.ROUTES, *treasury.ROUTES)),
 )
 
 

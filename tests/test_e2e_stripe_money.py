@@ -220,3 +220,36 @@ def test_in_shadow_mode_a_revealing_answer_is_recorded_and_returned(make_key, pr
     assert shadow.v1.charges.retrieve(foreign_charge, options=run(run_id)).id == foreign_charge
     [row] = audit_rows(sql, run_id)
     assert (row["decision"], row["reason"]) == ("shadow_blocked", "answer_withheld")
+
+
+# The catalogue's flagged decisions (vendors/stripe/operations.json says why for each).
+
+def test_a_credit_to_a_customers_balance_is_priced_at_its_size(make_key, proxy_url, sql, run_id):
+    """Stripe reads a negative amount as a credit; it was refused (invalid_amount). It counts as a debit would."""
+    client = _limited_client(make_key, proxy_url, endpoints={"allow": ["POST /v1/customers",
+                                                                        "POST /v1/customers/*/balance_transactions"]})
+    customer = client.v1.customers.create(params={"email": "ana@example.com"}).id
+    credit = client.v1.customers.balance_transactions.create(customer, params={"amount": -1500, "currency": "usd"},
+                                                             options=run(run_id))
+    assert credit.amount == -1500
+    with pytest.raises(stripe.PermissionError) as refused:  # 6,000.00 USD of credit: over the 50.00 limit
+        client.v1.customers.balance_transactions.create(customer, params={"amount": -600000, "currency": "usd"},
+                                                        options=run(run_id))
+    assert refused.value.error.code == "per_call_limit"
+    assert [(r["decision"], r["predicted_usd"], r["cost_usd"], r["cost_source"]) for r in audit_rows(sql, run_id)] == [
+        ("allowed", Decimal("15"), Decimal("15"), "parsed"), ("blocked", Decimal("6000"), 0, "none")]
+
+
+def test_a_full_refund_named_by_its_payment_intent_is_priced_by_reading_the_intent(
+        make_key, proxy_url, sql, run_id, stripe_emulator):
+    other = stripe.StripeClient(make_key(MONEY_POLICY)["key"], base_addresses={"api": f"{proxy_url}/stripe"},
+                                max_network_retries=0)
+    intent = other.v1.payment_intents.create(params={"amount": 3000, "currency": "usd", "confirm": True,
+                                                     "payment_method": "pm_card_visa"})
+    client = _limited_client(make_key, proxy_url)
+    client.v1.refunds.create(params={"payment_intent": intent.id}, options=run(run_id))  # no amount: the rest
+    [row] = audit_rows(sql, run_id)
+    assert (row["decision"], row["predicted_usd"], row["cost_usd"]) == ("allowed", Decimal("30"), Decimal("30"))
+    assert row["request_summary"]["price"]["lookup"] == f"/v1/payment_intents/{intent.id}"
+    assert [(r.method, r.path) for r in stripe_emulator[1].state.received[-2:]] == [
+        ("GET", f"/v1/payment_intents/{intent.id}"), ("POST", "/v1/refunds")]

@@ -122,3 +122,11 @@ def test_the_cli_prints_the_new_warnings(tmp_path) -> None:
     assert f"{path}: warning: recipients.countries lists ZZ" in result.stderr
     assert f"{path}: warning: recipients.twiml_urls allows *.ngrok.app" in result.stderr
 
+
+
+def test_a_webhook_endpoint_is_warned_as_issuing_credentials() -> None:
+    """It sends the account's events, objects and all, to whoever holds the URL, and answers its signing secret."""
+    warned = found({"vendor": "stripe", "endpoints": {"allow": ["POST /v1/webhook_endpoints",
+                                                               "POST /v1/webhook_endpoints/*"]}})
+    assert sum("issues credentials" in w for w in warned) == 2
+    assert not found({"vendor": "stripe", "endpoints": {"allow": ["DELETE /v1/webhook_endpoints/*"]}})

@@ -418,11 +418,13 @@ def test_a_full_refund_of_a_partly_refunded_charge_moves_the_rest() -> None:
         assert ADAPTER.estimate_usd(parsed, None, answer) is None  # a read that says nothing prices nothing
 
 
-def test_a_refund_by_payment_intent_alone_cannot_be_priced_before_it_is_sent() -> None:
-    # What an intent has left to refund is not one of its fields (vendors/stripe/operations.json).
+def test_a_refund_by_payment_intent_alone_is_priced_at_what_the_intent_received() -> None:
+    # An intent does not say what was refunded already: what it received is the most a refund returns.
     parsed = parse("POST", "/v1/refunds", b"payment_intent=pi_9")
-    assert parsed.objects == ("pi_9",) and ADAPTER.price_lookup(parsed, None) is None
-    assert ADAPTER.estimate_usd(parsed) is None
+    assert parsed.objects == ("pi_9",) and ADAPTER.price_lookup(parsed, None) == Lookup("/v1/payment_intents/pi_9")
+    answer = LookedUp(200, b'{"id": "pi_9", "amount": 5000, "amount_received": 4000, "currency": "usd"}', 1.0)
+    assert ADAPTER.estimate_usd(parsed, None, answer) == Decimal("40")
+    assert ADAPTER.estimate_usd(parsed) is None  # unread, it is not guessed
     assert ADAPTER.price_lookup(parse("POST", "/v1/refunds", b"charge=../balance"), None) is None  # not an id
 
 

@@ -20,7 +20,7 @@ from vendors.stripe.sdk_operations import SdkOperation, read_object_fields, read
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "vendors" / "stripe" / "operations.json"
 KINDS = {"moves_money", "reaches_people", "buys", "reads", "configures", "issues_credentials"}
-MONEY_KEYS = {"amount", "amount_in", "currency", "moves_when", "response", "lookup"}
+MONEY_KEYS = {"amount", "amount_in", "currency", "moves_when", "response", "lookup", "signed"}
 LOOKUP_KEYS = {"param", "get", "amount", "minus"}
 # A parameter whose last name is one of these and that takes an id (a string, not an enumeration)
 # names an object the call acts on or links to: the catalogue must list it.
@@ -108,9 +108,10 @@ def test_catalogue_is_sorted_by_path_then_method() -> None:
 @pytest.mark.parametrize("e", entries(), ids=lambda e: f"{e['method']} {e['path']}")
 def test_entry_schema(e: dict[str, Any]) -> None:
     where = f"{e['method']} {e['path']}"
-    assert set(e) <= {"method", "path", "host", "kind", "money", "objects", "customer"}, where
+    assert set(e) <= {"method", "path", "host", "kind", "money", "objects", "customer", "why"}, where
+    assert isinstance(e.get("why", ""), str), f"{where}: why is the reasoning behind a decision, in words"
     assert e["kind"] in KINDS, where
-    assert ("money" in e) == (e["kind"] == "moves_money"), f"{where}: a money block goes with moves_money only"
+    assert ("money" in e) == (e["kind"] in ("moves_money", "buys")), f"{where}: a money block goes with money only"
     if e["method"] == "GET":
         assert e["kind"] in ("reads", "issues_credentials"), f"{where}: a GET moves nothing"
     assert isinstance(e["objects"], list) and len(e["objects"]) == len(set(e["objects"])), where
@@ -144,8 +145,9 @@ def check_money(e: dict[str, Any], where: str) -> None:
     if money["response"] is not None and returns is not None:
         field = money["response"].split("[")[0]
         assert field in read_object_fields(PACKAGE, returns), f"{where}: {returns} has no field {field!r}"
-    lookup = money["lookup"]
-    if lookup is not None:
+    lookups = money["lookup"] if isinstance(money["lookup"], list) else [money["lookup"]] if money["lookup"] else []
+    assert money.get("signed") in (None, True), where
+    for lookup in lookups:
         assert set(lookup) <= LOOKUP_KEYS and {"param", "get", "amount"} <= set(lookup), where
         assert names_a_param(e, lookup["param"]), f"{where}: the look-up's {lookup['param']!r} is no parameter"
         get = sdk().get(("GET", lookup["get"], "api"))
@@ -194,12 +196,17 @@ def test_the_legacy_charge_refund_endpoints_are_not_sdk_operations() -> None:
         ("POST", "/v1/charges/{charge}/capture", "amount", "amount_captured",
          {"param": "{charge}", "get": "/v1/charges/{charge}", "amount": "amount"}),
         ("POST", "/v1/refunds", "amount", "amount",
-         {"param": "charge", "get": "/v1/charges/{charge}", "amount": "amount", "minus": "amount_refunded"}),
+         [{"param": "charge", "get": "/v1/charges/{charge}", "amount": "amount", "minus": "amount_refunded"},
+          {"param": "payment_intent", "get": "/v1/payment_intents/{intent}", "amount": "amount_received"}]),
         ("POST", "/v1/invoices/{invoice}/pay", None, "amount_paid",
          {"param": "{invoice}", "get": "/v1/invoices/{invoice}", "amount": "amount_remaining"}),
         ("POST", "/v1/transfers/{id}/reversals", "amount", "amount",
          {"param": "{id}", "get": "/v1/transfers/{transfer}", "amount": "amount", "minus": "amount_reversed"}),
-        ("POST", "/v1/credit_notes", "amount", "amount", None),
+        # A credit note moves at most what the invoice's payer paid and was not credited yet (a refund or a
+        # balance credit); on an unpaid invoice it lowers what is due and moves nothing.
+        ("POST", "/v1/credit_notes", "amount", "amount",
+         {"param": "invoice", "get": "/v1/invoices/{invoice}", "amount": "amount_paid",
+          "minus": "post_payment_credit_notes_amount"}),
         ("POST", "/v1/payment_intents/{intent}/confirm", "amount_to_confirm", "amount_received",
          {"param": "{intent}", "get": "/v1/payment_intents/{intent}", "amount": "amount"}),
         ("POST", "/v1/payment_intents/{intent}/capture", "amount_to_capture", "amount_received",
@@ -208,7 +215,7 @@ def test_the_legacy_charge_refund_endpoints_are_not_sdk_operations() -> None:
         ("POST", "/v1/transfers", "amount", "amount", None),
     ],
 )
-def test_money_movers(method: str, path: str, amount: str | None, response: str, lookup: dict[str, str] | None) -> None:
+def test_money_movers(method: str, path: str, amount: str | None, response: str, lookup: Any) -> None:
     e = entry(method, path)
     assert e["kind"] == "moves_money"
     assert (e["money"]["amount"], e["money"]["response"], e["money"]["lookup"]) == (amount, response, lookup)
@@ -242,6 +249,9 @@ def test_a_refund_and_a_charge_name_what_they_act_on() -> None:
         ("POST", "/v1/invoices/{invoice}/send", "reaches_people"),
         ("POST", "/v1/climate/orders", "buys"),
         ("POST", "/v1/customers", "configures"),
+        ("POST", "/v1/webhook_endpoints", "issues_credentials"),  # the account's events, sent wherever it says
+        ("POST", "/v1/webhook_endpoints/{webhook_endpoint}", "issues_credentials"),
+        ("DELETE", "/v1/webhook_endpoints/{webhook_endpoint}", "configures"),
         ("POST", "/v1/checkout/sessions", "moves_money"),
     ],
 )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import stripe
 
+from tests.support import stripe_money
 from tests.support.tollgate import audit_rows
 from vendors.stripe import catalogue
 
@@ -95,3 +96,57 @@ def test_no_money_operation_moves_unpriced(client, sql, run_id, stripe_emulator,
     rows = audit_rows(sql, run_id)
     assert len(rows) == len(outcomes) and {r["decision"] for r in rows} == {"blocked"}
     assert all(r["endpoint"] and "xx_" not in r["endpoint"] for r in rows)  # named by template, never by id
+
+
+# Under the limit: every money operation, called through the SDK's own service method with what a
+# caller would send (tests/support/stripe_money.py), is forwarded and priced. One that names its
+# amount or acts on an object Tollgate reads first is predicted before it leaves; one that can be
+# priced only after the fact is let through by naming it in priced_after, and then costs what
+# Stripe's answer says moved (or, where the answer says nothing, is recorded as not known: 'none').
+
+def _priced(op: dict[str, Any]) -> str:
+    money = op.get("money") or {}
+    return "request" if money.get("amount") else "lookup" if money.get("lookup") else "after"
+
+
+MONEY_PATTERNS = sorted({_pattern(op) for op in OPERATIONS})
+AFTER_ONLY = sorted({_pattern(op) for op in OPERATIONS if _priced(op) == "after"})
+# What the objects a call acts on are made with (tests/support/stripe_money.py's Setup).
+SETUP_PATTERNS = ["POST /v1/customers", "POST /v1/quotes", "POST /v1/terminal/readers",
+                  "POST /v1/test_helpers/test_clocks", "POST /v1/treasury/financial_accounts",
+                  "POST /v2/money_management/financial_addresses"]
+
+
+@pytest.fixture()
+def setup(proxy_url, make_key) -> stripe_money.Setup:
+    key = make_key({"vendor": "stripe", "endpoints": {"allow": MONEY_PATTERNS + SETUP_PATTERNS,
+                                                      "priced_after": MONEY_PATTERNS}})
+    return stripe_money.Setup(stripe.StripeClient(key["key"], max_network_retries=0, base_addresses={
+        "api": f"{proxy_url}/stripe", "meter_events": f"{proxy_url}/stripe/meter_events"}))
+
+
+def test_every_money_operation_has_a_call() -> None:
+    assert sorted(stripe_money.CALLS) == sorted(f"{op['method']} {catalogue.prefix_of(op['host'])}{op['path']}"
+                                                for op in OPERATIONS)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=_pattern)
+def test_a_money_operation_under_the_limit_is_forwarded_and_priced(op, setup, proxy_url, make_key, sql,
+                                                                   run_id) -> None:
+    key = make_key({"vendor": "stripe", "per_call_usd": "50.00",
+                    "endpoints": {"allow": MONEY_PATTERNS, "priced_after": AFTER_ONLY}})
+    client = stripe.StripeClient(key["key"], max_network_retries=0, base_addresses={
+        "api": f"{proxy_url}/stripe", "meter_events": f"{proxy_url}/stripe/meter_events"})
+    args, params = stripe_money.CALLS[f"{op['method']} {catalogue.prefix_of(op['host'])}{op['path']}"](setup)
+    send = stripe_money.service_method(client, op["method"], op["path"], op["host"])
+    send(*args, params=params, options={"headers": {"X-Agent-Run-Id": run_id}})
+    [row] = audit_rows(sql, run_id)
+    assert (row["decision"], row["reason"], row["upstream_status"]) == ("allowed", None, 200)
+    told = (op.get("money") or {}).get("response")
+    if _priced(op) != "after":  # predicted before it left, and priced from the answer or at the prediction
+        assert row["predicted_usd"] > 0 and row["cost_usd"] > 0, row
+        assert row["cost_source"] == ("parsed" if told else "estimated") and row["currency"] == "usd"
+    elif told:  # let through by priced_after: Stripe's answer says what moved
+        assert (row["cost_source"], row["currency"]) == ("parsed", "usd") and row["cost_usd"] > 0, row
+    else:  # ... or says nothing: recorded as not known, never as a price
+        assert (row["cost_source"], row["cost_usd"]) == ("none", 0), row

@@ -110,6 +110,9 @@ class ParsedRequest:
     host: str | None = None
     # Every object id the call names (``object_id`` first): scope is checked on each (guarantee 9).
     objects: tuple[str, ...] = ()
+    # Every customer the call names when it can name several (``customer_id`` first; a batch of
+    # usage events each billing one): customer scope is checked on each, as on ``customer_id``.
+    customers: tuple[str, ...] = ()
     # Lists of people the call mails as a whole (a Resend broadcast's segment), by id: the policy's
     # ``recipients.segments`` must name each; ``audience_size`` is how many people they hold, once a
     # price read told (``after_lookup``), for ``max_recipients``; None: not known.

@@ -168,7 +168,7 @@ class Policy:
         """Ids whose records (created through this key) the evaluation or the estimate needs."""
         wanted = []
         if self.created_through_key or self.customers is not None:
-            wanted += [request.customer_id, request.object_id, *request.objects]
+            wanted += [request.customer_id, *request.customers, request.object_id, *request.objects]
         if self.objects_created_through_key:
             wanted += request.objects
         if request.moves_money and (request.amount_minor is None or request.currency is None):

@@ -72,16 +72,14 @@ def check_record_scope(
     """Customer list and "only records created through this key"; either rule admits."""
     if customers is None and not created_through_key:
         return None
-    if request.customer_id is not None:
-        admitted = (customers is not None and request.customer_id in customers) or (
-            created_through_key and request.customer_id in known
-        )
+    named = tuple(dict.fromkeys(c for c in (request.customer_id, *request.customers) if c))
+    for customer in named:
+        admitted = (customers is not None and customer in customers) or (created_through_key and customer in known)
         if not admitted:
-            return Denial("customer_not_allowed",
-                          f"Customer {request.customer_id} is outside this key's customer scope.")
+            return Denial("customer_not_allowed", f"Customer {customer} is outside this key's customer scope.")
     identified = False  # by a record of the key's: the customer is the record's
     for target in dict.fromkeys((request.object_id, *request.objects)):  # every object the call names
-        if target is None or target == request.customer_id:
+        if target is None or target in named:
             continue
         record = known.get(target)
         if record is None and created_through_key:

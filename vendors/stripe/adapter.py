@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -37,10 +38,11 @@ from vendors.base import (
     VendorError,
 )
 from vendors.endpoints import Endpoint
-from vendors.stripe import bodies, catalogue, outcomes, routes, settlement
+from vendors.stripe import bodies, catalogue, meters, outcomes, routes, settlement
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
+    currency_of,
     known_price,
     looked_up_price,
     lookup_target,
@@ -121,7 +123,8 @@ class StripeAdapter:
                 param = (facts.money.request_amount if facts.money else None) or "amount"
                 money.check_amount(amount_minor, currency, name, param)
             named = named_objects(facts, path_params, params)
-            customer = named_customer(facts, path_params, params)
+            billed = meters.billed(name, params)  # a meter event's customers are in its payload
+            customer = billed[0] if billed else named_customer(facts, path_params, params)
         except RequestRejected as exc:
             exc.endpoint = name  # the blocked row names the operation it refused
             raise
@@ -140,6 +143,7 @@ class StripeAdapter:
             account=_account(headers),
             summary=bodies.summary(params, host),
             objects=tuple(o for o in named if o.startswith(_SCOPED_PREFIXES)),
+            customers=billed,
             host=host,
             unpriced=money.no_rate_note(currency) if moves and currency and not money.has_rate(currency) else None,
         )
@@ -148,9 +152,21 @@ class StripeAdapter:
         return tuple(op for op in catalogue.operations() if f"{op.method} {op.path}" not in routes.NOT_SERVED)
 
     def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
-        return request, None  # one read prices the call; estimate_usd reads its answer
+        """One read prices the call. What it told (the amount the request did not name, the currency)
+        goes on the request, so the audit row says what the prediction was made of."""
+        if meters.is_meter_event(request.endpoint):  # the meters read: whom each event bills
+            return meters.naming(request, meters.customers(request.params, meters.customer_keys(looked_up))), None
+        amount, currency = looked_up_price(request, looked_up)
+        told = dataclasses.replace(request, amount_minor=request.amount_minor if request.amount_minor is not None
+                                   else amount, currency=request.currency or currency)
+        return told, None
 
     def price_lookup(self, request: ParsedRequest, referenced: RecordedObject | None) -> Lookup | None:
+        headers = {}
+        if request.account:  # read the object in the account the call acts on
+            headers["stripe-context" if "/" in request.account else "stripe-account"] = request.account
+        if meters.is_meter_event(request.endpoint):  # no price to read; whom it bills, maybe (meters.py)
+            return dataclasses.replace(meters.METERS, headers=headers) if meters.needs_meters(request.params) else None
         amount, currency = known_price(request, referenced)
         if not request.moves_money or (amount is not None and currency is not None):
             return None
@@ -158,9 +174,6 @@ class StripeAdapter:
         if found is None:
             return None
         spec, object_id = found
-        headers = {}
-        if request.account:  # read the object in the account the call acts on
-            headers["stripe-context" if "/" in request.account else "stripe-account"] = request.account
         return Lookup(spec.path_for(object_id), headers)
 
     def estimate_usd(
@@ -206,9 +219,10 @@ class StripeAdapter:
             return ParsedResponse(Decimal(0), object_id=object_id, customer_id=customer, vendor_request_id=request_id,
                                   created=created, revealed_customers=revealed)
         amount = catalogue.param(obj, money_facts.response_amount) if money_facts.response_amount else None
-        # The answer spells the currency where the request does (/v2: amount[currency]), else at the top.
-        currency = catalogue.param(obj, money_facts.currency)
-        currency = currency if isinstance(currency, str) else obj.get("currency")
+        if money_facts.signed and type(amount) is int and amount < 0:
+            amount = -amount  # a credit: its size is what moved
+        # The answer spells the currency where the request does (/v2: amount[currency]), or beside the amount.
+        currency = currency_of(obj, money_facts.response_amount or "amount", money_facts.currency)
         if (
             not (type(amount) is int and 0 <= amount <= MAX_AMOUNT_MINOR and isinstance(currency, str))
             or currency.lower() not in money.fx_table().usd_per_unit

@@ -51,7 +51,8 @@ class Money:
     response_amount: str | None  # field of the answer with the amount moved; None: the answer does not say
     currency: str = "currency"  # request parameter with its currency
     moves_when: tuple[str, str] | None = None  # (parameter, value): money moves only then
-    lookups: tuple[PriceLookup, ...] = ()
+    lookups: tuple[PriceLookup, ...] = ()  # the first whose object the request names prices it
+    signed: bool = False  # a negative amount is a credit, worth as much as a debit of its size
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,15 @@ def _money(entry: dict[str, Any]) -> Money | None:
     if not money:
         return None
     lookup = money.get("lookup")
+    lookups = lookup if isinstance(lookup, list) else [lookup] if lookup else []  # a refund: by charge or intent
     moves_when = money.get("moves_when")
     return Money(
         request_amount=money.get("amount"),
         response_amount=money.get("response"),
         currency=money.get("currency", "currency"),
         moves_when=(moves_when["param"], moves_when["equals"]) if moves_when else None,
-        lookups=(PriceLookup(lookup["param"], lookup["get"], lookup["amount"], lookup.get("minus")),) if lookup else (),
+        lookups=tuple(PriceLookup(one["param"], one["get"], one["amount"], one.get("minus")) for one in lookups),
+        signed=bool(money.get("signed")),
     )
 
 
@@ -134,12 +137,19 @@ def money_table() -> str:
             continue
         sources = []
         if money is not None and money.request_amount:
-            sources.append(f"the request's `{money.request_amount}`")
+            signed = " (a credit, negative, as much as a debit)" if money.signed else ""
+            sources.append(f"the request's `{money.request_amount}`{signed}")
         sources += [_read(lookup) for lookup in (money.lookups if money else ())]
-        how = ", or ".join(sources) if sources else "nothing: refused (`cost_unknown`) unless `priced_after` lists it"
+        how = ", or ".join(sources) if sources else _after(money)
         when = f"when `{money.moves_when[0]}={money.moves_when[1]}`" if money and money.moves_when else "always"
         lines.append(f"| `{e.name}` | {how} | {when} |")
     return "\n".join(lines)
+
+
+def _after(money: Money | None) -> str:
+    then = (f"then from the answer's `{money.response_amount}`" if money is not None and money.response_amount
+            else "then not at all: the answer does not say what moved (`cost_source` `none`)")
+    return f"nothing: refused (`cost_unknown`) unless `priced_after` lists it, {then}"
 
 
 def _read(lookup: PriceLookup) -> str:

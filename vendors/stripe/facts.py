@@ -103,7 +103,10 @@ def named_customer(facts: Facts, path_params: Mapping[str, str], params: Mapping
 
 
 def looked_up_price(request: ParsedRequest, looked_up: LookedUp) -> tuple[int | None, str | None]:
-    """What the object read says the call would move: its amount (less what already moved)."""
+    """What the object read says the call would move: its amount (less what already moved) and its
+    currency, each None when the read does not tell it. The currency alone prices a call that
+    names its amount but not its currency (an increment, a capture); a v2 object keeps both in
+    one ``Amount`` (``amount[value]``, ``amount[currency]``)."""
     found = lookup_target(request)
     if found is None or looked_up.status != 200:
         return None, None
@@ -112,13 +115,25 @@ def looked_up_price(request: ParsedRequest, looked_up: LookedUp) -> tuple[int | 
         obj = json_object(looked_up.body)
     except RequestRejected:
         return None, None
-    amount, already = minor_amount(obj.get(spec.amount)), minor_amount(obj.get(spec.minus) if spec.minus else 0)
-    currency = obj.get("currency")
-    if amount is None or already is None or not isinstance(currency, str):
+    currency = currency_of(obj, spec.amount)
+    if currency is None or currency.lower() not in money.fx_table().usd_per_unit:
         return None, None
-    if currency.lower() not in money.fx_table().usd_per_unit:
-        return None, None
-    return max(amount - already, 0), currency.lower()
+    amount = minor_amount(catalogue.param(obj, spec.amount))
+    already = minor_amount(catalogue.param(obj, spec.minus) if spec.minus else 0)
+    left = max(amount - already, 0) if amount is not None and already is not None else None
+    return left, currency.lower()
+
+
+def currency_of(obj: Mapping[str, Any], amount: str, named: str = "currency") -> str | None:
+    """The currency of an object's ``amount`` field: where the request names it (``named``), else next
+    to the amount (``pending_request[currency]`` beside ``pending_request[amount]``, a v2
+    ``amount[currency]`` beside ``amount[value]``), else the object's own ``currency``."""
+    head, bracket, _ = amount.rpartition("[")
+    for name in (named, f"{head}[currency]" if bracket else "currency", "currency"):
+        value = catalogue.param(dict(obj), name)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def minor_amount(value: Any) -> int | None:
@@ -133,7 +148,7 @@ def money_of(facts: Facts, params: Mapping[str, Any]) -> tuple[int | None, str |
     if spec is None:  # it moves money, and nothing says how much: priced after, or refused
         return None, None, True
     moves = spec.moves_when is None or _flag_is(catalogue.param(dict(params), spec.moves_when[0]), spec.moves_when[1])
-    amount = (_amount(catalogue.param(dict(params), spec.request_amount), spec.request_amount)
+    amount = (_amount(catalogue.param(dict(params), spec.request_amount), spec.request_amount, spec.signed)
               if spec.request_amount else None)
     currency = catalogue.param(dict(params), spec.currency)
     if currency is not None:
@@ -151,19 +166,24 @@ def _flag_is(value: Any, wanted: str) -> bool:
     return bool(value == wanted)
 
 
-def _amount(value: Any, name: str = "amount") -> int | None:
+def _amount(value: Any, name: str = "amount", signed: bool = False) -> int | None:
     """An amount in minor units: digits in a form (or a /v2 int64 string), or a JSON integer in a /v2
-    body. Not a bool (``True`` is an int to Python), not ``12.0``, not '²' or '١٢٣', nothing negative."""
+    body. Not a bool (``True`` is an int to Python), not ``12.0``, not '²' or '١٢٣'. Negative only where
+    Stripe reads the sign as a credit (``signed``): its size is what the call is worth."""
     if value is None:
         return None
+    if signed and isinstance(value, str) and value.startswith("-"):
+        value = value[1:]  # one sign only: "--5" is still refused below
+    elif signed and type(value) is int and value < 0:
+        value = -value
     if type(value) is int and value >= 0:
         amount = value
     elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:
         amount = int(value)
     else:
+        wanted = "an integer" if signed else "a non-negative integer"
         raise RequestRejected(
-            "invalid_amount", f"Parameter {name!r} must be a non-negative integer in the currency's minor unit.",
-            param=name,
+            "invalid_amount", f"Parameter {name!r} must be {wanted} in the currency's minor unit.", param=name,
         )
     if amount > MAX_AMOUNT_MINOR:
         raise RequestRejected("invalid_amount", f"Parameter {name!r} exceeds {MAX_AMOUNT_MINOR}.", param=name)

@@ -31,20 +31,24 @@ The rules the catalogue follows:
   ``issues_credentials`` when the answer is a secret or a link that grants access to the account,
   its API or its data to whoever holds it: OAuth tokens, ephemeral keys, account links and
   sessions, login links, customer and billing-portal sessions, file links, terminal connection
-  tokens and onboarding links, meter-event sessions, app installs (they grant an app access and
+  tokens and onboarding links, meter-event sessions, webhook endpoints made or pointed elsewhere (the
+  account's events, objects and all, sent to whoever holds the URL; the answer holds the signing
+  secret), app installs (they grant an app access and
   answer with an OAuth code), the app secret store's reads, and an Issuing card's retrieval (the
   only answer that carries its number and CVC). A Checkout, SetupIntent or PaymentIntent client
   secret is not one: it lets a payer finish one payment, which the money rules govern;
   ``reads`` for GETs and POSTs that only compute (invoice previews, tax calculations, Radar
   scores); ``configures`` for everything else.
-* ``money`` (moves_money only): ``amount``, the request parameter with the amount in minor units
+* ``money`` (moves_money and buys): ``amount``, the request parameter with the amount in minor units
   (null when none names it), ``amount_in: "major"`` when that is not in minor units, ``currency``
   when its currency parameter is not ``currency``, ``moves_when`` when money moves only if a flag
   has that value, ``response``, the field of the answer that says how much moved (null if none
   does), ``lookup``, how to price the call from the object it acts on (``param`` names it, ``get``
   is the catalogue's GET for it, ``amount`` minus ``minus`` is what the call will move): only where
-  that field is that amount, else null. A few amounts are signed: a customer balance transaction's
-  or an invoice item's ``amount`` is negative for a credit.
+  that field is that amount, else null (a list when the call may name one of several objects: a
+  refund's charge or PaymentIntent, the first named is read). ``signed: true`` where Stripe reads a
+  negative amount as a credit (a customer balance transaction's or an invoice item's ``amount``):
+  it counts at its size. An entry may say ``why`` a decision was taken, in words, with Stripe's.
 * ``objects`` names each parameter holding the id of a Stripe object or account the call acts on or
   links to, path parameters included, files (evidence, documents) too; ``customer`` is ``"path"``
   when a path parameter is the customer's id, ``"customer"`` when that parameter is, else null, and
