@@ -1,0 +1,182 @@
+"""Alerts, as migration 0023 created them: webhook subscriptions, an outbox, every delivery.
+
+An alert must not be lost when the receiver is down, nor sent for something that was rolled
+back, so it is written in the transaction that caused it: ``tollgate_alert_emit`` inserts the
+event into ``alert_outbox`` and one ``alert_deliveries`` row per subscription that wants it,
+or nothing at all when none does. Three triggers call it, so the request path's SQL (the gate
+and settle functions) stays as it is:
+
+- ``alert_refusal`` on ``audit_events`` (partitioned: the trigger is cloned onto every
+  partition, present and future), for rows inserted ``blocked``. Its WHEN clause keeps the
+  function from running for any other row: an allowed call pays one comparison.
+- ``alert_approval`` on ``approvals``, for a request held ``pending``;
+- ``alert_key_revoked`` on ``vault_keys``, when ``status`` becomes ``revoked`` (the admin API,
+  the CLI, the console and any later subtree revocation all write that column).
+
+Cap thresholds are not a trigger: the durable truth is ``budget_counters``, read by the
+delivery loop (proxy/alerts/thresholds.py) from ``alert_scan``'s cursor; ``alert_thresholds``'
+primary key makes each (key, cap, bucket, threshold) fire once. Anything else (a halted run)
+calls ``SELECT tollgate_alert_emit(kind, payload, detail)`` in its own transaction.
+
+``alert_deliveries`` is the queue and its history (one row per event and subscription, its
+state and attempts); ``alert_attempts`` has one row per HTTP attempt, with the status or error.
+Deliveries and attempts reference the subscription with a key-share lock only, and the loop
+holds subscriptions ``FOR NO KEY UPDATE``, so a refusal's trigger never waits for a delivery.
+"""
+
+EMIT = r"""
+CREATE FUNCTION tollgate_alert_emit(p_kind text, p_payload jsonb, p_detail text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  -- 'kind' takes every event of the kind, 'kind:detail' (refusal:cap_exceeded) only that detail.
+  PERFORM 1 FROM alert_subscriptions s
+   WHERE s.removed_at IS NULL AND (p_kind = ANY (s.events) OR p_kind || ':' || p_detail = ANY (s.events))
+   LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO alert_outbox (kind, detail, payload) VALUES (p_kind, p_detail, p_payload) RETURNING id INTO v_id;
+  INSERT INTO alert_deliveries (event_id, subscription_id)
+    SELECT v_id, s.id FROM alert_subscriptions s
+     WHERE s.removed_at IS NULL AND (p_kind = ANY (s.events) OR p_kind || ':' || p_detail = ANY (s.events))
+     ORDER BY s.id;
+  RETURN v_id;
+END
+$$;
+"""
+
+REFUSAL = r"""
+CREATE FUNCTION tollgate_alert_refusal() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM tollgate_alert_emit('refusal', jsonb_build_object(
+    'audit_id', NEW.id, 'ts', NEW.ts, 'request_id', NEW.request_id, 'key_id', NEW.key_id,
+    'agent_run_id', NEW.agent_run_id, 'vendor', NEW.vendor, 'method', NEW.method, 'endpoint', NEW.endpoint,
+    'reason', NEW.reason, 'message', NEW.message, 'predicted_usd', NEW.predicted_usd::text), NEW.reason);
+  RETURN NULL;
+END
+$$;
+"""
+
+APPROVAL = r"""
+CREATE FUNCTION tollgate_alert_approval() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM tollgate_alert_emit('approval_waiting', jsonb_build_object(
+    'approval_id', NEW.id, 'key_id', NEW.key_id, 'agent_run_id', NEW.agent_run_id, 'method', NEW.method,
+    'endpoint', NEW.endpoint, 'reason', NEW.reason, 'message', NEW.message,
+    'predicted_usd', NEW.predicted_usd::text, 'created_at', NEW.created_at, 'expires_at', NEW.expires_at), NULL);
+  RETURN NULL;
+END
+$$;
+"""
+
+KEY_REVOKED = r"""
+CREATE FUNCTION tollgate_alert_key_revoked() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM tollgate_alert_emit('key_revoked', jsonb_build_object(
+    'key_id', NEW.id, 'vendor', NEW.vendor, 'label', NEW.label, 'policy_id', NEW.policy_id,
+    'revoked_at', NEW.revoked_at), NULL);
+  RETURN NULL;
+END
+$$;
+"""
+
+TABLES = [
+    """
+CREATE TABLE alert_subscriptions (
+  id text PRIMARY KEY,
+  url text NOT NULL,
+  events text[] NOT NULL,
+  format text NOT NULL DEFAULT 'json',
+  secret_ciphertext bytea NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  removed_at timestamptz,
+  CONSTRAINT alert_subscriptions_format CHECK (format IN ('json', 'slack'))
+)
+""",
+    """
+CREATE TABLE alert_outbox (
+  id bigserial PRIMARY KEY,
+  kind text NOT NULL,
+  detail text,
+  payload jsonb NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+)
+""",
+    """
+CREATE TABLE alert_deliveries (
+  id bigserial PRIMARY KEY,
+  event_id bigint NOT NULL REFERENCES alert_outbox (id),
+  subscription_id text NOT NULL REFERENCES alert_subscriptions (id),
+  status text NOT NULL DEFAULT 'pending',
+  attempts integer NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  delivered_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT alert_deliveries_once UNIQUE (subscription_id, event_id)
+)
+""",
+    "CREATE INDEX alert_deliveries_queue ON alert_deliveries (subscription_id, event_id) WHERE status = 'pending'",
+    "CREATE INDEX alert_deliveries_created ON alert_deliveries (created_at, id)",
+    """
+CREATE TABLE alert_attempts (
+  delivery_id bigint NOT NULL REFERENCES alert_deliveries (id),
+  attempt integer NOT NULL,
+  at timestamptz NOT NULL DEFAULT now(),
+  status_code integer,
+  error text,
+  duration_ms numeric(12, 3),
+  PRIMARY KEY (delivery_id, attempt)
+)
+""",
+    """
+CREATE TABLE alert_thresholds (
+  key_id text NOT NULL,
+  cap text NOT NULL,
+  bucket text NOT NULL,
+  threshold integer NOT NULL,
+  crossed_at timestamptz NOT NULL DEFAULT now(),
+  event_id bigint,
+  PRIMARY KEY (key_id, cap, bucket, threshold)
+)
+""",
+    """
+CREATE TABLE alert_scan (
+  id integer PRIMARY KEY,
+  counters_to timestamptz NOT NULL
+)
+""",
+    "INSERT INTO alert_scan (id, counters_to) VALUES (1, now())",
+]
+
+TRIGGERS = [
+    "CREATE TRIGGER alert_refusal AFTER INSERT ON audit_events FOR EACH ROW WHEN (NEW.decision = 'blocked') "
+    "EXECUTE FUNCTION tollgate_alert_refusal()",
+    "CREATE TRIGGER alert_approval AFTER INSERT ON approvals FOR EACH ROW WHEN (NEW.status = 'pending') "
+    "EXECUTE FUNCTION tollgate_alert_approval()",
+    "CREATE TRIGGER alert_key_revoked AFTER UPDATE OF status ON vault_keys FOR EACH ROW "
+    "WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.status = 'revoked') "
+    "EXECUTE FUNCTION tollgate_alert_key_revoked()",
+]
+
+CREATE = [*TABLES, EMIT, REFUSAL, APPROVAL, KEY_REVOKED, *TRIGGERS]
+
+DROP = [
+    "DROP TRIGGER alert_key_revoked ON vault_keys",
+    "DROP TRIGGER alert_approval ON approvals",
+    "DROP TRIGGER alert_refusal ON audit_events",
+    "DROP FUNCTION tollgate_alert_key_revoked()",
+    "DROP FUNCTION tollgate_alert_approval()",
+    "DROP FUNCTION tollgate_alert_refusal()",
+    "DROP FUNCTION tollgate_alert_emit(text, jsonb, text)",
+    "DROP TABLE alert_scan",
+    "DROP TABLE alert_thresholds",
+    "DROP TABLE alert_attempts",
+    "DROP TABLE alert_deliveries",
+    "DROP TABLE alert_outbox",
+    "DROP TABLE alert_subscriptions",
+]
