@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 
 from proxy import db, fxrates, metrics, migrate
 from proxy.admin.api import AdminAPI
+from proxy.alerts.delivery import Deliverer, Options
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
 from proxy.auth import Authenticator
@@ -86,9 +87,12 @@ class TollgateApp:
         rates = fxrates.Refresher(engine)
         with contextlib.suppress(Exception):  # the database may be down: the loop below tries again
             await rates.refresh()  # before the first call, so none is priced from the shipped rates alone
+        alerts_engine = db.create_engine(url, settings, db.ALERTS)
+        alerts = Deliverer(alerts_engine, self.runtime.box, Options.from_settings(settings))
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
                       asyncio.create_task(_partition_forever(engine)),
-                      asyncio.create_task(rates.forever(settings.fx_refresh_interval_s))]
+                      asyncio.create_task(rates.forever(settings.fx_refresh_interval_s)),
+                      asyncio.create_task(alerts.forever())]
         if settings.signing_key:
             signer = chain.load_private(settings.signing_key)
             background.append(asyncio.create_task(_seal_forever(engine, signer, settings.seal_interval_s)))
@@ -100,10 +104,11 @@ class TollgateApp:
             for task in background:
                 task.cancel()
             await console.aclose()
+            await alerts.aclose()
             await upstream.aclose()
             await refused.aclose()  # the last counts of unauthenticated refusals
             await hot.close()
-            for each in (engine, revocations, key_loads):
+            for each in (engine, revocations, key_loads, alerts_engine):
                 await each.dispose()
 
     async def _metrics(self, request: Request) -> Response:

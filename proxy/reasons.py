@@ -161,6 +161,9 @@ _ADMIN = _kind("admin", 400, {
     "missing_upstream_secret": "A key needs the vendor secret.",
     "missing_upstream_account": "This vendor's keys need the upstream account (such as an Account SID).",
     "unsealed_rows": "The month still has rows the audit chain has not sealed.",
+    "invalid_events": "An alert subscription names an unknown event, or a detail its kind does not take.",
+    "invalid_url": "An alert subscription's URL is not http(s)://host/... (no user or password, no spaces).",
+    "invalid_format": "An alert subscription's format is neither json nor slack.",
 })
 _ADMIN += [
     Reason(code, "admin", 404, description) for code, description in {
@@ -168,6 +171,7 @@ _ADMIN += [
         "unknown_approval": "No approval has this id.",
         "unknown_run": "No audit row has this run id.",
         "partition_not_found": "No audit partition of that name or month.",
+        "unknown_subscription": "No alert subscription has this id.",
     }.items()
 ] + [
     Reason("approval_not_pending", "admin", 409, "The approval was already decided or has expired."),

@@ -350,7 +350,8 @@ alert_deliveries = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("event_id", BigInteger, ForeignKey("alert_outbox.id"), nullable=False),
     Column("subscription_id", Text, ForeignKey("alert_subscriptions.id"), nullable=False),
-    Column("status", Text, nullable=False, server_default=text("'pending'")),  # pending | delivered | failed | cancelled
+    # pending | delivered | failed (gave up) | cancelled (its subscription was removed)
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("delivered_at", DateTime(timezone=True)),

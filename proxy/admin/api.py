@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from proxy import keys, pages, spend
 from proxy.admin import openapi
+from proxy.admin.alerts import AlertRoutes
 from proxy.admin.governance import GovernanceRoutes
 from proxy.admin.http import field, guard_with, json_body, json_response, pointer_errors
 from proxy.admin.routes import mount
@@ -56,6 +57,7 @@ class AdminAPI:
                 ("/admin/v1/policies/validate", "POST", self.validate_policy),
                 ("/admin/v1/audit", "GET", self.audit),
                 *GovernanceRoutes(self._engine, self._vendors.names()).operations(),
+                *AlertRoutes(self._engine, self._box).operations(),
             ], self._guard),
         ]
 
