@@ -29,6 +29,7 @@ from tests.support.processes import proxy_env, tollgate_serve
 from tests.support.servers import serve_asgi
 from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY, STRIPE_SECRET, policy, settings_for
 from tests.support.webhooks import Delivery, documented_verifier, receiver, until
+from tests.test_console import sign_in
 
 FAST = {"alert_interval_s": 0.05, "alert_retry_base_s": 0.05, "alert_retry_max_s": 0.2}
 PUBLIC = "https://tollgate.example"
@@ -138,6 +139,11 @@ def test_a_receiver_down_for_its_first_attempts_gets_every_event_once_signed_and
     assert [d["event_id"] for d in listed.json()["data"]] == ids[::-1]  # newest first
     assert subscription["secret"] not in listed.text
     assert subscription["secret"] not in admin_api.get("/admin/v1/alerts/subscriptions").text
+    with httpx.Client(base_url=tollgate, timeout=10) as browser:
+        assert sign_in(browser).status_code == 303
+        page = browser.get("/console/alerts")
+    assert page.status_code == 200 and subscription["id"] in page.text and ids[-1] in page.text
+    assert "HTTP 200" in page.text and subscription["secret"] not in page.text
 
 
 def test_a_cap_crossing_80_then_100_percent_fires_each_once(tollgate, admin_api, subscribe, db_sql):
@@ -188,8 +194,8 @@ def test_an_approval_waiting_fires_with_a_link_to_it_in_the_console(tollgate, ad
     data = delivery.event["data"]
     assert delivery.event["type"] == "approval_waiting"
     assert (data["approval_id"], data["key_id"], data["endpoint"]) == (approval["id"], key_id, "POST /v1/payouts")
-    assert data["console_url"] == f"{PUBLIC}/console/approvals#{approval['id']}"
-    assert f"<{PUBLIC}/console/approvals#{approval['id']}|Review it in the console>" in json.loads(
+    assert data["console_url"] == f"{PUBLIC}/console/approvals#approval-{approval['id']}"
+    assert f"<{PUBLIC}/console/approvals#approval-{approval['id']}|Review it in the console>" in json.loads(
         slack.accepted()[0].body)["text"]
 
 

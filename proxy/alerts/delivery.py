@@ -144,7 +144,8 @@ class Deliverer:
         for target, batch in zip(targets, sent, strict=True):
             for outcome in batch:
                 log.info("alert_delivered" if outcome.ok else "alert_delivery_failed", subscription=target.id,
-                         event_id=render.event_id(outcome.due.outbox_id), status=outcome.status_code, error=outcome.error)
+                         event_id=render.event_id(outcome.due.outbox_id), status=outcome.status_code,
+                         error=outcome.error)
         return Tick(delivered=sum(o.ok for o in outcomes), failed=sum(not o.ok for o in outcomes), fired=fired)
 
     async def forever(self) -> None:

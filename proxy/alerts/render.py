@@ -26,7 +26,7 @@ def event_id(outbox_id: int) -> str:
 def body(outbox_id: int, kind: str, created: datetime, payload: Facts, fmt: str, console_base: str) -> bytes:
     data = dict(payload)
     if kind == "approval_waiting":
-        data["console_url"] = f"{console_base.rstrip('/')}/console/approvals#{data.get('approval_id', '')}"
+        data["console_url"] = f"{console_base.rstrip('/')}/console/approvals#approval-{data.get('approval_id', '')}"
     if fmt == "slack":
         return json.dumps({"text": sentence(kind, data)}).encode()
     return payload_json({"id": event_id(outbox_id), "type": kind, "created": created, "data": data}).encode()
