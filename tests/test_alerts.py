@@ -21,7 +21,6 @@ from psycopg.rows import dict_row
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from proxy import bootstrap, db, migrate
-from proxy.alerts import events
 from proxy.app import create_app
 from tests.support import leaks
 from tests.support.databases import database_of_its_own
@@ -200,6 +199,8 @@ def test_an_approval_waiting_fires_with_a_link_to_it_in_the_console(tollgate, ad
 
 
 def test_emit_writes_with_the_callers_transaction_or_not_at_all(alert_db, tollgate, subscribe, db_sql):
+    from proxy.alerts import events  # here, so the other tests fail on main by what they do, not on an import
+
     async def emit_twice() -> tuple[int | None, int | None]:
         engine = create_async_engine(db.sqlalchemy_url(alert_db))
         try:
@@ -287,3 +288,42 @@ def test_the_cli_adds_lists_and_removes_and_shows_the_secret_once(alert_db, toll
     assert removed.returncode == 0 and f"Removed {created['id']}" in removed.stdout
     assert created["id"] not in tollgate_cli("list").stdout
     assert tollgate_cli("deliveries", "--status", "delivered").returncode == 0
+
+
+def test_a_delivery_past_its_give_up_time_is_failed_and_the_next_one_goes(pg_url):
+    """The loop by hand on a database of its own: a tick while another transaction holds the
+    lease sends nothing; with ``give_up_s=0`` a refused first attempt is final and the event
+    behind it is delivered on the next tick."""
+    from proxy.alerts import events, subscriptions
+    from proxy.alerts.delivery import ALERT_LOCK, Deliverer, Options
+
+    async def scenario(url: str, hook: str) -> list[Any]:
+        engine = create_async_engine(db.sqlalchemy_url(url))
+        runtime = bootstrap.runtime(settings_for(url, {}))
+        deliverer = Deliverer(engine, runtime.box, Options(give_up_s=0, retry_base_s=0))
+        try:
+            async with engine.begin() as conn:
+                created = await subscriptions.create(conn, runtime.box, hook, ["run_halted"])
+                for name in ("run_first", "run_second"):
+                    await events.emit(conn, "run_halted", {"agent_run_id": name, "condition": "max_calls"})
+            leaks.remember_secret(created["secret"])
+            with psycopg.connect(url) as holder:  # another process's tick, mid-transaction
+                holder.execute("SELECT pg_advisory_xact_lock(%s)", [ALERT_LOCK])
+                busy = await deliverer.tick()
+            return [busy, await deliverer.tick(), await deliverer.tick()]
+        finally:
+            await deliverer.aclose()
+            await engine.dispose()
+
+    with database_of_its_own(pg_url, "alerts_give_up") as url, receiver(down_for=1) as (hook, got):
+        migrate.upgrade(url)
+        busy, first, second = asyncio.run(scenario(url, hook))
+        with psycopg.connect(url, row_factory=dict_row) as sql:
+            rows = sql.execute("SELECT status, attempts FROM alert_deliveries ORDER BY event_id").fetchall()
+        leaks.dump_database(url, "alerts_give_up")
+
+    assert (busy.busy, busy.delivered, busy.failed) == (True, 0, 0)
+    assert (first.failed, first.delivered, second.delivered) == (1, 0, 1)
+    assert [(r["status"], r["attempts"]) for r in rows] == [("failed", 1), ("delivered", 1)]
+    assert [(d.answered, d.event["data"]["agent_run_id"]) for d in got.received] == [(503, "run_first"),
+                                                                                      (200, "run_second")]
