@@ -8,7 +8,11 @@ and settle functions) stays as it is:
 
 - ``alert_refusal`` on ``audit_events`` (partitioned: the trigger is cloned onto every
   partition, present and future), for rows inserted ``blocked``. Its WHEN clause keeps the
-  function from running for any other row: an allowed call pays one comparison.
+  function from running for any other row: an allowed call pays one comparison. With no
+  subscription at all it returns before building the payload. Measured with 50,000-row inserts
+  on the shared 2-core machine: allowed rows cost the same with and without the trigger (within
+  the noise, ~5 us a row); blocked ones a few us more with no subscriber, and tens of us more
+  when subscribed, for the outbox and delivery rows.
 - ``alert_approval`` on ``approvals``, for a request held ``pending``;
 - ``alert_key_revoked`` on ``vault_keys``, when ``status`` becomes ``revoked`` (the admin API,
   the CLI, the console and any later subtree revocation all write that column).
@@ -51,6 +55,9 @@ REFUSAL = r"""
 CREATE FUNCTION tollgate_alert_refusal() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+  IF NOT EXISTS (SELECT 1 FROM alert_subscriptions WHERE removed_at IS NULL) THEN
+    RETURN NULL;  -- no subscriber at all: spare a refusal flood the payload's construction
+  END IF;
   PERFORM tollgate_alert_emit('refusal', jsonb_build_object(
     'audit_id', NEW.id, 'ts', NEW.ts, 'request_id', NEW.request_id, 'key_id', NEW.key_id,
     'agent_run_id', NEW.agent_run_id, 'vendor', NEW.vendor, 'method', NEW.method, 'endpoint', NEW.endpoint,
