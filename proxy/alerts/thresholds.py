@@ -64,9 +64,8 @@ def window_of(bucket: str) -> str:
     return bucket.partition(":")[0]
 
 
-def crossings(row: Any, thresholds: Sequence[int]) -> list[Crossing]:
+def crossings(row: Any, policy: rules.Policy, thresholds: Sequence[int]) -> list[Crossing]:
     """Every threshold one counter row has reached on the caps of its window, lowest first."""
-    policy = rules.Policy.from_document(row.policy_id, row.current_version, row.document)
     found = []
     for cap in policy.caps:
         if cap.window != window_of(row.bucket):
@@ -94,8 +93,12 @@ async def scan(conn: AsyncConnection, thresholds: Sequence[int] = DEFAULT_THRESH
     if (await conn.execute(_WANTED)).first() is None:
         return 0  # nobody listens: the cursor moved on, nothing is recorded
     fired = 0
+    parsed: dict[tuple[str, int], rules.Policy] = {}  # many keys share a policy: parse each version once
     for row in list(await conn.execute(_CHANGED, {"since": since})):
-        for crossing in crossings(row, thresholds):
+        version = (row.policy_id, row.current_version)
+        if version not in parsed:
+            parsed[version] = rules.Policy.from_document(row.policy_id, row.current_version, row.document)
+        for crossing in crossings(row, parsed[version], thresholds):
             names = {"key_id": crossing.key_id, "cap": crossing.cap, "bucket": crossing.bucket,
                      "threshold": crossing.threshold}
             if (await conn.execute(_RECORD, names)).first() is None:
