@@ -327,3 +327,36 @@ def test_a_delivery_past_its_give_up_time_is_failed_and_the_next_one_goes(pg_url
     assert [(r["status"], r["attempts"]) for r in rows] == [("failed", 1), ("delivered", 1)]
     assert [(d.answered, d.event["data"]["agent_run_id"]) for d in got.received] == [(503, "run_first"),
                                                                                       (200, "run_second")]
+
+
+def test_a_master_key_rotation_reseals_the_signing_secrets(pg_url):
+    """After ``tollgate master-key rotate`` the previous master key can be dropped: the new one
+    alone still opens every subscription's signing secret (else no delivery could be signed)."""
+    import secrets
+
+    from proxy import rotation
+    from proxy.alerts import subscriptions
+    from proxy.secretbox import SecretBox
+
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+
+    async def rotate(url: str) -> tuple[str, str]:
+        engine = create_async_engine(db.sqlalchemy_url(url))
+        try:
+            async with engine.begin() as conn:
+                created = await subscriptions.create(conn, SecretBox(old), "https://example.com/hook", ["refusal"])
+            async with engine.begin() as conn:
+                await rotation.reencrypt_all(conn, SecretBox(new, (old,)))
+            async with engine.connect() as conn:
+                [sealed] = (await conn.exec_driver_sql("SELECT id, secret_ciphertext FROM alert_subscriptions")).all()
+            return created["secret"], SecretBox(new).open(sealed.secret_ciphertext,
+                                                          subscriptions.secret_context(sealed.id))
+        finally:
+            await engine.dispose()
+
+    with database_of_its_own(pg_url, "alerts_rotate") as url:
+        migrate.upgrade(url)
+        shown, opened = asyncio.run(rotate(url))
+        leaks.remember_secret(shown)
+        leaks.dump_database(url, "alerts_rotate")
+    assert opened == shown

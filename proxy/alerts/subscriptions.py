@@ -92,6 +92,19 @@ async def remove(conn: AsyncConnection, subscription_id: str) -> dict[str, Any]:
     return _described(row)
 
 
+async def reseal_all(conn: AsyncConnection, box: SecretBox) -> int:
+    """Every signing secret opened (current or previous master key) and sealed under the current
+    one: part of ``tollgate master-key rotate`` (proxy/rotation.py), or dropping the previous
+    key would leave every subscription's deliveries unsignable."""
+    rows = (await conn.execute(select(alert_subscriptions.c.id, alert_subscriptions.c.secret_ciphertext)
+                               .with_for_update())).all()
+    for row in rows:
+        plain = box.open(row.secret_ciphertext, secret_context(row.id))
+        await conn.execute(update(alert_subscriptions).where(alert_subscriptions.c.id == row.id)
+                           .values(secret_ciphertext=box.seal(plain, secret_context(row.id))))
+    return len(rows)
+
+
 def _deliveries_query() -> Any:
     d, o = alert_deliveries.c, alert_outbox.c
     last = (select(alert_attempts.c.status_code, alert_attempts.c.error, alert_attempts.c.at)
