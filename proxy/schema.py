@@ -320,7 +320,7 @@ duplicate_claims = Table(
 
 
 # Alerts (proxy/alerts, migration 0023): webhook subscriptions, the outbox the causing transaction
-# writes, and every delivery and attempt. The signing secret is sealed like an upstream secret.
+# writes, and every delivery and attempt.
 alert_subscriptions = Table(
     "alert_subscriptions",
     metadata,
@@ -328,7 +328,9 @@ alert_subscriptions = Table(
     Column("url", Text, nullable=False),
     Column("events", ARRAY(Text), nullable=False),  # 'refusal', 'refusal:cap_exceeded', 'cap_threshold', ...
     Column("format", Text, nullable=False, server_default=text("'json'")),  # json | slack
-    Column("secret_ciphertext", LargeBinary, nullable=False),
+    # The whole URL (a Slack webhook's path is its token) and the signing secret, as JSON, sealed;
+    # ``url`` above is only scheme, host and first path segment, for lists.
+    Column("sealed", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("removed_at", DateTime(timezone=True)),
     CheckConstraint("format IN ('json', 'slack')", name="alert_subscriptions_format"),

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -272,7 +273,9 @@ def test_the_cli_adds_lists_and_removes_and_shows_the_secret_once(alert_db, toll
         return subprocess.run([sys.executable, "-m", "proxy", "alerts", *args], env=env, capture_output=True,
                               text=True, timeout=120)
 
-    added = tollgate_cli("add", "https://hooks.slack.com/services/T000/B000/XXXXXXXX", "--events",
+    token = "slackhook" + uuid.uuid4().hex  # a Slack webhook's path is its credential
+    leaks.remember_secret(token)  # so the whole-run search looks for it in everything Tollgate wrote
+    added = tollgate_cli("add", f"https://hooks.slack.com/services/T000/B000/{token}", "--events",
                          "refusal:cap_exceeded,run_halted", "--format", "slack", "--json")
     assert added.returncode == 0, added.stderr
     created = json.loads(added.stdout)
@@ -281,7 +284,10 @@ def test_the_cli_adds_lists_and_removes_and_shows_the_secret_once(alert_db, toll
     assert created["url"] == "https://hooks.slack.com/services/..."  # a Slack webhook URL is a credential
     listed = tollgate_cli("list")
     assert created["id"] in listed.stdout and created["secret"] not in listed.stdout
-    assert "XXXXXXXX" not in listed.stdout
+    assert token not in listed.stdout
+    stored = db_sql.execute("SELECT s::text AS row FROM alert_subscriptions s WHERE id = %s",
+                            [created["id"]]).fetchone()
+    assert token not in stored["row"] and "https://hooks.slack.com/services/..." in stored["row"]  # sealed, not stored
     wrong = tollgate_cli("add", "https://example.com/h", "--events", "refusal:no_such_reason")
     assert wrong.returncode == 1 and "'no_such_reason' is not a reason code" in wrong.stderr
     removed = tollgate_cli("remove", created["id"])
@@ -348,9 +354,8 @@ def test_a_master_key_rotation_reseals_the_signing_secrets(pg_url):
             async with engine.begin() as conn:
                 await rotation.reencrypt_all(conn, SecretBox(new, (old,)))
             async with engine.connect() as conn:
-                [sealed] = (await conn.exec_driver_sql("SELECT id, secret_ciphertext FROM alert_subscriptions")).all()
-            return created["secret"], SecretBox(new).open(sealed.secret_ciphertext,
-                                                          subscriptions.secret_context(sealed.id))
+                [row] = (await conn.exec_driver_sql("SELECT id, sealed FROM alert_subscriptions")).all()
+            return created["secret"], subscriptions.Sealed.open(SecretBox(new), row.id, row.sealed).secret
         finally:
             await engine.dispose()
 

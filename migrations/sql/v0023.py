@@ -22,6 +22,10 @@ delivery loop (proxy/alerts/thresholds.py) from ``alert_scan``'s cursor; ``alert
 primary key makes each (key, cap, bucket, threshold) fire once. Anything else (a halted run)
 calls ``SELECT tollgate_alert_emit(kind, payload, detail)`` in its own transaction.
 
+A subscription's ``url`` is only its shortened form (scheme, host, first path segment): the
+whole URL (a Slack webhook's path is its token) and the signing secret are ``sealed`` together
+under the master key, as upstream secrets are.
+
 ``alert_deliveries`` is the queue and its history (one row per event and subscription, its
 state and attempts); ``alert_attempts`` has one row per HTTP attempt, with the status or error.
 Deliveries and attempts reference the subscription with a key-share lock only, and the loop
@@ -99,7 +103,7 @@ CREATE TABLE alert_subscriptions (
   url text NOT NULL,
   events text[] NOT NULL,
   format text NOT NULL DEFAULT 'json',
-  secret_ciphertext bytea NOT NULL,
+  sealed bytea NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   removed_at timestamptz,
   CONSTRAINT alert_subscriptions_format CHECK (format IN ('json', 'slack'))

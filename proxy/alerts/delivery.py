@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.alerts import render, signing, thresholds
-from proxy.alerts.subscriptions import secret_context
+from proxy.alerts.subscriptions import Sealed
 from proxy.config import Settings
 from proxy.secretbox import SecretBox
 
@@ -39,7 +39,7 @@ ALERT_LOCK = 0x7011_A1E7  # pg advisory lock id: one deliverer at a time
 log = structlog.get_logger("tollgate.alerts")
 
 _SUBSCRIPTIONS = text("""
-SELECT s.id, s.url, s.format, s.secret_ciphertext FROM alert_subscriptions s
+SELECT s.id, s.format, s.sealed FROM alert_subscriptions s
  WHERE s.removed_at IS NULL
    AND EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.subscription_id = s.id AND d.status = 'pending')
  ORDER BY s.id FOR NO KEY UPDATE SKIP LOCKED
@@ -166,8 +166,8 @@ class Deliverer:
             if not rows or not rows[0].due:
                 continue  # its oldest waits for its back-off; the rest wait behind it
             queue = [_Due(r.id, r.event_id, r.attempts, r.kind, _decoded(r.payload), r.created_at) for r in rows]
-            secret = self._box.open(sub.secret_ciphertext, secret_context(sub.id))
-            targets.append(_Target(sub.id, sub.url, sub.format, secret, queue))
+            kept = Sealed.open(self._box, sub.id, sub.sealed)
+            targets.append(_Target(sub.id, kept.url, sub.format, kept.secret, queue))
         return targets
 
     async def _send_in_order(self, target: _Target) -> list[_Outcome]:

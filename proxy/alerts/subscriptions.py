@@ -1,15 +1,17 @@
 """Webhook subscriptions and their deliveries, as the admin API, the CLI and the console see them.
 
-The signing secret is sealed under the master key (as upstream secrets are) and returned once,
-by ``create``; nothing else ever shows it. The URL is shown shortened: a Slack incoming
-webhook's URL is itself a credential (its path is the token), so only its host and the start
-of its path appear in lists, logs and deliveries.
+The signing secret is returned once, by ``create``; nothing else ever shows it. A Slack
+incoming webhook's URL is itself a credential (its path is the token), so the whole URL is
+sealed with the secret under the master key (as upstream secrets are), and lists, logs and
+the ``url`` column only have its scheme, host and first path segment.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,8 +30,24 @@ DELIVERY_ORDER = pages.Order("alert_deliveries", (alert_deliveries.c.created_at,
 
 
 def secret_context(subscription_id: str) -> str:
-    """What the sealed secret is bound to: a ciphertext moved to another row does not open."""
+    """What the sealed secrets are bound to: a ciphertext moved to another row does not open."""
     return f"alert-subscription:{subscription_id}"
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What a subscription keeps under the master key: where to send, and what to sign with."""
+
+    url: str
+    secret: str
+
+    def seal(self, box: SecretBox, subscription_id: str) -> bytes:
+        return box.seal(json.dumps({"url": self.url, "secret": self.secret}), secret_context(subscription_id))
+
+    @classmethod
+    def open(cls, box: SecretBox, subscription_id: str, sealed: bytes) -> Sealed:
+        opened = json.loads(box.open(sealed, secret_context(subscription_id)))
+        return cls(opened["url"], opened["secret"])
 
 
 def shown_url(url: str) -> str:
@@ -54,7 +72,7 @@ def _checked_url(url: str) -> str:
 
 
 def _described(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "url": shown_url(row.url), "events": list(row.events), "format": row.format,
+    return {"id": row.id, "url": row.url, "events": list(row.events), "format": row.format,
             "created_at": row.created_at, "removed_at": row.removed_at}
 
 
@@ -64,11 +82,11 @@ async def create(conn: AsyncConnection, box: SecretBox, url: str, filters: Seque
     if fmt not in FORMATS:
         raise InvalidInput("invalid_format", f"format must be one of {', '.join(FORMATS)}.")
     subscription_id = "whk_" + secrets.token_hex(8)
-    secret = signing.new_secret()
+    kept = Sealed(_checked_url(url), signing.new_secret())
     row = (await conn.execute(insert(alert_subscriptions).values(
-        id=subscription_id, url=_checked_url(url), events=events.parse_filters(filters), format=fmt,
-        secret_ciphertext=box.seal(secret, secret_context(subscription_id))).returning(alert_subscriptions))).one()
-    return {**_described(row), "secret": secret}
+        id=subscription_id, url=shown_url(kept.url), events=events.parse_filters(filters), format=fmt,
+        sealed=kept.seal(box, subscription_id)).returning(alert_subscriptions))).one()
+    return {**_described(row), "secret": kept.secret}
 
 
 async def list_subscriptions(conn: AsyncConnection, include_removed: bool = False) -> list[dict[str, Any]]:
@@ -96,12 +114,12 @@ async def reseal_all(conn: AsyncConnection, box: SecretBox) -> int:
     """Every signing secret opened (current or previous master key) and sealed under the current
     one: part of ``tollgate master-key rotate`` (proxy/rotation.py), or dropping the previous
     key would leave every subscription's deliveries unsignable."""
-    rows = (await conn.execute(select(alert_subscriptions.c.id, alert_subscriptions.c.secret_ciphertext)
+    rows = (await conn.execute(select(alert_subscriptions.c.id, alert_subscriptions.c.sealed)
                                .with_for_update())).all()
     for row in rows:
-        plain = box.open(row.secret_ciphertext, secret_context(row.id))
+        kept = Sealed.open(box, row.id, row.sealed)
         await conn.execute(update(alert_subscriptions).where(alert_subscriptions.c.id == row.id)
-                           .values(secret_ciphertext=box.seal(plain, secret_context(row.id))))
+                           .values(sealed=kept.seal(box, row.id)))
     return len(rows)
 
 
