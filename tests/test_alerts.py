@@ -140,6 +140,7 @@ def test_a_receiver_down_for_its_first_attempts_gets_every_event_once_signed_and
     assert subscription["secret"] not in listed.text
     assert subscription["secret"] not in admin_api.get("/admin/v1/alerts/subscriptions").text
     with httpx.Client(base_url=tollgate, timeout=10) as browser:
+        assert browser.get("/console/alerts").headers["location"].startswith("/console/signin")
         assert sign_in(browser).status_code == 303
         page = browser.get("/console/alerts")
     assert page.status_code == 200 and subscription["id"] in page.text and ids[-1] in page.text

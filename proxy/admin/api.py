@@ -1,4 +1,4 @@
-"""The admin API under /admin/v1: keys, policies, approvals, spend, audit by run id.
+"""The admin API under /admin/v1: keys, policies, approvals, spend, audit by run id, alerts.
 
 A thin HTTP skin over the service modules (proxy.keys, proxy.policy.store, proxy.approvals),
 so the CLI and the API behave the same. Every route but the OpenAPI document needs
