@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 
 from proxy import db, fxrates, leases, metrics, migrate, prices, pricetables, vendorprices
 from proxy.admin.api import AdminAPI
+from proxy.alerts.delivery import Deliverer, Options
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
 from proxy.auth import Authenticator
@@ -89,13 +90,16 @@ class TollgateApp:
         rates = fxrates.Refresher(engine, settings.price_max_age_s)
         with contextlib.suppress(Exception):  # the database may be down: the loop below tries again
             await rates.refresh()  # before the first call, so none is priced from the shipped rates alone
+        alerts_engine = db.create_engine(url, settings, db.ALERTS)
+        alerts = Deliverer(alerts_engine, self.runtime.box, Options.from_settings(settings))
         own_prices = vendorprices.Refresher(engine)
         with contextlib.suppress(Exception):
             await own_prices.refresh()  # likewise: no call priced from the shipped table when the account has its own
         background = [asyncio.create_task(_reconcile_forever(gate, settings.reconcile_interval_s)),
                       asyncio.create_task(_partition_forever(engine)),
                       asyncio.create_task(rates.forever(settings.fx_refresh_interval_s)),
-                      asyncio.create_task(own_prices.forever(settings.price_refresh_interval_s))]
+                      asyncio.create_task(own_prices.forever(settings.price_refresh_interval_s)),
+                      asyncio.create_task(alerts.forever())]
         if settings.price_sync_interval_s > 0:  # one process a period reads the vendors' price lists again
             background.append(asyncio.create_task(leases.every(
                 engine, PRICE_SYNC_LEASE, settings.price_sync_interval_s,
@@ -115,10 +119,11 @@ class TollgateApp:
             for task in background:
                 task.cancel()
             await console.aclose()
+            await alerts.aclose()
             await upstream.aclose()
             await refused.aclose()  # the last counts of unauthenticated refusals
             await hot.close()
-            for each in (engine, revocations, key_loads):
+            for each in (engine, revocations, key_loads, alerts_engine):
                 await each.dispose()
 
     async def _metrics(self, request: Request) -> Response:

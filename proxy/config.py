@@ -73,6 +73,16 @@ class Settings:
     # How often serve reprices estimates from the vendor's own price (a Twilio message's, a Stripe
     # charge's balance transaction), one process at a time; 0: never (run tollgate prices reconcile).
     reprice_interval_s: float = 600.0
+    # Alerts (proxy/alerts): how often the lease holder looks for due deliveries and crossed caps;
+    # back-off from retry_base_s doubling to retry_max_s, so a receiver back after an hour waits
+    # at most ten minutes; a delivery still failing after give_up_s (3 days) is marked failed.
+    alert_interval_s: float = 5.0
+    alert_retry_base_s: float = 10.0
+    alert_retry_max_s: float = 600.0
+    alert_give_up_s: float = 3 * 86400.0
+    alert_timeout_s: float = 10.0
+    alert_thresholds: str = "80,100"  # percent of a cap, comma-separated
+    public_url: str | None = None  # the console's base in alert links; default http://host:port
     log_format: str = "console"  # console | json
     console_secure_cookie: str = "auto"  # auto (Secure when the request came over https) | always | never
 
@@ -89,7 +99,8 @@ _INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s"
                "max_connections", "upstream_max_body_bytes"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
                  "reconcile_interval_s", "seal_interval_s", "header_timeout_s", "fx_refresh_interval_s",
-                 "price_sync_interval_s", "price_refresh_interval_s", "price_max_age_s", "reprice_interval_s"}
+                 "price_sync_interval_s", "price_refresh_interval_s", "price_max_age_s", "reprice_interval_s",
+                 "alert_interval_s", "alert_retry_base_s", "alert_retry_max_s", "alert_give_up_s", "alert_timeout_s"}
 _BOOL_FIELDS = {"refuse_stale_prices"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 

@@ -8,7 +8,9 @@ failed after 9.2 s while the key kept working.
 - ``admin``: the admin API and the console (lists, spend, policies, approvals);
 - ``revoke``: revocations only, one connection (a second if two come at once);
 - ``keys``: the request path's key loads (proxy/keycache.py), whose cache misses must not
-  wait for a list to finish either.
+  wait for a list to finish either;
+- ``alerts``: the alert delivery loop (proxy/alerts/delivery.py), whose transaction stays open
+  while it waits for webhook receivers: it must not hold one of the admin connections.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ ADMIN = Purpose("tollgate", 4, 4)
 # through a database restart: worth the extra round trip.
 REVOKE = Purpose("tollgate-revoke", 1, 1, pre_ping=True)
 KEYS = Purpose("tollgate-keys", 2, 2)
+ALERTS = Purpose("tollgate-alerts", 1, 1)
 
 
 def create_engine(url: str, settings: Settings, purpose: Purpose = ADMIN) -> AsyncEngine:

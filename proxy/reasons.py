@@ -173,6 +173,9 @@ _ADMIN = _kind("admin", 400, {
     "no_price_sync": "tollgate prices sync --vendor: Tollgate cannot read this vendor's price list.",
     "no_unit_price": "tollgate prices set: this vendor has no per-unit rate to set (its prices are synced).",
     "invalid_rate": "tollgate prices set: the rate is not a positive USD amount.",
+    "invalid_events": "An alert subscription names an unknown event, or a detail its kind does not take.",
+    "invalid_url": "An alert subscription's URL is not http(s)://host/... (no user or password, no spaces).",
+    "invalid_format": "An alert subscription's format is neither json nor slack.",
 })
 _ADMIN += [
     Reason(code, "admin", 404, description) for code, description in {
@@ -180,6 +183,7 @@ _ADMIN += [
         "unknown_approval": "No approval has this id.",
         "unknown_run": "No audit row has this run id.",
         "partition_not_found": "No audit partition of that name or month.",
+        "unknown_subscription": "No alert subscription has this id.",
     }.items()
 ] + [
     Reason("approval_not_pending", "admin", 409, "The approval was already decided or has expired."),

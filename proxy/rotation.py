@@ -1,6 +1,6 @@
 """Rotations an operator runs: an upstream secret behind a key (agents keep their vault keys),
-and the master key (every upstream secret, and the installation's own secrets such as the
-vault-key tag key, re-encrypted under the current key)."""
+and the master key (every upstream secret, the installation's own secrets such as the
+vault-key tag key, and the alert webhooks' signing secrets, re-encrypted under the current key)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import serversecrets
+from proxy.alerts import subscriptions
 from proxy.errors import NotFound
 from proxy.schema import upstream_credentials, vault_keys
 from proxy.secretbox import SecretBox
@@ -26,9 +27,10 @@ async def rotate_upstream_secret(conn: AsyncConnection, box: SecretBox, key_id: 
 
 async def reencrypt_all(conn: AsyncConnection, box: SecretBox) -> int:
     """Open every upstream secret (with the current or a previous master key) and seal it
-    again under the current one, in one transaction; the server's own secrets too (not
-    counted: the count is the upstream secrets'), or dropping the previous master key would
-    leave the tag key sealed under it, and every tagged vault key refused."""
+    again under the current one, in one transaction; the server's own secrets and the alert
+    webhooks' signing secrets too (not counted: the count is the upstream secrets'), or dropping
+    the previous master key would leave the tag key sealed under it, and every tagged vault key
+    refused, and every alert delivery unsignable."""
     rows = (await conn.execute(select(upstream_credentials.c.id, upstream_credentials.c.secret_ciphertext)
                                .with_for_update())).all()
     for row in rows:
@@ -36,4 +38,5 @@ async def reencrypt_all(conn: AsyncConnection, box: SecretBox) -> int:
         await conn.execute(update(upstream_credentials).where(upstream_credentials.c.id == row.id)
                            .values(secret_ciphertext=box.seal(plain, row.id)))
     await serversecrets.reseal_all(conn, box)
+    await subscriptions.reseal_all(conn, box)
     return len(rows)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -365,4 +366,81 @@ run_state = Table(
     Column("resumed_at", DateTime(timezone=True)),
     CheckConstraint("(halted_at IS NULL) = (halted_by IS NULL)"),
     Index("run_state_halted", "halted_at", postgresql_where=text("halted_at IS NOT NULL")),
+)
+
+# Alerts (proxy/alerts, migration 0023): webhook subscriptions, the outbox the causing transaction
+# writes, and every delivery and attempt.
+alert_subscriptions = Table(
+    "alert_subscriptions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", ARRAY(Text), nullable=False),  # 'refusal', 'refusal:cap_exceeded', 'cap_threshold', ...
+    Column("format", Text, nullable=False, server_default=text("'json'")),  # json | slack
+    # The whole URL (a Slack webhook's path is its token) and the signing secret, as JSON, sealed;
+    # ``url`` above is only scheme, host and first path segment, for lists.
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("removed_at", DateTime(timezone=True)),
+    CheckConstraint("format IN ('json', 'slack')", name="alert_subscriptions_format"),
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("detail", Text),  # what 'kind:detail' subscriptions match: a refusal's reason, a threshold
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", BigInteger, ForeignKey("alert_outbox.id"), nullable=False),
+    Column("subscription_id", Text, ForeignKey("alert_subscriptions.id"), nullable=False),
+    # pending | delivered | failed (gave up) | cancelled (its subscription was removed)
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    UniqueConstraint("subscription_id", "event_id", name="alert_deliveries_once"),
+    Index("alert_deliveries_queue", "subscription_id", "event_id", postgresql_where=text("status = 'pending'")),
+    Index("alert_deliveries_created", "created_at", "id"),
+)
+
+alert_attempts = Table(
+    "alert_attempts",
+    metadata,
+    Column("delivery_id", BigInteger, ForeignKey("alert_deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("status_code", Integer),  # the receiver's answer; NULL when none came (error says why)
+    Column("error", Text),
+    Column("duration_ms", Numeric(12, 3)),
+    PrimaryKeyConstraint("delivery_id", "attempt"),
+)
+
+# A cap threshold crossed once per key, cap, counter bucket and threshold (proxy/alerts/thresholds.py).
+alert_thresholds = Table(
+    "alert_thresholds",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    Column("cap", Text, nullable=False),  # 'day:usd:200.00', 'minute:requests:10'
+    Column("bucket", Text, nullable=False),
+    Column("threshold", Integer, nullable=False),  # percent
+    Column("crossed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("event_id", BigInteger),  # NULL when no subscription wanted it then
+    PrimaryKeyConstraint("key_id", "cap", "bucket", "threshold"),
+)
+
+# Where the threshold scan of budget_counters got to (one row).
+alert_scan = Table(
+    "alert_scan",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("counters_to", DateTime(timezone=True), nullable=False),
 )

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-from migrations.sql import v0001, v0003, v0007, v0009, v0011, v0012, v0013, v0014, v0022
+from migrations.sql import v0001, v0003, v0007, v0009, v0011, v0012, v0013, v0014, v0022, v0023
 
 _HEADER = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION\s+(\w+)\s*\(")
 _SET_CLAUSE = re.compile(r"\bSET\s+(\w+)\s*=\s*(\w+)")
@@ -123,6 +123,11 @@ FUNCTIONS: tuple[LiveFunction, ...] = (
     LiveFunction(v0013, "GATE_FAST"),  # tollgate_gate_fast
     LiveFunction(v0013, "SETTLE_BATCH"),  # tollgate_settle_batch (its settings are in its text)
     LiveFunction(v0022, "HALT"),  # tollgate_halt_run: every halt of a run (proxy/halts.py)
+    LiveFunction(v0023, "EMIT"),  # tollgate_alert_emit: an alert into the outbox, in the caller's transaction
+    LiveFunction(v0023, "REFUSAL"),  # tollgate_alert_refusal, trigger on audit_events (blocked rows)
+    LiveFunction(v0023, "APPROVAL"),  # tollgate_alert_approval, trigger on approvals (pending ones)
+    LiveFunction(v0023, "KEY_REVOKED"),  # tollgate_alert_key_revoked, trigger on vault_keys
+    LiveFunction(v0023, "RUN_HALTED"),  # tollgate_alert_run_halted, triggers on run_state (a halt)
 )
 
 BY_NAME: dict[str, LiveFunction] = {f.name: f for f in FUNCTIONS}

@@ -1,7 +1,7 @@
 """Vendor prices synced from the vendor or set per key or account; a lease per background job.
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0023
 Create Date: 2026-12-02
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from migrations.sql import v0024
 
 revision = "0024"
-down_revision = "0022"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 

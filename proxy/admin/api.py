@@ -1,4 +1,4 @@
-"""The admin API under /admin/v1: keys, policies, approvals, spend, audit by run id.
+"""The admin API under /admin/v1: keys, policies, approvals, spend, audit by run id, alerts.
 
 A thin HTTP skin over the service modules (proxy.keys, proxy.policy.store, proxy.approvals),
 so the CLI and the API behave the same. Every route but the OpenAPI document needs
@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from proxy import keys, pages, spend
 from proxy.admin import openapi
+from proxy.admin.alerts import AlertRoutes
 from proxy.admin.governance import GovernanceRoutes
 from proxy.admin.http import field, guard_with, json_body, json_response, pointer_errors
 from proxy.admin.routes import mount
@@ -56,6 +57,7 @@ class AdminAPI:
                 ("/admin/v1/policies/validate", "POST", self.validate_policy),
                 ("/admin/v1/audit", "GET", self.audit),
                 *GovernanceRoutes(self._engine, self._vendors.names()).operations(),
+                *AlertRoutes(self._engine, self._box).operations(),
             ], self._guard),
         ]
 

@@ -6,6 +6,8 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from proxy.admin import openapi_alerts
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -226,6 +228,7 @@ OPENAPI: dict[str, Any] = {
     "security": [{"adminToken": []}],
     "paths": {
         **_GOVERNANCE_PATHS,
+        **openapi_alerts.paths(_ERRORS, PAGE_PARAMETERS),
         "/admin/v1/keys": {
             "post": {
                 "summary": "Create a vault key bound to an upstream credential and a policy",
@@ -285,6 +288,7 @@ OPENAPI: dict[str, Any] = {
         "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             **_GOVERNANCE_SCHEMAS,
+            **openapi_alerts.SCHEMAS,
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"},

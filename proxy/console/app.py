@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proxy.console import pages_activity, pages_keys, pages_policies
+from proxy.console import pages_activity, pages_alerts, pages_keys, pages_policies
 from proxy.console.base import HERE, Console, VendorLook, read_form
 from proxy.console.client import AdminClient
 from proxy.console.session import CSRF_FIELD, Sessions
@@ -118,6 +118,7 @@ def create_console(admin_app: ASGIApp | None, admin_token: str | None, engine: A
         *pages_activity.routes(console),
         *pages_keys.routes(console),
         *pages_policies.routes(console),
+        *pages_alerts.routes(console),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(SecurityHeaders)

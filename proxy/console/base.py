@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 MAX_FORM_BYTES = 256 * 1024
 NAV = {"overview": "overview", "keys": "keys", "key_new": "keys", "key_created": "keys", "key_revoke": "keys",
        "calls": "calls", "runs": "runs", "run": "runs", "approvals": "approvals", "policies": "policies",
-       "policy": "policies"}
+       "policy": "policies", "alerts": "alerts"}
 PageHandler = Callable[["Console", Request], Awaitable[Response]]
 
 

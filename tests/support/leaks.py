@@ -94,6 +94,10 @@ def _record(scope: dict[str, Any], start: dict[str, Any], body: bytes) -> None:
         created = json.loads(body)
         remember_secret(created.pop("key"))  # the one place a new key is shown, by design
         body = json.dumps(created).encode()
+    elif shown_once == ("POST", "/admin/v1/alerts/subscriptions", 201):
+        created = json.loads(body)
+        remember_secret(created.pop("secret"))  # a webhook signing secret, likewise shown once
+        body = json.dumps(created).encode()
     elif shown_once == ("POST", "/console/keys", 201):  # the console's page for it
         page = body.decode("utf-8", errors="replace")
         for key in set(VAULT_KEY.findall(page)):
