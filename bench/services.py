@@ -55,7 +55,10 @@ POLICY: dict[str, Any] = {
 
 # POLICY with the runaway-agent guards the example policies turn on: what they cost is the
 # difference between a key with this policy and one with POLICY, both fed unique bodies.
-GUARDED_POLICY: dict[str, Any] = {**POLICY, "duplicates": {"window_s": 60}}
+GUARDED_POLICY: dict[str, Any] = {
+    **POLICY, "duplicates": {"window_s": 60},
+    "stop": {"max_calls": 1_000_000_000, "max_refusals": {"count": 1000, "window_s": 60}, "consecutive_errors": 1000},
+}
 
 
 def free_port() -> int:
