@@ -19,6 +19,8 @@ from starlette.routing import Mount, Route
 
 from proxy import db, fxrates, metrics, migrate
 from proxy.admin.api import AdminAPI
+from proxy.agentapi import PREFIX as AGENT_PREFIX
+from proxy.agentapi import AgentAPI
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
 from proxy.auth import Authenticator
@@ -32,7 +34,7 @@ from proxy.keycache import KeyCache
 from proxy.refusals import AuthRefusals
 from proxy.upstream import Upstream, create_upstream
 
-_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console")
+_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console", AGENT_PREFIX)
 log = structlog.get_logger("tollgate.app")
 
 
@@ -78,6 +80,7 @@ class TollgateApp:
         self.services = Services(engine, hot, upstream, proxy, revocations, key_loads)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors, revocations)
         app.router.routes.extend(admin.routes())
+        app.router.routes.extend(AgentAPI(engine, self.runtime.box, auth, self.runtime.vendors.names()).routes())
         # The console is a client of the admin API: it calls these same routes in-process.
         looks = {adapter.name: VendorLook(adapter.label, adapter.colour) for adapter in self.runtime.vendors}
         console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token, engine,

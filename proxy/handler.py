@@ -18,7 +18,7 @@ import structlog
 from proxy import approvals, duplicates, lookups, metrics, outcomes, paths, reasons, records, refusals, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.auth import Authenticator
-from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, refuse_secret_run_id, run_id_of
+from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, bind_run, refuse_secret_run_id, run_id_of
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
@@ -141,6 +141,7 @@ class ProxyHandler:
                               key_id=key.id, account=presented.account)
         call.secrets = (key.credential.secret, vault_key.secret)
         refuse_secret_run_id(call, key.id)
+        bind_run(call, key.id, key.run_id)
         return key
 
     def _parse(self, call: Call, key: KeyRecord) -> ParsedRequest:
@@ -170,7 +171,7 @@ class ProxyHandler:
 
     async def _decide(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
         policy = key.policy
-        known = await self._records(key.id, policy.objects_to_look_up(parsed))
+        known = await self._records(key.records_key, policy.objects_to_look_up(parsed))
         referenced = known.get(parsed.object_id or "")
         lookup = call.adapter.price_lookup(parsed, referenced) if policy.admits_endpoint(parsed) else None
         looked_up, reads = None, 0
@@ -291,7 +292,7 @@ class ProxyHandler:
         if not unlisted:
             return None
         try:
-            known = await self._records(key.id, unlisted) if key.policy.created_through_key else {}
+            known = await self._records(key.records_key, unlisted) if key.policy.created_through_key else {}
         except Unavailable:  # cannot tell: the answer stays with Tollgate (the call itself happened)
             return Denial("answer_withheld", "Tollgate could not check this answer against the key's scope "
                                              "(its database is unreachable), so it withheld it.")

@@ -77,6 +77,11 @@ _POLICY = _kind("policy", 403, {
                       "within the policy's duplicates window; the message names the first call's request id. A "
                       "retry with the first call's Idempotency-Key is the vendor's replay and is forwarded.",
     "run_id_required": "The policy requires an X-Agent-Run-Id header and the request has none.",
+    "run_id_mismatch": "The key is bound to one run (a delegated key) and the request's X-Agent-Run-Id names "
+                       "another; a request without the header is recorded under the key's run.",
+    "delegation_not_allowed": "The key's policy does not let the agent mint child keys itself (delegation.allowed); "
+                              "an operator still can, through the admin API or the CLI.",
+    "delegation_too_deep": "The key is as deep in its delegation chain as its policy allows (delegation.max_depth).",
     "policy_expired": "The policy's expires_at has passed.",
     "policy_changed": "The key's policy changed while the call was judged; the proxy judges it again.",
     "blocked": "Refused by the policy (the rule's own code was not given).",
@@ -161,6 +166,9 @@ _ADMIN = _kind("admin", 400, {
     "missing_upstream_secret": "A key needs the vendor secret.",
     "missing_upstream_account": "This vendor's keys need the upstream account (such as an Account SID).",
     "unsealed_rows": "The month still has rows the audit chain has not sealed.",
+    "invalid_delegation": "A child key's request is not one its parent can grant (another vendor, no recipient "
+                          "left, a run id other than the parent's own run).",
+    "invalid_ttl": "A child key's TTL is not a whole number of seconds from 1 to its parent's delegation.max_ttl_s.",
 })
 _ADMIN += [
     Reason(code, "admin", 404, description) for code, description in {
@@ -171,6 +179,7 @@ _ADMIN += [
     }.items()
 ] + [
     Reason("approval_not_pending", "admin", 409, "The approval was already decided or has expired."),
+    Reason("parent_inactive", "admin", 409, "A child key cannot be minted from a revoked or expired key."),
     Reason("partition_in_use", "admin", 409, "The partition holds rows that are not final yet."),
     Reason("database_in_use", "admin", 409,
            "tollgate db stop: a running tollgate serve uses the embedded Postgres (--force stops it anyway)."),
