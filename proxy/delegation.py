@@ -34,10 +34,11 @@ WITH RECURSIVE chain AS (
   SELECT k.id, k.parent_key_id FROM vault_keys k JOIN chain c ON k.id = c.parent_key_id
 )
 SELECT k.id, k.status, k.depth, k.vendor, k.credential_id, k.agent_run_id, k.expires_at,
-       coalesce(k.expires_at <= now(), false) AS expired,
-       least(now() + make_interval(secs => :ttl), k.expires_at) AS child_expires_at
+       coalesce(k.expires_at <= now(), false) AS expired
   FROM vault_keys k WHERE k.id IN (SELECT id FROM chain) ORDER BY k.depth FOR SHARE OF k
 """)
+# The database's clock, as the gate judges expiry by it; never past the parent's own expiry.
+_EXPIRES = text("SELECT least(now() + make_interval(secs => :ttl), CAST(:parent AS timestamptz))")
 
 
 async def mint(
@@ -54,8 +55,7 @@ async def mint(
 ) -> tuple[dict[str, Any], str]:
     """A child of ``parent_id``: (its description, the token to hand out once). ``by_agent``: the
     agent asked with the parent key itself, which its policy must allow."""
-    ttl = narrow.DEFAULT_TTL_S if ttl_s is None else ttl_s
-    rows = list(await conn.execute(_LOCK_CHAIN, {"key_id": parent_id, "ttl": max(ttl, 0)}))
+    rows = list(await conn.execute(_LOCK_CHAIN, {"key_id": parent_id}))
     if not rows:
         raise NotFound("unknown_key", f"No such key: {parent_id}.")
     parent = rows[-1]
@@ -70,15 +70,17 @@ async def mint(
     if depth_left < 1:
         raise Denial("delegation_too_deep", f"Key {parent_id} is at depth {parent.depth}, as deep as its "
                                             "policy's delegation.max_depth lets a chain go.")
+    ttl = min(narrow.DEFAULT_TTL_S, max_ttl) if ttl_s is None else ttl_s
     if not 1 <= ttl <= max_ttl:
         raise InvalidInput("invalid_ttl", f"ttl must be from 1 to {max_ttl} seconds (the parent's "
                                           f"delegation.max_ttl_s); got {ttl}.")
     run = _run_of(run_id, parent.agent_run_id)
+    expires_at = await conn.scalar(_EXPIRES, {"ttl": ttl, "parent": parent.expires_at})
     child_policy = await store.create_policy(conn, narrow.narrow(document, policy), vendors=vendors)
     key, token = vaultkeys.generate(await serversecrets.load_or_create(conn, box))
     await conn.execute(insert(vault_keys).values(
         id=key.key_id, vendor=parent.vendor, label=label, secret_hash=key.secret_hash,
-        credential_id=parent.credential_id, policy_id=child_policy["id"], expires_at=parent.child_expires_at,
+        credential_id=parent.credential_id, policy_id=child_policy["id"], expires_at=expires_at,
         checksum="tagged", parent_key_id=parent_id, depth=parent.depth + 1, agent_run_id=run,
     ))
     return await keys.show_key(conn, key.key_id), token
