@@ -4,6 +4,10 @@ its parent's caps, dies with its parent, expires, and cannot be minted deeper th
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from typing import Any
@@ -15,7 +19,8 @@ import stripe
 from resend.http_client_requests import RequestsClient
 from twilio.rest import Client
 
-from tests.support.tollgate import RESEND_SECRET, TWILIO_ACCOUNT, TWILIO_TOKEN, policy
+from tests.support.tollgate import MASTER_KEY, RESEND_SECRET, TWILIO_ACCOUNT, TWILIO_TOKEN, policy
+from tests.test_sql_cookbook import QUERIES
 
 SENDER = "+15005550006"
 
@@ -147,3 +152,31 @@ def test_the_agent_mints_a_child_only_where_its_policy_allows_and_no_deeper(prox
     assert (too_deep.status_code, too_deep.json()["error"]["code"]) == (403, "delegation_too_deep")
     by_operator = admin.post(f"/admin/v1/keys/{child.json()['id']}/children", json={})
     assert by_operator.json()["error"]["code"] == "delegation_too_deep"
+
+
+def test_runs_show_and_the_cookbook_say_who_delegated_the_spend_to_whom(proxy_url, admin, make_key, sql, run_id,
+                                                                         pg_url):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(DATABASE_URL=pg_url, TOLLGATE_MASTER_KEY=MASTER_KEY)
+
+    def tollgate(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "proxy", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    parent = make_key(policy(), label="orchestrator")
+    child = mint(admin, parent["id"], agent_run_id=run_id, label="refund-worker")
+    grandchild = json.loads(tollgate("keys", "delegate", child["id"], "--ttl", "15m", "--label", "sub-worker",
+                                     "--json"))
+    assert (grandchild["depth"], grandchild["agent_run_id"], grandchild["parent_key_id"]) == (2, run_id, child["id"])
+    charge(stripe_client(proxy_url, child["key"]), 250)
+    charge(stripe_client(proxy_url, grandchild["key"]), 125)
+    story = admin.get(f"/admin/v1/runs/{run_id}").json()
+    assert [k["id"] for k in story["delegation"][grandchild["id"]]] == [grandchild["id"], child["id"], parent["id"]]
+    answer = sql.execute(QUERIES["delegated_spend"].replace(":'run_id'", "%(run_id)s"), {"run_id": run_id}).fetchall()
+    assert [(r["key_id"], r["depth"], r["cost_usd"], r["delegation_chain"]) for r in answer] == [
+        (child["id"], 1, Decimal("2.50"), f"{parent['id']} -> {child['id']}"),
+        (grandchild["id"], 2, Decimal("1.25"), f"{parent['id']} -> {child['id']} -> {grandchild['id']}")]
+    assert (f"{parent['id']} (orchestrator) -> {child['id']} (refund-worker) -> {grandchild['id']} (sub-worker): "
+            "1.25 USD") in tollgate("runs", "show", run_id)
