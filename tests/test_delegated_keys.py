@@ -180,3 +180,52 @@ def test_runs_show_and_the_cookbook_say_who_delegated_the_spend_to_whom(proxy_ur
         (grandchild["id"], 2, Decimal("1.25"), f"{parent['id']} -> {child['id']} -> {grandchild['id']}")]
     assert (f"{parent['id']} (orchestrator) -> {child['id']} (refund-worker) -> {grandchild['id']} (sub-worker): "
             "1.25 USD") in tollgate("runs", "show", run_id)
+
+
+def test_a_tree_shares_its_records_so_created_through_key_spans_the_delegation(proxy_url, admin, make_key, sql,
+                                                                              run_id):
+    """What a child creates is created through its parent too (migrations/sql/v0021.py), and a child
+    judges "created through this key" by its tree's records: neither key can act on a customer made
+    outside the tree, each can act on one the other made."""
+    parent = make_key(policy(customers={"created_through_key": True}))
+    child = mint(admin, parent["id"], agent_run_id=run_id)
+    by_child = stripe_client(proxy_url, child["key"]).v1.customers.create(params={"email": "kid@example.com",
+                                                                                                "source": "tok_visa"})
+    by_parent = stripe_client(proxy_url, parent["key"]).v1.customers.create(params={"email": "mom@example.com",
+                                                                                                  "source": "tok_visa"})
+    for key, customer in ((parent, by_child.id), (child, by_parent.id)):
+        made = stripe_client(proxy_url, key["key"]).v1.charges.create(
+            params={"amount": 500, "currency": "usd", "customer": customer})
+        assert made.customer == customer
+    recorded = sql.execute("SELECT key_id FROM key_objects WHERE object_id = %s ORDER BY key_id",
+                           (by_child.id,)).fetchall()
+    assert sorted(r["key_id"] for r in recorded) == sorted([parent["id"], child["id"]])
+    with pytest.raises(stripe.PermissionError) as refused:
+        stripe_client(proxy_url, child["key"]).v1.charges.create(
+            params={"amount": 500, "currency": "usd", "customer": "cus_NotOurs1"})
+    assert refused.value.error.code == "customer_not_allowed"
+
+
+def test_a_childs_later_price_moves_its_parents_counters_too(proxy_url, admin, make_key, sql, run_id,
+                                                             twilio_emulator, pg_url):
+    """Twilio prices a message after the call (tollgate_reprice): the difference reaches every
+    counter the call was counted in, the parent's as well as the child's."""
+    from tests.test_e2e_twilio import US_SEGMENT, reprice
+
+    parent = make_key({"vendor": "twilio", "endpoints": {"allow": ["POST /2010-04-01/Accounts/*/Messages.json"]},
+                       "caps": [{"usd": "1.00", "window": "day"}]},
+                      vendor="twilio", secret=TWILIO_TOKEN, upstream_account=TWILIO_ACCOUNT)
+    child = mint(admin, parent["id"], agent_run_id=run_id, policy={"caps": [{"usd": "0.50", "window": "day"}]})
+    sms = Client(TWILIO_ACCOUNT, child["key"])
+    sms.api.base_url = f"{proxy_url}/twilio"
+    message = sms.messages.create(to="+14155550100", from_=SENDER, body="Reminder: 10:00 tomorrow.")
+
+    def day_spend() -> dict[str, Decimal]:
+        return {r["key_id"]: r["spent_usd"] for r in sql.execute(
+            "SELECT key_id, spent_usd FROM budget_counters WHERE key_id = ANY (%s) AND bucket LIKE 'day:%%'",
+            ([parent["id"], child["id"]],))}
+
+    assert day_spend() == {parent["id"]: US_SEGMENT, child["id"]: US_SEGMENT}
+    twilio_emulator[1].state.store.set_price(message.sid, "-0.00790")
+    assert reprice(pg_url, twilio_emulator[0]).repriced >= 1
+    assert day_spend() == {parent["id"]: Decimal("0.0079"), child["id"]: Decimal("0.0079")}
