@@ -355,9 +355,10 @@ DECLARE
   v_i integer;
   v_item jsonb;
 BEGIN
-  IF jsonb_path_exists(p_items, '$[*].caps[*].owner') THEN
+  IF jsonb_array_length(p_items) > 1 AND jsonb_path_exists(p_items, '$[*].caps[*].owner') THEN
     -- A delegated item locks its ancestors' counters too, which sort anywhere among the batch's
-    -- keys: lock all of the batch's counter rows first, in the one global order.
+    -- keys: lock all of the batch's counter rows first, in the one global order. (Alone, an item
+    -- locks its own counters in that order anyway.)
     INSERT INTO budget_counters (key_id, bucket)
       SELECT DISTINCT coalesce(c.c->>'owner', t.e->>'key_id'), tollgate_bucket(c.c->>'window', now(), t.e->'row'->>'agent_run_id')
         FROM jsonb_array_elements(p_items) t(e) CROSS JOIN LATERAL jsonb_array_elements(t.e->'caps') c(c)
