@@ -7,9 +7,14 @@ Postgres no deadlock to break."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
+import time
+import uuid
 from decimal import Decimal
 
 import httpx
+import psycopg
 
 from tests.support.processes import tollgate_serve
 from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, policy
@@ -67,3 +72,49 @@ def test_a_parent_and_two_children_across_two_processes_never_pass_the_parents_c
     assert {r["agent_run_id"] for r in sql.execute(
         "SELECT DISTINCT agent_run_id FROM audit_events WHERE key_id = %s", (child_a,))} == {"child-a"}
     assert sql.execute(deadlocks).fetchone()["deadlocks"] == before
+
+
+def _bare_key(sql, key_id: str, parent: str | None = None) -> None:
+    """A key row and its policy, as bare rows: all the gate reads."""
+    sql.execute("INSERT INTO policies (id, vendor, current_version) VALUES (%s, 'stripe', 1)", [key_id])
+    sql.execute("INSERT INTO upstream_credentials (id, vendor, secret_ciphertext) VALUES (%s, 'stripe', '')", [key_id])
+    sql.execute("INSERT INTO vault_keys (id, vendor, secret_hash, credential_id, policy_id, parent_key_id, depth) "
+                "VALUES (%s, 'stripe', '', %s, %s, %s, %s)", [key_id, key_id, key_id, parent, 1 if parent else 0])
+
+
+def _item(key_id: str, owners: tuple[str, ...] = ()) -> dict:
+    caps = [{"window": "day", "usd": "1000"}] + [{"window": "day", "usd": "1000", "owner": o} for o in owners]
+    return {"key_id": key_id, "policy_id": key_id, "policy_version": 1, "caps": caps, "predicted": "1", "ttl": 60,
+            "mode": "enforce", "approval": None,
+            "row": {"request_id": uuid.uuid4().hex, "key_id": key_id, "vendor": "stripe", "method": "POST",
+                    "path": "/v1/charges", "decision": "allowed"}}
+
+
+def test_a_delegated_batch_takes_its_locks_in_one_order_so_it_cannot_deadlock(pg_url, sql):
+    """Batch 1 holds a child (A, whose parent P sorts last) and another key B; a second transaction
+    holds B and then wants P, a legal (key, bucket) order. Key after key, batch 1 would hold P while
+    waiting for B: a deadlock Postgres breaks by failing one. Locked up front in (owner, bucket) order,
+    batch 1 waits for B before it touches P, and both commit."""
+    tag = uuid.uuid4().hex[:8]
+    a, b, p = f"key_a{tag}", f"key_b{tag}", f"key_z{tag}"
+    for key_id, parent in ((p, None), (a, p), (b, None)):
+        _bare_key(sql, key_id, parent)
+    gate = "SELECT decision FROM tollgate_gate_batch(%s::jsonb)"
+    deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    before = sql.execute(deadlocks).fetchone()["deadlocks"]
+    with psycopg.connect(pg_url) as second, psycopg.connect(pg_url, autocommit=True) as first:
+        assert second.execute(gate, [json.dumps([_item(b)])]).fetchone()[0] == "allowed"  # holds B's counter
+        pid = first.info.backend_pid
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            batch = pool.submit(lambda: first.execute(gate, [json.dumps([_item(a, (p,)), _item(b)])]).fetchall())
+            while not sql.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                                  [pid]).fetchall():
+                assert not batch.done(), batch.result()
+                time.sleep(0.01)  # until batch 1 waits for B
+            assert second.execute(gate, [json.dumps([_item(p)])]).fetchone()[0] == "allowed"  # takes P
+            second.commit()
+            assert [r[0] for r in batch.result(timeout=30)] == ["allowed", "allowed"]
+    assert sql.execute(deadlocks).fetchone()["deadlocks"] == before
+    spent = {r["key_id"]: r["reserved_usd"] for r in sql.execute(
+        "SELECT key_id, reserved_usd FROM budget_counters WHERE key_id = ANY (%s)", ([a, b, p],))}
+    assert spent == {a: 1, b: 2, p: 2}  # P: its own call and its child's
