@@ -99,6 +99,13 @@ def refuse_secret_run_id(call: Call, key_id: str) -> None:
                           key_id=key_id)
 
 
+def judge_run_id(call: Call, key_id: str, bound: str | None) -> None:
+    """Once the key is known: the header's run id may not hold its secret, and a delegated key's
+    calls are its own run's (``bind_run``)."""
+    refuse_secret_run_id(call, key_id)
+    bind_run(call, key_id, bound)
+
+
 def bind_run(call: Call, key_id: str, bound: str | None) -> None:
     """A delegated key's calls are its run's, whatever the SDK sends: stripe-python drops per-call
     headers on auto_paging_iter()'s later pages, and twilio-python and resend-python cannot send

@@ -18,7 +18,7 @@ import structlog
 from proxy import approvals, duplicates, lookups, metrics, outcomes, paths, reasons, records, refusals, vaultkeys
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.auth import Authenticator
-from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, bind_run, refuse_secret_run_id, run_id_of
+from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, judge_run_id, run_id_of
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
@@ -140,8 +140,7 @@ class ProxyHandler:
             raise AuthRefused("account_mismatch", "The account in the request does not match this vault key's.",
                               key_id=key.id, account=presented.account)
         call.secrets = (key.credential.secret, vault_key.secret)
-        refuse_secret_run_id(call, key.id)
-        bind_run(call, key.id, key.run_id)
+        judge_run_id(call, key.id, key.run_id)
         return key
 
     def _parse(self, call: Call, key: KeyRecord) -> ParsedRequest:

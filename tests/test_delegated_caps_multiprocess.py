@@ -118,3 +118,32 @@ def test_a_delegated_batch_takes_its_locks_in_one_order_so_it_cannot_deadlock(pg
     spent = {r["key_id"]: r["reserved_usd"] for r in sql.execute(
         "SELECT key_id, reserved_usd FROM budget_counters WHERE key_id = ANY (%s)", ([a, b, p],))}
     assert spent == {a: 1, b: 2, p: 2}  # P: its own call and its child's
+
+
+def test_a_small_settle_batch_with_a_delegated_call_locks_in_the_same_order(pg_url, sql):
+    """The same race for tollgate_settle_batch's one-by-one path (up to six items): settled item
+    after item, A's settle would hold P while waiting for B."""
+    tag = uuid.uuid4().hex[:8]
+    a, b, p = f"key_a{tag}", f"key_b{tag}", f"key_z{tag}"
+    for key_id, parent in ((p, None), (a, p), (b, None)):
+        _bare_key(sql, key_id, parent)
+    gate = "SELECT audit_id FROM tollgate_gate_batch(%s::jsonb)"
+    made_a, made_b = (r["audit_id"] for r in sql.execute(gate, [json.dumps([_item(a, (p,)), _item(b)])]))
+    settle = [{"audit_id": made_a, "key_id": a, "cost": "1", "patch": {"cost_source": "parsed"}, "delegated": True},
+              {"audit_id": made_b, "key_id": b, "cost": "1", "patch": {"cost_source": "parsed"}, "delegated": False}]
+    with psycopg.connect(pg_url) as second, psycopg.connect(pg_url, autocommit=True) as first:
+        second.execute(gate, [json.dumps([_item(b)])])  # holds B's counter
+        pid = first.info.backend_pid
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            settled = pool.submit(lambda: first.execute("SELECT tollgate_settle_batch(%s::jsonb)",
+                                                        [json.dumps(settle)]).fetchone())
+            while not sql.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                                  [pid]).fetchall():
+                assert not settled.done(), settled.result()
+                time.sleep(0.01)  # until the settle waits for B
+            second.execute(gate, [json.dumps([_item(p)])])  # takes P
+            second.commit()
+            assert settled.result(timeout=30) == (2,)
+    spent = {r["key_id"]: (r["spent_usd"], r["reserved_usd"]) for r in sql.execute(
+        "SELECT key_id, spent_usd, reserved_usd FROM budget_counters WHERE key_id = ANY (%s)", ([a, b, p],))}
+    assert spent == {a: (1, 0), b: (1, 1), p: (1, 1)}  # each second gate's reservation still open
