@@ -147,3 +147,20 @@ def test_a_small_settle_batch_with_a_delegated_call_locks_in_the_same_order(pg_u
     spent = {r["key_id"]: (r["spent_usd"], r["reserved_usd"]) for r in sql.execute(
         "SELECT key_id, spent_usd, reserved_usd FROM budget_counters WHERE key_id = ANY (%s)", ([a, b, p],))}
     assert spent == {a: (1, 0), b: (1, 1), p: (1, 1)}  # each second gate's reservation still open
+
+
+def test_a_delegated_reservation_whose_process_died_is_charged_to_every_owner(sql):
+    """tollgate_reconcile closes an expired reservation on the counters it was made against: the
+    child's and its parent's, as the gate reserved them (reservations.owners)."""
+    tag = uuid.uuid4().hex[:8]
+    child, parent = f"key_c{tag}", f"key_p{tag}"
+    _bare_key(sql, parent)
+    _bare_key(sql, child, parent)
+    [made] = sql.execute("SELECT audit_id FROM tollgate_gate_batch(%s::jsonb)",
+                         [json.dumps([{**_item(child, (parent,)), "ttl": 0}])]).fetchall()
+    owners = sql.execute("SELECT owners FROM reservations WHERE audit_id = %s", [made["audit_id"]]).fetchone()
+    assert sorted(owners["owners"]) == sorted([child, parent])
+    sql.execute("SELECT tollgate_reconcile(100000)")
+    counters = {r["key_id"]: (r["spent_usd"], r["reserved_usd"]) for r in sql.execute(
+        "SELECT key_id, spent_usd, reserved_usd FROM budget_counters WHERE key_id = ANY (%s)", ([child, parent],))}
+    assert counters == {child: (1, 0), parent: (1, 0)}

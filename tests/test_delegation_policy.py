@@ -146,7 +146,7 @@ RANK = {"denied": 0, "approval": 1, "allowed": 2}
 
 
 @pytest.mark.parametrize("vendor", ["stripe", "twilio", "resend"])
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_child_never_admits_what_its_parent_refuses(vendor: str, data: st.DataObject) -> None:
     parent_doc = data.draw(documents(vendor))
