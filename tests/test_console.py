@@ -277,6 +277,7 @@ def test_a_keys_page_shows_who_delegated_it_and_its_children(signed_in, admin, m
     page = signed_in.get(f"/console/keys/{parent['id']}")
     assert page.status_code == 200 and f'data-child="{child["id"]}"' in page.text and "refund-worker" in page.text
     assert "Revoke it and every key delegated from it" in page.text
+    assert "Every key delegated from it (1 directly" in signed_in.get(f"/console/keys/{parent['id']}/revoke").text
     child_page = signed_in.get(f"/console/keys/{child['id']}").text
     assert f'data-parent="{parent["id"]}"' in child_page and run_id in child_page and "at depth 1" in child_page
     listed = signed_in.get("/console/keys").text
