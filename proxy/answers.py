@@ -33,7 +33,7 @@ async def withheld(key: KeyRecord, request: ParsedRequest, answer: ParsedRespons
     if not unlisted:
         return None
     try:
-        known = await records(key.id, unlisted) if key.policy.created_through_key else {}
+        known = await records(key.records_key, unlisted) if key.policy.created_through_key else {}
     except Unavailable:  # cannot tell: the answer stays with Tollgate (the call itself happened)
         return Denial("answer_withheld", "Tollgate could not check this answer against the key's scope "
                                          "(its database is unreachable), so it withheld it.")

@@ -19,6 +19,8 @@ from starlette.routing import Mount, Route
 
 from proxy import db, fxrates, leases, metrics, migrate, prices, pricetables, vendorprices
 from proxy.admin.api import AdminAPI
+from proxy.agentapi import PREFIX as AGENT_PREFIX
+from proxy.agentapi import AgentAPI
 from proxy.alerts.delivery import Deliverer, Options
 from proxy.asgi import Receive, Scope, Send
 from proxy.audit import archives, chain
@@ -35,7 +37,7 @@ from proxy.refusals import AuthRefusals
 from proxy.upstream import Upstream, create_upstream
 
 PRICE_SYNC_LEASE = "price_sync"
-_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console")
+_STARLETTE_PREFIXES = ("/admin/", "/healthz", "/readyz", "/metrics", "/console", AGENT_PREFIX)
 log = structlog.get_logger("tollgate.app")
 
 
@@ -82,6 +84,7 @@ class TollgateApp:
         self.services = Services(engine, hot, upstream, proxy, revocations, key_loads)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors, revocations)
         app.router.routes.extend(admin.routes())
+        app.router.routes.extend(AgentAPI(engine, self.runtime.box, auth, self.runtime.vendors.names()).routes())
         # The console is a client of the admin API: it calls these same routes in-process.
         looks = {adapter.name: VendorLook(adapter.label, adapter.colour) for adapter in self.runtime.vendors}
         console_app, console = create_console(Starlette(routes=admin.routes()), settings.admin_token, engine,

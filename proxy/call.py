@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from proxy.redact import looks_secret, mask_secrets
-from vendors.base import RequestRejected, VendorAdapter
+from vendors.base import Refused, RequestRejected, VendorAdapter
 
 RUN_ID_HEADER = "x-agent-run-id"
 MAX_RUN_ID = 200
@@ -104,3 +104,23 @@ def refuse_secret_run_id(call: Call, key_id: str) -> None:
     structlog.contextvars.bind_contextvars(agent_run_id=masked)
     raise RequestRejected("invalid_run_id", "X-Agent-Run-Id holds this key's secret; use an opaque run id.",
                           key_id=key_id)
+
+
+def judge_run_id(call: Call, key_id: str, bound: str | None) -> None:
+    """Once the key is known: the header's run id may not hold its secret, and a delegated key's
+    calls are its own run's (``bind_run``)."""
+    refuse_secret_run_id(call, key_id)
+    bind_run(call, key_id, bound)
+
+
+def bind_run(call: Call, key_id: str, bound: str | None) -> None:
+    """A delegated key's calls are its run's, whatever the SDK sends: stripe-python drops per-call
+    headers on auto_paging_iter()'s later pages, and twilio-python and resend-python cannot send
+    them at all. No header: the key's run is filled in. Another run: refused, on the key's run."""
+    if bound is None:
+        return
+    sent, call.run_id = call.run_id, bound
+    structlog.contextvars.bind_contextvars(agent_run_id=bound)
+    if sent is not None and sent != bound:
+        raise Refused("run_id_mismatch", f"This key is bound to run {bound}; the request's X-Agent-Run-Id "
+                                         f"names {sent[:64]}. Send this key's run id, or none.", key_id=key_id)

@@ -8,8 +8,9 @@ migration 0006): a hot budget row is then locked and flushed once per batch inst
 per request. ``settle`` is step 9, batched the same way. Both run SQL functions, so every
 decision happens inside Postgres under row locks: that keeps caps exact across any number of
 proxy processes. migrations/sql/live.py names the text each function runs today and the
-module that writes it (tollgate_gate_batch: v0012.py; tollgate_gate_fast, the key-at-once
-path, and tollgate_settle_batch: v0013.py; tollgate_gate, one item at a time: v0009.py).
+module that writes it (all of them, since delegated keys: v0021.py; tollgate_gate_fast is the
+key-at-once path, tollgate_gate one item at a time). A delegated key's caps name the ancestor
+whose counter each one reserves against (``owner``, proxy/lineage.py).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class Admission:
     message: str | None
     approval_id: str | None = None
     key_id: str | None = None  # settles are batched in key order, as admits are
+    # Its caps reserve against another key's counters too (a delegated key's ancestors): a settle
+    # batch holding it locks all its counters first, in one order (migrations/sql/v0021.py).
+    delegated: bool = False
 
     @property
     def forward(self) -> bool:
@@ -111,14 +115,15 @@ class Gate:
             raise Unavailable("database_unavailable", "Tollgate cannot reach its database.") from exc
         answers = {record["idx"]: record for record in records}
         return [Admission(answers[index]["audit_id"], answers[index]["decision"], answers[index]["reason"],
-                          answers[index]["message"], answers[index]["approval_id"], item["key_id"])
+                          answers[index]["message"], answers[index]["approval_id"], item["key_id"],
+                          any("owner" in cap for cap in item["caps"]))
                 for index, item in enumerate(batch)]
 
     async def settle(self, admission: Admission, cost_usd: Decimal, patch: SettlePatch) -> bool:
         """Best effort, committed asynchronously (see proxy/hotdb.py): if it is lost, the
         reservation expires and the reconciler charges its estimate."""
         return await self._settles.submit({"audit_id": admission.audit_id, "key_id": admission.key_id,
-                                           "cost": str(cost_usd), "patch": patch})
+                                           "cost": str(cost_usd), "patch": patch, "delegated": admission.delegated})
 
     async def _settle_batch(self, batch: list[dict[str, Any]]) -> list[bool]:
         try:

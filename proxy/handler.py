@@ -32,7 +32,7 @@ from proxy import (
 )
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.auth import Authenticator
-from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, refuse_secret_run_id, run_id_of
+from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, judge_run_id, run_id_of
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
@@ -157,7 +157,7 @@ class ProxyHandler:
             raise AuthRefused("account_mismatch", "The account in the request does not match this vault key's.",
                               key_id=key.id, account=presented.account)
         call.secrets = (key.credential.secret, vault_key.secret)
-        refuse_secret_run_id(call, key.id)
+        judge_run_id(call, key.id, key.run_id)
         return key
 
     def _parse(self, call: Call, key: KeyRecord) -> ParsedRequest:
@@ -189,7 +189,7 @@ class ProxyHandler:
 
     async def _decide(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
         policy = key.policy
-        known = await self._records(key.id, policy.objects_to_look_up(parsed))
+        known = await self._records(key.records_key, policy.objects_to_look_up(parsed))
         referenced = known.get(parsed.object_id or "")
         lookup = call.adapter.price_lookup(parsed, referenced) if policy.admits_endpoint(parsed) else None
         looked_up, reads = None, 0

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, select, true, update
+from sqlalchemy import Select, and_, func, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import pages, serversecrets, vaultkeys
+from proxy import lineage, pages, serversecrets, vaultkeys
 from proxy.errors import InvalidInput, NotFound
 from proxy.policy import rules, store
 from proxy.schema import (
@@ -40,6 +40,14 @@ class KeyRecord:
     secret_hash: bytes
     policy: rules.Policy
     credential: UpstreamCredential
+    # A delegated key (proxy/delegation.py): the one run its rows record, and the key whose
+    # records stand for its whole tree (the root: every key of a tree sees the same records).
+    run_id: str | None = None
+    records_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.records_key:
+            object.__setattr__(self, "records_key", self.id)
 
 
 def _new_id(prefix: str) -> str:
@@ -98,6 +106,7 @@ _KEY_COLUMNS = (
     vault_keys.c.id, vault_keys.c.vendor, vault_keys.c.label, vault_keys.c.status, vault_keys.c.policy_id,
     policies.c.current_version.label("policy_version"), upstream_credentials.c.account.label("upstream_account"),
     vault_keys.c.created_at, vault_keys.c.revoked_at, vault_keys.c.expires_at,
+    vault_keys.c.parent_key_id, vault_keys.c.depth, vault_keys.c.agent_run_id,
 )
 
 
@@ -178,17 +187,13 @@ async def show_key(conn: AsyncConnection, key_id: str) -> dict[str, Any]:
             policy_versions.c.version == described["policy_version"],
         )
     )
-    return {**described, "policy": document}
+    return {**described, "policy": document, "children": await lineage.children(conn, key_id)}
 
 
 async def revoke_key(conn: AsyncConnection, key_id: str) -> dict[str, Any]:
-    """Idempotent: revoking a revoked key keeps its first revocation time."""
-    result = await conn.execute(
-        update(vault_keys)
-        .where(vault_keys.c.id == key_id)
-        .values(status="revoked", revoked_at=func.coalesce(vault_keys.c.revoked_at, func.now()))
-    )
-    if result.rowcount == 0:
+    """Idempotent: revoking a revoked key keeps its first revocation time. Every key delegated
+    from it, at any depth, is revoked with it (proxy/lineage.py), in the same transaction."""
+    if await lineage.revoke_subtree(conn, key_id) < 0:
         raise NotFound("unknown_key", f"No such key: {key_id}.")
     return await show_key(conn, key_id)
 
@@ -204,7 +209,7 @@ async def load_for_auth(conn: AsyncConnection, box: SecretBox, key_id: str) -> K
             vault_keys.c.id, vault_keys.c.vendor, vault_keys.c.secret_hash, vault_keys.c.policy_id,
             policies.c.current_version, policy_versions.c.document,
             upstream_credentials.c.id.label("credential_id"), upstream_credentials.c.account,
-            upstream_credentials.c.secret_ciphertext,
+            upstream_credentials.c.secret_ciphertext, vault_keys.c.parent_key_id, vault_keys.c.agent_run_id,
         )
         .join(policies, policies.c.id == vault_keys.c.policy_id)
         .join(
@@ -218,10 +223,18 @@ async def load_for_auth(conn: AsyncConnection, box: SecretBox, key_id: str) -> K
     if row is None:
         return None
     document = row.document if isinstance(row.document, dict) else json.loads(row.document)
+    policy = rules.Policy.from_document(row.policy_id, row.current_version, document)
+    records_key = row.id
+    if row.parent_key_id is not None:  # judged under its ancestors' current policies, counted in their caps
+        chain = await lineage.chain_documents(conn, row.id)
+        policy = lineage.effective_policy(row.policy_id, row.current_version, chain)
+        records_key = chain[0][0]
     return KeyRecord(
         id=row.id,
         vendor=row.vendor,
         secret_hash=row.secret_hash,
-        policy=rules.Policy.from_document(row.policy_id, row.current_version, document),
+        policy=policy,
         credential=UpstreamCredential(box.open(row.secret_ciphertext, row.credential_id), row.account),
+        run_id=row.agent_run_id,
+        records_key=records_key,
     )

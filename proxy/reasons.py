@@ -86,6 +86,11 @@ _POLICY = _kind("policy", 403, {
                   "max_refusals, consecutive_errors) or an operator stopped it; every key refuses it until "
                   "`tollgate runs resume RUN_ID`. The message names the condition and when it was reached.",
     "run_id_required": "The policy requires an X-Agent-Run-Id header and the request has none.",
+    "run_id_mismatch": "The key is bound to one run (a delegated key) and the request's X-Agent-Run-Id names "
+                       "another; a request without the header is recorded under the key's run.",
+    "delegation_not_allowed": "The key's policy does not let the agent mint child keys itself (delegation.allowed); "
+                              "an operator still can, through the admin API or the CLI.",
+    "delegation_too_deep": "The key is as deep in its delegation chain as its policy allows (delegation.max_depth).",
     "policy_expired": "The policy's expires_at has passed.",
     "policy_changed": "The key's policy changed while the call was judged; the proxy judges it again.",
     "blocked": "Refused by the policy (the rule's own code was not given).",
@@ -176,6 +181,9 @@ _ADMIN = _kind("admin", 400, {
     "invalid_events": "An alert subscription names an unknown event, or a detail its kind does not take.",
     "invalid_url": "An alert subscription's URL is not http(s)://host/... (no user or password, no spaces).",
     "invalid_format": "An alert subscription's format is neither json nor slack.",
+    "invalid_delegation": "A child key's request is not one its parent can grant (another vendor, no recipient "
+                          "left, a run id other than the parent's own run).",
+    "invalid_ttl": "A child key's TTL is not a whole number of seconds from 1 to its parent's delegation.max_ttl_s.",
 })
 _ADMIN += [
     Reason(code, "admin", 404, description) for code, description in {
@@ -188,6 +196,7 @@ _ADMIN += [
 ] + [
     Reason("approval_not_pending", "admin", 409, "The approval was already decided or has expired."),
     Reason("run_not_halted", "admin", 409, "tollgate runs resume: the run is not halted."),
+    Reason("parent_inactive", "admin", 409, "A child key cannot be minted from a revoked or expired key."),
     Reason("partition_in_use", "admin", 409, "The partition holds rows that are not final yet."),
     Reason("database_in_use", "admin", 409,
            "tollgate db stop: a running tollgate serve uses the embedded Postgres (--force stops it anyway)."),

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import halts
+from proxy import halts, lineage
 from proxy.errors import NotFound
 
 # For each call and each cap of the policy version that decided it: what the key had used in
@@ -61,6 +61,8 @@ async def run_story(conn: AsyncConnection, run_id: str) -> dict[str, Any]:
         "total_usd": running,
         "vendors": sorted({c["vendor"] for c in calls}),
         "decisions": {d: sum(1 for c in calls if c["decision"] == d) for d in sorted({c["decision"] for c in calls})},
+        # Who delegated this spend to whom: each key of the run, with the chain up to the operator's key.
+        "delegation": await lineage.run_chains(conn, run_id),
     }
 
 
@@ -82,6 +84,13 @@ def render_timeline(story: dict[str, Any]) -> str:
             f"{(call['object_id'] or call['customer_id'] or '')[:28]:<28} {decision[:40]:<18} "
             f"{(call['cost_usd'] or 0):>9.2f} {call['run_total_usd']:>9.2f} {call['upstream_status'] or '-':>4}  {caps}"
         )
+    delegated = {key: chain for key, chain in story.get("delegation", {}).items() if len(chain) > 1}
+    if delegated:
+        lines.append("delegation (each key that spent in this run, from the key an operator made):")
+        for key, chain in sorted(delegated.items()):
+            spent = sum((c["cost_usd"] or 0) for c in story["calls"] if c["key_id"] == key)
+            path = " -> ".join(k["id"] + (f" ({k['label']})" if k["label"] else "") for k in reversed(chain))
+            lines.append(f"  {path}: {spent:.2f} USD")
     return "\n".join(lines)
 
 

@@ -80,8 +80,14 @@ vault_keys = Table(
     # How its token is marked (proxy/vaultkeys.py): 'tagged' since migration 0016; 'crc32' for keys
     # issued before, and for any writer that does not know the column (the default).
     Column("checksum", Text, nullable=False, server_default=text("'crc32'")),
+    # A delegated key (proxy/delegation.py, migration 0021): who minted it, how deep in the chain
+    # (0: a key an operator made), and the one run it is bound to (its rows record that run id).
+    Column("parent_key_id", Text, ForeignKey("vault_keys.id")),
+    Column("depth", Integer, nullable=False, server_default=text("0")),
+    Column("agent_run_id", Text),
     Index("vault_keys_created", "created_at", "id"),  # the keys list, newest first (proxy/pages.py)
     Index("vault_keys_policy", "policy_id"),  # keys per policy
+    Index("vault_keys_parent", "parent_key_id"),  # a key's children: revocation reaches the subtree
 )
 
 # The installation's own secrets, sealed under the master key (proxy/serversecrets.py).
@@ -129,6 +135,9 @@ reservations = Table(
     Column("key_id", Text, nullable=False),
     Column("usd", USD, nullable=False),
     Column("buckets", ARRAY(Text), nullable=False),
+    # Whose counter row each bucket is (aligned with buckets): a delegated key's call also reserves
+    # against its ancestors' rows. NULL (rows before migration 0021): all are the key's own.
+    Column("owners", ARRAY(Text)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("reconciled_at", DateTime(timezone=True)),  # charged at its estimate after it expired

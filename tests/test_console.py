@@ -268,3 +268,17 @@ def test_the_admin_api_and_the_console_editor_return_the_new_warnings(admin, sig
     by_console = signed_in.post("/console/policies/validate", data={"document": json.dumps(RISKY)},
                                 headers={"x-csrf-token": csrf}).json()
     assert by_console["warnings"] == by_api["warnings"]
+
+
+def test_a_keys_page_shows_who_delegated_it_and_its_children(signed_in, admin, make_key, run_id):
+    parent = make_key(policy(), label="orchestrator")
+    child = admin.post(f"/admin/v1/keys/{parent['id']}/children", json={"agent_run_id": run_id,
+                                                                         "label": "refund-worker"}).json()
+    page = signed_in.get(f"/console/keys/{parent['id']}")
+    assert page.status_code == 200 and f'data-child="{child["id"]}"' in page.text and "refund-worker" in page.text
+    assert "Revoke it and every key delegated from it" in page.text
+    assert "Every key delegated from it (1 directly" in signed_in.get(f"/console/keys/{parent['id']}/revoke").text
+    child_page = signed_in.get(f"/console/keys/{child['id']}").text
+    assert f'data-parent="{parent["id"]}"' in child_page and run_id in child_page and "at depth 1" in child_page
+    listed = signed_in.get("/console/keys").text
+    assert f'delegated from <a href="/console/keys/{parent["id"]}">' in listed

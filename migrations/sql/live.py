@@ -11,12 +11,14 @@ signature, settings and its whole rendered definition) with this list, and check
 later migration module defines or alters a function behind this module's back.
 
 Not live, though still in the history: 0010's ``enable_seqscan = off`` ALTERs of the batch
-functions (0012's CREATE OR REPLACE replaced their settings; its texts SET it again).
+functions (0012's CREATE OR REPLACE replaced their settings; its texts SET it again), and
+0013's and 0014's ``plan_cache_mode`` ALTERs (0021's texts SET the same in their headers).
 
 The window-to-bucket rule (a cap's window minute/hour/day/month/total/run to a counter's
-bucket name) is written three times in live SQL: ``tollgate_bucket`` (v0001; tollgate_reprice
-and proxy/spend.py call it) and inline CASEs over one to_char of the gate's clock in
-tollgate_gate (v0009) and tollgate_gate_fast (v0013), which spare the request path a to_char
+bucket name) is written three times in live SQL: ``tollgate_bucket`` (v0001; tollgate_reprice,
+tollgate_gate_batch's delegated batches and proxy/spend.py call it) and inline CASEs over one
+to_char of the gate's clock in tollgate_gate and tollgate_gate_fast (v0021, as 0009 and 0013
+wrote them), which spare the request path a to_char
 per cap. Making those two call one rule would take a migration re-freezing both hot texts
 and a measured A/B; instead tests/test_migrations.py proves that the three agree for every
 window. tollgate_prune_counters (v0011) relies on the 'minute:' and 'hour:' prefixes.
@@ -28,7 +30,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-from migrations.sql import v0001, v0003, v0007, v0009, v0011, v0012, v0013, v0014, v0022, v0023
+from migrations.sql import v0001, v0007, v0011, v0013, v0021, v0022, v0023
 
 _HEADER = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION\s+(\w+)\s*\(")
 _SET_CLAUSE = re.compile(r"\bSET\s+(\w+)\s*=\s*(\w+)")
@@ -111,17 +113,17 @@ class LiveFunction:
 
 FUNCTIONS: tuple[LiveFunction, ...] = (
     LiveFunction(v0001, "BUCKET_FUNCTION"),  # tollgate_bucket
-    LiveFunction(v0003, "REPRICE", altered_by=(v0014,)),  # tollgate_reprice, custom plans
-    LiveFunction(v0007, "RECONCILE", altered_by=(v0013,)),  # tollgate_reconcile, custom plans
+    LiveFunction(v0021, "REPRICE"),  # tollgate_reprice, custom plans (in its text since 0021)
+    LiveFunction(v0021, "RECONCILE"),  # tollgate_reconcile, custom plans
     LiveFunction(v0007, "PARTITION_FOR_MONTH"),  # tollgate_audit_partition
     LiveFunction(v0007, "ENSURE_PARTITIONS"),  # tollgate_audit_partitions_ensure
-    LiveFunction(v0009, "GATE", altered_by=(v0013,)),  # tollgate_gate, custom plans
+    LiveFunction(v0021, "GATE"),  # tollgate_gate, custom plans
     LiveFunction(v0011, "PRUNE"),  # tollgate_prune_counters
-    LiveFunction(v0012, "GATE_BATCH", altered_by=(v0013,)),  # tollgate_gate_batch, generic plans
-    LiveFunction(v0013, "LOCK_COUNTERS"),  # tollgate_lock_counters
-    LiveFunction(v0013, "SETTLE"),  # tollgate_settle
-    LiveFunction(v0013, "GATE_FAST"),  # tollgate_gate_fast
-    LiveFunction(v0013, "SETTLE_BATCH"),  # tollgate_settle_batch (its settings are in its text)
+    LiveFunction(v0021, "GATE_BATCH"),  # tollgate_gate_batch, generic plans
+    LiveFunction(v0013, "LOCK_COUNTERS"),  # tollgate_lock_counters (no live text calls it since 0021)
+    LiveFunction(v0021, "SETTLE"),  # tollgate_settle
+    LiveFunction(v0021, "GATE_FAST"),  # tollgate_gate_fast
+    LiveFunction(v0021, "SETTLE_BATCH"),  # tollgate_settle_batch (its settings are in its text)
     LiveFunction(v0022, "HALT"),  # tollgate_halt_run: every halt of a run (proxy/halts.py)
     LiveFunction(v0023, "EMIT"),  # tollgate_alert_emit: an alert into the outbox, in the caller's transaction
     LiveFunction(v0023, "REFUSAL"),  # tollgate_alert_refusal, trigger on audit_events (blocked rows)

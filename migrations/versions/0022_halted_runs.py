@@ -1,7 +1,7 @@
 """Halted runs: a run that reaches a policy's stop condition, or an operator's stop, is refused by every key.
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-04
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from migrations.sql import v0022
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import keys, pages, spend
+from proxy import delegation, keys, pages, spend
 from proxy.admin import openapi
 from proxy.admin.alerts import AlertRoutes
 from proxy.admin.governance import GovernanceRoutes
@@ -54,6 +54,7 @@ class AdminAPI:
                 ("/admin/v1/keys", "GET", self.list_keys),
                 ("/admin/v1/keys/{key_id}", "GET", self.show_key),
                 ("/admin/v1/keys/{key_id}/revoke", "POST", self.revoke_key),
+                ("/admin/v1/keys/{key_id}/children", "POST", self.mint_child),
                 ("/admin/v1/policies/validate", "POST", self.validate_policy),
                 ("/admin/v1/audit", "GET", self.audit),
                 *GovernanceRoutes(self._engine, self._vendors.names()).operations(),
@@ -94,6 +95,15 @@ class AdminAPI:
     async def revoke_key(self, request: Request) -> Response:
         async with self._revocations.begin() as conn:
             return json_response(await keys.revoke_key(conn, request.path_params["key_id"]))
+
+    async def mint_child(self, request: Request) -> Response:
+        body = await json_body(request, allow_empty=True)
+        async with self._engine.begin() as conn:
+            described, token = await delegation.mint(
+                conn, self._box, request.path_params["key_id"], run_id=field(body, "agent_run_id", str),
+                ttl_s=field(body, "ttl_s", int), policy=field(body, "policy", dict), label=field(body, "label", str),
+                vendors=self._vendors.names())
+        return json_response({**described, "key": token}, 201)
 
     async def validate_policy(self, request: Request) -> Response:
         document = await json_body(request)

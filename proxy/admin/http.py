@@ -48,22 +48,27 @@ def guard_with(admin_token: str | None) -> Guard:
                 presented.encode(), admin_token.encode()
             ):
                 return error_response(401, "unauthorized", "Send the admin token as 'Authorization: Bearer <token>'.")
-            try:
-                return await handler(request)
-            except TollgateError as exc:
-                extra = {"errors": pointer_errors(exc)} if isinstance(exc, rules.PolicyInvalid) else {}
-                return error_response(exc.status, exc.reason, exc.message, **extra)
-            except DBAPIError as exc:
-                if str(getattr(exc.orig, "sqlstate", None) or "").startswith("22"):  # data exception: bad input
-                    return error_response(400, "invalid_input",
-                                          "A value in the request cannot be stored or matched (a NUL character?).")
-                return _unavailable()
-            except (OSError, TimeoutError, PoolTimeout):  # PoolTimeout: every connection busy for db_timeout_s
-                return _unavailable()
+            return await answered(handler, request)
 
         return guarded
 
     return guard
+
+
+async def answered(handler: Handler, request: Request) -> Response:
+    """The handler's response; Tollgate errors and database outages as JSON errors."""
+    try:
+        return await handler(request)
+    except TollgateError as exc:
+        extra = {"errors": pointer_errors(exc)} if isinstance(exc, rules.PolicyInvalid) else {}
+        return error_response(exc.status, exc.reason, exc.message, **extra)
+    except DBAPIError as exc:
+        if str(getattr(exc.orig, "sqlstate", None) or "").startswith("22"):  # data exception: bad input
+            return error_response(400, "invalid_input",
+                                  "A value in the request cannot be stored or matched (a NUL character?).")
+        return _unavailable()
+    except (OSError, TimeoutError, PoolTimeout):  # PoolTimeout: every connection busy for db_timeout_s
+        return _unavailable()
 
 
 def _unavailable() -> Response:

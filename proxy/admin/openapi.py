@@ -258,6 +258,16 @@ OPENAPI: dict[str, Any] = {
             "post": {"summary": "Revoke a key; every later request with it is blocked", "parameters": _KEY_ID,
                      "responses": {"200": _json_response("The revoked key", _ref("Key")), **_ERRORS, **_NOT_FOUND}},
         },
+        "/admin/v1/keys/{key_id}/children": {
+            "post": {"summary": "Mint a child key bound to one run, for a TTL, with a policy that only narrows this "
+                                "key's; its calls also count against this key's caps, and revoking this key revokes it",
+                     "parameters": _KEY_ID, "requestBody": _body(_ref("ChildCreate")),
+                     "responses": {"201": _json_response("The child and its token, shown once", _ref("CreatedKey")),
+                                   **_ERRORS, **_NOT_FOUND,
+                                   "403": _json_response("The key's chain is as deep as its policy allows",
+                                                         _ref("Error")),
+                                   "409": _json_response("The key is revoked or expired", _ref("Error"))}},
+        },
         "/admin/v1/policies/validate": {
             "post": {
                 "summary": "Validate a policy document against policy.schema.json",
@@ -315,6 +325,11 @@ OPENAPI: dict[str, Any] = {
                     "upstream_account": {"type": ["string", "null"]},
                     "created_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]},
                     "expires_at": {"type": ["string", "null"]}, "policy": {"type": "object"},
+                    "parent_key_id": {"type": ["string", "null"], "description": "the key it was delegated from"},
+                    "depth": {"type": "integer", "description": "0: made by an operator; n: n delegations below"},
+                    "agent_run_id": {"type": ["string", "null"], "description": "a child's run: on all its rows"},
+                    "children": {"type": "array", "items": {"type": "object"},
+                                 "description": "in show: the keys delegated from it"},
                     "last_call_at": {"type": ["string", "null"], "description": "in listings: the latest call"},
                     "last_run_id": {"type": ["string", "null"], "description": "in listings: its X-Agent-Run-Id"},
                     "spend": {"type": "object", "description": "in listings with include=spend",
@@ -322,6 +337,14 @@ OPENAPI: dict[str, Any] = {
                                              "caps": {"type": "array", "items": _CAP_USAGE}}},
                 },
             },
+            "ChildCreate": {"type": "object", "properties": {
+                "agent_run_id": {"type": "string", "description": "the one run the child's calls record; "
+                                                                   "default: the parent's own run, if it has one"},
+                "ttl_s": {"type": "integer", "minimum": 1, "description": "seconds it lives (default 900; at most "
+                                                                          "the parent's delegation.max_ttl_s)"},
+                "policy": {"type": "object", "description": "a narrowing of the parent's policy (any field of a "
+                                                            "policy; what is left out is the parent's)"},
+                "label": {"type": "string"}}},
             "CreatedKey": {"allOf": [_ref("Key"), {"type": "object", "required": ["id", "key"],
                                                     "properties": {"key": {"type": "string"}}}]},
             "Validation": {"type": "object", "properties": {

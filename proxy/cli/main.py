@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy import bootstrap, db, embedded, keys, logs, migrate, pages, secretbox
-from proxy.cli import alerts, governance
+from proxy.cli import alerts, delegate, governance
 from proxy.cli.support import add_limit, print_json_array, read_policy, secret_from_env, settings_from, with_connection
 from proxy.errors import ConfigError, TollgateError
 from proxy.policy import rules, warnings
@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     governance.register(commands, key_commands, policies)
     alerts.register(commands)
+    delegate.register(key_commands)
 
     master = commands.add_parser("master-key", help="master key").add_subparsers(title="master-key commands")
     master.add_parser("new", help="print a new random master key").set_defaults(

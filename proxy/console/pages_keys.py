@@ -1,4 +1,5 @@
-"""Keys: the list with spend bars and last call, create (secret shown once), revoke, attach a policy."""
+"""Keys: the list with spend bars and last call, one key (its delegation chain and children),
+create (secret shown once), revoke, attach a policy."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def routes(console: Console) -> list[Route]:
         Route("/keys", page(keys_page), methods=["GET"], name="keys"),
         Route("/keys/new", page(new_key_page), methods=["GET"], name="new_key"),
         Route("/keys", page(create_key), methods=["POST"], name="create_key"),
+        Route("/keys/{key_id}", page(key_page), methods=["GET"], name="key"),
         Route("/keys/{key_id}/revoke", page(confirm_revoke), methods=["GET"], name="confirm_revoke"),
         Route("/keys/{key_id}/revoke", page(revoke_key), methods=["POST"], name="revoke_key"),
     ]
@@ -66,6 +68,14 @@ async def create_key(console: Console, request: Request) -> Response:
         return await new_key_page(console, request, exc.status, exc, kept)
     # Rendered, not redirected: the secret exists only in this one response (sent no-store).
     return console.render(request, "key_created.html", status=201, key=created)
+
+
+async def key_page(console: Console, request: Request) -> Response:
+    """One key: who delegated it (its parent, depth and bound run, proxy/delegation.py) and the keys
+    delegated from it, which its revocation revokes too."""
+    key = await console.client.key(request.path_params["key_id"])
+    parent = await console.client.key(key["parent_key_id"]) if key.get("parent_key_id") else None
+    return console.render(request, "key.html", key=key, parent=parent)
 
 
 async def confirm_revoke(console: Console, request: Request) -> Response:

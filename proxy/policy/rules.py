@@ -121,6 +121,9 @@ class Policy:
     objects_created_through_key: bool = False
     # The run's stop conditions (``stop``); None: this key halts no run, though it refuses a halted one.
     stops: Stops | None = None
+    # A delegated key's ancestors' caps, each with the ancestor that owns its counter
+    # (proxy/delegation.py): the gate counts the key's calls against them too.
+    inherited_caps: tuple[tuple[str, Cap], ...] = ()
 
     @classmethod
     def from_document(cls, policy_id: str, version: int, document: Mapping[str, Any]) -> Policy:
@@ -162,7 +165,7 @@ class Policy:
 
     @property
     def has_approval_caps(self) -> bool:
-        return any(cap.action == "require_approval" for cap in self.caps)
+        return any(cap.action == "require_approval" for cap in (*self.caps, *(c for _, c in self.inherited_caps)))
 
     def objects_to_look_up(self, request: ParsedRequest) -> tuple[str, ...]:
         """Ids whose records (created through this key) the evaluation or the estimate needs."""
@@ -258,7 +261,8 @@ class Policy:
     # Derived once per policy version (a Policy is immutable and cached with its key), not per call.
     @cached_property
     def _gate_caps_json(self) -> str:
-        return json.dumps([cap.as_gate_json() for cap in self.caps])
+        inherited = [{**cap.as_gate_json(), "owner": owner} for owner, cap in self.inherited_caps]
+        return json.dumps([cap.as_gate_json() for cap in self.caps] + inherited)
 
     @cached_property
     def _allow_patterns(self) -> tuple[PathPattern, ...]:

@@ -10,7 +10,8 @@ What is collected, in one directory per run:
 
 What is searched for: the upstream secrets and tokens of tests/support/tollgate.py, every
 vault key an in-process Tollgate handed out (read from the one response that shows it,
-POST /admin/v1/keys or the console's POST /console/keys, which is then recorded without it:
+POST /admin/v1/keys, a child's POST /admin/v1/keys/{id}/children or /tollgate/v1/delegate, or the
+console's POST /console/keys, which is then recorded without it:
 showing a new key once is the design), and anything shaped like an unmasked vault key, whichever process minted it.
 """
 
@@ -88,9 +89,16 @@ class RecordingApp:
         await self.app(scope, receive, recording)
 
 
+def _minted_child(shown_once: tuple[Any, ...]) -> bool:
+    """A child key minted (proxy/delegation.py) by an operator or by the agent: shown once, too."""
+    method, path, status = shown_once
+    return method == "POST" and status == 201 and (
+        path == "/tollgate/v1/delegate" or (path.startswith("/admin/v1/keys/") and path.endswith("/children")))
+
+
 def _record(scope: dict[str, Any], start: dict[str, Any], body: bytes) -> None:
     shown_once = (scope["method"], scope["path"], start.get("status"))
-    if shown_once == ("POST", "/admin/v1/keys", 201):
+    if shown_once == ("POST", "/admin/v1/keys", 201) or _minted_child(shown_once):
         created = json.loads(body)
         remember_secret(created.pop("key"))  # the one place a new key is shown, by design
         body = json.dumps(created).encode()
