@@ -72,7 +72,9 @@ def _approval(kind: str, data: Facts) -> str:
 
 def _halted(kind: str, data: Facts) -> str:
     why = data.get("condition") or data.get("reason") or "stopped"
-    return f":octagonal_sign: Run {data.get('agent_run_id')} was halted: {why}."
+    detail = f" ({data['detail']})" if data.get("detail") else ""
+    return (f":octagonal_sign: Run {data.get('agent_run_id')} was halted: {why}{detail}; every key refuses it "
+            f"until `tollgate runs resume {data.get('agent_run_id')}`.")
 
 
 def _generic(kind: str, data: Facts) -> str:
