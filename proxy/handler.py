@@ -20,6 +20,7 @@ from proxy import (
     answers,
     approvals,
     duplicates,
+    estimate,
     halts,
     lookups,
     metrics,
@@ -189,22 +190,12 @@ class ProxyHandler:
 
     async def _decide(self, call: Call, key: KeyRecord, parsed: ParsedRequest) -> Admission:
         policy = key.policy
-        known = await self._records(key.records_key, policy.objects_to_look_up(parsed))
-        referenced = known.get(parsed.object_id or "")
-        lookup = call.adapter.price_lookup(parsed, referenced) if policy.admits_endpoint(parsed) else None
-        looked_up, reads = None, 0
-        if lookup is not None:  # the answers may say more about the call (a broadcast's segment): judged too
-            parsed, looked_up, reads = await lookups.follow(
-                self._upstream, self._upstream_bases[call.vendor], call.adapter, key.credential, parsed, lookup)
-        pricebook.begin()  # which of the key's own prices or the shipped ones the estimate uses
-        predicted = call.adapter.estimate_usd(parsed, referenced, looked_up)  # 5
-        prices_used = pricebook.used()
-        verdict = policy.evaluate(parsed, predicted, call.run_id, known)  # 4
+        cost = await estimate.estimate(call.adapter, key, parsed, self._records, self._upstream,  # 5
+                                       self._upstream_bases[call.vendor])
+        parsed, predicted = cost.parsed, cost.predicted
+        verdict = policy.evaluate(parsed, predicted, call.run_id, cost.known)  # 4
         row = self._audit_row(call, key.id, parsed, key)
-        if lookup is not None or predicted is None:  # how the prediction was made, on the row
-            row.request_summary = {**(row.request_summary or {}),
-                                   "price": lookups.note(lookup, looked_up, predicted, reads)}
-        row.request_summary = lookups.provenance(row.request_summary, parsed.currency, predicted, prices_used)
+        row.request_summary = cost.summary(row.request_summary)
         converted = row.request_summary is not None and "fx" in row.request_summary
         stale = self._prices.refused(parsed.currency) if converted and parsed.moves_money else None
         guarded = not verdict.denial and policy.duplicate_window_s is not None and duplicates.guarded(parsed)
