@@ -1,25 +1,39 @@
 """Guarantee 7 at the gate: a reservation whose process died expires and is reconciled;
-a late settle corrects it; nothing is counted twice and no audit row is lost."""
+a late settle corrects it; nothing is counted twice and no audit row is lost.
+
+A reconcile sweeps every expired reservation in its database, so these tests count on a database
+of their own (``reconcile_db``): on the suite's, another test's abandoned reservations (the gate
+tests leave hundreds, reconciled by the suite proxy a minute later) would be swept with theirs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import text
 
-from proxy import db, keys, secretbox
+from proxy import db, keys, migrate, secretbox
 from proxy.gate import Gate, PolicyRef
 from proxy.hotdb import HotDB
 from proxy.rows import AuditRow, SettlePatch
+from tests.support.databases import database_of_its_own
 from tests.support.tollgate import MASTER_KEY, settings_for
 from vendors import registry
 
 # The suite database has one master key, as every installation does: its tag key is sealed under it.
 BOX = secretbox.SecretBox(secretbox.decode_master_key(MASTER_KEY))
 CAPS = [{"usd": "100", "window": "day", "action": "block"}]
+
+
+@pytest.fixture(scope="module")
+def reconcile_db(pg_url: str) -> Iterator[str]:
+    with database_of_its_own(pg_url, "reconcile") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 async def setup(pg_url):
@@ -52,8 +66,8 @@ async def state(engine, key_id: str, audit_id: int) -> tuple:
     return tuple(counter), tuple(audit)
 
 
-async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_settle(pg_url):
-    engine, hot, key_id, ref = await setup(pg_url)
+async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_settle(reconcile_db):
+    engine, hot, key_id, ref = await setup(reconcile_db)
     try:
         dying = Gate(hot, reservation_ttl_s=300)  # a process that will never settle
         admitted = await dying.admit(key_id, ref, row(key_id), Decimal("30"))
@@ -77,8 +91,8 @@ async def test_an_abandoned_reservation_is_charged_then_corrected_by_a_late_sett
         await engine.dispose()
 
 
-async def test_a_settled_call_is_never_reconciled(pg_url):
-    engine, hot, key_id, ref = await setup(pg_url)
+async def test_a_settled_call_is_never_reconciled(reconcile_db):
+    engine, hot, key_id, ref = await setup(reconcile_db)
     try:
         gate = Gate(hot, reservation_ttl_s=300)
         admitted = await gate.admit(key_id, ref, row(key_id), Decimal("7"))
@@ -92,8 +106,8 @@ async def test_a_settled_call_is_never_reconciled(pg_url):
         await engine.dispose()
 
 
-async def test_the_sweep_drops_counter_rows_of_windows_long_over_and_keeps_the_rest(pg_url):
-    engine, hot, key_id, _ = await setup(pg_url)
+async def test_the_sweep_drops_counter_rows_of_windows_long_over_and_keeps_the_rest(reconcile_db):
+    engine, hot, key_id, _ = await setup(reconcile_db)
     buckets = {  # bucket: minutes since it was last touched
         "minute:2026-01-01T10:00": 16, "minute:2026-01-01T10:05": 5, "hour:2026-01-01T08": 181,
         "hour:2026-01-01T10": 60, "day:2025-12-01": 90 * 24 * 60, "run:r-old": 90 * 24 * 60, "total": 10_000}
