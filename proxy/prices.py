@@ -38,7 +38,13 @@ _ESTIMATES = (
     "AND a.object_id IS NOT NULL AND a.ts > now() - make_interval(days => :days) "
 )
 _SEALED = "EXISTS (SELECT 1 FROM audit_chain c WHERE c.audit_id = a.id)"
-_PENDING = text(f"SELECT a.id, a.key_id, a.vendor_account, a.object_id, a.endpoint, a.cost_usd {_ESTIMATES}"
+# The call's own object: the one it created (the settle recorded it in key_objects under the row's
+# id), else the one its row names. They differ where a call creates one object while naming another
+# (a Stripe refund's row names the charge it refunds; its price is the refund's), and a price is
+# taken only from an answer about this one.
+_OWN_OBJECT = ("coalesce((SELECT o.object_id FROM key_objects o WHERE o.key_id = a.key_id AND o.audit_id = a.id "
+               "ORDER BY o.created_at LIMIT 1), a.object_id) AS object_id")
+_PENDING = text(f"SELECT a.id, a.key_id, a.vendor_account, {_OWN_OBJECT}, a.endpoint, a.cost_usd {_ESTIMATES}"
                 f"AND NOT {_SEALED} ORDER BY a.ts LIMIT :limit")
 _PAST_THE_SEAL = text(f"SELECT count(*) {_ESTIMATES}AND {_SEALED}")
 # Shared: repricers run side by side; the sealer's exclusive try-lock passes while one holds it.

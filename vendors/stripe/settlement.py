@@ -1,4 +1,4 @@
-"""What a Stripe charge or payout settled at: its balance transaction, in the account's currency.
+"""What a Stripe charge, refund or payout settled at: its balance transaction, in the account's currency.
 
 A call in another currency is priced before and after it is sent by converting its amount at a
 reference rate (vendors/money.py): an estimate, since Stripe converts at its own rate, which
@@ -12,7 +12,13 @@ again would be no truer than the first conversion.
 
 The cost is the gross amount (``amount``, not ``net``): what the call moved, as the estimate was;
 Stripe's fee is the account's cost of taking it, not money the agent moved. A payout's balance
-transaction is negative (money out): its size is the cost.
+transaction is negative (money out): its size is the cost, as a refund's is.
+
+A refund's row names the charge it refunds (its ``object_id``), whose balance transaction is the
+charge's, not the refund's. The refund's own id is the object the call created, which the settle
+recorded in ``key_objects`` with the row's id; the repricer (proxy/prices.py) passes that id, so a
+refund is read at ``/v1/refunds/{id}`` and settled at its own balance transaction. Each endpoint
+reads only ids of the kind it makes: a refund row never reads the charge it names.
 
 Identity: a price is taken only from a balance transaction whose ``source`` is the object the
 row names, and only from an answer about that object (a proxy, a cache or a vendor bug answering
@@ -29,29 +35,35 @@ from typing import Any
 from vendors.base import FinalPrice
 
 SETTLES_IN = "usd"  # a balance transaction in this currency is a USD price as it stands
-# The calls whose row names the object they moved money with (the charge created or captured, the
-# payout), so that the object's balance transaction is the call's; each object read where its id's
-# prefix says (py_: a charge made with a non-card payment method). A refund's row names the charge
-# it refunds, whose balance transaction is the charge's, not the refund's: a refund keeps its
-# conversion (the refund's own id is not on the row).
-SETTLED_ENDPOINTS = frozenset({"POST /v1/charges", "POST /v1/charges/{id}/capture", "POST /v1/payouts"})
-_READ_AT = {"ch_": "/v1/charges/", "py_": "/v1/charges/", "po_": "/v1/payouts/"}
-SETTLED_OBJECTS = frozenset({"charge", "payout"})
+# The calls whose own object moved the money (the charge created or captured, the refund created,
+# the payout), and where each reads it, by its id's prefix (py_: a charge made with a non-card
+# payment method; pyr_: a refund of one).
+_CHARGE = {"ch_": "/v1/charges/", "py_": "/v1/charges/"}
+_READ_AT: dict[str, dict[str, str]] = {
+    "POST /v1/charges": _CHARGE,
+    "POST /v1/charges/{id}/capture": _CHARGE,
+    "POST /v1/refunds": {"re_": "/v1/refunds/", "pyr_": "/v1/refunds/"},
+    "POST /v1/payouts": {"po_": "/v1/payouts/"},
+}
+SETTLED_ENDPOINTS = frozenset(_READ_AT)
+SETTLED_OBJECTS = frozenset({"charge", "refund", "payout"})
 _EXPAND = "expand[]=balance_transaction"
 _ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 def settles_later(endpoint: str, obj: Mapping[str, Any], currency: str) -> bool:
     """True when the answer's USD figure is a conversion that the object's balance transaction will
-    replace: a charge or payout in a currency other than USD, made or captured by this call."""
+    replace: a charge, refund or payout in a currency other than USD, made or captured by this call."""
     return endpoint in SETTLED_ENDPOINTS and obj.get("object") in SETTLED_OBJECTS and currency.lower() != SETTLES_IN
 
 
 def reconcile_path(object_id: str, endpoint: str | None) -> str | None:
-    """The read of the object with its balance transaction expanded; None for calls it does not price."""
-    if endpoint not in SETTLED_ENDPOINTS or not object_id or not set(object_id) <= _ID_CHARACTERS:
+    """The read of the call's own object (for a refund, the refund it created) with its balance
+    transaction expanded; None for calls it does not price, or an id of another kind than the call makes."""
+    reads = _READ_AT.get(endpoint or "")
+    if reads is None or not object_id or not set(object_id) <= _ID_CHARACTERS:
         return None  # another call's object, or text that is not an id: nothing is read
-    base = next((path for prefix, path in _READ_AT.items() if object_id.startswith(prefix)), None)
+    base = next((path for prefix, path in reads.items() if object_id.startswith(prefix)), None)
     return f"{base}{object_id}?{_EXPAND}" if base else None
 
 
