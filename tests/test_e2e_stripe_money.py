@@ -43,13 +43,13 @@ def test_partial_then_full_refund(client, sql, run_id):
     rows = audit_rows(sql, run_id)
     assert facts(sql, run_id) == [
         # Converted at the reference rate: an estimate until Stripe's balance transaction settles it
-        # (tests/test_stripe_settlement.py). A refund's row names the charge: its conversion stands.
+        # (tests/test_stripe_settlement.py), a refund's by its own (the refund's, not the charge's).
         ("POST /v1/charges", Decimal("54"), Decimal("54"), "estimated", "eur"),
         # A refund names no currency: it is the recorded charge's, EUR.
-        ("POST /v1/refunds", Decimal("16.2"), Decimal("16.2"), "parsed", "eur"),
+        ("POST /v1/refunds", Decimal("16.2"), Decimal("16.2"), "estimated", "eur"),
         # A full refund names no amount: predicted at the whole recorded charge (50.00 EUR, the
         # most it can be), priced at what Stripe refunded (the remaining 35.00 EUR).
-        ("POST /v1/refunds", Decimal("54"), Decimal("37.8"), "parsed", "eur"),
+        ("POST /v1/refunds", Decimal("54"), Decimal("37.8"), "estimated", "eur"),
     ]
     assert rows[1]["object_id"] == rows[2]["object_id"] == charge.id
 

@@ -1,7 +1,7 @@
 """Stripe's settled amounts (issue 19, item 3): a charge in EUR is converted at the reference rate of
 the day, recorded as an estimate, and later settled by `tollgate prices reconcile --vendor stripe` at
 what its balance transaction says moved in USD; the prediction stays, the caps follow, and a sealed
-row is never edited.
+row is never edited. A refund is settled at its own balance transaction, not the charge's its row names.
 
 Real components throughout: the ECB reference (the shipped real copy) served over loopback to the
 real `tollgate prices sync --fx`, a proxy on a database of its own, stripe-python against the Stripe
@@ -32,6 +32,7 @@ from tests.support.servers import serve_asgi
 from tests.support.tollgate import ADMIN_TOKEN, STRIPE_SECRET, TWILIO_ACCOUNT, TWILIO_TOKEN, audit_rows, settings_for
 from tests.test_e2e_twilio import SENDER, US_SEGMENT, client_for, twilio_policy
 from tests.test_fx_sync import SOURCE_PATH, _wait_for_rate, sync_fx
+from vendors.stripe import settlement
 
 # The exchange-rate story's fixtures, shared: a reference server, a database and a proxy of the test's own.
 reference_server, fx_db, fx_proxy = test_fx_sync.reference_server, test_fx_sync.fx_db, test_fx_sync.fx_proxy
@@ -114,19 +115,53 @@ def test_a_eur_charge_is_converted_at_the_reference_then_settled_at_its_balance_
     assert reconcile(fx_db, stripe_emulator[0]).stdout.startswith("1 estimated call(s) checked: 1 repriced")
 
 
-def test_a_refund_keeps_its_conversion_since_its_row_names_the_charge(synced, fx_db, stripe_emulator, run_id) -> None:
+def _refund(client: stripe.StripeClient, run_id: str, charge: Any, amount: int) -> Any:
+    return client.v1.refunds.create(params={"charge": charge.id, "amount": amount},
+                                    options={"headers": {"X-Agent-Run-Id": run_id}})
+
+
+def test_a_eur_refund_is_converted_at_the_reference_then_settled_at_its_own_balance_transaction(
+        synced, fx_db, stripe_emulator, run_id) -> None:
     proxy_url, key = synced
     client = _client(proxy_url, key["key"])
     charge = _charge(client, run_id, amount=2000)
-    refund = client.v1.refunds.create(params={"charge": charge.id, "amount": 1500},
-                                      options={"headers": {"X-Agent-Run-Id": run_id}})
+    refund = _refund(client, run_id, charge, 1500)
+    estimate = Decimal("15.00") * REFERENCE_EUR
+    charged, refunded = _rows(fx_db, run_id)  # the refund's row names the charge it refunds
+    assert (refunded["object_id"], refunded["predicted_usd"], refunded["cost_usd"], refunded["cost_source"]) == (
+        charge.id, estimate, estimate, "estimated")
+    assert _day_spend(fx_db, key["id"]) == Decimal("20.00") * REFERENCE_EUR + estimate
+
     done = reconcile(fx_db, stripe_emulator[0])
-    assert done.stdout.startswith("1 estimated call(s) checked: 1 repriced"), done.stdout
-    rows = _rows(fx_db, run_id)
-    refunded = Decimal("15.00") * REFERENCE_EUR  # not the charge's balance transaction, which is the charge's
-    assert [(r["object_id"], r["cost_usd"], r["cost_source"]) for r in rows] == [
-        (charge.id, Decimal("21.20"), "parsed"), (charge.id, refunded, "parsed")]
-    assert stripe_emulator[1].state.store.get("balance_transaction", refund.balance_transaction)["source"] == refund.id
+    assert done.stdout.startswith("2 estimated call(s) checked: 2 repriced"), done.stdout
+    txn = stripe_emulator[1].state.store.get("balance_transaction", refund.balance_transaction)
+    assert (txn["source"], txn["currency"], txn["amount"]) == (refund.id, "usd", -1590)  # 15 EUR at 1.059795, out
+    charged, refunded = _rows(fx_db, run_id)
+    assert (refunded["predicted_usd"], refunded["cost_usd"], refunded["cost_source"]) == (
+        estimate, Decimal("15.90"), "parsed")  # its size, not the charge's 21.20
+    assert (charged["cost_usd"], charged["cost_source"]) == (Decimal("21.20"), "parsed")
+    assert _day_spend(fx_db, key["id"]) == Decimal("21.20") + Decimal("15.90")  # the cap's counter follows
+
+
+def test_a_refund_is_never_priced_by_another_objects_balance_transaction(
+        synced, fx_db, stripe_emulator, run_id) -> None:
+    proxy_url, key = synced
+    client = _client(proxy_url, key["key"])
+    charge = _charge(client, run_id, amount=2000)
+    refund = _refund(client, run_id, charge, 1000)
+    store = stripe_emulator[1].state.store
+    store.get("balance_transaction", refund.balance_transaction)["source"] = charge.id  # answers about the charge
+    done = reconcile(fx_db, stripe_emulator[0])
+    assert "1 repriced" in done.stdout and "1 could not be fetched" in done.stdout, done.stdout
+    _, refunded = _rows(fx_db, run_id)
+    assert (refunded["cost_usd"], refunded["cost_source"]) == (Decimal("10.00") * REFERENCE_EUR, "estimated")
+
+
+def test_a_refund_row_reads_only_a_refund() -> None:
+    """The row names the charge: should the refund's id be missing, the charge is not read in its place."""
+    assert settlement.reconcile_path("ch_1", "POST /v1/refunds") is None
+    assert settlement.reconcile_path("re_1", "POST /v1/refunds") == "/v1/refunds/re_1?expand[]=balance_transaction"
+    assert settlement.reconcile_path("re_1", "POST /v1/charges") is None
 
 
 def test_a_balance_transaction_about_another_object_prices_nothing(synced, fx_db, stripe_emulator, run_id) -> None:
