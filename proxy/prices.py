@@ -38,14 +38,14 @@ _ESTIMATES = (
     "AND a.object_id IS NOT NULL AND a.ts > now() - make_interval(days => :days) "
 )
 _SEALED = "EXISTS (SELECT 1 FROM audit_chain c WHERE c.audit_id = a.id)"
-# The call's own object: the one it created (the settle recorded it in key_objects under the row's
-# id), else the one its row names. They differ where a call creates one object while naming another
-# (a Stripe refund's row names the charge it refunds; its price is the refund's), and a price is
-# taken only from an answer about this one.
-_OWN_OBJECT = ("coalesce((SELECT o.object_id FROM key_objects o WHERE o.key_id = a.key_id AND o.audit_id = a.id "
-               "ORDER BY o.created_at LIMIT 1), a.object_id) AS object_id")
-_PENDING = text(f"SELECT a.id, a.key_id, a.vendor_account, {_OWN_OBJECT}, a.endpoint, a.cost_usd {_ESTIMATES}"
+_PENDING = text(f"SELECT a.id, a.key_id, a.vendor_account, a.object_id, a.endpoint, a.cost_usd {_ESTIMATES}"
                 f"AND NOT {_SEALED} ORDER BY a.ts LIMIT :limit")
+# The object the call created, which the settle recorded under the row's id. Read only for a row
+# whose named object the adapter does not read (a Stripe refund's row names the charge it refunds;
+# its price is the refund's): key_objects has no index on audit_id, and every Twilio message is an
+# estimate, so asking for each row would scan a busy key's objects hundreds of times a pass.
+_CREATED = text("SELECT object_id FROM key_objects WHERE key_id = :key_id AND audit_id = :id "
+                "ORDER BY created_at LIMIT 1")
 _PAST_THE_SEAL = text(f"SELECT count(*) {_ESTIMATES}AND {_SEALED}")
 # Shared: repricers run side by side; the sealer's exclusive try-lock passes while one holds it.
 _HOLD_SEALER = text("SELECT pg_advisory_xact_lock_shared(:lock)")
@@ -77,8 +77,9 @@ async def reprice(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream, a
         sealed = int(await conn.scalar(_PAST_THE_SEAL, window) or 0)
     repriced = waiting = failed = 0
     for row in rows:
-        price = await _ask(keycache, upstream, adapter, upstream_base, row)
-        if price is None or price.object_id != row.object_id:  # could not ask, or answered for another
+        target, path = await _own_object(engine, adapter, row)
+        price = await _ask(keycache, upstream, adapter, upstream_base + path if path else None, row, target)
+        if price is None or price.object_id != target:  # could not ask, or answered for another
             failed += 1
             continue
         if not price.final or price.cost_usd is None:
@@ -97,20 +98,33 @@ async def reprice(engine: AsyncEngine, keycache: KeyCache, upstream: Upstream, a
     return RepriceReport(len(rows), repriced, waiting, failed, sealed)
 
 
-async def _ask(keycache: KeyCache, upstream: Upstream, adapter: VendorAdapter, upstream_base: str,
-               row: Any) -> FinalPrice | None:
-    """What the vendor says of the row's object now (not final: ask later); None: it could not be asked."""
+async def _own_object(engine: AsyncEngine, adapter: VendorAdapter, row: Any) -> tuple[str, str | None]:
+    """The object whose price is the call's, and where to read it: the one its row names, else the
+    one the call created (a refund, whose row names the charge); no path: nothing to read."""
     path = adapter.reconcile_path(row.vendor_account, row.object_id, row.endpoint)
-    key = await keycache.get(row.key_id) if path else None
-    if path is None or key is None:
-        return FinalPrice(row.object_id, None, None, final=False)
+    if path is not None:
+        return row.object_id, path
+    async with engine.connect() as conn:
+        created = await conn.scalar(_CREATED, {"key_id": row.key_id, "id": row.id})
+    if not isinstance(created, str) or created == row.object_id:
+        return row.object_id, None
+    return created, adapter.reconcile_path(row.vendor_account, created, row.endpoint)
+
+
+async def _ask(keycache: KeyCache, upstream: Upstream, adapter: VendorAdapter, url: str | None, row: Any,
+               target: str) -> FinalPrice | None:
+    """What the vendor says at ``url`` of ``target``, the call's object, now (not final: ask later);
+    None: it could not be asked."""
+    key = await keycache.get(row.key_id) if url else None
+    if url is None or key is None:
+        return FinalPrice(target, None, None, final=False)
     try:
-        answer = await upstream.send("GET", upstream_base + path, adapter.upstream_auth_headers(key.credential), b"")
+        answer = await upstream.send("GET", url, adapter.upstream_auth_headers(key.credential), b"")
     except UpstreamFailure as failure:
         log.warning("reprice_fetch_failed", audit_id=row.id, reason=failure.reason)
         return None
     price = adapter.reconcile(answer.status, answer.body)
-    if price.object_id != row.object_id:  # an answer about another object prices nothing of this row
+    if price.object_id != target:  # an answer about another object prices nothing of this row
         log.warning("reprice_answer_names_another_object", audit_id=row.id, answered=price.object_id,
                     status=price.status)
     return price

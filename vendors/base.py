@@ -389,10 +389,11 @@ class VendorAdapter(Protocol):
     def render_error(self, error: VendorError) -> RenderedResponse: ...
 
     def reconcile_path(self, account: str | None, object_id: str, endpoint: str | None = None) -> str | None:
-        """Where to fetch the final price later of the call's own object (``object_id``: the one a
-        call of ``endpoint``, its template as the audit row holds it, created, else the one it names;
-        a Stripe refund's is the refund, not the charge its row names); None for vendors that price
-        at once, or calls whose object's price is not the call's."""
+        """Where to fetch the final price later of ``object_id``, for a call of ``endpoint`` (its
+        template, as the audit row holds it); None for vendors that price at once, or an object whose
+        price is not the call's. The core asks with the object the row names, and on None asks again
+        with the object the call created, if it created another (a Stripe refund's row names the
+        charge it refunds; its price is the refund's)."""
 
     def reconcile(self, status: int, body: bytes) -> FinalPrice:
         """Read the final price from the answer to a ``reconcile_path`` fetch."""

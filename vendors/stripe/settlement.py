@@ -15,10 +15,10 @@ Stripe's fee is the account's cost of taking it, not money the agent moved. A pa
 transaction is negative (money out): its size is the cost, as a refund's is.
 
 A refund's row names the charge it refunds (its ``object_id``), whose balance transaction is the
-charge's, not the refund's. The refund's own id is the object the call created, which the settle
-recorded in ``key_objects`` with the row's id; the repricer (proxy/prices.py) passes that id, so a
-refund is read at ``/v1/refunds/{id}`` and settled at its own balance transaction. Each endpoint
-reads only ids of the kind it makes: a refund row never reads the charge it names.
+charge's, not the refund's. So a refund's endpoint reads only refund ids: for the charge it reads
+nothing, and the repricer (proxy/prices.py) asks again with the object the call created, which the
+settle recorded in ``key_objects`` with the row's id: the refund, read at ``/v1/refunds/{id}`` and
+settled at its own balance transaction. Each endpoint reads only ids of the kind it makes.
 
 Identity: a price is taken only from a balance transaction whose ``source`` is the object the
 row names, and only from an answer about that object (a proxy, a cache or a vendor bug answering
