@@ -177,8 +177,12 @@ async def store(conn: AsyncConnection, vendor: str, scope: str, scope_id: str,
 
 
 def settable_of(adapter: VendorAdapter) -> tuple[SettablePrice, ...]:
-    """The prices an operator sets for the adapter's vendor (an optional part of the protocol)."""
+    """The prices an operator sets for the adapter's vendor (an optional part of the protocol); a plug-in
+    written before ``settable_prices`` may name its one unit in ``unit_price`` instead."""
     found: tuple[SettablePrice, ...] = tuple(getattr(adapter, "settable_prices", ()))
+    unit = getattr(adapter, "unit_price", None)
+    if not found and isinstance(unit, str):
+        return (SettablePrice(unit, unit, f"{adapter.label}'s rate per {unit}"),)
     return found
 
 
