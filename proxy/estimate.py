@@ -9,6 +9,7 @@ from proxy/handler.py so the request path there reads as its steps; nothing here
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -51,4 +52,15 @@ async def estimate(adapter: VendorAdapter, key: KeyRecord, parsed: ParsedRequest
         parsed, looked_up, reads = await lookups.follow(upstream, bases, adapter, key.credential, parsed, lookup)
     pricebook.begin()  # which of the key's own prices or the shipped ones the estimate uses
     predicted = adapter.estimate_usd(parsed, referenced, looked_up)
-    return Estimate(parsed, known, predicted, lookup, looked_up, reads, pricebook.used())
+    used = pricebook.used()
+    if predicted is None and parsed.unpriced is None:
+        parsed = _explained(adapter, parsed)
+    return Estimate(parsed, known, predicted, lookup, looked_up, reads, used)
+
+
+def _explained(adapter: VendorAdapter, parsed: ParsedRequest) -> ParsedRequest:
+    """The call with the adapter's word on why it has no price and what would give it one (a price the
+    operator has not set yet), for the cost_unknown refusal; an optional part of the protocol."""
+    note: Callable[[ParsedRequest], tuple[str, str] | None] | None = getattr(adapter, "unpriced_note", None)
+    said = note(parsed) if note is not None else None
+    return dataclasses.replace(parsed, unpriced=said[0], unpriced_fix=said[1]) if said else parsed

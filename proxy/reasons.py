@@ -178,6 +178,8 @@ _ADMIN = _kind("admin", 400, {
     "no_price_sync": "tollgate prices sync --vendor: Tollgate cannot read this vendor's price list.",
     "no_unit_price": "tollgate prices set: this vendor has no per-unit rate to set (its prices are synced).",
     "invalid_rate": "tollgate prices set: the rate is not a positive USD amount.",
+    "unknown_price_kind": "tollgate prices set: the vendor has no settable price of that kind, or has several "
+                          "and none was named (`tollgate prices kinds VENDOR` lists them).",
     "invalid_events": "An alert subscription names an unknown event, or a detail its kind does not take.",
     "invalid_url": "An alert subscription's URL is not http(s)://host/... (no user or password, no spaces).",
     "invalid_format": "An alert subscription's format is neither json nor slack.",

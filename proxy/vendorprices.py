@@ -36,7 +36,7 @@ from proxy.errors import InvalidInput, NotFound
 from proxy.secretbox import SecretBox
 from proxy.upstream import Upstream
 from vendors import pricebook
-from vendors.base import ListedPrice, PriceSync, UpstreamCredential, VendorAdapter
+from vendors.base import ListedPrice, PriceSync, SettablePrice, UpstreamCredential, VendorAdapter
 
 log = structlog.get_logger(__name__)
 
@@ -176,12 +176,30 @@ async def store(conn: AsyncConnection, vendor: str, scope: str, scope_id: str,
     return len(rows)
 
 
-async def set_rate(conn: AsyncConnection, adapter: VendorAdapter, rate: Decimal, *, key_id: str | None = None,
-                   account: str | None = None) -> str:
-    """Store an operator's rate for the adapter's unit (``unit_price``) for one key or account; the scope set."""
-    kind: str | None = getattr(adapter, "unit_price", None)
-    if kind is None:
+def settable_of(adapter: VendorAdapter) -> tuple[SettablePrice, ...]:
+    """The prices an operator sets for the adapter's vendor (an optional part of the protocol); a plug-in
+    written before ``settable_prices`` may name its one unit in ``unit_price`` instead."""
+    found: tuple[SettablePrice, ...] = tuple(getattr(adapter, "settable_prices", ()))
+    unit = getattr(adapter, "unit_price", None)
+    if not found and isinstance(unit, str):
+        return (SettablePrice(unit, unit, f"{adapter.label}'s rate per {unit}"),)
+    return found
+
+
+async def set_rate(conn: AsyncConnection, adapter: VendorAdapter, rate: Decimal, *, kind: str | None = None,
+                   key_id: str | None = None, account: str | None = None) -> tuple[str, SettablePrice]:
+    """Store an operator's price of one of the adapter's ``settable_prices`` (``kind``; None: its first)
+    for one key or account; the scope set, and the price's kind."""
+    settable = settable_of(adapter)
+    if not settable:
         raise InvalidInput("no_unit_price", f"{adapter.label} has no per-unit rate to set; its prices are synced.")
+    chosen = settable[0] if kind is None and len(settable) == 1 else next(
+        (price for price in settable if price.kind == kind), None)
+    if chosen is None:
+        listed = ", ".join(price.kind for price in settable)
+        asked = "no kind" if kind is None else f"{kind[:60]!r}"
+        raise InvalidInput("unknown_price_kind", f"{adapter.label} has no price of {asked} to set: name one of "
+                           f"{listed} (`tollgate prices kinds {adapter.name}` says what each covers).")
     if not rate.is_finite() or rate <= 0:
         raise InvalidInput("invalid_rate", f"The rate must be a positive USD amount, not {rate}.")
     if key_id is not None:
@@ -190,8 +208,8 @@ async def set_rate(conn: AsyncConnection, adapter: VendorAdapter, rate: Decimal,
             raise NotFound("unknown_key", f"No {adapter.name} key {key_id}.")
     scope, scope_id = ("key", key_id) if key_id is not None else ("account", account or "")
     await store(conn, adapter.name, scope, scope_id,
-                [(ListedPrice(kind, "", rate, "usd"), pricebook.SET_SOURCE)])
-    return f"{scope} {scope_id}"
+                [(ListedPrice(chosen.kind, "", rate, "usd"), pricebook.SET_SOURCE)])
+    return f"{scope} {scope_id}", chosen
 
 
 async def load(engine: AsyncEngine) -> list[pricebook.StoredPrice]:

@@ -29,7 +29,7 @@ TWILIO = TwilioAdapter()
 RESEND = ResendAdapter()
 ACCOUNT = "AC" + "a1" * 16
 # (spec, catalogue file, route prefix, the host the spec names, price rules the adapter knows)
-TWILIO_RULES = {"free", "unknown", "sms", "voice", "voice_update", "lookup", "number"}
+TWILIO_RULES = {"free", "unknown", "sms", "voice", "voice_update", "lookup", "number", "verify"}
 CATALOGUES = [
     ("twilio_api_v2010.json", routes.OPERATIONS_DIR / "api.json", None, TWILIO.default_upstream, TWILIO_RULES),
     ("twilio_lookups_v2.json", routes.OPERATIONS_DIR / "lookups.json", "lookups", routes.HOSTS["lookups"],
@@ -126,7 +126,7 @@ def test_every_entry_is_classified_and_priced_by_a_known_rule(spec_file, catalog
             assert entry["price"] != "free", f"{key} {entry['kind']} but is priced at 0"
         if entry["price"] == "unknown":
             assert "unknown" in entry["note"], f"{key}: the note should say its cost is unknown, and why"
-        assert entry.get("priced") in (None, "free", "request", "lookup", "after"), key
+        assert entry.get("priced") in (None, "free", "request", "lookup", "after", "set"), key
 
 
 def concrete(template: str, other: str = "x1") -> str:
@@ -199,7 +199,8 @@ def test_policy_review_warns_of_credentials_and_unpriced_operations_from_the_cat
     assert twilio.matches["GET /lookups/v2/PhoneNumbers/*"] == ["GET /lookups/v2/PhoneNumbers/{PhoneNumber}"]
     assert any("Keys.json, which issues credentials" in w for w in twilio.warnings)
     assert any("AssignedAddOns.json, which buys but cannot be priced" in w for w in twilio.warnings)
-    assert any("Verifications, which reaches people but cannot be priced" in w for w in twilio.warnings)
+    assert any("Verifications, which reaches people and is priced at the prices the operator sets" in w
+               for w in twilio.warnings)
     resend = warnings.review({"endpoints": {"allow": ["POST /api-keys", "GET /emails/*"]}}, RESEND.operations())
     assert resend.matches["GET /emails/*"] == ["GET /emails/{id}"]  # not /emails/receiving, not /emails/metrics
     assert any("POST /api-keys, which issues credentials" in w for w in resend.warnings)

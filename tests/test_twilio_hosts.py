@@ -89,17 +89,18 @@ def test_a_verification_reaches_its_to_by_its_channel_from_its_service(to, chann
     parsed = routed(wire)
     assert parsed.endpoint == "POST /verify/v2/Services/{ServiceSid}/Verifications" and parsed.host == "verify"
     assert (parsed.recipients, parsed.recipient_countries, parsed.senders) == (recipients, countries, (SERVICE,))
-    assert parsed.moves_money and ADAPTER.estimate_usd(parsed) is None  # no Verify price ships with Tollgate
+    assert parsed.moves_money and ADAPTER.estimate_usd(parsed) is None  # no Verify price ships, and none is set
     if channel == "email":
         assert "@" not in str(parsed.summary)  # the summary names the domain, never the address
 
 
-def test_a_verification_check_is_unpriced_and_names_no_recipient() -> None:
+def test_a_verification_check_is_free_and_names_no_recipient() -> None:
     client, wire = sdk({"status": "approved"})
     client.verify.v2.services(SERVICE).verification_checks.create(to="+14155550100", code="123456")
     parsed = routed(wire)
     assert parsed.endpoint == "POST /verify/v2/Services/{ServiceSid}/VerificationCheck"
-    assert ADAPTER.estimate_usd(parsed) is None and not parsed.moves_money
+    # Twilio bills per verification, which its own set price covers: a check is not billed on its own.
+    assert ADAPTER.estimate_usd(parsed) == 0 and not parsed.moves_money
 
 
 def test_a_verify_service_takes_twilios_dotted_parameter_names() -> None:

@@ -125,6 +125,8 @@ class ParsedRequest:
     # Why the adapter cannot price the call before it is sent although it names an amount (its
     # currency has no USD rate): the core puts it in the cost_unknown refusal.
     unpriced: str | None = None
+    # What would price it (a command, a table to edit), for that refusal; None: the core's default advice.
+    unpriced_fix: str | None = None
     # Whose own prices apply (vendors/pricebook.py): set by the core from the authenticated key,
     # never by the adapter, which reads it when it looks a price up.
     price_scope: PriceScope = PriceScope()
@@ -151,7 +153,8 @@ class Operation:
     kind: str  # moves_money | reaches_people | buys | reads | configures | issues_credentials | other
     # How its cost is known before it is sent: "free" (it costs nothing), "request" (the call says),
     # "lookup" (the call says, or the object it acts on does), "after" (only the answer says: refused
-    # as cost_unknown unless the policy lists it in endpoints.priced_after).
+    # as cost_unknown unless the policy lists it in endpoints.priced_after), "set" (at prices the
+    # operator sets, ``settable_prices``: cost_unknown, as "after", while one it needs is not set).
     priced: str
 
 
@@ -291,6 +294,18 @@ class ListedPrice:
     price: Decimal
     currency: str  # lower case
     detail: str = ""  # a finer key the adapter uses (a number type); "" for none
+
+
+@dataclass(frozen=True)
+class SettablePrice:
+    """A price an operator sets because no API of the vendor's tells it (``tollgate prices set VENDOR
+    KIND USD``): a plan's rate per email, a contract's price per verification. An adapter lists them
+    in ``settable_prices`` (optional, found with ``getattr``); the first is the one set when no kind
+    is named."""
+
+    kind: str  # as stored in vendor_prices.kind and looked up by the estimate: "email", "verify:sms"
+    unit: str  # what one unit is: "email (each To, Cc and Bcc recipient)", "verification sent"
+    description: str  # what the price covers, and where an operator reads theirs
 
 
 class PriceSync(Protocol):

@@ -20,7 +20,8 @@ Each entry is keyed ``"METHOD /path/{Placeholder}"`` exactly as the vendor's spe
   core can withhold it (vendors.base.ParsedResponse.credentials);
 * ``priced``: how policy warnings describe the rule's pricing (vendors.base.Operation.priced), when
   the default guess (``free``/``unknown`` as they are, any other rule "request") is wrong, e.g.
-  ``lookup`` for a rule priced from a read the core makes before the gate.
+  ``lookup`` for a rule priced from a read the core makes before the gate, ``set`` for one priced at
+  prices the operator sets (Twilio's Verify and Lookups packages).
 
 Matching: a path segment in the template is a literal or a placeholder with an optional
 suffix (``{Sid}.json``). A literal beats a placeholder (``/emails/receiving`` is not the email

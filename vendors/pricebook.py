@@ -110,16 +110,31 @@ def usd(vendor: str, scope: PriceScope, kind: str, country: str, shipped: Decima
         detail: str = "") -> Decimal:
     """The price per unit in USD that applies to ``scope``, noted for the audit row. A stored price in a
     currency without a USD rate prices nothing: the shipped one is used (and noted) instead."""
-    found = find(vendor, scope, kind, country, detail)
-    rate = money.fx_table().usd_per_unit.get(found.currency) if found is not None else None
-    if found is not None and rate is not None:
-        value = found.price if found.currency == "usd" else (found.price * rate).quantize(money.MICRO)
-        _note({"source": "set" if found.source == SET_SOURCE else "synced", "kind": kind, "country": country,
-               "usd": str(value), "as_of": found.as_of, "from": found.source, "scope": found.scope})
+    value = own_usd(vendor, scope, kind, country, detail)
+    if value is not None:
         return value
     _note({"source": "shipped", "kind": kind, "country": country, "usd": str(shipped), "as_of": origin.as_of,
            "from": origin.where})
     return shipped
+
+
+def own_usd(vendor: str, scope: PriceScope, kind: str, country: str = "", detail: str = "") -> Decimal | None:
+    """The scope's own price in USD, noted for the audit row; None (nothing noted) when it has none, or
+    has one in a currency without a USD rate. For a price Tollgate ships no fallback of (one an operator
+    sets, ``tollgate prices set``): None means the call cannot be priced."""
+    found = find(vendor, scope, kind, country, detail)
+    rate = money.fx_table().usd_per_unit.get(found.currency) if found is not None else None
+    if found is None or rate is None:
+        return None
+    value = found.price if found.currency == "usd" else (found.price * rate).quantize(money.MICRO)
+    _note({"source": "set" if found.source == SET_SOURCE else "synced", "kind": kind, "country": country,
+           "usd": str(value), "as_of": found.as_of, "from": found.source, "scope": found.scope})
+    return value
+
+
+def set_command(vendor: str, kind: str, account: str | None) -> str:
+    """The command that sets ``kind``'s price for an account, as an operator types it."""
+    return f"tollgate prices set {vendor} {kind} USD --account {account or 'ACCOUNT'}"
 
 
 def _note(entry: dict[str, str]) -> None:

@@ -2,8 +2,9 @@
 
 The sync reads the vendor's price list with a key's own upstream credential, so it needs the master
 key (as ``serve`` does); what it stores, each ``serve`` installs within
-TOLLGATE_PRICE_REFRESH_INTERVAL_S. ``prices set`` is for a vendor whose price is the plan's, which
-no API tells (proxy/vendorprices.py).
+TOLLGATE_PRICE_REFRESH_INTERVAL_S. ``prices set`` is for a price no API tells (a Resend plan's rate,
+Twilio's Verify and Lookups prices: the adapter's ``settable_prices``, which ``prices kinds`` lists),
+so the operator reads it from their own pricing page or contract (proxy/vendorprices.py).
 """
 
 from __future__ import annotations
@@ -18,19 +19,39 @@ from typing import Any
 from proxy import bootstrap, db, lookups, migrate, vendorprices
 from proxy.cli.support import settings_from, with_connection
 from proxy.upstream import create_upstream
+from vendors import registry
+from vendors.base import SettablePrice
 
 RATE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,12})?\Z")
 
 
 def register_set(price_commands: Any) -> None:
     rate = price_commands.add_parser(
-        "set", help="a vendor's per-unit rate for one key or one account (a plan's rate per email, say)")
+        "set", help="a price no vendor API tells, for one key or one account (a plan's rate per email, "
+                    "a contract's price per Verify verification or Lookups package)")
     rate.add_argument("vendor", metavar="VENDOR")
+    rate.add_argument("kind", metavar="KIND", nargs="?",
+                      help="which price (`tollgate prices kinds VENDOR` lists them); optional when the vendor has one")
     rate.add_argument("rate", metavar="USD", help="USD per unit, e.g. 0.0004")
     scope = rate.add_mutually_exclusive_group(required=True)
     scope.add_argument("--key", metavar="KEY_ID", help="for this vault key only (wins over its account's)")
     scope.add_argument("--account", metavar="ACCOUNT", help="for every key whose upstream account this is")
     rate.set_defaults(run=_set)
+    kinds = price_commands.add_parser("kinds", help="the prices `tollgate prices set` takes for a vendor")
+    kinds.add_argument("vendor", metavar="VENDOR")
+    kinds.set_defaults(run=_kinds)
+
+
+def _kinds(args: argparse.Namespace) -> int:
+    adapter = registry.load().get(args.vendor)
+    settable = vendorprices.settable_of(adapter) if adapter is not None else ()
+    if adapter is None or not settable:
+        print(f"tollgate: {args.vendor} has no price to set with `tollgate prices set`.", file=sys.stderr)
+        return 2
+    width = max(len(price.kind) for price in settable)
+    for price in settable:
+        print(f"{price.kind:<{width}}  USD per {price.unit}: {price.description}")
+    return 0
 
 
 def sync_vendor(args: argparse.Namespace) -> int:
@@ -76,16 +97,17 @@ def _set(args: argparse.Namespace) -> int:
         return 2
     rate = Decimal(args.rate)
 
-    async def work(conn: Any, runtime: bootstrap.Runtime) -> str | None:
+    async def work(conn: Any, runtime: bootstrap.Runtime) -> tuple[str, SettablePrice] | None:
         adapter = runtime.vendors.get(args.vendor)
         if adapter is None:
             return None
-        return await vendorprices.set_rate(conn, adapter, rate, key_id=args.key, account=args.account)
+        return await vendorprices.set_rate(conn, adapter, rate, kind=args.kind, key_id=args.key, account=args.account)
 
-    scope = with_connection(args, work, write=True)
-    if scope is None:
+    done = with_connection(args, work, write=True)
+    if done is None:
         print(f"tollgate: no vendor {args.vendor}", file=sys.stderr)
         return 2
-    print(f"{args.vendor} rate USD {rate} per unit stored for {scope}; each tollgate serve uses it within "
-          "TOLLGATE_PRICE_REFRESH_INTERVAL_S, over the shipped rate.")
+    scope, price = done
+    print(f"{args.vendor} {price.kind}: USD {rate} per {price.unit} stored for {scope}; each tollgate serve uses it "
+          "within TOLLGATE_PRICE_REFRESH_INTERVAL_S, over any shipped price.")
     return 0

@@ -100,7 +100,7 @@ def _priced_after(document: Mapping[str, Any], known: Sequence[Operation], match
         matched = [op for op in known if matches(PathPattern.parse(entry), op)]
         if not matched:
             found.append(f"endpoints.priced_after lists {entry}, which matches no operation Tollgate knows.")
-        elif not any(op.priced == "after" for op in matched):
+        elif not any(op.priced in ("after", "set") for op in matched):  # "set": until the prices are
             found.append(f"endpoints.priced_after lists {entry}, which is priced before it is sent anyway: "
                          "the entry changes nothing.")
     return found

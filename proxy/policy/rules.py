@@ -237,8 +237,9 @@ class Policy:
         if any(p.matches(request.method, segments, template) for p in self._priced_after_patterns):
             return None  # the operator chose: priced from the vendor's answer
         if request.unpriced:
+            fix = request.unpriced_fix or "Add a rate to the table"
             return Denial("cost_unknown", f"{request.unpriced}: {request.endpoint} is refused before it is sent. "
-                          "Add a rate to the table, or list the endpoint in the key's policy under "
+                          f"{fix}, or list the endpoint in the key's policy under "
                           "endpoints.priced_after to have it priced from the answer.")
         return Denial(
             "cost_unknown",

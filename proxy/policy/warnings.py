@@ -66,4 +66,8 @@ def _warning(pattern: str, op: Operation, priced_after: list[PathPattern]) -> st
     if op.priced == "after" and not any(_matches(p, op) for p in priced_after):
         return (f"{pattern} allows {name}, which {op.kind.replace('_', ' ')} but cannot be priced before it is "
                 "sent: it is refused as cost_unknown unless endpoints.priced_after lists it.")
+    if op.priced == "set" and not any(_matches(p, op) for p in priced_after):
+        return (f"{pattern} allows {name}, which {op.kind.replace('_', ' ')} and is priced at the prices the "
+                "operator sets (`tollgate prices kinds VENDOR` lists them): one not set is refused as cost_unknown "
+                "unless endpoints.priced_after lists it.")
     return ""

@@ -87,6 +87,7 @@ from vendors.base import (
     RecordedObject,
     RenderedResponse,
     RequestRejected,
+    SettablePrice,
     UncertainCall,
     UpstreamCredential,
     VendorError,
@@ -138,9 +139,11 @@ class ResendAdapter:
     hosts: Mapping[str, str] = MappingProxyType({})  # one API host
     requires_account = False
     prices_later = False
-    # The unit an operator's own rate is for (``tollgate prices set resend 0.0004``): the plan decides
+    # The price an operator sets (``tollgate prices set resend 0.0004``): the plan decides
     # it, and no API of Resend's says it (vendors/pricebook.py).
-    unit_price = "email"
+    settable_prices = (SettablePrice("email", "email (each To, Cc and Bcc recipient)",
+                                     "the plan's price per email: its monthly price over the emails it includes, "
+                                     "or its overage rate; from https://resend.com/pricing"),)
     # Resend takes an optional Idempotency-Key on email sends (``ParsedRequest.deduplicated_by``) but
     # lists no email by it, so it cannot name an uncertain call: Tollgate adds none of its own.
     idempotency_header: str | None = None

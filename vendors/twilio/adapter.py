@@ -44,7 +44,10 @@ What the core gets from this adapter
 * ``estimate_usd`` by the operation's price rule: ``sms`` and ``voice``: units x the country's rate,
   the account's own when ``tollgate prices sync`` read it from the Pricing API (``price_sync``,
   vendors/twilio/pricesync.py), else vendors/pricing/twilio_sms.json's; ``free``: 0; ``lookup``: 0
-  without ``Fields`` (no data package); ``unknown`` (Verify, add-ons, data packages...: Tollgate ships no
+  without ``Fields`` (no data package), else the sum of its packages' prices, and ``verify``: the
+  price of its ``Channel``, as the operator set them (``settable_prices``, vendors/twilio/setprices.py;
+  a kind not set: None, and ``unpriced_note`` says which and the command that sets it);
+  ``unknown`` (push challenges, add-ons...: Tollgate ships no
   price): None, which the core refuses as ``cost_unknown`` unless the policy names the endpoint
   in ``endpoints.priced_after``; ``number`` (number purchases): the monthly price of the number's
   country and type, read before the gate from the Pricing host (``price_lookup``, see
@@ -92,7 +95,7 @@ from vendors.base import (
     VendorError,
 )
 from vendors.catalogue import Entry, issued_credentials
-from vendors.twilio import calls, errors, numbers, pricing, routes
+from vendors.twilio import calls, errors, numbers, pricing, routes, setprices
 from vendors.twilio.messages import Facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricesync import TwilioPriceSync
 from vendors.twilio.pricing import UNKNOWN_COUNTRY
@@ -122,6 +125,7 @@ class TwilioAdapter:
     secret_patterns: tuple[str, ...] = ()
     quickstart: Quickstart | None = None
     price_sync = TwilioPriceSync()  # the account's own prices from the Pricing API (tollgate prices sync)
+    settable_prices = setprices.SETTABLE  # Verify and Lookups: no API lists them (tollgate prices set twilio KIND)
     # What twilio-python 9 sends (twilio/base/client_base.py get_headers), minus Authorization.
     forward_request_headers = frozenset({"content-type", "accept", "accept-charset", "user-agent", "x-twilio-client"})
     forward_response_headers = frozenset(
@@ -191,8 +195,10 @@ class TwilioAdapter:
         self, request: ParsedRequest, referenced: RecordedObject | None = None, looked_up: LookedUp | None = None
     ) -> Decimal | None:
         rule = _operation(request).price
-        if rule == "free" or (rule == "lookup" and not request.params.get("Fields")):
+        if rule == "free" or (rule == setprices.LOOKUP_RULE and not request.params.get("Fields")):
             return Decimal(0)
+        if rule in (setprices.VERIFY_RULE, setprices.LOOKUP_RULE):
+            return setprices.usd(request, rule)  # the operator's set prices (tollgate prices set twilio)
         if rule == numbers.RULE:
             return numbers.monthly_usd(request, looked_up)
         if rule in ("voice", calls.UPDATE_RULE):
@@ -208,6 +214,11 @@ class TwilioAdapter:
         else:
             rate = pricing.sms_usd(scope, country)  # the account's synced price, else the shipped one
         return (rate * max(request.units, 1)).quantize(money.MICRO)
+
+    def unpriced_note(self, request: ParsedRequest) -> tuple[str, str] | None:
+        """Why a call ``estimate_usd`` left unpriced has no price, and what would give it one."""
+        rule = _operation(request).price
+        return setprices.unpriced(request, rule) if rule in (setprices.VERIFY_RULE, setprices.LOOKUP_RULE) else None
 
     def parse_response(
         self, request: ParsedRequest, status: int, headers: Mapping[str, str], body: bytes
