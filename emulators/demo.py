@@ -64,14 +64,18 @@ def run(data_dir: Path | None, *, wait: bool, host: str = "127.0.0.1", port: int
     with log_path.open("a", encoding="utf-8") as log_stream:
         logs.configure("json", stream=log_stream)
         print(f"Tollgate's log: {log_path}", flush=True)
+        code = 0
         try:
             _show(directory, wait=wait, listen=(host, port))
+        except KeyboardInterrupt:  # Ctrl-C before the story ended: stop as cleanly, say so
+            print("interrupted: stopping everything the demo started", flush=True)
+            code = 130
         finally:
             stopped = embedded.stop(directory, force=True)
             print(f"stopped the emulators, Tollgate and the embedded Postgres (pid {stopped.pid})", flush=True)
             if own_dir:
                 shutil.rmtree(directory, ignore_errors=True)
-    return 0
+    return code
 
 
 def log_file(directory: Path, *, own_dir: bool) -> Path:
@@ -85,8 +89,8 @@ def _show(directory: Path, *, wait: bool, listen: tuple[str, int]) -> None:
         _print_audit(demo)
         print(f"\nconsole: {demo.base}/console  (sign in with the admin token in {directory / 'admin-token'})")
         if wait:
-            print("serving until Ctrl-C ...", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
+            with contextlib.suppress(KeyboardInterrupt):  # from the line that invites it, not after it
+                print("serving until Ctrl-C ...", flush=True)
                 signal.pause()
 
 

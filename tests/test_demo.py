@@ -86,6 +86,27 @@ def test_ctrl_c_stops_a_waiting_demo_and_everything_it_started() -> None:
         assert _processes_naming(data_dir) == [] and _group_members(demo.pid) == []
 
 
+def test_ctrl_c_during_the_story_stops_everything_and_says_so() -> None:
+    """Ctrl-C while the scripted agent is still playing (the Postgres just started): no traceback,
+    exit 130 as a shell expects of an interrupted command, and nothing left behind."""
+    with data_dir_outside_pytest("tollgate-demo-") as data_dir:
+        demo = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "proxy", "demo", "--data-dir", str(data_dir)],
+                                env=cli_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            told = _read_until(demo, "embedded Postgres in", timeout_s=120)
+            os.killpg(demo.pid, signal.SIGINT)
+            out, err = demo.communicate(timeout=60)
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+        said = told + out.decode()
+        assert demo.returncode == 130, err.decode()
+        assert "Traceback" not in err.decode() + said
+        assert "interrupted: stopping everything the demo started" in said
+        assert postgres_on(data_dir) == [] and _processes_naming(data_dir) == []
+
+
 def _read_until(process: subprocess.Popen[bytes], marker: str, timeout_s: float) -> str:
     """What ``process`` printed up to ``marker`` (read from the pipe's descriptor: a buffered
     reader would hold lines that ``select`` no longer sees); fails after ``timeout_s`` seconds."""
