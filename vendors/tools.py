@@ -1,0 +1,302 @@
+"""A vendor's operations as tools an agent calls (MCP), and the request each tool call becomes.
+
+Why a second view of the catalogue: an agent that reaches a vendor through MCP names an operation
+and hands JSON arguments; the governance pipeline reads HTTP requests. An adapter's ``tools()``
+lists one ``Tool`` per catalogued operation (its name, the vendor's own description and a JSON
+Schema of its parameters, all generated from the vendor's SDK or OpenAPI document, never written
+by hand), and ``tool_request`` turns a call's arguments into exactly the request the vendor's SDK
+would have sent through Tollgate, which then goes down the one request path (``parse_request`` and
+everything after it): no rule is implemented twice.
+
+This module is vendor-neutral: the dataclasses, the argument check, and the encoders several
+vendors share (a flat or JSON body, the path filled in, an OpenAPI schema made self-contained).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jsonschema import Draft202012Validator
+
+from vendors.base import RequestRejected
+
+# OpenAI's rule for function names, the strictest of the MCP clients'.
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+MAX_DESCRIPTION = 1000
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Arguments that fail the schema: the message names the first few, enough for a model to fix its call.
+_MAX_ERRORS = 3
+
+
+@dataclass(frozen=True, eq=False)
+class Tool:
+    """One catalogued operation as a tool. ``path`` is the operation exactly as ``Operation.path`` and
+    policies name it (another host's with its route prefix), so a policy's allow list filters tools."""
+
+    name: str  # unique within the vendor, matches TOOL_NAME
+    method: str
+    path: str
+    kind: str  # the Operation's kind
+    priced: str  # the Operation's priced
+    title: str  # short, for people
+    description: str  # the vendor's own words, at most MAX_DESCRIPTION characters
+    input_schema: Mapping[str, Any]  # JSON Schema 2020-12, self-contained
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """The request a tool call becomes, as it would arrive at /<vendor> from the vendor's SDK."""
+
+    method: str
+    path: str  # under /<vendor>, route prefix included, path parameters filled in and percent-encoded
+    query: bytes
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+# A tool call's arguments are a request that cannot be read as the tool says: the same refusal, and
+# the same place in the error tree (proxy/errors.py), as a malformed HTTP request; its own reason code.
+ToolArgumentsInvalid = RequestRejected
+INVALID = "invalid_tool_arguments"
+
+
+def invalid(tool: Tool, message: str, param: str | None = None) -> RequestRejected:
+    return ToolArgumentsInvalid(INVALID, f"Tool {tool.name}: {message}", param=param, endpoint=f"{tool.method} "
+                                f"{tool.path}")
+
+
+def check_arguments(tool: Tool, arguments: Mapping[str, Any]) -> None:
+    """Refuse arguments the tool's schema does not take, naming what is wrong (``invalid_tool_arguments``)."""
+    if not isinstance(arguments, Mapping):
+        raise invalid(tool, "the arguments must be a JSON object.")
+    errors = sorted(Draft202012Validator(tool.input_schema).iter_errors(dict(arguments)), key=lambda e: e.path)
+    if errors:
+        said = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message[:200]}"
+                         for e in errors[:_MAX_ERRORS])
+        first = errors[0].absolute_path
+        raise invalid(tool, said, param=str(first[0]) if first else None)
+
+
+def path_names(template: str) -> list[str]:
+    """The placeholders of a path template, in order: ``/v1/charges/{charge}`` -> ["charge"]."""
+    return _PLACEHOLDER.findall(template)
+
+
+def fill_path(template: str, values: Mapping[str, str]) -> str:
+    """The template with each placeholder's value percent-encoded as one path segment."""
+    return _PLACEHOLDER.sub(lambda m: quote(str(values[m.group(1)]), safe=""), template)
+
+
+def split_arguments(template: str, arguments: Mapping[str, Any], fixed: Mapping[str, str] | None = None
+                    ) -> tuple[str, dict[str, Any]]:
+    """(the filled path, the arguments that are not path parameters); ``fixed`` fills placeholders the
+    tool does not expose (Twilio's AccountSid)."""
+    names = path_names(template)
+    given = dict(fixed or {})
+    given.update({name: arguments[name] for name in names if name in arguments and name not in given})
+    rest = {k: v for k, v in arguments.items() if k not in names or k in (fixed or {})}
+    return fill_path(template, given), rest
+
+
+def form_value(value: Any) -> str:
+    """A scalar as the SDKs write it in a form: booleans ``true``/``false``, the rest as Python's ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def flat_form(params: Mapping[str, Any]) -> bytes:
+    """A flat form (``To=...&MediaUrl=a&MediaUrl=b``): a list is its key repeated, in order; None is left out."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs.extend((key, form_value(v)) for v in values)
+    return urlencode(pairs).encode("ascii")
+
+
+def json_body(params: Mapping[str, Any]) -> bytes:
+    return json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def trimmed(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    """Whitespace runs folded; cut at a word boundary with an ellipsis when longer than ``limit``."""
+    text = re.sub(r"[ \t]+", " ", re.sub(r"\n{3,}", "\n\n", text.strip()))
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+def snake(name: str) -> str:
+    """``CreateVerification`` -> ``create_verification``; ``emails/send`` -> ``emails_send``."""
+    name = re.sub(r"[^A-Za-z0-9]+", "_", name)
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return name.strip("_").lower()
+
+
+def unique_names(tools: Sequence[Tool]) -> None:
+    """Raise ValueError unless every name is valid and used once (the generators call it)."""
+    seen: set[str] = set()
+    for tool in tools:
+        if not TOOL_NAME.match(tool.name) or tool.name in seen:
+            raise ValueError(f"tool name {tool.name!r} is invalid or used twice")
+        seen.add(tool.name)
+
+
+# OpenAPI keywords that are no JSON Schema 2020-12 (or only noise to a model): dropped when inlining.
+_OPENAPI_ONLY = frozenset({"nullable", "example", "discriminator", "xml", "externalDocs", "readOnly", "writeOnly",
+                           "deprecated", "title"})
+
+
+def inline_schema(document: Mapping[str, Any], node: Any, seen: tuple[str, ...] = ()) -> Any:
+    """An OpenAPI schema with every ``$ref`` resolved in place (a self-contained JSON Schema), OpenAPI
+    3.0's ``nullable`` as a ``null`` type, ``x-`` extensions and examples dropped. A reference that
+    refers back to itself is cut to ``{}`` (any value): no tool argument can be infinite."""
+    if isinstance(node, list):
+        return [inline_schema(document, item, seen) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    if "$ref" in node:
+        ref = node["$ref"]
+        if ref in seen:
+            return {}
+        return inline_schema(document, _resolve(document, ref), (*seen, ref))
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-") or key in _OPENAPI_ONLY:
+            continue
+        out[key] = (value if key in ("enum", "const", "required", "default", "pattern", "format", "description")
+                    else inline_schema(document, value, seen))
+    if node.get("nullable") is True and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def _resolve(document: Mapping[str, Any], ref: str) -> Any:
+    if not ref.startswith("#/"):
+        raise ValueError(f"external reference {ref!r}: the tool schema must be self-contained")
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def object_schema(properties: Mapping[str, Any], required: Sequence[str]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": dict(properties)}
+    if required:
+        schema["required"] = sorted(set(required))
+    return schema
+
+
+
+@dataclass(frozen=True)
+class SpecOperation:
+    """How a tool read from an OpenAPI document is sent: its path on the host as the spec spells it,
+    the route prefix that reaches the host, the arguments that go in the query, and its body's encoding."""
+
+    template: str
+    prefix: str  # "" for the vendor's main host, "/verify" for another's
+    query: frozenset[str]
+    body: str | None  # "form", "json", "multipart"; None: no body
+
+
+METHODS = ("get", "post", "put", "patch", "delete")
+_BODIES = {"application/x-www-form-urlencoded": "form", "application/json": "json", "multipart/form-data": "multipart"}
+
+
+def openapi_tools(document: Mapping[str, Any], operations: Mapping[str, Any], *, prefix: str = "",
+                  name_prefix: str = "", hidden: frozenset[str] = frozenset()) -> list[tuple[Tool, SpecOperation]]:
+    """One tool per operation of an OpenAPI document: its ``operationId`` snake-cased (after
+    ``name_prefix``), summary and description, and a schema of its path and query parameters (less
+    ``hidden``, which the caller fills in) and its request body's properties. ``operations`` holds
+    the catalogue's ``Operation`` of each, keyed ``"METHOD /template"`` as the spec spells it."""
+    found: list[tuple[Tool, SpecOperation]] = []
+    for template, item in document["paths"].items():
+        for method in (m for m in METHODS if m in item):
+            spec = item[method]
+            operation = operations[f"{method.upper()} {template}"]
+            properties, required, query = _parameters(document, spec, hidden)
+            body = _body(document, spec, properties, required)
+            summary = str(spec.get("summary") or "").strip()
+            text = str(spec.get("description") or "").strip()
+            description = summary if not text or text == summary else f"{summary}\n\n{text}" if summary else text
+            tool = Tool(short_name(name_prefix + snake(spec["operationId"])), method.upper(), operation.path,
+                        operation.kind, operation.priced, trimmed(summary or spec["operationId"], 120),
+                        trimmed(description), object_schema(properties, required))
+            found.append((tool, SpecOperation(template, prefix, frozenset(query), body)))
+    return found
+
+
+def short_name(name: str) -> str:
+    """A name longer than 64 characters: its first 55 and a hash of the whole (deterministic, unique)."""
+    if len(name) <= 64:
+        return name
+    return f"{name[:55]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _parameters(document: Mapping[str, Any], spec: Mapping[str, Any], hidden: frozenset[str]
+                ) -> tuple[dict[str, Any], list[str], list[str]]:
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    query: list[str] = []
+    for raw in spec.get("parameters", []):
+        parameter = inline_schema(document, raw)
+        name, where = parameter["name"], parameter["in"]
+        if where not in ("path", "query") or name in hidden:
+            continue  # headers are the SDK's business, not a tool argument
+        schema = dict(parameter.get("schema") or {"type": "string"})
+        if parameter.get("description"):
+            schema["description"] = trimmed(str(parameter["description"]), 500)
+        properties[name] = schema
+        if where == "path" or parameter.get("required"):
+            required.append(name)
+        if where == "query":
+            query.append(name)
+    return properties, required, query
+
+
+def _body(document: Mapping[str, Any], spec: Mapping[str, Any], properties: dict[str, Any], required: list[str]
+          ) -> str | None:
+    content = spec.get("requestBody", {}).get("content", {})
+    for media, encoding in _BODIES.items():
+        if media in content:
+            schema = inline_schema(document, content[media].get("schema", {}))
+            for name, prop in (schema.get("properties") or {}).items():
+                properties[name] = {**prop, "description": trimmed(str(prop["description"]), 500)} \
+                    if "description" in prop else prop
+            required.extend(schema.get("required", []))
+            return encoding
+    return None
+
+
+def openapi_request(tool: Tool, operation: SpecOperation, arguments: Mapping[str, Any], headers: dict[str, str],
+                    *, fixed: Mapping[str, str] | None = None, form: Callable[[Mapping[str, Any]], bytes] = flat_form
+                    ) -> ToolRequest:
+    """The request of a tool read by ``openapi_tools``: path parameters in the path, query parameters (all
+    of a GET's or DELETE's) in the query, the rest in the body in the spec's encoding."""
+    check_arguments(tool, arguments)
+    path, rest = split_arguments(operation.template, arguments, fixed)
+    in_query = tool.method in ("GET", "DELETE")
+    query = {k: v for k, v in rest.items() if in_query or k in operation.query}
+    body_params = {k: v for k, v in rest.items() if k not in query}
+    path = operation.prefix + path
+    if operation.body is None or (not body_params and operation.body != "json"):
+        if body_params:
+            raise invalid(tool, f"takes no body, but was given {sorted(body_params)}.")
+        return ToolRequest(tool.method, path, flat_form(query), headers, b"")
+    if operation.body == "multipart":
+        raise invalid(tool, "a file upload (multipart/form-data) cannot be made from JSON arguments; send it "
+                      "through Tollgate's HTTP route.")
+    if operation.body == "json":
+        body = json.dumps(body_params).encode("utf-8")
+        return ToolRequest(tool.method, path, flat_form(query), {**headers, "content-type": "application/json"}, body)
+    return ToolRequest(tool.method, path, flat_form(query),
+                       {**headers, "content-type": "application/x-www-form-urlencoded"}, form(body_params))
