@@ -8,10 +8,13 @@ know about a vendor goes through the types in this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # vendors/tools.py imports this module
+    from vendors.tools import Tool, ToolRequest
 
 
 class TollgateError(Exception):
@@ -327,6 +330,18 @@ class PriceSync(Protocol):
 
     def read_prices(self, feed: str, country: str, answer: LookedUp) -> tuple[ListedPrice, ...]:
         """The prices the answer gives; () when the list has none for the country (Twilio's 404)."""
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """An adapter's operations as MCP tools, and the request a tool call becomes, which then goes down
+    the one request path (vendors/tools.py). Optional, as ``price_sync`` is: not part of VendorAdapter,
+    so a plugin without it still is one; the core finds it with ``getattr`` and offers it no tools."""
+
+    def tools(self) -> Sequence[Tool]: ...
+
+    def tool_request(self, tool: Tool, arguments: Mapping[str, Any], vault_key: str, account: str | None
+                     ) -> ToolRequest: ...
 
 
 @runtime_checkable

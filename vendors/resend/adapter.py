@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -96,7 +96,9 @@ from vendors.catalogue import Catalogue, Entry, Match, issued_credentials
 from vendors.endpoints import looks_like_id
 from vendors.money import MICRO, PRICING_DIR
 from vendors.resend import broadcasts
+from vendors.resend import tools as resend_tools
 from vendors.resend.emails import INVALID, address, read_send, refused_units
+from vendors.tools import Tool, ToolRequest
 from vendors.wire import json_object, require_content_type
 
 BATCH = "POST /emails/batch"
@@ -162,6 +164,15 @@ class ResendAdapter:
     def operations(self) -> Iterable[Operation]:
         """Every operation of Resend's spec, as policies name them (``GET /emails/{id}``)."""
         return tuple(entry.described(_name(entry).partition(" ")[2]) for entry in catalogue().operations.values())
+
+    def tools(self) -> Sequence[Tool]:
+        """One tool per operation of Resend's document (read once, vendors/resend/tools.py)."""
+        return resend_tools.tools()
+
+    def tool_request(
+        self, tool: Tool, arguments: Mapping[str, Any], vault_key: str, account: str | None
+    ) -> ToolRequest:
+        return resend_tools.tool_request(tool, arguments, vault_key)
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         scheme, _, value = headers.get("authorization", "").partition(" ")

@@ -15,7 +15,7 @@ import base64
 import binascii
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,7 @@ from vendors.base import (
 )
 from vendors.endpoints import Endpoint
 from vendors.stripe import bodies, catalogue, meters, outcomes, routes, settlement
+from vendors.stripe import tools as stripe_tools
 from vendors.stripe.catalogue import Facts
 from vendors.stripe.facts import (
     MAX_AMOUNT_MINOR,
@@ -51,6 +52,7 @@ from vendors.stripe.facts import (
     named_objects,
     primary_object,
 )
+from vendors.tools import Tool, ToolRequest
 from vendors.wire import json_object
 
 OPERATIONS = catalogue.load()
@@ -150,6 +152,17 @@ class StripeAdapter:
 
     def operations(self) -> Iterable[Operation]:
         return tuple(op for op in catalogue.operations() if f"{op.method} {op.path}" not in routes.NOT_SERVED)
+
+    def tools(self) -> Sequence[Tool]:
+        """One tool per served operation, from vendors/stripe/tools.json (read once)."""
+        return stripe_tools.tools()
+
+    def tool_request(
+        self, tool: Tool, arguments: Mapping[str, Any], vault_key: str, account: str | None
+    ) -> ToolRequest:
+        """What stripe-python sends for the call; a key bound to a connected account is bound upstream
+        (``upstream_auth_headers``), so ``account`` adds nothing here."""
+        return stripe_tools.tool_request(tool, arguments, vault_key)
 
     def after_lookup(self, request: ParsedRequest, looked_up: LookedUp) -> tuple[ParsedRequest, Lookup | None]:
         """One read prices the call. What it told (the amount the request did not name, the currency)

@@ -72,7 +72,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -95,7 +95,9 @@ from vendors.base import (
     VendorError,
 )
 from vendors.catalogue import Entry, issued_credentials
+from vendors.tools import Tool, ToolRequest
 from vendors.twilio import calls, errors, numbers, pricing, routes, setprices
+from vendors.twilio import tools as twilio_tools
 from vendors.twilio.messages import Facts, lookup_facts, message_facts, send_facts
 from vendors.twilio.pricesync import TwilioPriceSync
 from vendors.twilio.pricing import UNKNOWN_COUNTRY
@@ -136,6 +138,15 @@ class TwilioAdapter:
     def operations(self) -> Iterable[Operation]:
         """Every operation of every Twilio host, as policies name them (the product hosts' with their prefix)."""
         return routes.operations()
+
+    def tools(self) -> Sequence[Tool]:
+        """One tool per operation of Twilio's documents (read once, vendors/twilio/tools.py)."""
+        return twilio_tools.tools()
+
+    def tool_request(
+        self, tool: Tool, arguments: Mapping[str, Any], vault_key: str, account: str | None
+    ) -> ToolRequest:
+        return twilio_tools.tool_request(tool, arguments, vault_key, account)
 
     def presented_credentials(self, headers: Mapping[str, str]) -> PresentedCredentials:
         scheme, _, value = headers.get("authorization", "").partition(" ")
