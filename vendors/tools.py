@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -75,12 +76,18 @@ def check_arguments(tool: Tool, arguments: Mapping[str, Any]) -> None:
     """Refuse arguments the tool's schema does not take, naming what is wrong (``invalid_tool_arguments``)."""
     if not isinstance(arguments, Mapping):
         raise invalid(tool, "the arguments must be a JSON object.")
-    errors = sorted(Draft202012Validator(tool.input_schema).iter_errors(dict(arguments)), key=lambda e: e.path)
+    errors = sorted(_validator(tool).iter_errors(dict(arguments)), key=lambda e: e.path)
     if errors:
         said = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message[:200]}"
                          for e in errors[:_MAX_ERRORS])
         first = errors[0].absolute_path
         raise invalid(tool, said, param=str(first[0]) if first else None)
+
+
+@lru_cache(maxsize=1024)
+def _validator(tool: Tool) -> Draft202012Validator:
+    """One per tool (a Tool hashes by identity): the largest Stripe schemas are 100 kB to compile."""
+    return Draft202012Validator(tool.input_schema)
 
 
 def path_names(template: str) -> list[str]:

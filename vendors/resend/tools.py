@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from vendors.tools import SpecOperation, Tool, ToolRequest, invalid, openapi_request, openapi_tools
+from vendors.tools import SpecOperation, Tool, ToolRequest, invalid, openapi_request, openapi_tools, unique_names
 
 SPEC = Path(__file__).resolve().parents[2] / "emulators" / "fixtures" / "resend-openapi.json"
 
@@ -28,6 +28,7 @@ def _loaded() -> tuple[tuple[Tool, ...], dict[str, SpecOperation]]:
     # operations() names each as policies do (its placeholders renamed), in the catalogue's order
     described = dict(zip(catalogue().operations, ResendAdapter().operations(), strict=True))
     found = openapi_tools(json.loads(SPEC.read_text(encoding="utf-8")), described)
+    unique_names([tool for tool, _ in found])
     return tuple(tool for tool, _ in found), {tool.name: operation for tool, operation in found}
 
 

@@ -8,7 +8,8 @@ never on the request path.
 A tool call becomes what stripe-python 16 would send (``stripe/_api_requestor.py``): on /v1 the
 parameters form-encoded by ``_api_encode`` (``metadata[k]=v``, ``items[0][price]=p``, lists always
 indexed, booleans ``true``/``false``, None left out), ``urlencode``d with the brackets left literal,
-in the body of a POST and in the query of a GET or DELETE; on /v2 a POST's body is ``json.dumps`` of
+in the body of a POST and in the query of a GET or DELETE (where its HTTP client percent-encodes
+the brackets); on /v2 a POST's body is ``json.dumps`` of
 the parameters. The key goes in ``Authorization: Bearer``. What stripe-python adds besides (an
 ``Idempotency-Key`` on every POST, its ``Stripe-Version``) is not a parameter: the core gives a POST
 without an idempotency key one of its own, as it does an HTTP client's.
@@ -28,7 +29,7 @@ from urllib.parse import urlencode
 from vendors.base import Operation
 from vendors.stripe import catalogue
 from vendors.stripe.routes import NOT_SERVED
-from vendors.tools import Tool, ToolRequest, check_arguments, invalid, split_arguments
+from vendors.tools import Tool, ToolRequest, check_arguments, invalid, split_arguments, unique_names
 
 TOOLS = Path(__file__).with_name("tools.json")
 _FORM = "application/x-www-form-urlencoded"
@@ -48,6 +49,7 @@ def _loaded() -> tuple[tuple[Tool, ...], dict[str, tuple[str, str]]]:
         tools.append(Tool(entry["name"], entry["method"], path, operation.kind, operation.priced, entry["title"],
                           entry["description"], entry["input_schema"]))
         templates[entry["name"]] = (entry["template"], entry["host"])
+    unique_names(tools)
     return tuple(tools), templates
 
 
@@ -66,7 +68,7 @@ def tool_request(tool: Tool, arguments: Mapping[str, Any], vault_key: str) -> To
     path = catalogue.prefix_of(host) + path
     headers = {"authorization": f"Bearer {vault_key}"}
     if tool.method in ("GET", "DELETE"):
-        return ToolRequest(tool.method, path, form(params), headers, b"")
+        return ToolRequest(tool.method, path, query(params), headers, b"")
     if host == "files":
         raise invalid(tool, "a file upload (multipart/form-data) cannot be made from JSON arguments; upload it "
                       "with stripe-python through Tollgate's HTTP route.")
@@ -84,6 +86,12 @@ def form(params: Mapping[str, Any]) -> bytes:
     """stripe-python's form encoding of ``params`` (``_api_encode`` then ``urlencode``, brackets literal)."""
     encoded = urlencode(list(_encoded(params)))
     return encoded.replace("%5B", "[").replace("%5D", "]").encode("ascii")
+
+
+def query(params: Mapping[str, Any]) -> bytes:
+    """A GET's or DELETE's query as it arrives: stripe-python puts the same form in the URL, and its
+    HTTP client percent-encodes the brackets there (``expand%5B0%5D=...``); Tollgate reads both alike."""
+    return urlencode(list(_encoded(params))).encode("ascii")
 
 
 def _encoded(data: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:

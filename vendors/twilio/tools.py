@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from vendors.tools import SpecOperation, Tool, ToolRequest, invalid, openapi_request, openapi_tools
+from vendors.tools import SpecOperation, Tool, ToolRequest, invalid, openapi_request, openapi_tools, unique_names
 from vendors.twilio import routes
 
 FIXTURES = Path(__file__).resolve().parents[2] / "emulators" / "fixtures"
@@ -53,6 +53,7 @@ def _loaded() -> tuple[tuple[Tool, ...], dict[str, SpecOperation]]:
                                              hidden=HIDDEN):
             tools.append(tool)
             sent[tool.name] = operation
+    unique_names(tools)
     return tuple(tools), sent
 
 
