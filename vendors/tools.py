@@ -232,14 +232,24 @@ def openapi_tools(document: Mapping[str, Any], operations: Mapping[str, Any], *,
             operation = operations[f"{method.upper()} {template}"]
             properties, required, query = _parameters(document, spec, hidden)
             body = _body(document, spec, properties, required)
-            summary = str(spec.get("summary") or "").strip()
-            text = str(spec.get("description") or "").strip()
-            description = summary if not text or text == summary else f"{summary}\n\n{text}" if summary else text
+            summary, description = _described(spec, item)
             tool = Tool(short_name(name_prefix + snake(spec["operationId"])), method.upper(), operation.path,
-                        operation.kind, operation.priced, trimmed(summary or spec["operationId"], 120),
-                        trimmed(description), object_schema(properties, required))
+                        operation.kind, operation.priced, trimmed(summary, 120), trimmed(description),
+                        object_schema(properties, required))
             found.append((tool, SpecOperation(template, prefix, frozenset(query), body)))
     return found
+
+
+def _described(spec: Mapping[str, Any], item: Mapping[str, Any]) -> tuple[str, str]:
+    """(title, description): the operation's summary, then its description or, where the spec has
+    none (most of Twilio's), that of the resource it acts on; a title from the operationId at worst."""
+    summary = str(spec.get("summary") or "").strip()
+    text = str(spec.get("description") or "").strip()
+    if not text or text == summary:
+        text = str(item.get("description") or "").strip()
+    title = summary or snake(spec["operationId"]).replace("_", " ").capitalize()
+    parts = [part for part in dict.fromkeys((summary, text)) if part]
+    return title, "\n\n".join(parts) or title
 
 
 def short_name(name: str) -> str:
