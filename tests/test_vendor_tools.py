@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -246,7 +247,67 @@ def test_arguments_the_schema_does_not_take_are_refused_by_name(vendor: str, nam
     assert name in refused.value.message
 
 
+def test_a_refusal_names_the_rule_and_never_quotes_the_value() -> None:
+    """The message goes to the audit row and to the model: what the schema wants, not what was sent."""
+    card = "4242424242424242"
+    with pytest.raises(ToolArgumentsInvalid) as refused:
+        ADAPTERS["stripe"].tool_request(tool("stripe", "refunds_create"),  # type: ignore[attr-defined]
+                                        {"charge": card, "amount": card, "origin": card}, VAULT_KEY, None)
+    assert card not in refused.value.message
+    assert 'amount: must satisfy type: "integer"' in refused.value.message
+    assert 'origin: must satisfy enum: ["customer_balance"]' in refused.value.message
+
+
 def test_a_plugin_without_tools_is_still_an_adapter() -> None:
     from tests.plugins.acme import AcmeAdapter
 
     assert isinstance(AcmeAdapter(), VendorAdapter) and getattr(AcmeAdapter(), "tools", None) is None
+
+
+# A tool whose body is a file upload: JSON arguments cannot carry one, so its call is refused.
+UPLOADS = {("stripe", "files_create"), ("resend", "contacts_create_import")}
+
+
+def sample(schema: Mapping[str, Any], name: str) -> Any:
+    """A value the schema takes, for a sweep that only routes: a Sid of the pattern's prefix, a phone
+    number where one is asked, the first of an enum, one of each array and required field."""
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return sample(options[-1], name)
+    if "const" in schema or "enum" in schema:
+        return schema.get("const", (schema.get("enum") or [None])[0])
+    kind = schema.get("type", "string")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind == "string":
+        sid = re.match(r"\^\(?([A-Z]{2})", schema.get("pattern", ""))
+        return (sid.group(1) + "ab" * 16 if sid else "+14155550100" if schema.get("format") == "phone-number"
+                else "4ef9a417-02e9-4d39-ad75-9611e0fcc33c" if "id" in name.lower() else "x1")
+    if kind == "array":
+        return [sample(schema.get("items", {}), name)]
+    if kind == "object":
+        return {k: sample(v, k) for k, v in schema.get("properties", {}).items() if k in schema.get("required", [])}
+    return {"integer": 1, "number": 1, "boolean": True}.get(kind, "x1")
+
+
+@pytest.mark.parametrize("vendor", sorted(ADAPTERS))
+def test_every_tools_request_reaches_the_operation_the_tool_names(vendor: str) -> None:
+    """Each tool called with its required arguments: the adapter reads the request as the tool's
+    operation (or refuses what the values say, still naming it), never as another or as unknown."""
+    adapter: Any = ADAPTERS[vendor]
+    wrong = []
+    for chosen in adapter.tools():
+        schema = chosen.input_schema
+        arguments = {name: sample(schema["properties"][name], name) for name in schema.get("required", [])}
+        if (vendor, chosen.name) in UPLOADS:
+            with pytest.raises(ToolArgumentsInvalid):
+                adapter.tool_request(chosen, arguments, VAULT_KEY, ACCOUNT)
+            continue
+        request = adapter.tool_request(chosen, arguments, VAULT_KEY, ACCOUNT)
+        try:
+            got = adapter.parse_request(request.method, unquote(request.path), request.query, request.headers,
+                                        request.body).endpoint
+        except RequestRejected as exc:
+            got = exc.endpoint if exc.reason not in ("unknown_operation", "invalid_path") else exc.reason
+        if got != endpoint_of(chosen):
+            wrong.append((chosen.name, got))
+    assert wrong == []

@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 from vendors.base import RequestRejected
 
@@ -78,10 +78,18 @@ def check_arguments(tool: Tool, arguments: Mapping[str, Any]) -> None:
         raise invalid(tool, "the arguments must be a JSON object.")
     errors = sorted(_validator(tool).iter_errors(dict(arguments)), key=lambda e: e.path)
     if errors:
-        said = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message[:200]}"
+        said = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {_said(e)}"
                          for e in errors[:_MAX_ERRORS])
         first = errors[0].absolute_path
         raise invalid(tool, said, param=str(first[0]) if first else None)
+
+
+def _said(error: ValidationError) -> str:
+    """What is wrong, in the schema's terms, never quoting the value given: an argument may hold
+    anything (a card number, a message's text), and this message goes to the audit row."""
+    if error.validator in ("required", "additionalProperties", "dependentRequired"):
+        return error.message[:200]  # names of arguments only
+    return f"must satisfy {error.validator}: {json.dumps(error.validator_value, default=str)[:160]}"
 
 
 @lru_cache(maxsize=1024)
