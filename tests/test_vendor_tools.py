@@ -82,8 +82,8 @@ def test_schemas_are_valid_self_contained_json_schema(vendor: str) -> None:
 
 def test_the_stripe_file_is_what_the_installed_stripe_python_gives() -> None:
     """Regenerate tools.json from stripe-python: when the SDK changes, this fails until
-    ``python -m vendors.stripe.tools --write`` is run (and the diff read)."""
-    assert stripe_tools.dumps(stripe_tools.generate()) == stripe_tools.TOOLS.read_text(encoding="utf-8")
+    ``python -m vendors.stripe.toolgen --write`` is run (and the diff read)."""
+    assert toolgen.dumps(toolgen.generate()) == stripe_tools.TOOLS.read_text(encoding="utf-8")
 
 
 def test_the_stripe_file_has_one_tool_per_catalogue_entry_and_serves_all_but_the_unserved() -> None:
@@ -208,6 +208,14 @@ def test_a_twilio_lookup_percent_encodes_its_number_in_the_path() -> None:
     assert (request.method, request.path, request.body) == ("GET", "/lookups/v2/PhoneNumbers/%2B14155550100", b"")
     _, parsed, _ = parsed_back("twilio", "lookups_fetch_phone_number", {"PhoneNumber": "+14155550100"}, ACCOUNT)
     assert parsed.endpoint == "GET /lookups/v2/PhoneNumbers/{PhoneNumber}"
+
+
+def test_a_twilio_tool_takes_no_account_of_the_agents_own() -> None:
+    with pytest.raises(ToolArgumentsInvalid) as refused:
+        ADAPTERS["twilio"].tool_request(tool("twilio", "create_message"),  # type: ignore[attr-defined]
+                                        {"To": "+14155550100", "Body": "hi", "AccountSid": "AC" + "ff" * 16},
+                                        VAULT_KEY, ACCOUNT)
+    assert "AccountSid" in refused.value.message and refused.value.reason == "invalid_tool_arguments"
 
 
 def test_a_twilio_tool_without_the_keys_account_is_refused() -> None:

@@ -76,7 +76,7 @@ def check_arguments(tool: Tool, arguments: Mapping[str, Any]) -> None:
     """Refuse arguments the tool's schema does not take, naming what is wrong (``invalid_tool_arguments``)."""
     if not isinstance(arguments, Mapping):
         raise invalid(tool, "the arguments must be a JSON object.")
-    errors = sorted(_validator(tool).iter_errors(dict(arguments)), key=lambda e: e.path)
+    errors = sorted(_validator(tool).iter_errors(dict(arguments)), key=lambda e: [str(p) for p in e.path])
     if errors:
         said = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {_said(e)}"
                          for e in errors[:_MAX_ERRORS])
@@ -115,7 +115,7 @@ def split_arguments(template: str, arguments: Mapping[str, Any], fixed: Mapping[
     names = path_names(template)
     given = dict(fixed or {})
     given.update({name: arguments[name] for name in names if name in arguments and name not in given})
-    rest = {k: v for k, v in arguments.items() if k not in names or k in (fixed or {})}
+    rest = {k: v for k, v in arguments.items() if k not in names}  # the schema refuses any fixed one given
     return fill_path(template, given), rest
 
 
@@ -205,7 +205,9 @@ def _resolve(document: Mapping[str, Any], ref: str) -> Any:
 
 
 def object_schema(properties: Mapping[str, Any], required: Sequence[str]) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": dict(properties)}
+    """A tool's arguments: only those named (a model learns the names from the refusal, and nothing it
+    invents, such as Twilio's AccountSid, reaches the request), the required ones required."""
+    schema: dict[str, Any] = {"type": "object", "properties": dict(properties), "additionalProperties": False}
     if required:
         schema["required"] = sorted(set(required))
     return schema

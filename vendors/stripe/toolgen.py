@@ -18,7 +18,7 @@ regenerates it from the installed SDK and fails when the two differ. For each op
   TypedDict a nested object, down to ``MAX_NESTING`` levels; deeper ones become an object that takes
   anything, described by its docstring.
 
-Sizes, stripe-python 16.1.0 (650 operations; ``python -m vendors.stripe.tools --sizes``), each field's
+Sizes, stripe-python 16.1.0 (650 operations; ``python -m vendors.stripe.toolgen --sizes``), each field's
 description cut at 500 characters: every level kept, tools.json would be 3.0 MB and the largest tool
 (``payment_intents_create``, with its ``payment_method_options`` for some fifty payment methods)
 132 kB of schema; cut at MAX_NESTING = 2 (``line_items[][price_data]`` typed, its ``recurring`` an
@@ -29,15 +29,20 @@ their shape, and what the cut drops is the breadth of a few payment-method optio
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib.util
+import json
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vendors.stripe import sdk_operations
+from vendors.stripe import catalogue, sdk_operations
 from vendors.stripe.sdk_operations import SdkOperation, _declared, _module
-from vendors.tools import MAX_DESCRIPTION, short_name, trimmed
+from vendors.stripe.tools import TOOLS
+from vendors.tools import MAX_DESCRIPTION, object_schema, short_name, trimmed
 
 MAX_NESTING = 2  # levels of nested objects typed below a top-level parameter (measured above)
 _ROOTS = (("oauth", "stripe._oauth_service", "OAuthService"), ("", "stripe._v1_services", "V1Services"),
@@ -140,10 +145,7 @@ def input_schema(package_dir: Path, template: str, params: str | None) -> dict[s
         body = _object(package_dir, module, name, 0)
         properties.update(body.get("properties", {}))
         required += body.get("required", [])
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    return schema
+    return object_schema(properties, required)
 
 
 def _object(package_dir: Path, module: str, name: str, depth: int) -> dict[str, Any]:
@@ -245,3 +247,39 @@ def _union(parts: list[dict[str, Any]]) -> dict[str, Any]:
         merged = {"enum": [v for p in enums for v in p["enum"]]}
         flat = [merged if p is enums[0] else p for p in flat if p is enums[0] or p not in enums]
     return flat[0] if len(flat) == 1 else {"anyOf": flat}
+
+
+def generate() -> dict[str, Any]:
+    """tools.json's content, from the installed stripe-python (a dev dependency)."""
+    spec = importlib.util.find_spec("stripe")
+    if spec is None or spec.origin is None:
+        raise SystemExit("stripe-python is not installed: pip install the dev dependencies first")
+    document = json.loads(catalogue.CATALOGUE.read_text(encoding="utf-8"))
+    tools = list(generated(Path(spec.origin).parent, document["operations"]))
+    return {"sdk": document["sdk"], "max_nesting": MAX_NESTING, "tools": tools}
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    """One tool a line, so that a regenerated file's diff names the tools that changed."""
+    lines = ",\n".join("  " + json.dumps(tool, ensure_ascii=False, sort_keys=True) for tool in document["tools"])
+    head = json.dumps({k: v for k, v in document.items() if k != "tools"})[:-1]
+    return f'{head}, "tools": [\n{lines}\n]}}\n'
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vendors.stripe.toolgen", description=__doc__.split("\n")[0])
+    parser.add_argument("--write", action="store_true", help="regenerate vendors/stripe/tools.json")
+    parser.add_argument("--sizes", action="store_true", help="print the file's size and the largest tools'")
+    args = parser.parse_args(argv)
+    document = generate()
+    text = dumps(document)
+    if args.write:
+        TOOLS.write_text(text, encoding="utf-8")
+    if args.sizes or not args.write:
+        largest = sorted((len(json.dumps(t["input_schema"])), t["name"]) for t in document["tools"])[-3:]
+        print(f"{len(document['tools'])} tools, {len(text.encode()) / 1e6:.2f} MB; largest schemas: {largest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

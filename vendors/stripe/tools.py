@@ -1,7 +1,7 @@
 """Stripe's operations as tools (vendors/tools.py), and the request stripe-python sends for a tool call.
 
 The tools are data: ``tools.json``, generated from the installed stripe-python by
-``vendors/stripe/toolgen.py`` (``python -m vendors.stripe.tools --write``; stripe-python is not there
+``vendors/stripe/toolgen.py`` (``python -m vendors.stripe.toolgen --write``; stripe-python is not there
 at runtime) and held to it by tests/test_vendor_tools.py. It is read once, on the first ``tools()``,
 never on the request path.
 
@@ -17,9 +17,7 @@ without an idempotency key one of its own, as it does an HTTP client's.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -114,43 +112,3 @@ def _encoded(data: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
             yield key, str(value).lower()
         else:
             yield key, value
-
-
-def generate() -> dict[str, Any]:
-    """tools.json's content, from the installed stripe-python (a dev dependency)."""
-    import importlib.util
-
-    from vendors.stripe import toolgen
-
-    spec = importlib.util.find_spec("stripe")
-    if spec is None or spec.origin is None:
-        raise SystemExit("stripe-python is not installed: pip install the dev dependencies first")
-    document = json.loads(catalogue.CATALOGUE.read_text(encoding="utf-8"))
-    tools = list(toolgen.generated(Path(spec.origin).parent, document["operations"]))
-    return {"sdk": document["sdk"], "max_nesting": toolgen.MAX_NESTING, "tools": tools}
-
-
-def dumps(document: Mapping[str, Any]) -> str:
-    """One tool a line, so that a regenerated file's diff names the tools that changed."""
-    lines = ",\n".join("  " + json.dumps(tool, ensure_ascii=False, sort_keys=True) for tool in document["tools"])
-    head = json.dumps({k: v for k, v in document.items() if k != "tools"})[:-1]
-    return f'{head}, "tools": [\n{lines}\n]}}\n'
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vendors.stripe.tools", description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help="regenerate vendors/stripe/tools.json")
-    parser.add_argument("--sizes", action="store_true", help="print the file's size and the largest tools'")
-    args = parser.parse_args(argv)
-    document = generate()
-    text = dumps(document)
-    if args.write:
-        TOOLS.write_text(text, encoding="utf-8")
-    if args.sizes or not args.write:
-        largest = sorted((len(json.dumps(t["input_schema"])), t["name"]) for t in document["tools"])[-3:]
-        print(f"{len(document['tools'])} tools, {len(text.encode()) / 1e6:.2f} MB; largest schemas: {largest}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
