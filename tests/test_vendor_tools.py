@@ -255,6 +255,14 @@ def test_arguments_the_schema_does_not_take_are_refused_by_name(vendor: str, nam
     assert name in refused.value.message
 
 
+@pytest.mark.parametrize("charge", ["ch_1/../../v1/payouts", "..", "ch_1?amount=1", "ch 1", "ch_1%2F", ""])
+def test_a_path_argument_is_one_segment_or_refused(charge: str) -> None:
+    with pytest.raises(ToolArgumentsInvalid) as refused:
+        ADAPTERS["stripe"].tool_request(tool("stripe", "charges_capture"), {"charge": charge},  # type: ignore
+                                        VAULT_KEY, None)
+    assert (refused.value.reason, refused.value.param) == ("invalid_tool_arguments", "charge")
+
+
 def test_a_refusal_names_the_rule_and_never_quotes_the_value() -> None:
     """The message goes to the audit row and to the model: what the schema wants, not what was sent."""
     card = "4242424242424242"

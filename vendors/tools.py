@@ -108,13 +108,22 @@ def fill_path(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: quote(str(values[m.group(1)]), safe=""), template)
 
 
-def split_arguments(template: str, arguments: Mapping[str, Any], fixed: Mapping[str, str] | None = None
-                    ) -> tuple[str, dict[str, Any]]:
+# A path argument is one segment, an id or a number: nothing that could make the path name another
+# operation once decoded (``ch_1/../../v1/payouts``), or read two ways.
+_SEGMENT = re.compile(r"[^/\\?#%\x00-\x20\x7f]{1,256}")
+
+
+def split_arguments(tool: Tool, template: str, arguments: Mapping[str, Any],
+                    fixed: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
     """(the filled path, the arguments that are not path parameters); ``fixed`` fills placeholders the
-    tool does not expose (Twilio's AccountSid)."""
+    tool does not expose (Twilio's AccountSid). A path argument that is no single segment is refused."""
     names = path_names(template)
     given = dict(fixed or {})
     given.update({name: arguments[name] for name in names if name in arguments and name not in given})
+    for name, value in given.items():
+        if not (isinstance(value, str) and _SEGMENT.fullmatch(value) and value not in (".", "..")):
+            raise invalid(tool, f"{name} must be one path segment: an id, without '/', '?', '#', '%', spaces "
+                          "or control characters.", param=name)
     rest = {k: v for k, v in arguments.items() if k not in names}  # the schema refuses any fixed one given
     return fill_path(template, given), rest
 
@@ -310,7 +319,7 @@ def openapi_request(tool: Tool, operation: SpecOperation, arguments: Mapping[str
     """The request of a tool read by ``openapi_tools``: path parameters in the path, query parameters (all
     of a GET's or DELETE's) in the query, the rest in the body in the spec's encoding."""
     check_arguments(tool, arguments)
-    path, rest = split_arguments(operation.template, arguments, fixed)
+    path, rest = split_arguments(tool, operation.template, arguments, fixed)
     in_query = tool.method in ("GET", "DELETE")
     query = {k: v for k, v in rest.items() if in_query or k in operation.query}
     body_params = {k: v for k, v in rest.items() if k not in query}

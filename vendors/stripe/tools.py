@@ -62,7 +62,7 @@ def tool_request(tool: Tool, arguments: Mapping[str, Any], vault_key: str) -> To
         raise invalid(tool, "no such Stripe tool.")
     check_arguments(tool, arguments)
     template, host = found
-    path, params = split_arguments(template, arguments)
+    path, params = split_arguments(tool, template, arguments)
     path = catalogue.prefix_of(host) + path
     headers = {"authorization": f"Bearer {vault_key}"}
     if tool.method in ("GET", "DELETE"):
