@@ -123,8 +123,9 @@ _INVALID = _kind("invalid_request", 400, {
     "duplicate_header": "A header Tollgate decides on appears twice.",
     "invalid_run_id": "X-Agent-Run-Id is empty, too long, not printable ASCII, or looks like a secret.",
     "client_disconnected": "The client went away before its request body arrived.",
-    "invalid_tool_arguments": "A tool call's arguments (MCP) do not fit the tool's input schema: a required one "
-                              "missing, one it does not take, or a value of the wrong type; the message names them.",
+    "invalid_tool_arguments": "A tool call's arguments (MCP) do not fit the tool's input schema (a required one "
+                              "missing, one it does not take, a value of the wrong type, a path argument that is "
+                              "not one segment), or the call cannot be made from JSON (a file upload).",
 })
 _INVALID += [
     Reason("unknown_operation", "invalid_request", 404,
