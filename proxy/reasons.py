@@ -125,7 +125,7 @@ _INVALID = _kind("invalid_request", 400, {
     "client_disconnected": "The client went away before its request body arrived.",
     "invalid_tool_arguments": "A tool call's arguments (MCP) do not fit the tool's input schema (a required one "
                               "missing, one it does not take, a value of the wrong type, a path argument that is "
-                              "not one segment), or the call cannot be made from JSON (a file upload).",
+                              "not one segment, a file to upload that is not given as its text)."
 })
 _INVALID += [
     Reason("unknown_operation", "invalid_request", 404,

@@ -263,6 +263,20 @@ def test_a_path_argument_is_one_segment_or_refused(charge: str) -> None:
     assert (refused.value.reason, refused.value.param) == ("invalid_tool_arguments", "charge")
 
 
+def test_an_upload_carries_its_file_as_text_and_reads_back_as_a_file_part() -> None:
+    csv = "email,first_name\nana@acme.example,Ana\n"
+    _, parsed, _ = parsed_back("stripe", "files_create", {"file": csv, "purpose": "dispute_evidence",
+                                                          "file_link_data": {"create": True}})
+    assert parsed.endpoint == "POST /files/v1/files" and parsed.host == "files"
+    assert parsed.params["file"]["size"] == len(csv) and parsed.params["file_link_data"] == {"create": "true"}
+    _, imported, _ = parsed_back("resend", "contacts_create_import", {"file": csv, "on_conflict": "upsert"})
+    assert imported.endpoint == "POST /contacts/imports"
+    with pytest.raises(ToolArgumentsInvalid) as refused:
+        ADAPTERS["stripe"].tool_request(tool("stripe", "files_create"),  # type: ignore[attr-defined]
+                                        {"file": {"bytes": [1, 2]}, "purpose": "dispute_evidence"}, VAULT_KEY, None)
+    assert refused.value.param == "file"
+
+
 def test_a_refusal_names_the_rule_and_never_quotes_the_value() -> None:
     """The message goes to the audit row and to the model: what the schema wants, not what was sent."""
     card = "4242424242424242"
@@ -278,10 +292,6 @@ def test_a_plugin_without_tools_is_still_an_adapter() -> None:
     from tests.plugins.acme import AcmeAdapter
 
     assert isinstance(AcmeAdapter(), VendorAdapter) and getattr(AcmeAdapter(), "tools", None) is None
-
-
-# A tool whose body is a file upload: JSON arguments cannot carry one, so its call is refused.
-UPLOADS = {("stripe", "files_create"), ("resend", "contacts_create_import")}
 
 
 def sample(schema: Mapping[str, Any], name: str) -> Any:
@@ -314,10 +324,6 @@ def test_every_tools_request_reaches_the_operation_the_tool_names(vendor: str) -
     for chosen in adapter.tools():
         schema = chosen.input_schema
         arguments = {name: sample(schema["properties"][name], name) for name in schema.get("required", [])}
-        if (vendor, chosen.name) in UPLOADS:
-            with pytest.raises(ToolArgumentsInvalid):
-                adapter.tool_request(chosen, arguments, VAULT_KEY, ACCOUNT)
-            continue
         request = adapter.tool_request(chosen, arguments, VAULT_KEY, ACCOUNT)
         try:
             got = adapter.parse_request(request.method, unquote(request.path), request.query, request.headers,

@@ -6,6 +6,7 @@ their SDKs order parameters their own way)."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from twilio.rest import Client
 
 from tests.support.servers import serve_asgi
 from tests.test_vendor_tools import ACCOUNT, ADAPTERS, SERVICE, VAULT_KEY, tool
+from vendors import multipart
 from vendors.tools import ToolRequest
 
 Seen = dict[str, Any]
@@ -63,11 +65,11 @@ def same_wire(seen: Seen, request: ToolRequest) -> None:
     assert (seen["method"], seen["path"]) == (request.method, request.path)
     assert seen["headers"]["authorization"] == request.headers["authorization"]
     if request.body:
-        assert seen["headers"]["content-type"].split(";")[0] == request.headers["content-type"]
+        assert seen["headers"]["content-type"].split(";")[0] == request.headers["content-type"].split(";")[0]
 
 
 def stripe_client(url: str) -> stripe.StripeClient:
-    return stripe.StripeClient(VAULT_KEY, base_addresses={"api": f"{url}/stripe",
+    return stripe.StripeClient(VAULT_KEY, base_addresses={"api": f"{url}/stripe", "files": f"{url}/stripe/files",
                                                           "meter_events": f"{url}/stripe/meter_events"},
                                max_network_retries=0)
 
@@ -173,3 +175,19 @@ def test_a_resend_email_is_what_resend_python_sends(recorder: tuple[Recorder, st
     request = built("resend", "emails_send", email)
     same_wire(record.last(), request)
     assert json.loads(record.last()["body"]) == json.loads(request.body) == email
+
+
+def test_a_stripe_file_upload_is_what_stripe_python_sends(recorder: tuple[Recorder, str]) -> None:
+    """The boundary is random in both; the parts, their names, the file's name, type and bytes are not."""
+    record, url = recorder
+    csv = "order,amount\n1,500\n"
+    params = {"purpose": "dispute_evidence", "file_link_data": {"create": True}}
+    stripe_client(url).v1.files.create(params={**params, "file": io.BytesIO(csv.encode())})  # type: ignore
+    seen, request = record.last(), built("stripe", "files_create", {**params, "file": csv})
+    same_wire(seen, request)
+    theirs = multipart.decode(seen["body"], seen["headers"]["content-type"])
+    ours = multipart.decode(request.body, request.headers["content-type"])
+    assert sorted(theirs.fields) == sorted(ours.fields) == [("file_link_data[create]", "true"),
+                                                             ("purpose", "dispute_evidence")]
+    assert theirs.files == ours.files and ours.files[0].filename == "blob"
+

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -329,10 +330,40 @@ def openapi_request(tool: Tool, operation: SpecOperation, arguments: Mapping[str
             raise invalid(tool, f"takes no body, but was given {sorted(body_params)}.")
         return ToolRequest(tool.method, path, flat_form(query), headers, b"")
     if operation.body == "multipart":
-        raise invalid(tool, "a file upload (multipart/form-data) cannot be made from JSON arguments; send it "
-                      "through Tollgate's HTTP route.")
+        fields = [(k, form_value(v)) for k, v in body_params.items() if k not in FILE_ARGUMENTS]
+        content_type, body = multipart(tool, fields, {k: v for k, v in body_params.items() if k in FILE_ARGUMENTS})
+        return ToolRequest(tool.method, path, flat_form(query), {**headers, "content-type": content_type}, body)
     if operation.body == "json":
         body = json.dumps(body_params).encode("utf-8")
         return ToolRequest(tool.method, path, flat_form(query), {**headers, "content-type": "application/json"}, body)
     return ToolRequest(tool.method, path, flat_form(query),
                        {**headers, "content-type": "application/x-www-form-urlencoded"}, form(body_params))
+
+
+# The argument that is a file where an operation uploads one: Stripe's FileCreateParams and
+# Resend's contact import both call it ``file``.
+FILE_ARGUMENTS = frozenset({"file"})
+
+
+def multipart(tool: Tool, fields: Sequence[tuple[str, str]], files: Mapping[str, Any]) -> tuple[str, bytes]:
+    """(content type, body) of a multipart/form-data upload in the canonical shape stripe-python's
+    ``MultipartDataGenerator`` writes: each part ``--boundary``, its headers, a blank line, its content;
+    a file named ``blob`` (its name when it has none), ``application/octet-stream``. A tool call is
+    JSON, so a file is its content as text (a CSV, a text document): a binary file goes over HTTP."""
+    boundary = secrets.token_hex(30)  # unguessable, as the SDK's: content holding it would split the part
+    out = bytearray()
+    for name, value in fields:
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"\r\n\r\n{value}\r\n'.encode()
+    for name, content in files.items():
+        if not isinstance(content, str):
+            raise invalid(tool, f"{name} must be the file's content as text.", param=name)
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"; filename="blob"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        out += content.encode("utf-8") + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", bytes(out)
+
+
+def _quoted(name: str) -> str:
+    return name.replace('"', "%22").replace("\r", " ").replace("\n", " ")  # as the SDK escapes a header value
+

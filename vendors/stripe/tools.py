@@ -10,7 +10,8 @@ parameters form-encoded by ``_api_encode`` (``metadata[k]=v``, ``items[0][price]
 indexed, booleans ``true``/``false``, None left out), ``urlencode``d with the brackets left literal,
 in the body of a POST and in the query of a GET or DELETE (where its HTTP client percent-encodes
 the brackets); on /v2 a POST's body is ``json.dumps`` of
-the parameters. The key goes in ``Authorization: Bearer``. What stripe-python adds besides (an
+the parameters; a file upload (files.stripe.com) multipart, the file given as its content in text.
+The key goes in ``Authorization: Bearer``. What stripe-python adds besides (an
 ``Idempotency-Key`` on every POST, its ``Stripe-Version``) is not a parameter: the core gives a POST
 without an idempotency key one of its own, as it does an HTTP client's.
 """
@@ -27,7 +28,16 @@ from urllib.parse import urlencode
 from vendors.base import Operation
 from vendors.stripe import catalogue
 from vendors.stripe.routes import NOT_SERVED
-from vendors.tools import Tool, ToolRequest, check_arguments, invalid, split_arguments, unique_names
+from vendors.tools import (
+    FILE_ARGUMENTS,
+    Tool,
+    ToolRequest,
+    check_arguments,
+    invalid,
+    multipart,
+    split_arguments,
+    unique_names,
+)
 
 TOOLS = Path(__file__).with_name("tools.json")
 _FORM = "application/x-www-form-urlencoded"
@@ -67,9 +77,10 @@ def tool_request(tool: Tool, arguments: Mapping[str, Any], vault_key: str) -> To
     headers = {"authorization": f"Bearer {vault_key}"}
     if tool.method in ("GET", "DELETE"):
         return ToolRequest(tool.method, path, query(params), headers, b"")
-    if host == "files":
-        raise invalid(tool, "a file upload (multipart/form-data) cannot be made from JSON arguments; upload it "
-                      "with stripe-python through Tollgate's HTTP route.")
+    if host == "files":  # an upload: the form's fields as multipart parts, the file as its own part
+        fields = [(k, str(v)) for k, v in _encoded({k: v for k, v in params.items() if k not in FILE_ARGUMENTS})]
+        content_type, body = multipart(tool, fields, {k: v for k, v in params.items() if k in FILE_ARGUMENTS})
+        return ToolRequest(tool.method, path, b"", {**headers, "content-type": content_type}, body)
     if template.startswith("/v2/"):
         return ToolRequest(tool.method, path, b"", {**headers, "content-type": "application/json"}, json_v2(params))
     return ToolRequest(tool.method, path, b"", {**headers, "content-type": _FORM}, form(params))
