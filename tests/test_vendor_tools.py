@@ -24,7 +24,7 @@ from vendors.stripe import catalogue as stripe_catalogue
 from vendors.stripe import toolgen
 from vendors.stripe import tools as stripe_tools
 from vendors.stripe.routes import NOT_SERVED
-from vendors.tools import TOOL_NAME, Tool, ToolArgumentsInvalid, trimmed
+from vendors.tools import TOOL_NAME, UPLOAD_NOTE, Tool, ToolArgumentsInvalid, trimmed
 
 ADAPTERS = {adapter.name: adapter for adapter in registry.built_in()}
 ACCOUNT = "AC" + "a1" * 16
@@ -271,6 +271,8 @@ def test_an_upload_carries_its_file_as_text_and_reads_back_as_a_file_part() -> N
     assert parsed.params["file"]["size"] == len(csv) and parsed.params["file_link_data"] == {"create": "true"}
     _, imported, _ = parsed_back("resend", "contacts_create_import", {"file": csv, "on_conflict": "upsert"})
     assert imported.endpoint == "POST /contacts/imports"
+    assert all(tool(v, n).description.startswith(UPLOAD_NOTE) for v, n in [("stripe", "files_create"),
+                                                                            ("resend", "contacts_create_import")])
     with pytest.raises(ToolArgumentsInvalid) as refused:
         ADAPTERS["stripe"].tool_request(tool("stripe", "files_create"),  # type: ignore[attr-defined]
                                         {"file": {"bytes": [1, 2]}, "purpose": "dispute_evidence"}, VAULT_KEY, None)

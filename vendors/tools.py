@@ -253,6 +253,8 @@ def openapi_tools(document: Mapping[str, Any], operations: Mapping[str, Any], *,
             properties, required, query = _parameters(document, spec, hidden)
             body = _body(document, spec, properties, required)
             summary, description = _described(spec, item)
+            if body == "multipart":
+                description = upload_described(description)
             tool = Tool(short_name(name_prefix + snake(spec["operationId"])), method.upper(), operation.path,
                         operation.kind, operation.priced, trimmed(summary, 120), trimmed(description),
                         object_schema(properties, required))
@@ -343,6 +345,12 @@ def openapi_request(tool: Tool, operation: SpecOperation, arguments: Mapping[str
 # The argument that is a file where an operation uploads one: Stripe's FileCreateParams and
 # Resend's contact import both call it ``file``.
 FILE_ARGUMENTS = frozenset({"file"})
+# Tollgate's words, not the vendor's, before an upload's description: the vendor's speak of a file.
+UPLOAD_NOTE = "As a tool, `file` is the file's content as text (a CSV, a text document); binary files go over HTTP."
+
+
+def upload_described(description: str) -> str:
+    return trimmed(f"{UPLOAD_NOTE}\n\n{description}")
 
 
 def multipart(tool: Tool, fields: Sequence[tuple[str, str]], files: Mapping[str, Any]) -> tuple[str, bytes]:

@@ -37,6 +37,7 @@ from vendors.tools import (
     multipart,
     split_arguments,
     unique_names,
+    upload_described,
 )
 
 TOOLS = Path(__file__).with_name("tools.json")
@@ -54,8 +55,9 @@ def _loaded() -> tuple[tuple[Tool, ...], dict[str, tuple[str, str]]]:
         if f"{entry['method']} {path}" in NOT_SERVED:
             continue  # never forwarded, whatever a policy says: no tool either
         operation: Operation = described[(entry["method"], path)]
+        text = upload_described(entry["description"]) if entry["host"] == "files" else entry["description"]
         tools.append(Tool(entry["name"], entry["method"], path, operation.kind, operation.priced, entry["title"],
-                          entry["description"], entry["input_schema"]))
+                          text, entry["input_schema"]))
         templates[entry["name"]] = (entry["template"], entry["host"])
     unique_names(tools)
     return tuple(tools), templates
