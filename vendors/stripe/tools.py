@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 from vendors.base import Operation
 from vendors.stripe import catalogue
+from vendors.stripe.bodies import FORM, JSON
 from vendors.stripe.routes import NOT_SERVED
 from vendors.tools import (
     FILE_ARGUMENTS,
@@ -41,7 +42,6 @@ from vendors.tools import (
 )
 
 TOOLS = Path(__file__).with_name("tools.json")
-_FORM = "application/x-www-form-urlencoded"
 
 
 @lru_cache(maxsize=1)
@@ -84,8 +84,8 @@ def tool_request(tool: Tool, arguments: Mapping[str, Any], vault_key: str) -> To
         content_type, body = multipart(tool, fields, {k: v for k, v in params.items() if k in FILE_ARGUMENTS})
         return ToolRequest(tool.method, path, b"", {**headers, "content-type": content_type}, body)
     if template.startswith("/v2/"):
-        return ToolRequest(tool.method, path, b"", {**headers, "content-type": "application/json"}, json_v2(params))
-    return ToolRequest(tool.method, path, b"", {**headers, "content-type": _FORM}, form(params))
+        return ToolRequest(tool.method, path, b"", {**headers, "content-type": JSON}, json_v2(params))
+    return ToolRequest(tool.method, path, b"", {**headers, "content-type": FORM}, form(params))
 
 
 def json_v2(params: Mapping[str, Any]) -> bytes:
