@@ -188,8 +188,9 @@ def test_no_key_no_mcp(proxy_url):
     assert STRIPE_SECRET not in bare.text + forged.text
 
 
-async def test_the_console_shows_mcp_calls_beside_http_ones(proxy_url, make_key, run_id):
+async def test_the_console_and_the_cookbook_show_mcp_calls_beside_http_ones(proxy_url, make_key, sql, run_id):
     from tests.test_console import sign_in
+    from tests.test_sql_cookbook import run
 
     key = make_key(policy())
     async with connect(proxy_url, key["key"], run_id) as client:
@@ -199,10 +200,12 @@ async def test_the_console_shows_mcp_calls_beside_http_ones(proxy_url, make_key,
     with httpx.Client(base_url=proxy_url, timeout=10) as browser:
         assert sign_in(browser).status_code == 303
         live = browser.get("/console/calls", params={"key_id": key["id"]}).text
-        run = browser.get(f"/console/runs/{run_id}").text
-    for page in (live, run):
+        story = browser.get(f"/console/runs/{run_id}").text
+    for page in (live, story):
         assert page.count("POST /v1/charges") >= 2  # both calls, one of them marked as a tool call
         assert page.count(f"MCP · {CHARGES}") == 1
+    assert [(r["called_as"], r["calls"]) for r in run(sql, "mcp_tools", run_id)] == [
+        (CHARGES, 1), ("(HTTP) POST /v1/charges", 1)]
 
 
 async def test_arguments_that_are_no_request_are_refused_on_a_row(proxy_url, make_key, sql, run_id):
