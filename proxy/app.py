@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from proxy import db, fxrates, leases, metrics, migrate, prices, pricetables, vendorprices
+from proxy import __version__, db, fxrates, leases, metrics, migrate, prices, pricetables, vendorprices
 from proxy.admin.api import AdminAPI
 from proxy.agentapi import PREFIX as AGENT_PREFIX
 from proxy.agentapi import AgentAPI
@@ -33,6 +33,8 @@ from proxy.handler import ProxyHandler
 from proxy.hotdb import HotDB
 from proxy.idempotency import Deriver
 from proxy.keycache import KeyCache
+from proxy.mcp.server import PATH as MCP_PATH
+from proxy.mcp.server import McpEndpoint
 from proxy.refusals import AuthRefusals
 from proxy.upstream import Upstream, create_upstream
 
@@ -47,6 +49,7 @@ class Services:
     hot: HotDB
     upstream: Upstream
     proxy: ProxyHandler
+    mcp: McpEndpoint  # /mcp: the vendors' operations as MCP tools, through the same pipeline
     revocations: AsyncEngine  # revocations only: never behind the console (proxy/db.py)
     key_loads: AsyncEngine  # the request path's key-cache misses
 
@@ -63,7 +66,10 @@ class TollgateApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(_STARLETTE_PREFIXES):
             assert self.services is not None, "lifespan has not run"
-            await self.services.proxy(scope, receive, send)
+            if scope["path"] == MCP_PATH:
+                await self.services.mcp(scope, receive, send)
+            else:
+                await self.services.proxy(scope, receive, send)
         else:
             await self._web(scope, receive, send)
 
@@ -81,7 +87,8 @@ class TollgateApp:
         refused = AuthRefusals(hot)
         proxy = ProxyHandler(settings, hot, gate, auth, refused, upstream, self.runtime.vendors,
                              Deriver(key_loads, self.runtime.box))
-        self.services = Services(engine, hot, upstream, proxy, revocations, key_loads)
+        mcp = McpEndpoint(proxy, auth, self.runtime.vendors, __version__)
+        self.services = Services(engine, hot, upstream, proxy, mcp, revocations, key_loads)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors, revocations)
         app.router.routes.extend(admin.routes())
         app.router.routes.extend(AgentAPI(engine, self.runtime.box, auth, self.runtime.vendors.names()).routes())
@@ -117,7 +124,8 @@ class TollgateApp:
         else:
             log.warning("audit_sealing_off", hint="set TOLLGATE_SIGNING_KEY to seal the audit trail")
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             for task in background:
                 task.cancel()

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from proxy.redact import looks_secret, mask_secrets
-from vendors.base import Refused, RequestRejected, VendorAdapter
+from vendors.base import Refused, RequestRejected, VendorAdapter, VendorError
 
 RUN_ID_HEADER = "x-agent-run-id"
 MAX_RUN_ID = 200
@@ -37,6 +37,7 @@ class Incoming:
     raw_path: bytes
     query: bytes
     client: str | None  # the peer's address as the server saw it
+    tool: str | None = None  # the MCP tool the call came as (proxy/mcp/); None: a vendor route
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
 
@@ -66,6 +67,8 @@ class Call:
     # (proxy/halts.py), and that outcome: the decision logged and the status answered.
     halting: Any = None
     outcome: tuple[str, int | None] | None = None
+    # The refusal or failure the agent was answered with, in words (an MCP tool result says it).
+    error: VendorError | None = None
 
     @property
     def vendor(self) -> str:
@@ -81,6 +84,12 @@ class Call:
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.incoming.started) * 1000, 3)
+
+
+def via(tool: str | None) -> dict[str, str]:
+    """What a row's request_summary says of how the call came (``via``, ``tool``): the audit
+    table's columns are hashed by the seal as they are, so provenance is a value, not a column."""
+    return {"via": "mcp", "tool": tool} if tool is not None else {}
 
 
 def run_id_of(headers: dict[str, str]) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import structlog
@@ -33,7 +34,7 @@ from proxy import (
 )
 from proxy.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from proxy.auth import Authenticator
-from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, judge_run_id, run_id_of
+from proxy.call import SINGLE_HEADERS, TRACE_HEADERS, Call, Incoming, judge_run_id, run_id_of, via
 from proxy.config import Settings
 from proxy.errors import (
     AuthRefused,
@@ -92,14 +93,29 @@ class ProxyHandler:
         client = scope.get("client")
         call = Call(Incoming(vendor, adapter, scope["method"], rest, scope.get("query_string", b""),
                              client[0] if client else None))
+        response = await self.serve(call, scope, receive)
+        await send_response(send, response.status, response.headers, response.body)
+
+    async def serve(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
+        """One call, whichever way it came: a vendor route, or an MCP tool (proxy/mcp/), which
+        builds the request the vendor's SDK would have sent and hands it in here."""
+        return await self._served(call, lambda: self._govern(call, scope, receive))
+
+    async def refuse(self, call: Call, refusal: Refused) -> RenderedResponse:
+        """A call refused before it could become a request (an MCP tool call whose arguments are
+        not one): recorded and answered as every refusal is."""
+        async def refused() -> RenderedResponse:
+            raise refusal
+        return await self._served(call, refused)
+
+    async def _served(self, call: Call, work: Callable[[], Awaitable[RenderedResponse]]) -> RenderedResponse:
         structlog.contextvars.bind_contextvars(request_id=call.request_id)  # on every log line of this request
         try:
-            response = await self._handle(call, scope, receive)
+            response = await self._handle(call, work)
             await halts.judge(self._db, call)  # a refusal or vendor error may halt the run: before it hears
         finally:
             structlog.contextvars.clear_contextvars()
-        headers = {**response.headers, "x-tollgate-request-id": call.request_id}
-        await send_response(send, response.status, headers, response.body)
+        return dataclasses.replace(response, headers={**response.headers, "x-tollgate-request-id": call.request_id})
 
     async def _no_such_vendor(self, send: Send, vendor: str) -> None:
         served = ", ".join("/" + name for name in self._vendors.names())
@@ -107,26 +123,23 @@ class ProxyHandler:
                  "message": f"No vendor route /{vendor[:40]}; Tollgate serves {served}."}
         await send_response(send, 404, {"content-type": "application/json"}, json.dumps({"error": error}).encode())
 
-    async def _handle(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
+    async def _handle(self, call: Call, work: Callable[[], Awaitable[RenderedResponse]]) -> RenderedResponse:
         try:
             try:
-                return await self._govern(call, scope, receive)
+                return await work()
             except Refused as refusal:
                 return await self._refuse(call, refusal)  # records the refusal: may itself be Unavailable
         except Unavailable as exc:
             log.warning("failed_closed", vendor=call.vendor, reason=exc.reason)
             metrics.GATE_ERRORS.labels(exc.reason).inc()
             metrics.observe_request(call.vendor, call.endpoint, "error", exc.reason, call.elapsed_ms() / 1000)
-            return call.adapter.render_error(
-                VendorError(503, exc.reason, f"{exc.message} Nothing was sent to the vendor.", "unavailable",
-                            retryable=True, request_id=call.request_id)
-            )
+            return _answer(call, VendorError(503, exc.reason, f"{exc.message} Nothing was sent to the vendor.",
+                                             "unavailable", retryable=True, request_id=call.request_id))
         except Exception:  # a bug: answer in the vendor's shape and keep serving
             log.exception("internal_error", vendor=call.vendor)
-            return call.adapter.render_error(
-                VendorError(500, "internal_error", f"Tollgate failed on this request (id {call.request_id}).",
-                            "unavailable", retryable=False, request_id=call.request_id)
-            )
+            return _answer(call, VendorError(500, "internal_error",
+                                             f"Tollgate failed on this request (id {call.request_id}).",
+                                             "unavailable", retryable=False, request_id=call.request_id))
 
     async def _govern(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
         call.headers = header_map(scope["headers"], self._single_headers[call.vendor], self._settings.max_header_bytes)
@@ -311,10 +324,9 @@ class ProxyHandler:
             reason=failure.reason, message=failure.message, upstream_status=failure.upstream_status,
         ))
         self._log(call, "error", failure.reason, None)
-        return call.adapter.render_error(
-            VendorError(reasons.get(failure.reason).status, failure.reason, failure.message, "unavailable",
-                        retryable=not failure.maybe_delivered, request_id=call.request_id)
-        )
+        return _answer(call, VendorError(reasons.get(failure.reason).status, failure.reason, failure.message,
+                                         "unavailable", retryable=not failure.maybe_delivered,
+                                         request_id=call.request_id))
 
     async def _settle_uncertain(self, call: Call, admission: Admission, reason: str, message: str,
                                 upstream_status: int | None = None, vendor_request_id: str | None = None) -> None:
@@ -339,7 +351,7 @@ class ProxyHandler:
         row.endpoint = refusal.endpoint or self._named_endpoint(call)
         row.vendor_account = refusal.account
         if claim is not None:
-            row.request_summary = {"source": claim.source}  # the auth_refusals rows that count the rest
+            row.request_summary = {"source": claim.source, **via(call.incoming.tool)}  # rows that count the rest
         try:
             admission = await self._gate.admit(refusal.key_id, None, row.masked(call.secrets), Decimal(0))
         except BaseException:
@@ -368,21 +380,21 @@ class ProxyHandler:
     ) -> RenderedResponse:
         self._log(call, "blocked", reason, status)
         message = mask_secrets(message, call.secrets)  # a refusal may quote what the agent pasted
-        return call.adapter.render_error(VendorError(
-            status, reason, message, reasons.kind_of(reason), param, request_id=call.request_id,
-            approval_id=approval_id))
+        return _answer(call, VendorError(status, reason, message, reasons.kind_of(reason), param,
+                                         request_id=call.request_id, approval_id=approval_id))
 
     def _audit_row(self, call: Call, key_id: str, parsed: ParsedRequest | None, key: KeyRecord | None) -> AuditRow:
         path = call.path or _printable(call.incoming.raw_path)
         row = AuditRow(call.request_id, call.vendor, call.incoming.method, path, call.elapsed_ms(), key_id=key_id,
-                       agent_run_id=call.run_id, idempotency_key=call.headers.get("idempotency-key"))
+                       agent_run_id=call.run_id, idempotency_key=call.headers.get("idempotency-key"),
+                       request_summary=via(call.incoming.tool) or None)
         if key is not None:
             row.policy_id, row.policy_version = key.policy.id, key.policy.version
         if parsed is not None:
             row.endpoint, row.customer_id, row.object_id = parsed.endpoint, parsed.customer_id, parsed.object_id
             row.vendor_account, row.currency, row.amount_minor = parsed.account, parsed.currency, parsed.amount_minor
             row.idempotency_key = parsed.idempotency_key
-            row.request_summary = mask_strings(dict(parsed.summary))
+            row.request_summary = {**mask_strings(dict(parsed.summary)), **via(call.incoming.tool)}
         return row
 
     def _log(self, call: Call, decision: str, reason: str | None, status: int | None) -> None:
@@ -391,6 +403,11 @@ class ProxyHandler:
         log.info("request", vendor=call.vendor, method=call.incoming.method, endpoint=call.endpoint,
                  decision=decision, reason=reason, status=status, latency_ms=elapsed)
         metrics.observe_request(call.vendor, call.endpoint, decision, reason, elapsed / 1000, call.upstream_seconds)
+
+
+def _answer(call: Call, error: VendorError) -> RenderedResponse:
+    call.error = error
+    return call.adapter.render_error(error)
 
 
 def _printable(raw: bytes) -> str:

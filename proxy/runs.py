@@ -20,7 +20,7 @@ from proxy.errors import NotFound
 _STORY = text("""
 SELECT a.id, a.ts, a.vendor, a.method, a.endpoint, a.customer_id, a.object_id, a.decision, a.reason, a.message,
        a.predicted_usd, a.cost_usd, a.cost_source, a.upstream_status, a.key_id, a.policy_id, a.policy_version,
-       a.request_id, c.cap,
+       a.request_id, a.request_summary->>'tool' AS tool, c.cap,
        (SELECT CASE WHEN c.cap ? 'usd' THEN coalesce(sum(b.cost_usd), 0) ELSE count(*) END
           FROM audit_events b
          WHERE b.key_id = a.key_id AND b.id <= a.id AND b.decision IN ('allowed', 'shadow_blocked', 'error')
@@ -37,7 +37,7 @@ SELECT a.id, a.ts, a.vendor, a.method, a.endpoint, a.customer_id, a.object_id, a
 
 _CALL_FIELDS = ("id", "ts", "vendor", "method", "endpoint", "customer_id", "object_id", "decision", "reason",
                 "message", "predicted_usd", "cost_usd", "cost_source", "upstream_status", "key_id", "policy_id",
-                "policy_version", "request_id")
+                "policy_version", "request_id", "tool")
 
 
 async def run_story(conn: AsyncConnection, run_id: str) -> dict[str, Any]:

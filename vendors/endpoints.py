@@ -116,6 +116,17 @@ class PathPattern:
         )
 
 
+    def matches_operation(self, method: str, path: str) -> bool:
+        """As a call to the operation ``method path`` (a template) would be matched; a pattern
+        naming one object by id matches its operation."""
+        template = path.strip("/").split("/")
+        if len(self.segments) != len(template):
+            return False
+        pairs = zip(self.segments, template, strict=True)
+        concrete = [w if w is not None and t.startswith("{") else t for w, t in pairs]
+        return self.matches(method, concrete, template)
+
+
 def pattern_matches(pattern: str, method: str, path: str) -> bool:
     """Policy pattern ``METHOD /a/*/c`` against a concrete request.
 

@@ -21,6 +21,8 @@ from vendors.stripe import StripeAdapter
 from vendors.twilio import TwilioAdapter
 
 ENTRY_POINT_GROUP = "tollgate.vendors"
+# Tollgate's own routes: a vendor by one of these names would be unreachable at /<name>/.
+RESERVED_NAMES = frozenset({"admin", "console", "healthz", "readyz", "metrics", "mcp", "tollgate"})
 
 
 class Registry:
@@ -31,10 +33,15 @@ class Registry:
         for adapter in adapters:
             if adapter.name in self._adapters:
                 raise ValueError(f"two vendor adapters are named {adapter.name!r}")
+            if adapter.name in RESERVED_NAMES:
+                raise ValueError(f"a vendor adapter may not be named {adapter.name!r}: Tollgate's own route")
             self._adapters[adapter.name] = adapter
 
     def get(self, name: str) -> VendorAdapter | None:
         return self._adapters.get(name)
+
+    def __getitem__(self, name: str) -> VendorAdapter:
+        return self._adapters[name]
 
     def names(self) -> list[str]:
         return sorted(self._adapters)

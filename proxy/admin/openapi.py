@@ -189,6 +189,7 @@ _GOVERNANCE_SCHEMAS: dict[str, Any] = {
             "decision": {"type": "string"}, "reason": {"type": ["string", "null"]},
             "predicted_usd": {"type": ["string", "null"]}, "cost_usd": {"type": ["string", "null"]},
             "upstream_status": {"type": ["integer", "null"]}, "run_total_usd": {"type": "string"},
+            "tool": {"type": ["string", "null"], "description": "the MCP tool it was called as; null: a vendor route"},
             "caps": {"type": "array", "items": {"type": "object", "properties": {
                 "window": {"type": "string"}, "unit": {"type": "string"}, "limit": {"type": "string"},
                 "used": {"type": "string"}}}}}}}}},

@@ -223,6 +223,16 @@ class Policy:
         patterns = self._allow_patterns + self._approval_patterns
         return any(p.matches(request.method, segments, template) for p in patterns)
 
+    def offers(self, method: str, path: str, kind: str, priced: str) -> bool:
+        """Worth offering an agent as a tool (proxy/mcp/): the operation is allowed or held for
+        approval, issues no credential, and is not refused as unpriced whatever its arguments
+        ("after" without endpoints.priced_after). An operation "set" stays: its prices may be."""
+        if kind == "issues_credentials":
+            return False
+        if priced == "after" and not any(p.matches_operation(method, path) for p in self._priced_after_patterns):
+            return False
+        return any(p.matches_operation(method, path) for p in self._allow_patterns + self._approval_patterns)
+
     def check(self, request: ParsedRequest, predicted_usd: Decimal | None, run_id: str | None,
               known: Mapping[str, RecordedObject] | None = None) -> Denial | None:
         """Just the refusal, if any (approval needs aside)."""

@@ -48,13 +48,7 @@ def review(document: Mapping[str, Any], operations: Iterable[Operation]) -> Revi
 
 
 def _matches(pattern: PathPattern, op: Operation) -> bool:
-    """As a call to ``op`` would be matched; a pattern naming one object by id matches its operation."""
-    template = op.path.strip("/").split("/")
-    if len(pattern.segments) != len(template):
-        return False
-    pairs = zip(pattern.segments, template, strict=True)
-    concrete = [w if w is not None and t.startswith("{") else t for w, t in pairs]
-    return pattern.matches(op.method, concrete, template)
+    return pattern.matches_operation(op.method, op.path)
 
 
 def _warning(pattern: str, op: Operation, priced_after: list[PathPattern]) -> str:
