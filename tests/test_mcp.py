@@ -219,3 +219,11 @@ async def test_arguments_that_are_no_request_are_refused_on_a_row(proxy_url, mak
     assert (row["decision"], row["reason"], row["endpoint"]) == (
         "blocked", "invalid_tool_arguments", "POST /v1/charges")
     assert row["request_summary"] == {"via": "mcp", "tool": CHARGES}
+
+
+def test_a_plugin_without_tools_offers_none():
+    from proxy.mcp import offer
+    from tests.plugins.acme import AcmeAdapter
+
+    assert offer.catalogue(AcmeAdapter()) == () and offer.named(AcmeAdapter(), CHARGES) is None
+    assert offer.catalogue(StripeAdapter()) and offer.named(StripeAdapter(), CHARGES).path == "/v1/charges"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import mcp_types as types
 
 from proxy.policy.rules import Policy
-from vendors.base import VendorAdapter
+from vendors.base import ToolSource, VendorAdapter
 from vendors.tools import Tool
 
 PAGE = 100  # tools per tools/list page: a permissive policy offers a vendor's whole catalogue
@@ -28,10 +28,14 @@ _GOVERNED = {
 _DESTRUCTIVE = frozenset({"moves_money", "buys", "reaches_people", "sends"})
 
 
+def source(adapter: VendorAdapter) -> ToolSource | None:
+    """The adapter as a source of tools; a plug-in adapter without ``tools`` offers none."""
+    return adapter if isinstance(adapter, ToolSource) else None
+
+
 def catalogue(adapter: VendorAdapter) -> Sequence[Tool]:
-    """Every tool the adapter knows; a plug-in adapter without ``tools`` offers none."""
-    tools = getattr(adapter, "tools", None)
-    return tools() if tools is not None else ()
+    tools = source(adapter)
+    return tools.tools() if tools is not None else ()
 
 
 def offered(adapter: VendorAdapter, policy: Policy) -> list[Tool]:

@@ -126,9 +126,11 @@ class McpEndpoint:
         if tool is None:
             return _error_result(f"No tool is named {params.name[:80]!r} for {adapter.label}: tools/list names "
                                  "the tools this key may call.")
+        tools = offer.source(adapter)
+        assert tools is not None, "a tool was found, so the adapter has them"
         try:
-            request = adapter.tool_request(tool, params.arguments or {}, caller.vault_key,
-                                           caller.key.credential.account)
+            request = tools.tool_request(tool, params.arguments or {}, caller.vault_key,
+                                         caller.key.credential.account)
         except Refused as refusal:  # arguments that are no request of this operation: nothing is sent
             return await self._refused(caller, tool, refusal)
         call = Call(Incoming(adapter.name, adapter, request.method, request.path.encode("latin-1"),
