@@ -274,7 +274,7 @@ def start_bare(group: Services, upstream_url: str, transport: str, name: str | N
 
 
 def tollgate_env(database_url: str, upstream_url: str, *, pool_size: int = 10, transport: str = "aiohttp",
-                 data_dir: Path) -> dict[str, str]:
+                 data_dir: Path, workers: int = 1) -> dict[str, str]:
     return {
         "DATABASE_URL": database_url,
         "TOLLGATE_MASTER_KEY": MASTER_KEY,
@@ -284,14 +284,20 @@ def tollgate_env(database_url: str, upstream_url: str, *, pool_size: int = 10, t
         "TOLLGATE_DB_POOL_SIZE": str(pool_size),
         "TOLLGATE_LOG_FORMAT": "json",
         "TOLLGATE_DATA_DIR": str(data_dir),
+        # One process unless asked: serve's default is one worker per core, and the single-process
+        # targets are what the per-process figures (CPU per call, bare vs governed) are about.
+        "TOLLGATE_WORKERS": str(workers),
     }
 
 
 def start_tollgate(group: Services, name: str, database_url: str, upstream_url: str, *, pool_size: int = 10,
-                   log_to: Path | None = None) -> Service:
-    """A real ``tollgate serve`` (python -m proxy serve); JSON log lines to ``log_to`` (or /dev/null)."""
+                   log_to: Path | None = None, workers: int = 1) -> Service:
+    """A real ``tollgate serve`` (python -m proxy serve) with ``workers`` worker processes; JSON log
+    lines to ``log_to`` (or /dev/null). Ready when /readyz answers: with workers, the supervisor
+    forks them only after migrating, and a worker answers only once its lifespan has started."""
     port = free_port()
-    env = tollgate_env(database_url, upstream_url, pool_size=pool_size, data_dir=group.workdir / "tollgate-data")
+    env = tollgate_env(database_url, upstream_url, pool_size=pool_size, data_dir=group.workdir / "tollgate-data",
+                       workers=workers)
     return group.start(name, [PYTHON, "-m", "proxy", "serve", "--host", HOST, "--port", str(port)],
                        port=port, env=env, ready_path="/readyz", timeout=120,
                        stderr_to=log_to or Path(os.devnull))

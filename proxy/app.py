@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -153,7 +154,9 @@ class TollgateApp:
         return Response(body, media_type=content_type)
 
     async def _healthz(self, request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        # Which process answered: with `tollgate serve --workers N` a client (or a test) can tell
+        # the workers behind the one port apart. A pid says nothing an attacker can use.
+        return JSONResponse({"status": "ok"}, headers={"tollgate-worker": str(os.getpid())})
 
     async def _readyz(self, request: Request) -> JSONResponse:
         assert self.services is not None

@@ -48,6 +48,8 @@ class Settings:
     # and the database pools, stays under the 1,024 open files many systems allow a process by
     # default; the bench's heaviest load is 64 clients. More traffic: more replicas.
     max_connections: int = 512
+    # Worker processes of `tollgate serve` on one port (proxy/workers.py); 0: one per core.
+    workers: int = 0
     reservation_ttl_s: int = 300  # must outlast the upstream timeout: only abandoned calls expire
     reconcile_interval_s: float = 15.0
     approval_ttl_s: int = 3600
@@ -96,7 +98,7 @@ class Settings:
 
 
 _INT_FIELDS = {"port", "max_body_bytes", "max_header_bytes", "reservation_ttl_s", "db_pool_size", "approval_ttl_s",
-               "max_connections", "upstream_max_body_bytes"}
+               "max_connections", "upstream_max_body_bytes", "workers"}
 _FLOAT_FIELDS = {"upstream_timeout_s", "upstream_connect_timeout_s", "key_cache_ttl_s", "db_timeout_s",
                  "reconcile_interval_s", "seal_interval_s", "header_timeout_s", "fx_refresh_interval_s",
                  "price_sync_interval_s", "price_refresh_interval_s", "price_max_age_s", "reprice_interval_s",

@@ -17,11 +17,19 @@ once a request's headers are complete, which a slowloris never sends. Here:
 
 The request body has no deadline of its own here: it is read by the app, bounded in size by
 ``TOLLGATE_MAX_BODY_BYTES``.
+
+``serve_worker`` is the same server for one worker of ``tollgate serve --workers N``
+(proxy/workers.py): on a socket the supervisor hands it, telling the supervisor once it serves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -86,8 +94,46 @@ def protocol(settings: Settings) -> type[GuardedHttpTools]:
     return type("GuardedHttpTools", (GuardedHttpTools,), limits)
 
 
+GRACE_S = 30  # calls in flight get this long to finish once SIGTERM or Ctrl-C arrives
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    return {"loop": "uvloop", "http": protocol(settings), "limit_concurrency": settings.max_connections + 1,
+            "lifespan": "on", "log_level": "warning", "access_log": False, "timeout_graceful_shutdown": GRACE_S}
+
+
 def run(app: Any, settings: Settings) -> None:
     """Serve ``app`` until SIGTERM or Ctrl-C; calls in flight get 30 s to finish."""
-    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http=protocol(settings),
-                limit_concurrency=settings.max_connections + 1, lifespan="on", log_level="warning",
-                access_log=False, timeout_graceful_shutdown=30)
+    uvicorn.run(app, host=settings.host, port=settings.port, **_options(settings))
+
+
+class _Worker(uvicorn.Server):
+    """uvicorn's server that writes a byte to ``ready_fd`` once its lifespan has started and it
+    accepts, and that does not re-raise the signal that stopped it: the worker then exits 0 on
+    its own, its log lines flushed, and the supervisor reads its status as a clean stop."""
+
+    def __init__(self, config: uvicorn.Config, ready_fd: int) -> None:
+        super().__init__(config)
+        self._ready_fd = ready_fd
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            os.write(self._ready_fd, b"r")
+            os.close(self._ready_fd)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def serve_worker(app: Any, settings: Settings, sock: socket.socket, ready_fd: int) -> None:
+    """Serve ``app`` on ``sock`` (listening already) until SIGTERM; a second signal (SIGINT)
+    stops at once. Returns normally: uvicorn exits through ``SystemExit`` if startup fails."""
+    config = uvicorn.Config(app, **_options(settings))
+    _Worker(config, ready_fd).run(sockets=[sock])

@@ -49,8 +49,22 @@ def dumps(event: dict[str, Any], **kw: Any) -> str:
         return json.dumps(event, **kw)
 
 
+class _LinePrinter(structlog.PrintLogger):
+    """A line and its newline in one write: print() writes them apart, and the workers of
+    ``tollgate serve --workers N`` share one stderr, so their JSON lines broke mid-line."""
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._file.write(message + "\n")
+            self._file.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 def configure(fmt: str = "console", level: str = "INFO", stream: TextIO | None = None) -> None:
     """``stream``: where lines go (default stderr)."""
+    out = stream or sys.stderr
     renderer: Any = (structlog.processors.JSONRenderer(serializer=dumps) if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
@@ -63,6 +77,6 @@ def configure(fmt: str = "console", level: str = "INFO", stream: TextIO | None =
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=lambda *args: _LinePrinter(out),
         cache_logger_on_first_use=True,
     )

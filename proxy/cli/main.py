@@ -8,13 +8,14 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy import bootstrap, db, embedded, keys, logs, migrate, pages, secretbox
+from proxy import bootstrap, db, embedded, keys, logs, migrate, pages, secretbox, workers
 from proxy.cli import alerts, delegate, governance
 from proxy.cli.support import add_limit, print_json_array, read_policy, secret_from_env, settings_from, with_connection
 from proxy.errors import ConfigError, TollgateError
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the proxy")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes sharing the port, each a whole proxy with its own database pools "
+                            "(default: TOLLGATE_WORKERS, else one per core); 1: a single process, no supervisor")
     serve.add_argument("--data-dir", dest="serve_data_dir")
     serve.set_defaults(run=_serve)
 
@@ -111,18 +115,37 @@ def _serve(args: argparse.Namespace) -> int:
     from proxy.app import create_app
 
     settings = settings_from(args)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+                 if v is not None}
     settings = dataclasses.replace(settings, **overrides)
+    if settings.workers < 0:
+        raise ConfigError("bad_workers", f"--workers must be 1 or more (0: one per core), not {settings.workers}")
     logs.configure(settings.log_format)
     # Marked before the embedded Postgres starts, so `db stop` sees this process as its user from then on.
     in_use = (embedded.serving(settings.data_dir, f"http://{settings.host}:{settings.port}") if settings.embedded
               else contextlib.nullcontext())
     with in_use:
+        # Once, before any worker: the embedded Postgres, the data directory's secrets, the migrations.
         runtime = bootstrap.runtime(settings)
         migrate.upgrade(runtime.database_url)
-        _print_banner(runtime)
-        httpserver.run(create_app(runtime), settings)
-    return 0
+        count = workers.count(settings)
+        if count == 1:
+            _print_banner(runtime)
+            httpserver.run(create_app(runtime), settings)
+            return 0
+        try:
+            held = workers.hold_port(settings)
+        except OSError as exc:
+            raise TollgateError("address_in_use", f"cannot listen on {settings.host}:{settings.port}: "
+                                f"{exc.strerror}") from None
+        with held:
+            runtime = dataclasses.replace(runtime, settings=dataclasses.replace(
+                runtime.settings, port=held.getsockname()[1]))
+
+            def work(sock: socket.socket, ready_fd: int) -> None:
+                httpserver.serve_worker(create_app(runtime), runtime.settings, sock, ready_fd)
+
+            return workers.Supervisor(count, held, work).run(lambda pids: _print_banner(runtime, pids))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -134,7 +157,7 @@ def _demo(args: argparse.Namespace) -> int:
                     port=args.demo_port)
 
 
-def _print_banner(runtime: bootstrap.Runtime) -> None:
+def _print_banner(runtime: bootstrap.Runtime, worker_pids: list[int] | None = None) -> None:
     s = runtime.settings
     where = f"embedded Postgres in {embedded.pg_dir(s.data_dir)}" if s.embedded else db.redacted(runtime.database_url)
     token = (f"admin token: {runtime.admin_token_file}" if s.embedded and not os.environ.get("TOLLGATE_ADMIN_TOKEN")
@@ -147,6 +170,9 @@ def _print_banner(runtime: bootstrap.Runtime) -> None:
         token,
         f"console: {base}/console  (sign in with the admin token)",
     ]
+    if worker_pids:
+        lines.insert(1, f"{len(worker_pids)} workers serving (pids {', '.join(map(str, worker_pids))}); "
+                        "Ctrl-C stops them all")
     quickstart = next((a for a in runtime.vendors if a.quickstart), None)
     if quickstart is not None and quickstart.quickstart is not None:
         first = quickstart.quickstart

@@ -43,6 +43,9 @@ def tollgate_serve(env: dict[str, str], timeout_s: float = 60,
     """Start ``python -m proxy serve`` (or ``command serve``) on a free loopback port; yield (base URL,
     process); stop it with SIGTERM."""
     port = free_port()
+    # One process unless the test asks for workers (TOLLGATE_WORKERS): serve's default is one per
+    # core, and the tests that SIGKILL "the process" or count replicas mean a single one.
+    env = {"TOLLGATE_WORKERS": "1", **env}
     # Output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a full
     # pipe would block the proxy on its next log line.
     with tempfile.NamedTemporaryFile(prefix=f"tollgate-serve-{port}-", suffix=".log", delete=False) as log:
