@@ -187,8 +187,8 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
         gov_null = services.start_tollgate(group, "governed-devnull", pg.url, up.url, log_to=None)
         targets.append(Target("governed (log to /dev/null)", gov_null, "/stripe/v1/charges", key["key"],
                               {"proxy": gov_null.pid, "upstream": up.pid, "postgres": pgpid}))
+    targets.append(_workers(group, pg, up, key["key"], workdir))
     if plan.diagnostics:
-        targets.append(_replicas(group, pg, up, key["key"], workdir))
         targets += _guarded(gov, key["key"], services.create_key(gov, services.GUARDED_POLICY)["key"], pg, up)
     for t in targets:
         prepare(t, workdir)
@@ -202,7 +202,8 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
             "bare httpx-aiohttp/aiohttp": same_round_ratio(block, "bare (httpx-aiohttp)", "bare (aiohttp)"),
             "bare httpx/aiohttp": same_round_ratio(block, "bare (httpx)", "bare (aiohttp)"),
             "governed devnull/file": same_round_ratio(block, "governed (log to /dev/null)", "governed"),
-            f"{REPLICAS}/bare": same_round_ratio(block, REPLICAS, "bare (aiohttp)"),
+            f"{WORKERS}/governed": same_round_ratio(block, WORKERS, "governed"),
+            f"{WORKERS}/bare": same_round_ratio(block, WORKERS, "bare (aiohttp)"),
             f"{GUARDED}/{UNIQUE}": same_round_ratio(block, GUARDED, UNIQUE),
         }
         block["added_ms"] = {
@@ -214,7 +215,7 @@ def scenario_fast(group: Services, pg: Postgres, plan: Plan, workdir: Path, out:
     return result
 
 
-REPLICAS = "governed, 2 processes behind nginx"
+WORKERS = "governed, 2 workers"
 UNIQUE = "governed, unique bodies"
 GUARDED = "guarded, unique bodies"
 
@@ -227,16 +228,18 @@ def _guarded(gov: Service, key: str, guarded_key: str, pg: Postgres, up: Service
             Target(GUARDED, gov, "/stripe/v1/charges", guarded_key, dict(cpu), unique=True)]
 
 
-def _replicas(group: Services, pg: Postgres, up: Service, key: str, workdir: Path) -> Target:
-    """Two ``tollgate serve`` on the same Postgres behind an nginx load balancer: what one
-    machine does with replicas (DESIGN.md: more traffic means more replicas). Their CPU is
-    reported per process ("proxy 1", "proxy 2"), so the single-proxy columns stay empty."""
-    replicas = [services.start_tollgate(group, f"replica-{n}", pg.url, up.url,
-                                        log_to=workdir / f"replica-{n}.log.jsonl") for n in (1, 2)]
-    lb = services.start_load_balancer(group, replicas)
-    return Target(REPLICAS, lb, "/stripe/v1/charges", key,
-                  {"proxy 1": replicas[0].pid, "proxy 2": replicas[1].pid, "load balancer": lb.pid,
-                   "upstream": up.pid, "postgres": pg.postmaster_pid})
+def _workers(group: Services, pg: Postgres, up: Service, key: str, workdir: Path) -> Target:
+    """``tollgate serve --workers 2`` on the same Postgres: every core of this machine used, one
+    port (proxy/workers.py). Its "proxy" CPU is the supervisor's process tree, both workers."""
+    served = services.start_tollgate(group, "governed-2-workers", pg.url, up.url, workers=2,
+                                     log_to=workdir / "governed-2-workers.log.jsonl")
+    deadline = time.monotonic() + 60  # /readyz answered from one worker; the banner says both serve
+    while "workers serving" not in served.log.read_text(errors="replace"):
+        if time.monotonic() > deadline or served.process.poll() is not None:
+            raise RuntimeError(f"{served.name}: not every worker serves; see {served.log}")
+        time.sleep(0.1)
+    return Target(WORKERS, served, "/stripe/v1/charges", key,
+                  {"proxy": served.pid, "upstream": up.pid, "postgres": pg.postmaster_pid})
 
 
 def scenario_profile(fast: dict[str, Any], pg: Postgres, plan: Plan, workdir: Path) -> dict[str, Any]:

@@ -224,38 +224,6 @@ def nginx_proxy_config(port: int, upstream_port: int, workdir: Path, workers: in
 """
 
 
-def load_balancer_config(port: int, backend_ports: list[int], workdir: Path) -> str:
-    """nginx spreading requests over several proxies, as a Kubernetes Service spreads them over
-    replicas: round robin, keep-alive to each, every request header passed on."""
-    servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backend_ports)
-    return f"""
-{_nginx_head(workdir, "lb", 1)}
-    upstream replicas {{
-{servers}
-        keepalive 256;
-        keepalive_requests 1000000;
-    }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location / {{
-            proxy_pass http://replicas;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_buffering on;
-        }}
-    }}
-}}
-"""
-
-
-def start_load_balancer(group: Services, backends: list[Service]) -> Service:
-    port = free_port()
-    conf = group.workdir / "nginx-lb.conf"
-    conf.write_text(load_balancer_config(port, [b.port for b in backends], group.workdir))  # type: ignore[misc]
-    return group.start("nginx-lb", ["nginx", "-c", str(conf), "-g", "daemon off;"], port=port)
-
-
 def start_nginx_proxy(group: Services, upstream_port: int) -> Service:
     port = free_port()
     conf = group.workdir / "nginx-proxy.conf"
