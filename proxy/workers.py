@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import select
 import signal
@@ -76,6 +77,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -96,12 +98,33 @@ Work = Callable[[socket.socket, int], None]
 
 
 def count(settings: Settings) -> int:
-    """--workers / TOLLGATE_WORKERS, or one per core this process may run on."""
+    """--workers / TOLLGATE_WORKERS, or one per core this process may run on: the CPUs it may be
+    scheduled on, fewer if its cgroup's CPU quota (a container's CPU limit) allows fewer. A pod
+    limited to 1 CPU on a 16-core node must not start 16 workers, each with its database pools."""
     if settings.workers > 0:
         return settings.workers
-    with contextlib.suppress(AttributeError):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cores, quota)) if quota is not None else max(1, cores)
+
+
+def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Whole CPUs the cgroup's quota allows (rounded up), None without a quota: cgroup v2's
+    cpu.max ("max 100000" or "150000 100000"), else v1's cpu.cfs_quota_us and cpu.cfs_period_us."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1") or not quota.lstrip("-").isdigit() or not period.isdigit() or int(period) <= 0:
+        return None
+    return max(1, math.ceil(int(quota) / int(period)))
 
 
 def hold_port(settings: Settings) -> socket.socket:

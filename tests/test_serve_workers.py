@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy import migrate
+from proxy import config, migrate, workers
 from tests.support import leaks
 from tests.support.databases import database_of_its_own
 from tests.support.embedded import cli_env, data_dir_outside_pytest, exited, postgres_on, tollgate
@@ -241,3 +241,26 @@ def _slow_vendor() -> Starlette:
         return Response(json.dumps(body), media_type="application/json", headers={"Request-Id": "req_slow"})
 
     return Starlette(routes=[Route("/v1/charges", slow_charge, methods=["POST"])])
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu.max": "150000 100000\n"}, 2),
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+], ids=["v2 no limit", "v2 1.5 CPUs", "v2 half a CPU", "v1 4 CPUs", "v1 no limit", "no cgroup files"])
+def test_the_default_count_is_held_to_a_containers_cpu_limit(tmp_path: Path, files: dict[str, str],
+                                                              expected: int | None) -> None:
+    """One worker per core would start 16 in a 1-CPU pod on a 16-core node: the quota bounds it."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert workers.cpu_quota(tmp_path) == expected
+
+
+def test_workers_given_win_and_the_default_is_at_least_one() -> None:
+    assert workers.count(config.Settings(workers=3)) == 3
+    assert workers.count(config.load(env={"TOLLGATE_WORKERS": "5"})) == 5
+    assert 1 <= workers.count(config.Settings()) <= (os.cpu_count() or 1)
