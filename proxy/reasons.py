@@ -214,6 +214,8 @@ _CONFIG = _kind("config", 2, {
     "invalid_time": "A time is not ISO 8601.",
     "missing_master_key": "TOLLGATE_MASTER_KEY is required with DATABASE_URL.",
     "bad_master_key": "TOLLGATE_MASTER_KEY is not base64 of 32 bytes, or opens no stored secret.",
+    "bad_workers": "tollgate serve --workers (TOLLGATE_WORKERS) is negative; 0 is one worker per core.",
+    "port_in_use": "tollgate serve --workers: the address is taken by another process; pick another --port.",
 })
 
 _OUTCOME = _kind("outcome", 200, {

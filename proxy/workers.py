@@ -147,10 +147,11 @@ def _reuseport_socket(host: str) -> socket.socket:
 
 
 def listener(host: str, port: int) -> socket.socket:
-    """A worker's own listening socket in the port's SO_REUSEPORT group."""
+    """A worker's own socket in the port's SO_REUSEPORT group, bound, not yet listening: uvicorn
+    listens once the lifespan has started, and only then does the kernel send it connections (a
+    socket listening during the lifespan would hold the connections hashed to it until then)."""
     sock = _reuseport_socket(host)
     sock.bind((host, port))
-    sock.listen(2048)  # uvicorn's default backlog
     sock.setblocking(False)
     return sock
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -131,7 +132,9 @@ def test_a_killed_worker_is_replaced_and_the_other_answers_meanwhile(pg_url, str
         os.kill(doomed, signal.SIGKILL)
         answers, seen = [], set()
         deadline = time.monotonic() + 60
-        while not (replacements := children(process.pid) - workers) or len(seen - workers) == 0:
+        # Until both the survivor and the replacement have answered: new connections go to the
+        # survivor alone until the replacement's lifespan has started and it listens.
+        while not (replacements := children(process.pid) - workers) or not (seen - workers and survivor in seen):
             assert time.monotonic() < deadline, "no replacement answered within 60 s"
             with httpx.Client(base_url=base, timeout=10) as client:  # a new connection each time
                 answers.append(charge(client, key, "replaced").status_code)
@@ -264,3 +267,15 @@ def test_workers_given_win_and_the_default_is_at_least_one() -> None:
     assert workers.count(config.Settings(workers=3)) == 3
     assert workers.count(config.load(env={"TOLLGATE_WORKERS": "5"})) == 5
     assert 1 <= workers.count(config.Settings()) <= (os.cpu_count() or 1)
+
+
+def test_a_port_in_use_is_refused_before_any_worker_starts(pg_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "proxy", "serve", "--port", str(port), "--workers", "2"],
+                              env=proxy_env(pg_url, {}), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"tollgate: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "worker_started" not in done.stderr

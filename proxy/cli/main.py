@@ -136,8 +136,8 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             held = workers.hold_port(settings)
         except OSError as exc:
-            raise TollgateError("address_in_use", f"cannot listen on {settings.host}:{settings.port}: "
-                                f"{exc.strerror}") from None
+            raise ConfigError("port_in_use", f"cannot listen on {settings.host}:{settings.port}: "
+                              f"{exc.strerror}") from None
         with held:
             runtime = dataclasses.replace(runtime, settings=dataclasses.replace(
                 runtime.settings, port=held.getsockname()[1]))
