@@ -279,3 +279,15 @@ def test_a_port_in_use_is_refused_before_any_worker_starts(pg_url):
     assert done.returncode == 2, done.stderr
     assert f"tollgate: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "worker_started" not in done.stderr
+
+
+def test_a_supervisor_killed_takes_its_workers_with_it(pg_url):
+    """kill -9 on the supervisor is a crash of the whole serve (PR_SET_PDEATHSIG): no worker is
+    left holding the port or answering without a supervisor to replace it."""
+    with tollgate_serve(proxy_env(pg_url, {}, workers=2)) as (base, process):
+        workers = serving(process)
+        process.kill()
+        process.wait(timeout=10)
+        until(lambda: not any(_alive(pid) for pid in workers), "the workers to die with the supervisor", 10)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{base}/healthz", timeout=2)
