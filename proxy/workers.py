@@ -51,10 +51,13 @@ queue, not only those it was serving.
 
 Note the reference line: on this 2-core machine, where wrk, nginx and Postgres take their share
 of the same two cores, two workers did less than one (1,445 against 1,943 req/s, medians of the
-second session). The likeliest reasons, not yet measured apart: the bench's one key puts every
-call on the same counter rows, so two workers' gate batches wait on each other's row locks and
-each pays its own commit where one worker's batch was twice as large; and a third busy Python
-process on two cores. bench/run.py reports 1 and 2 workers side by side in every run.
+second session). Not the one hot key: with calls spread over 16 keys (so the two workers' gate
+batches seldom touch the same counter rows), alternating runs gave 1 worker 1,496/1,239/1,197 and
+2 workers 1,009/820/1,211 req/s (one key: 1,407/1,373/1,108 and 730/1,299/1,317), the machine
+shared with other test runs. The two cores are already full with one worker (wrk, nginx,
+Postgres and the proxy); a second Python process adds no core, only switching between them.
+What --workers buys shows where the proxy has cores of its own (Postgres and the clients
+elsewhere); bench/run.py reports 1 and 2 workers side by side in every run.
 
 Which worker answered: the ``Tollgate-Worker`` header (its pid) of ``GET /healthz``. /metrics
 is per process, as with replicas: a scrape through the shared port reads whichever worker took
