@@ -12,6 +12,10 @@ from proxy.schema import metadata
 
 config = context.config
 target_metadata = metadata
+# Replicas (or `tollgate db upgrade` beside a starting serve) migrating one database at once: the
+# second waits on this lock for the first's transaction, then reads the version it committed and
+# has nothing left to do, instead of running the same DDL again and failing half-way.
+MIGRATION_LOCK = 0x7011_D0B1
 
 
 def _url() -> str:
@@ -33,6 +37,7 @@ def run_migrations_offline() -> None:
 def _run_sync(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
 
 

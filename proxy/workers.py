@@ -15,8 +15,8 @@ them at the same instant, which replicas rarely do; the locks do not care
 (tests/test_serve_workers.py delivers 60 alerts through two workers, each once).
 
 The supervisor does what must happen once: it starts (or attaches to) the embedded Postgres,
-generates the data directory's secrets, and runs the migrations (proxy/migrate.py takes no
-lock of its own, so N workers migrating at once would race); only then does it fork the
+generates the data directory's secrets, and runs the migrations (once, rather than N workers
+waiting in turn on the migration lock of migrations/env.py); only then does it fork the
 workers, which inherit the resolved runtime. It reports ready (the banner) only when every
 worker has finished its lifespan startup and accepts; a worker that exits before that stops
 the whole serve (exit 1) with the worker's own error in the log. A worker that dies later is

@@ -182,3 +182,17 @@ def test_the_three_copies_of_the_window_to_bucket_rule_agree_for_every_window(sq
     for w in written:
         assert sorted(w["buckets"]) == sorted(w["rule"]) and len(set(w["rule"])) == len(WINDOWS), w
     assert {b for w in written for b in w["rule"] if b.startswith("run:")} == {"run:run-a", "run:"}
+
+
+def test_two_processes_migrating_one_database_at_once_both_succeed(scratch_db):
+    """Replicas starting together against an empty database: the second waits on the migration
+    lock (migrations/env.py) and finds nothing left to do, instead of failing on the first's DDL."""
+    import subprocess
+    import sys
+
+    code = f"from proxy import migrate; migrate.upgrade({scratch_db!r})"
+    both = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [process.communicate(timeout=300)[1] for process in both]
+    assert [process.returncode for process in both] == [0, 0], errors
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.head_revision(),)]
