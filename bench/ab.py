@@ -8,9 +8,13 @@ proxy and Postgres, and which variant costs what. Against ONE fresh embedded Pos
 
 - proxy CPU (utime+stime deltas of the proxy process, /proc via psutil);
 - Postgres CPU (the postmaster's tree: every backend, the WAL writer, the checkpointer);
-- transactions committed per call (pg_stat_database) and per PL/pgSQL function calls and
-  mean ms (pg_stat_user_functions, ``track_functions = 'pl'``). pg_stat_statements is not
-  in the pgserver wheel, so per-statement figures are not available here.
+- writing transactions per call (transaction ids assigned: ``pg_current_xact_id()``, exact
+  and at once, where pg_stat_database lags up to 10 s behind busy backends), and per PL/pgSQL
+  function the mean ms (pg_stat_user_functions, ``track_functions = 'pl'``; its call counts
+  lag the same way). pg_stat_statements is not in the pgserver wheel: no per-statement figures.
+
+``--against REV`` also starts a ``tollgate serve`` of REV (``git archive``) on the same
+Postgres and alternates the two phase by phase: an A/B within one run, on one database.
 
 CPU time, not wall time, because other people's tests share the two cores. The client is
 threads of http.client keep-alive connections: its own CPU is not counted.
@@ -35,7 +39,7 @@ from bench import probe, services
 from bench.services import CpuMeter, Postgres, Services
 from bench.wrk import BODY
 
-_XACTS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+_XID = "SELECT pg_current_xact_id()::text::bigint AS xid"  # assigns one itself: subtracted below
 
 
 def _client(port: int, key: str, run_id: bool, calls: int, worker: int, failures: list[int]) -> None:
@@ -65,9 +69,9 @@ def drive(port: int, key: str, *, run_id: bool, calls: int, concurrency: int) ->
 
 
 def _stats(url: str) -> tuple[int, dict[str, tuple[int, float]]]:
-    time.sleep(1.2)  # backends report their statistics at most once a second
-    [row] = probe.fetch(url, _XACTS)
-    return row["xact_commit"], probe.function_stats(url)
+    time.sleep(1.2)  # backends report their statistics at most once a second, when idle
+    [row] = probe.fetch(url, _XID)
+    return row["xid"], probe.function_stats(url)
 
 
 def measure(pg: Postgres, proxy: services.Service, key: str, *, run_id: bool, calls: int,
@@ -85,7 +89,7 @@ def measure(pg: Postgres, proxy: services.Service, key: str, *, run_id: bool, ca
     xacts1, funcs1 = _stats(pg.url)
     return {"proxy_us": (proxy1 - proxy0) * 1e6 / done, "pg_us": (pg1 - pg0) * 1e6 / done,
             "wall_ms": wall * 1000 / done * concurrency, "failed": failed,
-            "xacts_per_call": (xacts1 - xacts0 - 1) / done,  # the xact_commit query's own
+            "xacts_per_call": (xacts1 - xacts0 - 1) / done,  # the reading's own
             "functions": probe.function_delta(funcs0, funcs1)}
 
 
@@ -112,28 +116,42 @@ def pyspy(proxy: services.Service, key: str, calls: int, out: Path) -> None:
     spy.wait(60)
 
 
-def run(calls: int, rounds: int, spy_to: Path | None, sql: Path | None) -> dict[str, Any]:
+def export(rev: str, into: Path) -> Path:
+    """The tree of ``rev`` (git archive) under ``into``, as bench/run.py's --source exports it."""
+    archive = subprocess.Popen(["git", "-C", str(services.ROOT), "archive", rev], stdout=subprocess.PIPE)
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], stdin=archive.stdout, check=True, timeout=120)
+    archive.wait(timeout=60)
+    return into
+
+
+def run(calls: int, rounds: int, spy_to: Path | None, sql: Path | None, against: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tollgate-ab-") as tmp, Services(Path(tmp)) as group:
         pg = Postgres(Path(tmp) / "pg")
         try:
             probe.fetch(pg.url, "ALTER DATABASE postgres SET track_functions = 'pl'")
             upstream = services.start_nginx_upstream(group)
-            proxy = services.start_tollgate(group, "governed", pg.url, upstream.url)
-            key = services.create_key(proxy)["key"]
+            proxies = {"this tree": services.start_tollgate(group, "governed", pg.url, upstream.url)}
+            key = services.create_key(proxies["this tree"])["key"]
             if sql is not None:  # the variant under test: function texts replaced after migrations ran
                 probe.fetch(pg.url, sql.read_text())
-            services.check_charge(proxy.url, "/stripe/v1/charges", key)
-            drive(proxy.port or 0, key, run_id=True, calls=200, concurrency=8)  # warm up caches and pools
+            if against is not None:
+                proxies[against] = services.start_tollgate(group, "against", pg.url, upstream.url,
+                                                           source=export(against, Path(tmp) / "against"))
+            for proxy in proxies.values():
+                services.check_charge(proxy.url, "/stripe/v1/charges", key)
+                drive(proxy.port or 0, key, run_id=True, calls=200, concurrency=8)  # warm caches and pools
             phases: dict[str, list[dict[str, Any]]] = {}
-            for _ in range(rounds):
-                for run_id in (False, True):
-                    for c in (1, 8):
-                        name = f"c={c} run_id={'on' if run_id else 'off'}"
-                        phases.setdefault(name, []).append(
-                            measure(pg, proxy, key, run_id=run_id, calls=calls * c, concurrency=c))
+            for n in range(rounds):
+                for label, proxy in (proxies.items() if n % 2 == 0 else reversed(proxies.items())):
+                    for run_id in (False, True):
+                        for c in (1, 8):
+                            name = f"{label}: c={c} run_id={'on' if run_id else 'off'}"
+                            phases.setdefault(name, []).append(
+                                measure(pg, proxy, key, run_id=run_id, calls=calls * c, concurrency=c))
             if spy_to is not None:
-                pyspy(proxy, key, calls, spy_to)
-            return {name: _median(rs) for name, rs in phases.items()}
+                pyspy(proxies["this tree"], key, calls, spy_to)
+            return {name: _median(rs) for name, rs in sorted(phases.items())}
         finally:
             group.close()
             pg.stop()
@@ -145,11 +163,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pyspy", type=Path, default=None, help="also py-spy a lone-call loop into this file")
     parser.add_argument("--sql", type=Path, default=None, help="SQL run after migrations (a variant's functions)")
+    parser.add_argument("--against", metavar="REV", help="also serve REV on the same Postgres, phases alternated")
     args = parser.parse_args()
-    result = run(args.calls, args.rounds, args.pyspy, args.sql)
+    result = run(args.calls, args.rounds, args.pyspy, args.sql, args.against)
     for name, r in result.items():
-        print(f"{name:22} proxy {r['proxy_us']:7.0f} µs {r['rounds_proxy_us']}  pg {r['pg_us']:6.0f} µs "
-              f"{r['rounds_pg_us']}  wall/call {r['wall_ms']:.2f} ms  xacts/call {r['xacts_per_call']:.2f}"
+        print(f"{name:34} proxy {r['proxy_us']:7.0f} µs {r['rounds_proxy_us']}  pg {r['pg_us']:6.0f} µs "
+              f"{r['rounds_pg_us']}  wall/call {r['wall_ms']:.2f} ms  writes/call {r['xacts_per_call']:.2f}"
               f"  failed {r['failed']}")
     print("RESULT " + json.dumps(result))
 

@@ -118,11 +118,12 @@ class Services:
         self.close()
 
     def start(self, name: str, argv: list[str], *, port: int | None, env: Mapping[str, str] | None = None,
-              ready_path: str | None = None, timeout: float = 60.0, stderr_to: Path | None = None) -> Service:
+              ready_path: str | None = None, timeout: float = 60.0, stderr_to: Path | None = None,
+              cwd: Path = ROOT) -> Service:
         log = self.workdir / f"{name}.log"
         out = log.open("ab")
         err = stderr_to.open("ab") if stderr_to is not None else subprocess.STDOUT
-        process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT,
+        process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
                                    env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent)
         out.close()
         if stderr_to is not None:
@@ -288,13 +289,16 @@ def tollgate_env(database_url: str, upstream_url: str, *, pool_size: int = 10, t
 
 
 def start_tollgate(group: Services, name: str, database_url: str, upstream_url: str, *, pool_size: int = 10,
-                   log_to: Path | None = None) -> Service:
-    """A real ``tollgate serve`` (python -m proxy serve); JSON log lines to ``log_to`` (or /dev/null)."""
+                   log_to: Path | None = None, source: Path = ROOT) -> Service:
+    """A real ``tollgate serve`` (python -m proxy serve) of the tree at ``source``; JSON log
+    lines to ``log_to`` (or /dev/null)."""
     port = free_port()
     env = tollgate_env(database_url, upstream_url, pool_size=pool_size, data_dir=group.workdir / "tollgate-data")
+    if source != ROOT:
+        env["PYTHONPATH"] = str(source)
     return group.start(name, [PYTHON, "-m", "proxy", "serve", "--host", HOST, "--port", str(port)],
                        port=port, env=env, ready_path="/readyz", timeout=120,
-                       stderr_to=log_to or Path(os.devnull))
+                       stderr_to=log_to or Path(os.devnull), cwd=source)
 
 
 def admin_request(base_url: str, method: str, path: str, body: Any = None) -> Any:
