@@ -118,11 +118,12 @@ class Services:
         self.close()
 
     def start(self, name: str, argv: list[str], *, port: int | None, env: Mapping[str, str] | None = None,
-              ready_path: str | None = None, timeout: float = 60.0, stderr_to: Path | None = None) -> Service:
+              ready_path: str | None = None, timeout: float = 60.0, stderr_to: Path | None = None,
+              cwd: Path = ROOT) -> Service:
         log = self.workdir / f"{name}.log"
         out = log.open("ab")
         err = stderr_to.open("ab") if stderr_to is not None else subprocess.STDOUT
-        process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT,
+        process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
                                    env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent)
         out.close()
         if stderr_to is not None:
@@ -259,16 +260,19 @@ def tollgate_env(database_url: str, upstream_url: str, *, pool_size: int = 10, t
 
 
 def start_tollgate(group: Services, name: str, database_url: str, upstream_url: str, *, pool_size: int = 10,
-                   log_to: Path | None = None, workers: int = 1) -> Service:
-    """A real ``tollgate serve`` (python -m proxy serve) with ``workers`` worker processes; JSON log
-    lines to ``log_to`` (or /dev/null). Ready when /readyz answers: with workers, the supervisor
-    forks them only after migrating, and a worker answers only once its lifespan has started."""
+                   log_to: Path | None = None, workers: int = 1, source: Path = ROOT) -> Service:
+    """A real ``tollgate serve`` (python -m proxy serve) of the tree at ``source``, with ``workers``
+    worker processes; JSON log lines to ``log_to`` (or /dev/null). Ready when /readyz answers: with
+    workers, the supervisor forks them only after migrating, and a worker answers only once its
+    lifespan has started."""
     port = free_port()
     env = tollgate_env(database_url, upstream_url, pool_size=pool_size, data_dir=group.workdir / "tollgate-data",
                        workers=workers)
+    if source != ROOT:
+        env["PYTHONPATH"] = str(source)
     return group.start(name, [PYTHON, "-m", "proxy", "serve", "--host", HOST, "--port", str(port)],
                        port=port, env=env, ready_path="/readyz", timeout=120,
-                       stderr_to=log_to or Path(os.devnull))
+                       stderr_to=log_to or Path(os.devnull), cwd=source)
 
 
 def admin_request(base_url: str, method: str, path: str, body: Any = None) -> Any:

@@ -78,6 +78,7 @@ class ProxyHandler:
         for adapter in vendors:
             metrics.know(adapter.name, adapter.operations())
         self._db = db
+        self._runs = halts.RunCounter(db)
         self._gate = gate
         self._auth = auth
         self._unauthenticated = refused
@@ -147,7 +148,7 @@ class ProxyHandler:
         structlog.contextvars.bind_contextvars(agent_run_id=call.run_id, traceparent=call.headers.get("traceparent"))
         call.body = await read_body(receive, self._settings.max_body_bytes)
         key = await self._authenticate(call)  # 2
-        await halts.enter(self._db, call, key.id, key.policy.stops)  # a halted run is refused by every key
+        await self._runs.enter(call, key.id, key.policy.stops)  # a halted run is refused by every key
         parsed = await self._deriver.keyed(call, key, self._parse(call, key))  # 3
         admission = await self._admit(call, key, parsed)  # 4-6
         if not admission.forward:

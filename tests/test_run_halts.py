@@ -16,10 +16,16 @@ import httpx
 import pytest
 import stripe
 
+from proxy import halts
+from proxy.call import Call, Incoming
+from proxy.errors import Refused
+from proxy.hotdb import HotDB
+from proxy.policy.rules import Stops
 from tests.support.processes import tollgate_serve
-from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY, STRIPE_SECRET, audit_rows, policy
+from tests.support.tollgate import ADMIN_TOKEN, MASTER_KEY, STRIPE_SECRET, audit_rows, policy, settings_for
 from tests.test_caps_multiprocess import proxy_env
 from tests.test_console import csrf_of, sign_in
+from vendors import registry
 
 CHARGE = {"amount": 500, "currency": "usd", "source": "tok_visa"}  # $5.00
 SERVER_ERROR = (500, {"type": "api_error", "message": "Stripe broke."})
@@ -248,3 +254,30 @@ async def race(bases: list[str], token: str, run_id: str) -> list[httpx.Response
                 headers={"authorization": f"Bearer {token}", "x-agent-run-id": run_id,
                          "content-type": "application/x-www-form-urlencoded", "idempotency-key": f"{run_id}-{i}"})
         return await asyncio.gather(*(one(i) for i in range(RACERS)))
+
+
+async def test_concurrent_calls_are_counted_together_each_with_a_count_of_its_own(pg_url, sql, run_id):
+    """Concurrent calls with run ids are counted in one statement (one transaction, not one
+    each: bench/ab.py measured 2.0 transactions per call at c=8 against 0.9 without run ids),
+    and each call still gets its own count: of 10 concurrent calls with max_calls 7, exactly 3
+    are refused, and the other runs of the batch are counted once per call."""
+    hot = await HotDB.open(pg_url, settings_for(pg_url, {}))
+    try:
+        counter = halts.RunCounter(hot)
+        stripe_adapter = registry.load().get("stripe")
+        others = [f"{run_id}_other{n}" for n in range(3)]
+
+        def call_in(run: str) -> Call:
+            return Call(Incoming("stripe", stripe_adapter, "POST", b"/v1/charges", b"", None), run_id=run)
+
+        answers = await asyncio.gather(*(counter.enter(call_in(r), "key_batch", Stops(max_calls=7))
+                                         for r in [run_id] * 10 + others * 2), return_exceptions=True)
+    finally:
+        await hot.close()
+    refused = [a for a in answers if a is not None]
+    assert len(refused) == 3 and all(isinstance(a, Refused) and a.reason == "run_halted" for a in refused)
+    assert all(a is None for a in answers[10:])
+    rows = sql.execute("SELECT run_id, calls, xmin::text AS xmin FROM run_state WHERE run_id = ANY(%s)",
+                       (others,)).fetchall()
+    assert sorted(r["calls"] for r in rows) == [2, 2, 2]
+    assert len({r["xmin"] for r in rows}) == 1  # written by one transaction
