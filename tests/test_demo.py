@@ -68,9 +68,7 @@ def test_ctrl_c_stops_a_waiting_demo_and_everything_it_started() -> None:
     """As a terminal's Ctrl-C does: SIGINT to the whole foreground process group, the demo's
     embedded Postgres included, while the demo serves (``make demo`` without --no-wait)."""
     with data_dir_outside_pytest("tollgate-demo-") as data_dir:
-        demo = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "proxy", "demo", "--data-dir", str(data_dir)],
-                                env=cli_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)  # its own group, as a shell gives a foreground job
+        demo = _foreground_demo(data_dir)
         try:
             told = _read_until(demo, "serving until Ctrl-C", timeout_s=120)
             served = postgres_on(data_dir)
@@ -90,9 +88,7 @@ def test_ctrl_c_during_the_story_stops_everything_and_says_so() -> None:
     """Ctrl-C while the scripted agent is still playing (the Postgres just started): no traceback,
     exit 130 as a shell expects of an interrupted command, and nothing left behind."""
     with data_dir_outside_pytest("tollgate-demo-") as data_dir:
-        demo = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "proxy", "demo", "--data-dir", str(data_dir)],
-                                env=cli_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        demo = _foreground_demo(data_dir)
         try:
             told = _read_until(demo, "embedded Postgres in", timeout_s=120)
             os.killpg(demo.pid, signal.SIGINT)
@@ -105,6 +101,20 @@ def test_ctrl_c_during_the_story_stops_everything_and_says_so() -> None:
         assert "Traceback" not in err.decode() + said
         assert "interrupted: stopping everything the demo started" in said
         assert postgres_on(data_dir) == [] and _processes_naming(data_dir) == []
+
+
+def _foreground_demo(data_dir: Path) -> subprocess.Popen[bytes]:
+    """``tollgate demo`` as a terminal's shell starts a foreground job: a process group of its own,
+    and Ctrl-C's signal at its default. A suite started in the background by a non-interactive
+    shell (``make test &``) has SIGINT ignored, and an ignored signal is inherited through exec
+    (a Python handler is not), so the test sets Python's own handler while it starts the demo."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([sys.executable, "-W", "ignore", "-m", "proxy", "demo", "--data-dir", str(data_dir)],
+                                env=cli_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _read_until(process: subprocess.Popen[bytes], marker: str, timeout_s: float) -> str:
