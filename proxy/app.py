@@ -88,7 +88,7 @@ class TollgateApp:
         refused = AuthRefusals(hot)
         proxy = ProxyHandler(settings, hot, gate, auth, refused, upstream, self.runtime.vendors,
                              Deriver(key_loads, self.runtime.box))
-        mcp = McpEndpoint(proxy, auth, self.runtime.vendors, __version__)
+        mcp = McpEndpoint(proxy, auth, self.runtime.vendors, __version__, key_loads)
         self.services = Services(engine, hot, upstream, proxy, mcp, revocations, key_loads)
         admin = AdminAPI(engine, self.runtime.box, settings.admin_token, self.runtime.vendors, revocations)
         app.router.routes.extend(admin.routes())

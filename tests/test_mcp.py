@@ -10,6 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 import stripe
+from mcp.shared.exceptions import MCPError
 
 from tests.support.mcpclient import all_tools, connect
 from tests.support.tollgate import RESEND_SECRET, STRIPE_SECRET, TWILIO_ACCOUNT, TWILIO_TOKEN, audit_rows, policy
@@ -129,6 +130,8 @@ async def test_a_revoked_key_is_refused_on_the_next_call(proxy_url, make_key, ad
         assert not (await client.call_tool(CHARGES, CHARGE)).is_error
         assert admin.post(f"/admin/v1/keys/{key['id']}/revoke").status_code == 200
         refused = await client.call_tool(CHARGES, CHARGE)
+        with pytest.raises(MCPError, match="key_revoked: This vault key has been revoked"):
+            await all_tools(client)  # and it is offered nothing more
     assert refused.is_error and "key_revoked" in text_of(refused)
     assert [(r["decision"], r["reason"]) for r in audit_rows(sql, run_id)] == [
         ("allowed", None), ("blocked", "key_revoked")]

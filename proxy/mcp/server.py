@@ -28,6 +28,10 @@ from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.models import InitializationOptions
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_REQUEST
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import vaultkeys
 from proxy.asgi import Receive, Scope, Send, send_response
@@ -41,6 +45,7 @@ from vendors.registry import Registry
 from vendors.tools import Tool, ToolRequest
 
 PATH = "/mcp"
+_KEY_STATE = text("SELECT status, coalesce(expires_at <= now(), false) AS expired FROM vault_keys WHERE id = :id")
 SCOPE_KEY = "tollgate.mcp"
 _PASSED = frozenset({RUN_ID_HEADER, *TRACE_HEADERS})  # from the MCP request onto the vendor call
 log = structlog.get_logger("tollgate.mcp")
@@ -63,9 +68,11 @@ class _ToolsServer(Server[Any]):
 
 
 class McpEndpoint:
-    def __init__(self, proxy: ProxyHandler, auth: Authenticator, vendors: Registry, version: str):
+    def __init__(self, proxy: ProxyHandler, auth: Authenticator, vendors: Registry, version: str,
+                 keys: AsyncEngine):
         self._proxy = proxy
         self._auth = auth
+        self._keys = keys  # the key loads' engine: tools/list asks whether the key still stands
         self._vendors = vendors
         self._listed: dict[str, int] = {}  # key id -> policy version of the last tools/list it was given
         server = _ToolsServer("tollgate", version=version, title="Tollgate",
@@ -113,10 +120,21 @@ class McpEndpoint:
         caller = _caller_of(ctx)
         self._auth.forget(caller.key.id)  # the policy as it is now, not as this process cached it
         key = await self._auth.record(vaultkeys.parse(caller.vault_key))
+        await self._still_standing(key.id)
         tools = offer.offered(self._vendors[key.vendor], key.policy)
         shown, next_cursor = offer.page(tools, params.cursor if params else None)
         self._listed[key.id] = key.policy.version
         return types.ListToolsResult(tools=[offer.as_mcp(tool) for tool in shown], next_cursor=next_cursor)
+
+    async def _still_standing(self, key_id: str) -> None:
+        """A revoked or expired key is offered nothing: an MCP error in the gate's own words. (Its
+        tool calls are refused by the gate itself, on an audit row, as every vendor route's are.)"""
+        async with self._keys.connect() as conn:
+            row = (await conn.execute(_KEY_STATE, {"id": key_id})).one_or_none()
+        if row is not None and row.status != "active":
+            raise MCPError(INVALID_REQUEST, "key_revoked: This vault key has been revoked.", {"reason": "key_revoked"})
+        if row is not None and row.expired:
+            raise MCPError(INVALID_REQUEST, "key_expired: This vault key has expired.", {"reason": "key_expired"})
 
     async def _call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                          ) -> types.CallToolResult:
