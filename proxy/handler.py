@@ -95,7 +95,8 @@ class ProxyHandler:
         call = Call(Incoming(vendor, adapter, scope["method"], rest, scope.get("query_string", b""),
                              client[0] if client else None))
         response = await self.serve(call, scope, receive)
-        await send_response(send, response.status, response.headers, response.body)
+        headers = {**response.headers, "x-tollgate-request-id": call.request_id}
+        await send_response(send, response.status, headers, response.body)
 
     async def serve(self, call: Call, scope: Scope, receive: Receive) -> RenderedResponse:
         """One call, whichever way it came: a vendor route, or an MCP tool (proxy/mcp/), which
@@ -116,7 +117,7 @@ class ProxyHandler:
             await halts.judge(self._db, call)  # a refusal or vendor error may halt the run: before it hears
         finally:
             structlog.contextvars.clear_contextvars()
-        return dataclasses.replace(response, headers={**response.headers, "x-tollgate-request-id": call.request_id})
+        return response
 
     async def _no_such_vendor(self, send: Send, vendor: str) -> None:
         served = ", ".join("/" + name for name in self._vendors.names())
