@@ -256,3 +256,13 @@ class TestBadInputGetsAClearErrorAndLosesNothing:
         charge = client_for(proxy_url, key["key"]).v1.charges.create(
             params={"amount": 100, "currency": "usd", "source": "tok_visa"}, options=opts(run_id))
         assert charge.status == "succeeded"
+
+
+def test_every_answer_names_its_audit_row(proxy_url, make_key, sql, run_id):
+    """README: every response carries X-Tollgate-Request-Id, the request_id column of its row."""
+    key = make_key(policy(per_call_usd="50.00"))
+    headers = {"authorization": f"Bearer {key['key']}", "x-agent-run-id": run_id}
+    answers = [httpx.post(f"{proxy_url}/stripe/v1/charges", headers=headers, timeout=10,
+                          data={"amount": amount, "currency": "usd", "source": "tok_visa"}) for amount in (100, 9000)]
+    assert [a.status_code for a in answers] == [200, 403]
+    assert [a.headers["x-tollgate-request-id"] for a in answers] == [r["request_id"] for r in audit_rows(sql, run_id)]
